@@ -1,0 +1,118 @@
+//! Passwords and tokens. Passwords are hashed with argon2id (on the blocking pool: a hash
+//! takes tens of milliseconds); tokens are 32 random bytes, handed out once and stored
+//! only as their SHA-256.
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+use switchboard_protocol::ErrorCode;
+use switchboard_storage::{Store, User, now_ms};
+
+use crate::ApiError;
+
+/// Prefix of every token, so secret scanners and people can recognise one.
+pub const TOKEN_PREFIX: &str = "sbt_";
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("hashing task failed: {e}")))?
+}
+
+async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A random password of 20 characters from an unambiguous alphabet.
+pub fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+}
+
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let mut token = String::with_capacity(TOKEN_PREFIX.len() + 64);
+    token.push_str(TOKEN_PREFIX);
+    for b in bytes {
+        token.push_str(&format!("{b:02x}"));
+    }
+    token
+}
+
+/// Checks a username and password; on success issues a token valid for `ttl_ms`.
+/// Unknown user and wrong password give the same error, and take the same time.
+pub async fn login(
+    store: &dyn Store,
+    username: &str,
+    password: &str,
+    ttl_ms: i64,
+) -> Result<(String, i64, User), ApiError> {
+    let wrong = || ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password");
+    let (user, hash) = match store.credentials(username).await? {
+        Some(found) => found,
+        None => {
+            // Spend the time a real check would, so timing does not reveal who exists.
+            let _ = hash_password(password.to_owned()).await;
+            return Err(wrong());
+        }
+    };
+    if !verify_password(password.to_owned(), hash).await {
+        return Err(wrong());
+    }
+    let token = new_token();
+    let expires_at = now_ms() + ttl_ms;
+    store.insert_token(&token_hash(&token), user.id, expires_at).await?;
+    Ok((token, expires_at, user))
+}
+
+/// The user a bearer token belongs to.
+pub async fn authenticate(store: &dyn Store, token: &str) -> Result<User, ApiError> {
+    store.user_by_token(&token_hash(token)).await?.ok_or_else(|| {
+        ApiError::new(ErrorCode::Unauthenticated, "the token is invalid, expired or revoked")
+    })
+}
+
+/// Rules for usernames: 1 to 64 of letters, digits, `.`, `_`, `-`; starting with a letter
+/// or digit. Kept strict so names are safe in URLs, logs and the CLI.
+pub fn validate_username(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "invalid username {name:?}: use 1-64 letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
+/// Passwords must have at least 8 characters.
+pub fn validate_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < 8 {
+        return Err(ApiError::invalid("a password needs at least 8 characters"));
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! The hub: who is connected to this gateway, and pushing to them.
+//!
+//! Holds every live session's outbound queue, the presence of users with sessions here,
+//! who watches whose presence, and a cache of conversation members for fan-out. One std
+//! Mutex guards it all: it is held only to look up or update maps, never across an await,
+//! and deliveries are `try_send`s into bounded queues made after the lock is released.
+//!
+//! In the embedded server this is the whole of "routing": every member's sessions are
+//! here. Cluster mode puts a router between hubs of different gateways.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use switchboard_protocol::{Presence, PresenceStatus, ServerFrame};
+use switchboard_storage::User;
+use tokio::sync::{Notify, mpsc};
+
+/// What a session's writer task is asked to do.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A message frame; the writer keeps seq order and fills gaps from storage.
+    Message { conversation_id: i64, seq: i64, frame: Utf8Bytes },
+    /// Any other frame, written as is.
+    Frame(Utf8Bytes),
+    /// Backfill after the client's last seen seqs, then send `synced`.
+    Sync { id: Option<String>, since: BTreeMap<i64, i64> },
+    /// Write this frame (if any), then close the connection with this WebSocket close code.
+    Close { frame: Option<Utf8Bytes>, code: u16 },
+}
+
+impl Outbound {
+    pub fn frame(frame: &ServerFrame) -> Self {
+        Self::Frame(frame.to_json().into())
+    }
+}
+
+/// A registered session's ids, given back by [`Hub::register`].
+pub struct Ticket {
+    pub id: u64,
+    /// Notified when the session must close because its queue overflowed.
+    pub kicked: Arc<Notify>,
+}
+
+struct Session {
+    user_id: i64,
+    tx: mpsc::Sender<Outbound>,
+    kicked: Arc<Notify>,
+    watching: HashSet<i64>,
+}
+
+struct Online {
+    username: String,
+    sessions: usize,
+    status: PresenceStatus,
+    text: String,
+}
+
+impl Online {
+    fn presence(&self) -> Presence {
+        let (status, text) = match self.status {
+            PresenceStatus::Offline => (PresenceStatus::Offline, String::new()),
+            status => (status, self.text.clone()),
+        };
+        Presence { user: self.username.clone(), status, text }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<u64, Session>,
+    by_user: HashMap<i64, Vec<u64>>,
+    online: HashMap<i64, Online>,
+    /// watched user id -> sessions watching them
+    watchers: HashMap<i64, HashSet<u64>>,
+    /// conversation id -> member user ids; dropped whenever membership changes
+    members: HashMap<i64, Arc<[i64]>>,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    /// Capacity of each session's outbound queue.
+    pub queue: usize,
+}
+
+/// Queued deliveries collected under the lock, sent after it is released.
+type Pushes = Vec<(mpsc::Sender<Outbound>, Arc<Notify>)>;
+
+fn push_all(targets: Pushes, item: &Outbound) {
+    for (tx, kicked) in targets {
+        match tx.try_send(item.clone()) {
+            Ok(()) => {}
+            // The session cannot keep up: close it; it will reconnect and sync by seq.
+            Err(mpsc::error::TrySendError::Full(_)) => kicked.notify_one(),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+impl Hub {
+    pub fn new(queue: usize) -> Self {
+        Self { state: Mutex::default(), next_id: AtomicU64::new(1), queue }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds a session; when it is the user's first, tells their watchers they are online.
+    pub fn register(&self, id: u64, user: &User, tx: mpsc::Sender<Outbound>) -> Ticket {
+        let kicked = Arc::new(Notify::new());
+        let mut state = self.lock();
+        state.sessions.insert(
+            id,
+            Session { user_id: user.id, tx, kicked: kicked.clone(), watching: HashSet::new() },
+        );
+        state.by_user.entry(user.id).or_default().push(id);
+        let online = state.online.entry(user.id).or_insert_with(|| Online {
+            username: user.username.clone(),
+            sessions: 0,
+            status: user.status,
+            text: user.status_text.clone(),
+        });
+        online.sessions += 1;
+        if online.sessions == 1 && online.status != PresenceStatus::Offline {
+            let presence = online.presence();
+            let targets = Self::watcher_targets(&state, user.id);
+            drop(state);
+            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
+        }
+        Ticket { id, kicked }
+    }
+
+    /// Removes a session; when it was the user's last, tells their watchers they left.
+    pub fn unregister(&self, id: u64) {
+        let mut state = self.lock();
+        let Some(session) = state.sessions.remove(&id) else { return };
+        for watched in &session.watching {
+            if let Some(set) = state.watchers.get_mut(watched) {
+                set.remove(&id);
+                if set.is_empty() {
+                    state.watchers.remove(watched);
+                }
+            }
+        }
+        let user_id = session.user_id;
+        if let Some(ids) = state.by_user.get_mut(&user_id) {
+            ids.retain(|s| *s != id);
+            if ids.is_empty() {
+                state.by_user.remove(&user_id);
+            }
+        }
+        let Some(online) = state.online.get_mut(&user_id) else { return };
+        online.sessions -= 1;
+        if online.sessions > 0 {
+            return;
+        }
+        let was_visible = online.status != PresenceStatus::Offline;
+        let user = online.username.clone();
+        state.online.remove(&user_id);
+        if was_visible {
+            let targets = Self::watcher_targets(&state, user_id);
+            drop(state);
+            let presence = Presence { user, status: PresenceStatus::Offline, text: String::new() };
+            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
+        }
+    }
+
+    fn watcher_targets(state: &State, user_id: i64) -> Pushes {
+        let Some(watchers) = state.watchers.get(&user_id) else { return Vec::new() };
+        watchers
+            .iter()
+            .filter_map(|id| state.sessions.get(id))
+            .map(|s| (s.tx.clone(), s.kicked.clone()))
+            .collect()
+    }
+
+    /// Pushes `item` to every session of every user in `users`, except `skip_user`'s.
+    pub fn deliver(&self, users: &[i64], skip_user: Option<i64>, item: Outbound) {
+        let targets: Pushes = {
+            let state = self.lock();
+            users
+                .iter()
+                .filter(|u| Some(**u) != skip_user)
+                .filter_map(|u| state.by_user.get(u))
+                .flatten()
+                .filter_map(|id| state.sessions.get(id))
+                .map(|s| (s.tx.clone(), s.kicked.clone()))
+                .collect()
+        };
+        push_all(targets, &item);
+    }
+
+    /// Records a new chosen status; tells watchers if what they see changed.
+    pub fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) {
+        let mut state = self.lock();
+        let Some(online) = state.online.get_mut(&user_id) else { return };
+        let before = online.presence();
+        online.status = status;
+        online.text = text.to_owned();
+        let after = online.presence();
+        if before != after {
+            let targets = Self::watcher_targets(&state, user_id);
+            drop(state);
+            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence: after }));
+        }
+    }
+
+    /// What others see of `user` now.
+    pub fn presence_of(&self, user: &User) -> Presence {
+        match self.lock().online.get(&user.id) {
+            Some(online) => online.presence(),
+            None => Presence {
+                user: user.username.clone(),
+                status: PresenceStatus::Offline,
+                text: String::new(),
+            },
+        }
+    }
+
+    /// Subscribes `session` to presence changes of `users`; false if over `max`.
+    pub fn watch(&self, session: u64, users: &[i64], max: usize) -> bool {
+        let mut state = self.lock();
+        let Some(entry) = state.sessions.get_mut(&session) else { return false };
+        let new: Vec<i64> = users.iter().copied().filter(|u| !entry.watching.contains(u)).collect();
+        if entry.watching.len() + new.len() > max {
+            return false;
+        }
+        entry.watching.extend(&new);
+        for user in new {
+            state.watchers.entry(user).or_default().insert(session);
+        }
+        true
+    }
+
+    pub fn unwatch(&self, session: u64, users: &[i64]) {
+        let mut state = self.lock();
+        if let Some(entry) = state.sessions.get_mut(&session) {
+            for user in users {
+                entry.watching.remove(user);
+            }
+        }
+        for user in users {
+            if let Some(set) = state.watchers.get_mut(user) {
+                set.remove(&session);
+                if set.is_empty() {
+                    state.watchers.remove(user);
+                }
+            }
+        }
+    }
+
+    pub fn cached_members(&self, conversation: i64) -> Option<Arc<[i64]>> {
+        self.lock().members.get(&conversation).cloned()
+    }
+
+    pub fn cache_members(&self, conversation: i64, members: Arc<[i64]>) {
+        let mut state = self.lock();
+        if state.members.len() >= 100_000 {
+            state.members.clear();
+        }
+        state.members.insert(conversation, members);
+    }
+
+    pub fn forget_members(&self, conversation: i64) {
+        self.lock().members.remove(&conversation);
+    }
+}

@@ -1,0 +1,111 @@
+//! Switchboard's front door: WebSocket sessions, the REST API, sign-in, local fan-out and
+//! presence.
+//!
+//! [`Gateway`] is the shared state; [`run`] serves it on a listener the caller bound until
+//! the shutdown future resolves, then drains sessions. Module map:
+//!
+//! - [`config`]: limits and timeouts, parsed once by the binary.
+//! - `auth`: argon2id passwords and random bearer tokens.
+//! - `ops`: the operations (send, open a conversation, history, ...) that the WebSocket and
+//!   REST paths share, so both enforce the same rules.
+//! - `hub`: who is connected here, fan-out to their sessions, presence and watchers.
+//! - `session`: one WebSocket connection (reader task + writer task).
+//! - `rest`: the HTTP endpoints.
+
+pub mod auth;
+pub mod config;
+mod error;
+mod hub;
+mod ops;
+mod rate;
+mod rest;
+mod session;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_storage::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+pub use error::ApiError;
+
+/// State shared by every connection and request. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: Config,
+    hub: hub::Hub,
+    rate: rate::RateLimiter,
+    /// Flips to true when draining starts; sessions watch it and close.
+    draining: watch::Sender<bool>,
+}
+
+impl Gateway {
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        let (draining, _) = watch::channel(false);
+        let rate = rate::RateLimiter::new(config.rate_per_user, config.rate_burst);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                hub: hub::Hub::new(config.session_queue),
+                config,
+                rate,
+                draining,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The axum application: REST, `/ws` and health.
+    pub fn app(&self) -> axum::Router {
+        rest::routes(self.clone())
+    }
+
+    /// Connected WebSocket sessions on this gateway.
+    pub fn session_count(&self) -> usize {
+        self.inner.hub.session_count()
+    }
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then drains: stops accepting,
+/// tells every session to reconnect (`shutting_down`), and waits up to `drain_timeout`
+/// for them to finish.
+pub async fn run(
+    listener: TcpListener,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_timeout: Duration,
+) -> std::io::Result<()> {
+    let draining = gateway.inner.draining.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("draining: closing sessions and refusing new connections");
+        draining.send_replace(true);
+    };
+    axum::serve(listener, gateway.app()).with_graceful_shutdown(signal).await?;
+    // A session leaves the hub only after its writer has flushed the close frame, so an
+    // empty hub means every client has been told.
+    let drained = async {
+        while gateway.session_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(drain_timeout, drained).await.is_err() {
+        tracing::warn!(left = gateway.session_count(), "drain timed out");
+    }
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The operations clients perform, shared by the WebSocket and REST paths so both apply
+//! the same checks (size, rate, membership) and the same fan-out.
+
+use std::sync::Arc;
+
+use switchboard_protocol::{
+    Conversation, ErrorCode, Message, MessageKind, Presence, PresenceStatus, ServerFrame,
+};
+use switchboard_storage::{Appended, HistoryPage, NewMessage, NewUser, User};
+
+use crate::hub::Outbound;
+use crate::{ApiError, Gateway, auth};
+
+/// Longest `client_msg_id` accepted.
+const MAX_CLIENT_MSG_ID: usize = 128;
+/// Longest presence status text, in characters.
+const MAX_STATUS_TEXT: usize = 200;
+/// Most users named in one group creation or member addition.
+const MAX_USERS_PER_REQUEST: usize = 1000;
+
+/// Where a send goes: a conversation, or a user (their direct conversation).
+pub enum Target {
+    Conversation(i64),
+    User(String),
+}
+
+impl Target {
+    pub fn from_fields(conversation_id: Option<i64>, to: Option<String>) -> Result<Self, ApiError> {
+        match (conversation_id, to) {
+            (Some(id), None) => Ok(Self::Conversation(id)),
+            (None, Some(user)) => Ok(Self::User(user)),
+            _ => Err(ApiError::invalid("give exactly one of conversation_id or to")),
+        }
+    }
+}
+
+impl Gateway {
+    /// Validates, stores (durably, with the next seq) and fans out a message.
+    pub async fn send(
+        &self,
+        sender: &User,
+        target: Target,
+        client_msg_id: String,
+        body: String,
+    ) -> Result<Appended, ApiError> {
+        let max = self.config().max_body_bytes;
+        if body.len() > max {
+            return Err(ApiError::new(
+                ErrorCode::MessageTooLarge,
+                format!("the body has {} bytes; the limit is {max}", body.len()),
+            ));
+        }
+        if body.trim().is_empty() {
+            return Err(ApiError::invalid("the body is empty"));
+        }
+        if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
+            return Err(ApiError::invalid(format!(
+                "client_msg_id must have 1 to {MAX_CLIENT_MSG_ID} bytes"
+            )));
+        }
+        self.inner.rate.check(sender.id).map_err(ApiError::rate_limited)?;
+        let conversation_id = match target {
+            Target::Conversation(id) => id,
+            Target::User(name) => self.open_direct(sender, &name).await?.id,
+        };
+        let appended = self
+            .store()
+            .append(NewMessage {
+                conversation_id,
+                sender: sender.clone(),
+                client_msg_id: Some(client_msg_id),
+                kind: MessageKind::Text,
+                body,
+            })
+            .await?;
+        if !appended.duplicate {
+            self.publish(&appended.message, None).await;
+        }
+        Ok(appended)
+    }
+
+    /// Pushes a committed message to every member's sessions (and to `extra` users, such
+    /// as someone just removed, who should see the message recording it).
+    async fn publish(&self, message: &Message, extra: Option<i64>) {
+        let members = match self.members(message.conversation_id).await {
+            Ok(members) => members,
+            Err(e) => {
+                // Live delivery is the fast path; sessions backfill by seq when it fails.
+                tracing::warn!(error = %e, conversation = message.conversation_id, "fan-out skipped");
+                return;
+            }
+        };
+        let item = Outbound::Message {
+            conversation_id: message.conversation_id,
+            seq: message.seq,
+            frame: ServerFrame::Message { message: message.clone() }.to_json().into(),
+        };
+        match extra {
+            Some(extra) => {
+                let mut users = members.to_vec();
+                users.push(extra);
+                self.inner.hub.deliver(&users, None, item);
+            }
+            None => self.inner.hub.deliver(&members, None, item),
+        }
+    }
+
+    async fn members(&self, conversation: i64) -> Result<Arc<[i64]>, ApiError> {
+        if let Some(members) = self.inner.hub.cached_members(conversation) {
+            return Ok(members);
+        }
+        let members: Arc<[i64]> = self.store().member_ids(conversation).await?.into();
+        self.inner.hub.cache_members(conversation, members.clone());
+        Ok(members)
+    }
+
+    /// Pushes a conversation's new shape to its members (no `read_seq`: it is per member).
+    fn announce(&self, conversation: &Conversation, users: &[i64]) {
+        let mut pushed = conversation.clone();
+        pushed.read_seq = None;
+        let frame = ServerFrame::Conversation { id: None, conversation: pushed };
+        self.inner.hub.deliver(users, None, Outbound::frame(&frame));
+    }
+
+    pub async fn open_direct(&self, user: &User, other: &str) -> Result<Conversation, ApiError> {
+        let other = self.store().user_by_name(other).await?;
+        let (conversation, created) = self.store().open_direct(user, &other).await?;
+        if created {
+            self.announce(&conversation, &[user.id, other.id]);
+        }
+        Ok(conversation)
+    }
+
+    async fn resolve(&self, names: &[String]) -> Result<Vec<User>, ApiError> {
+        if names.len() > MAX_USERS_PER_REQUEST {
+            return Err(ApiError::invalid(format!(
+                "at most {MAX_USERS_PER_REQUEST} users per request"
+            )));
+        }
+        let mut users = Vec::with_capacity(names.len());
+        for name in names {
+            users.push(self.store().user_by_name(name).await?);
+        }
+        Ok(users)
+    }
+
+    pub async fn create_group(
+        &self,
+        owner: &User,
+        name: &str,
+        members: &[String],
+    ) -> Result<Conversation, ApiError> {
+        let users = self.resolve(members).await?;
+        let (conversation, message) = self.store().create_group(owner, name, &users).await?;
+        self.changed_membership(&conversation, &message, None).await;
+        Ok(conversation)
+    }
+
+    pub async fn add_members(
+        &self,
+        actor: &User,
+        conversation: i64,
+        names: &[String],
+    ) -> Result<Conversation, ApiError> {
+        let users = self.resolve(names).await?;
+        let (conversation, message) = self.store().add_members(actor, conversation, &users).await?;
+        self.changed_membership(&conversation, &message, None).await;
+        Ok(conversation)
+    }
+
+    pub async fn remove_member(
+        &self,
+        actor: &User,
+        conversation: i64,
+        name: &str,
+    ) -> Result<Conversation, ApiError> {
+        let user = self.store().user_by_name(name).await?;
+        let (conversation, message) =
+            self.store().remove_member(actor, conversation, &user).await?;
+        self.changed_membership(&conversation, &message, Some(user.id)).await;
+        Ok(conversation)
+    }
+
+    async fn changed_membership(&self, conversation: &Conversation, message: &Message, removed: Option<i64>) {
+        self.inner.hub.forget_members(conversation.id);
+        if let Ok(members) = self.members(conversation.id).await {
+            let mut users = members.to_vec();
+            users.extend(removed);
+            self.announce(conversation, &users);
+        }
+        self.publish(message, removed).await;
+    }
+
+    pub async fn history(
+        &self,
+        viewer: &User,
+        conversation: i64,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<HistoryPage, ApiError> {
+        let limit = limit.unwrap_or(100);
+        Ok(self.store().history(conversation, viewer, after, before, limit).await?)
+    }
+
+    pub async fn mark_read(&self, viewer: &User, conversation: i64, seq: i64) -> Result<i64, ApiError> {
+        let read_seq = self.store().mark_read(conversation, viewer, seq).await?;
+        let members = self.members(conversation).await?;
+        let frame = ServerFrame::Read { conversation_id: conversation, user: viewer.username.clone(), seq: read_seq };
+        self.inner.hub.deliver(&members, None, Outbound::frame(&frame));
+        Ok(read_seq)
+    }
+
+    pub async fn typing(&self, user: &User, conversation: i64) -> Result<(), ApiError> {
+        let members = self.members(conversation).await?;
+        if members.is_empty() {
+            return Err(ApiError::from(switchboard_storage::StoreError::ConversationNotFound(conversation)));
+        }
+        if !members.contains(&user.id) {
+            return Err(ApiError::from(switchboard_storage::StoreError::NotMember {
+                conversation,
+                user: user.username.clone(),
+            }));
+        }
+        let frame = ServerFrame::Typing { conversation_id: conversation, user: user.username.clone() };
+        self.inner.hub.deliver(&members, Some(user.id), Outbound::frame(&frame));
+        Ok(())
+    }
+
+    pub async fn set_presence(&self, user: &User, status: PresenceStatus, text: &str) -> Result<(), ApiError> {
+        if text.chars().count() > MAX_STATUS_TEXT {
+            return Err(ApiError::invalid(format!("status text is limited to {MAX_STATUS_TEXT} characters")));
+        }
+        self.store().set_status(user.id, status, text).await?;
+        self.inner.hub.set_status(user.id, status, text);
+        Ok(())
+    }
+
+    /// Presence of everyone who shares a conversation with `user`.
+    pub async fn contacts_presence(&self, user: &User) -> Result<Vec<Presence>, ApiError> {
+        let contacts = self.store().contacts(user.id).await?;
+        Ok(contacts.iter().map(|c| self.inner.hub.presence_of(c)).collect())
+    }
+
+    /// Creates an account; `actor` must be an admin (None: a local admin command).
+    pub async fn create_user(
+        &self,
+        actor: Option<&User>,
+        username: &str,
+        password: String,
+        display_name: &str,
+        org: &str,
+        admin: bool,
+    ) -> Result<User, ApiError> {
+        if actor.is_some_and(|a| !a.admin) {
+            return Err(ApiError::new(ErrorCode::Forbidden, "only admins may create users"));
+        }
+        auth::validate_username(username)?;
+        auth::validate_password(&password)?;
+        let password_hash = auth::hash_password(password).await?;
+        let display_name = if display_name.is_empty() { username } else { display_name };
+        Ok(self
+            .store()
+            .create_user(NewUser {
+                username: username.to_owned(),
+                display_name: display_name.to_owned(),
+                org: org.to_owned(),
+                admin,
+                password_hash,
+            })
+            .await?)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Result<(String, i64, User), ApiError> {
+        let ttl = self.config().token_ttl.as_millis() as i64;
+        auth::login(self.store().as_ref(), username, password, ttl).await
+    }
+}

@@ -1,0 +1,223 @@
+//! HTTP: the REST API under `/api/v1`, the WebSocket upgrade at `/ws`, and `/healthz`.
+//! Every error is a JSON [`switchboard_protocol::ErrorBody`] with a stable code.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use switchboard_protocol::ErrorCode;
+use switchboard_protocol::rest::{
+    ConversationsResponse, CreateUserRequest, HistoryResponse, LoginRequest, LoginResponse,
+    PresenceResponse, SendRequest, SendResponse, SetPresenceRequest,
+};
+use switchboard_storage::User;
+
+use crate::ops::Target;
+use crate::{ApiError, Gateway, auth, session};
+
+pub fn routes(gateway: Gateway) -> Router {
+    // Room for the largest body plus JSON quoting and the other fields.
+    let body_limit = gateway.config().max_body_bytes * 2 + 16 * 1024;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ws", get(websocket))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/users", post(create_user))
+        .route("/api/v1/messages", post(send))
+        .route("/api/v1/conversations", get(conversations))
+        .route("/api/v1/conversations/{id}/messages", get(history))
+        .route("/api/v1/presence", get(presence).put(set_presence))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(gateway)
+}
+
+/// A JSON body whose rejections (bad JSON, too large) are our JSON errors.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::MessageTooLarge, "the request body is too large")
+            } else {
+                ApiError::invalid(e.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::new(ErrorCode::MalformedFrame, format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The bearer token of a request, from `Authorization: Bearer ...`.
+struct Token(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Token {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        bearer(&parts.headers).map(Token).ok_or_else(|| {
+            ApiError::new(ErrorCode::Unauthenticated, "missing Authorization: Bearer <token>")
+        })
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim().to_owned())
+}
+
+/// The signed-in user of a request.
+struct Caller(User);
+
+impl FromRequestParts<Gateway> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, Self::Rejection> {
+        let Token(token) = Token::from_request_parts(parts, gateway).await?;
+        Ok(Caller(auth::authenticate(gateway.store().as_ref(), &token).await?))
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, "no such endpoint; see docs/protocol.md")
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+async fn websocket(
+    State(gateway): State<Gateway>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if *gateway.inner.draining.borrow() {
+        return ApiError::new(ErrorCode::ShuttingDown, "this gateway is draining; connect to another")
+            .into_response();
+    }
+    let token = bearer(&headers).or(query.token);
+    let frame_limit = gateway.config().max_frame_bytes;
+    upgrade
+        // A small read buffer: tungstenite would otherwise touch 128 KiB per connection on
+        // its first read. Frames larger than it are still read, in several steps.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(frame_limit)
+        .max_frame_size(frame_limit)
+        .on_upgrade(move |socket| session::serve(socket, gateway, token))
+}
+
+async fn login(
+    State(gateway): State<Gateway>,
+    Body(req): Body<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let (token, expires_at, user) = gateway.login(&req.username, &req.password).await?;
+    Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
+}
+
+async fn logout(State(gateway): State<Gateway>, Token(token): Token) -> Result<StatusCode, ApiError> {
+    gateway.store().revoke_token(&auth::token_hash(&token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(Caller(user): Caller) -> impl IntoResponse {
+    Json(user.info())
+}
+
+async fn create_user(
+    State(gateway): State<Gateway>,
+    Caller(admin): Caller,
+    Body(req): Body<CreateUserRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = gateway
+        .create_user(Some(&admin), &req.username, req.password, &req.display_name, &req.org, req.admin)
+        .await?;
+    Ok((StatusCode::CREATED, Json(user.info())))
+}
+
+async fn send(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Body(req): Body<SendRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let target = Target::from_fields(req.conversation_id, req.to)?;
+    let client_msg_id = req.client_msg_id.unwrap_or_else(|| {
+        format!("rest-{}", auth::token_hash(&format!("{}{:?}", user.id, std::time::Instant::now()))[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>())
+    });
+    let appended = gateway.send(&user, target, client_msg_id, req.body).await?;
+    let status = if appended.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let m = appended.message;
+    Ok((
+        status,
+        Json(SendResponse {
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            ts: m.ts,
+            client_msg_id: m.client_msg_id.unwrap_or_default(),
+            duplicate: appended.duplicate,
+        }),
+    ))
+}
+
+async fn conversations(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+) -> Result<Json<ConversationsResponse>, ApiError> {
+    let conversations = gateway.store().conversations_of(user.id).await?;
+    Ok(Json(ConversationsResponse { conversations }))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    after_seq: Option<i64>,
+    before_seq: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<HistoryResponse>, ApiError> {
+    let page = gateway.history(&user, id, q.after_seq, q.before_seq, q.limit).await?;
+    Ok(Json(HistoryResponse { conversation_id: id, messages: page.messages, has_more: page.has_more }))
+}
+
+async fn presence(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+) -> Result<Json<PresenceResponse>, ApiError> {
+    Ok(Json(PresenceResponse { presences: gateway.contacts_presence(&user).await? }))
+}
+
+async fn set_presence(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Body(req): Body<SetPresenceRequest>,
+) -> Result<StatusCode, ApiError> {
+    gateway.set_presence(&user, req.status, &req.text).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

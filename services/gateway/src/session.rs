@@ -1,0 +1,436 @@
+//! One WebSocket connection: sign-in, then a reader task (this one) that runs the
+//! client's requests and a writer task that owns the socket's sending half.
+//!
+//! Ordering lives in the writer. It remembers, per conversation, the last seq this
+//! session was sent. A message at or below it is a duplicate and is dropped; one above
+//! the next expected seq means live delivery skipped something, and the writer reads
+//! the gap from storage before sending it. So every session sees every message of its
+//! conversations once, in seq order, whatever the live path does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use switchboard_protocol::{ClientFrame, ErrorCode, ServerFrame};
+use switchboard_storage::{StoreError, User};
+use tokio::sync::{Notify, mpsc};
+
+use crate::hub::Outbound;
+use crate::ops::Target;
+use crate::{ApiError, Gateway, auth};
+
+/// Messages read from storage per query while filling a gap or syncing.
+const BACKFILL_PAGE: u32 = 500;
+/// How long the writer may take to flush its last frames when the session ends.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+// WebSocket close codes (RFC 6455 section 7.4.1).
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_INVALID_DATA: u16 = 1007;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_RESTART: u16 = 1012;
+const CLOSE_TRY_LATER: u16 = 1013;
+
+type Sink = SplitSink<WebSocket, WsMessage>;
+
+fn text(frame: &ServerFrame) -> WsMessage {
+    WsMessage::Text(frame.to_json().into())
+}
+
+fn close(code: u16, reason: &'static str) -> WsMessage {
+    WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+}
+
+/// Serves one upgraded connection until it closes or the gateway drains.
+pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>) {
+    let (mut sink, mut stream) = socket.split();
+    let (user, since) = match sign_in(&gateway, &mut stream, token).await {
+        Ok(signed_in) => signed_in,
+        Err(e) => {
+            let _ = sink.send(text(&e.frame(None))).await;
+            let _ = sink.send(close(CLOSE_POLICY, "unauthenticated")).await;
+            return;
+        }
+    };
+    run(gateway, user, since, sink, stream).await;
+}
+
+type Since = BTreeMap<i64, i64>;
+
+async fn sign_in(
+    gateway: &Gateway,
+    stream: &mut SplitStream<WebSocket>,
+    token: Option<String>,
+) -> Result<(User, Option<Since>), ApiError> {
+    let store = gateway.store().as_ref();
+    if let Some(token) = token {
+        return Ok((auth::authenticate(store, &token).await?, None));
+    }
+    let first = tokio::time::timeout(gateway.config().auth_timeout, stream.next()).await;
+    let unauthenticated =
+        |why: &str| ApiError::new(ErrorCode::Unauthenticated, format!("{why}; send {{\"type\":\"auth\",\"token\":...}} first"));
+    match first {
+        Ok(Some(Ok(WsMessage::Text(t)))) => match ClientFrame::decode(&t) {
+            Ok(ClientFrame::Auth { token, since, .. }) => {
+                Ok((auth::authenticate(store, &token).await?, since))
+            }
+            Ok(_) => Err(unauthenticated("not signed in")),
+            Err((code, message, _)) => Err(ApiError::new(code, message)),
+        },
+        Err(_) => Err(unauthenticated("no auth frame in time")),
+        Ok(_) => Err(unauthenticated("not signed in")),
+    }
+}
+
+#[tracing::instrument(name = "session", skip_all, fields(user = %user.username))]
+async fn run(
+    gateway: Gateway,
+    user: User,
+    since: Option<Since>,
+    sink: Sink,
+    mut stream: SplitStream<WebSocket>,
+) {
+    let (tx, rx) = mpsc::channel(gateway.inner.hub.queue);
+    let hub = &gateway.inner.hub;
+    let session_id = hub.next_session_id();
+    // Queue the welcome (and the resume's backfill) before registering, so they come
+    // before any live push.
+    let welcome = ServerFrame::Welcome { user: user.info(), session_id };
+    let _ = tx.send(Outbound::frame(&welcome)).await;
+    if let Some(since) = since {
+        let _ = tx.send(Outbound::Sync { id: None, since }).await;
+    }
+    let ticket = hub.register(session_id, &user, tx.clone());
+    tracing::debug!(session = session_id, "signed in");
+
+    // Read the starting seqs after registering: anything committed later is pushed to us.
+    let start: HashMap<i64, i64> = match gateway.store().conversations_of(user.id).await {
+        Ok(conversations) => conversations.iter().map(|c| (c.id, c.last_seq)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load conversations");
+            let frame = Some(ApiError::from(e).frame(None).to_json().into());
+            let _ = tx.send(Outbound::Close { frame, code: CLOSE_TRY_LATER }).await;
+            HashMap::new()
+        }
+    };
+    let last = start.clone();
+    let writer = Writer { gateway: gateway.clone(), user: user.clone(), sink, start, last };
+    let mut writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
+
+    let mut draining = gateway.inner.draining.subscribe();
+    let end = loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = draining.wait_for(|d| *d) => {
+                break Some(closing(ErrorCode::ShuttingDown, "the server is restarting; reconnect and sync", CLOSE_RESTART));
+            }
+            _ = &mut writer => break None,
+        };
+        match next {
+            Some(Ok(WsMessage::Text(t))) => {
+                let reply = match ClientFrame::decode(&t) {
+                    Ok(frame) => handle(&gateway, &user, ticket.id, frame, &tx).await,
+                    Err((code, message, id)) => Some(ServerFrame::error(id, code, message)),
+                };
+                if let Some(reply) = reply
+                    && tx.send(Outbound::frame(&reply)).await.is_err()
+                {
+                    break None;
+                }
+            }
+            Some(Ok(WsMessage::Binary(_))) => {
+                let frame = ServerFrame::error(
+                    None,
+                    ErrorCode::UnsupportedFrame,
+                    "binary frames are not supported; send JSON text frames",
+                );
+                if tx.send(Outbound::frame(&frame)).await.is_err() {
+                    break None;
+                }
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+            Some(Ok(WsMessage::Close(_))) | None => {
+                break Some(Outbound::Close { frame: None, code: CLOSE_NORMAL });
+            }
+            Some(Err(e)) => break read_error(e),
+        }
+    };
+    if let Some(end) = end {
+        let _ = tx.send(end).await;
+    }
+    drop(tx);
+    // Leave the hub first (it holds a sender too), so the writer's queue can close.
+    hub.unregister(ticket.id);
+    if !writer.is_finished() && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
+        writer.abort();
+    }
+    tracing::debug!(session = ticket.id, "closed");
+}
+
+fn closing(code: ErrorCode, message: &str, close_code: u16) -> Outbound {
+    let frame = ServerFrame::error(None, code, message).to_json().into();
+    Outbound::Close { frame: Some(frame), code: close_code }
+}
+
+/// A read failure: the frame was over the limit or not UTF-8 (tell the client, then
+/// close: the stream cannot be resynchronised), or the connection broke.
+fn read_error(e: axum::Error) -> Option<Outbound> {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(detail)) => Some(closing(
+            ErrorCode::FrameTooLarge,
+            &format!("frame too large ({detail}); closing"),
+            CLOSE_TOO_BIG,
+        )),
+        Some(tungstenite::Error::Utf8(_)) => Some(closing(
+            ErrorCode::InvalidUtf8,
+            "a text frame was not valid UTF-8; closing",
+            CLOSE_INVALID_DATA,
+        )),
+        _ => {
+            tracing::debug!(error = %inner, "connection error");
+            None
+        }
+    }
+}
+
+/// Runs one request; returns the frame answering it, if any.
+async fn handle(
+    gateway: &Gateway,
+    user: &User,
+    session: u64,
+    frame: ClientFrame,
+    tx: &mpsc::Sender<Outbound>,
+) -> Option<ServerFrame> {
+    let id = frame.id().map(str::to_owned);
+    let result: Result<Option<ServerFrame>, ApiError> = async {
+        Ok(match frame {
+            ClientFrame::Auth { .. } => return Err(ApiError::invalid("already signed in")),
+            ClientFrame::Sync { id, since } => {
+                let _ = tx.send(Outbound::Sync { id, since }).await;
+                None
+            }
+            ClientFrame::Send { id, conversation_id, to, client_msg_id, body } => {
+                let target = Target::from_fields(conversation_id, to)?;
+                let a = gateway.send(user, target, client_msg_id, body).await?;
+                Some(ServerFrame::Ack {
+                    id,
+                    client_msg_id: a.message.client_msg_id.unwrap_or_default(),
+                    conversation_id: a.message.conversation_id,
+                    seq: a.message.seq,
+                    ts: a.message.ts,
+                    duplicate: a.duplicate,
+                })
+            }
+            ClientFrame::OpenDirect { id, user: other } => {
+                let conversation = gateway.open_direct(user, &other).await?;
+                Some(ServerFrame::Conversation { id, conversation })
+            }
+            ClientFrame::CreateGroup { id, name, members } => {
+                let conversation = gateway.create_group(user, &name, &members).await?;
+                Some(ServerFrame::Conversation { id, conversation })
+            }
+            ClientFrame::AddMembers { id, conversation_id, users } => {
+                let conversation = gateway.add_members(user, conversation_id, &users).await?;
+                Some(ServerFrame::Conversation { id, conversation })
+            }
+            ClientFrame::RemoveMember { id, conversation_id, user: other } => {
+                let conversation = gateway.remove_member(user, conversation_id, &other).await?;
+                Some(ServerFrame::Conversation { id, conversation })
+            }
+            ClientFrame::ListConversations { id } => {
+                let conversations = gateway.store().conversations_of(user.id).await?;
+                Some(ServerFrame::Conversations { id, conversations })
+            }
+            ClientFrame::History { id, conversation_id, after_seq, before_seq, limit } => {
+                let page =
+                    gateway.history(user, conversation_id, after_seq, before_seq, limit).await?;
+                Some(ServerFrame::History {
+                    id,
+                    conversation_id,
+                    messages: page.messages,
+                    has_more: page.has_more,
+                })
+            }
+            ClientFrame::Typing { id, conversation_id } => {
+                gateway.typing(user, conversation_id).await?;
+                id.map(|id| ServerFrame::Ok { id: Some(id) })
+            }
+            ClientFrame::Read { id, conversation_id, seq } => {
+                gateway.mark_read(user, conversation_id, seq).await?;
+                id.map(|id| ServerFrame::Ok { id: Some(id) })
+            }
+            ClientFrame::SetPresence { id, status, text } => {
+                gateway.set_presence(user, status, &text).await?;
+                id.map(|id| ServerFrame::Ok { id: Some(id) })
+            }
+            ClientFrame::Watch { id, users } => {
+                let mut watched = Vec::with_capacity(users.len());
+                for name in &users {
+                    watched.push(gateway.store().user_by_name(name).await?);
+                }
+                let ids: Vec<i64> = watched.iter().map(|u| u.id).collect();
+                if !gateway.inner.hub.watch(session, &ids, gateway.config().max_watch) {
+                    return Err(ApiError::invalid(format!(
+                        "a session may watch at most {} users",
+                        gateway.config().max_watch
+                    )));
+                }
+                let presences = watched.iter().map(|u| gateway.inner.hub.presence_of(u)).collect();
+                Some(ServerFrame::PresenceList { id, presences })
+            }
+            ClientFrame::Unwatch { id, users } => {
+                let mut ids = Vec::with_capacity(users.len());
+                for name in &users {
+                    ids.push(gateway.store().user_by_name(name).await?.id);
+                }
+                gateway.inner.hub.unwatch(session, &ids);
+                id.map(|id| ServerFrame::Ok { id: Some(id) })
+            }
+            ClientFrame::Ping { id } => Some(ServerFrame::Pong { id }),
+        })
+    }
+    .await;
+    result.unwrap_or_else(|e| Some(e.frame(id)))
+}
+
+/// The sending half of a session. See the module docs for the ordering rule.
+struct Writer {
+    gateway: Gateway,
+    user: User,
+    sink: Sink,
+    /// conversation id -> its last seq when this session registered: the session delivers
+    /// everything after it live; a sync backfills up to it.
+    start: HashMap<i64, i64>,
+    /// conversation id -> last seq sent to this session
+    last: HashMap<i64, i64>,
+}
+
+enum Stop {
+    /// The socket failed; nothing more can be written.
+    Broken,
+    /// Storage failed while filling a gap: close so the client syncs later.
+    Storage(ApiError),
+}
+
+impl From<axum::Error> for Stop {
+    fn from(_: axum::Error) -> Self {
+        Stop::Broken
+    }
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
+        loop {
+            let item = tokio::select! {
+                biased;
+                _ = kicked.notified() => {
+                    let frame = ServerFrame::error(None, ErrorCode::SlowConsumer,
+                        "too many undelivered frames; reconnect and sync");
+                    tracing::info!("closing slow consumer");
+                    let _ = self.sink.send(text(&frame)).await;
+                    let _ = self.sink.send(close(CLOSE_POLICY, "slow consumer")).await;
+                    return;
+                }
+                item = rx.recv() => item,
+            };
+            let Some(item) = item else { return };
+            let result = match item {
+                Outbound::Close { frame, code } => {
+                    if let Some(frame) = frame {
+                        let _ = self.sink.send(WsMessage::Text(frame)).await;
+                    }
+                    let _ = self.sink.send(close(code, "")).await;
+                    return;
+                }
+                Outbound::Frame(frame) => self.sink.feed(WsMessage::Text(frame)).await.map_err(Stop::from),
+                Outbound::Message { conversation_id, seq, frame } => {
+                    self.message(conversation_id, seq, frame).await
+                }
+                Outbound::Sync { id, since } => self.sync(id, since).await,
+            };
+            // Write out what is queued in one go; flush when the queue runs dry.
+            let result = match result {
+                Ok(()) if rx.is_empty() => self.sink.flush().await.map_err(Stop::from),
+                other => other,
+            };
+            match result {
+                Ok(()) => {}
+                Err(Stop::Broken) => return,
+                Err(Stop::Storage(e)) => {
+                    let _ = self.sink.send(text(&e.frame(None))).await;
+                    let _ = self.sink.send(close(CLOSE_TRY_LATER, "storage unavailable")).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn message(&mut self, conversation: i64, seq: i64, frame: Utf8Bytes) -> Result<(), Stop> {
+        match self.last.get(&conversation).copied() {
+            Some(last) if seq <= last => return Ok(()),
+            Some(last) if seq > last + 1 => {
+                let upto = self.backfill(conversation, last, seq).await?;
+                self.last.insert(conversation, upto);
+            }
+            // Not seen before: a conversation we were just added to starts here.
+            _ => {}
+        }
+        self.sink.feed(WsMessage::Text(frame)).await?;
+        self.last.insert(conversation, seq);
+        Ok(())
+    }
+
+    /// Sends the messages with `after < seq < before` from storage, in order; returns the
+    /// last seq sent (`after` if none).
+    async fn backfill(&mut self, conversation: i64, mut after: i64, before: i64) -> Result<i64, Stop> {
+        let store = self.gateway.store().clone();
+        loop {
+            let page = match store
+                .history(conversation, &self.user, Some(after), Some(before), BACKFILL_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                // Removed meanwhile: nothing more of it is ours to see.
+                Err(StoreError::NotMember { .. } | StoreError::ConversationNotFound(_)) => {
+                    return Ok(after);
+                }
+                Err(e) => return Err(Stop::Storage(e.into())),
+            };
+            for message in page.messages {
+                after = message.seq;
+                self.sink.feed(text(&ServerFrame::Message { message })).await?;
+            }
+            if !page.has_more {
+                return Ok(after);
+            }
+        }
+    }
+
+    /// Sends what the client missed before this session began: for each conversation in
+    /// `since`, the messages after the client's seq up to where live delivery took over.
+    async fn sync(&mut self, id: Option<String>, since: Since) -> Result<(), Stop> {
+        let conversations = self
+            .gateway
+            .store()
+            .conversations_of(self.user.id)
+            .await
+            .map_err(|e| Stop::Storage(e.into()))?;
+        for conversation in &conversations {
+            let Some(&seen) = since.get(&conversation.id) else { continue };
+            let start = self.start.get(&conversation.id).copied().unwrap_or(conversation.last_seq);
+            let last = self.last.get(&conversation.id).copied().unwrap_or(start);
+            if seen < start {
+                self.backfill(conversation.id, seen.max(0), start + 1).await?;
+            }
+            // The client may already hold seqs this session has not sent (from another
+            // session); never send those twice.
+            self.last.insert(conversation.id, last.max(seen.min(conversation.last_seq)));
+        }
+        self.sink.feed(text(&ServerFrame::Synced { id, conversations })).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! Switchboard's client protocol, shared by the server, the CLI and the tests.
+//!
+//! Everything a client can put on the wire lives here: WebSocket frames ([`ClientFrame`],
+//! [`ServerFrame`]), the records they carry ([`Message`], [`Conversation`], [`UserInfo`],
+//! [`Presence`]), REST bodies ([`rest`]) and the stable error code table ([`ErrorCode`]).
+//! `docs/protocol.md` documents the same shapes for people writing their own clients; keep
+//! the two in step. Nothing here does I/O.
+
+mod error;
+mod frame;
+mod model;
+pub mod rest;
+
+pub use error::{ErrorCode, ErrorBody};
+pub use frame::{ClientFrame, ServerFrame};
+pub use model::{
+    Conversation, ConversationKind, Message, MessageKind, Presence, PresenceStatus, UserInfo,
+};
+
+/// Default maximum size of a message body in bytes (UTF-8), per the delivery contract.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;

@@ -1,0 +1,144 @@
+//! The records frames carry: messages, conversations, users and presence.
+
+use serde::{Deserialize, Serialize};
+
+/// One stored message. `(conversation_id, seq)` identifies it; `seq` is gapless and
+/// strictly increasing within a conversation, assigned when the message is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub conversation_id: i64,
+    pub seq: i64,
+    /// Username of the author; for `system` messages, the user whose action it records.
+    pub sender: String,
+    pub kind: MessageKind,
+    pub body: String,
+    /// The sender's idempotency key; retried sends with the same key return the same seq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+    /// Commit time, milliseconds since the Unix epoch (UTC).
+    pub ts: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Written by a person (or a bot) in the conversation.
+    Text,
+    /// Written by the server: membership changes and similar events. Clients must show it
+    /// differently from a person's message.
+    System,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Self::Text),
+            "system" => Some(Self::System),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// Exactly two people (or one, for notes to self); opened by either, never renamed.
+    Direct,
+    /// Named, any number of members, who can be added and removed.
+    Group,
+}
+
+impl ConversationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Group => "group",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(Self::Direct),
+            "group" => Some(Self::Group),
+            _ => None,
+        }
+    }
+}
+
+/// A conversation as one member sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: i64,
+    pub kind: ConversationKind,
+    /// Group name; for a direct conversation, empty (clients show the other member).
+    pub name: String,
+    /// Usernames of the members, sorted.
+    pub members: Vec<String>,
+    /// Seq of the newest message (0 when there is none yet).
+    pub last_seq: i64,
+    /// The viewer's read cursor: the highest seq they marked read. Set in answers and
+    /// lists; absent in pushes, which go to every member alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_seq: Option<i64>,
+}
+
+/// A person (or bot) as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub username: String,
+    pub display_name: String,
+    /// Org-unit path such as `HQ/Building 2/Floor 3`; empty when unknown.
+    pub org: String,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    Available,
+    Busy,
+    Away,
+    DoNotDisturb,
+    /// Not connected, or connected but chose to appear offline.
+    Offline,
+}
+
+impl PresenceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Busy => "busy",
+            Self::Away => "away",
+            Self::DoNotDisturb => "do_not_disturb",
+            Self::Offline => "offline",
+        }
+    }
+
+    /// Parses the wire name, also accepting `dnd` and dashes for people typing it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "available" => Some(Self::Available),
+            "busy" => Some(Self::Busy),
+            "away" => Some(Self::Away),
+            "do_not_disturb" | "dnd" => Some(Self::DoNotDisturb),
+            "offline" => Some(Self::Offline),
+            _ => None,
+        }
+    }
+}
+
+/// What others see of a user's presence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub user: String,
+    pub status: PresenceStatus,
+    /// Free text such as "In a meeting until 3"; empty when unset or offline.
+    pub text: String,
+}

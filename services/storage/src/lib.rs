@@ -1,0 +1,118 @@
+//! Switchboard's storage: users, tokens, conversations, membership and messages.
+//!
+//! The [`Store`] trait is the seam between the gateway and the database. This crate holds
+//! the embedded SQLite implementation ([`SqliteStore`]); cluster mode adds PostgreSQL and a
+//! gRPC client behind the same trait. What every implementation promises:
+//!
+//! - [`Store::append`] assigns the message the next `seq` of its conversation inside the
+//!   transaction that stores it, so seqs are gapless and strictly increasing, and returns
+//!   only after the commit is durable. A retry with the same `(sender, client_msg_id)`
+//!   returns the first copy with `duplicate: true` and stores nothing.
+//! - Reads of a conversation check membership and fail with [`StoreError::NotMember`].
+//!
+//! Authentication (password hashing, token generation) lives in the gateway; the store
+//! keeps only the argon2 hash and the SHA-256 of each token.
+
+mod model;
+mod sqlite;
+
+pub use model::{Appended, HistoryPage, NewMessage, NewUser, User, now_ms};
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use switchboard_protocol::{Conversation, Message, PresenceStatus};
+
+/// Largest page a history read returns, whatever the caller asks for.
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("user {user} is not a member of conversation {conversation}")]
+    NotMember { conversation: i64, user: String },
+    #[error("conversation {0} does not exist")]
+    ConversationNotFound(i64),
+    #[error("user {0:?} does not exist")]
+    UserNotFound(String),
+    #[error("username {0:?} is taken")]
+    UserExists(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("only the group's owner or an admin may {0}")]
+    Forbidden(&'static str),
+    /// The database failed or is unreachable. Nothing was applied; the caller may retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything the gateway needs from storage. See the crate docs for the guarantees.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_user(&self, user: NewUser) -> Result<User>;
+    async fn user_count(&self) -> Result<i64>;
+    /// The user and their argon2 password hash, for sign-in.
+    async fn credentials(&self, username: &str) -> Result<Option<(User, String)>>;
+    async fn user_by_name(&self, username: &str) -> Result<User>;
+    async fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) -> Result<()>;
+    /// Everyone who shares a conversation with the user (the user excluded).
+    async fn contacts(&self, user_id: i64) -> Result<Vec<User>>;
+
+    async fn insert_token(&self, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()>;
+    /// The token's user if the token exists, is not revoked and has not expired.
+    async fn user_by_token(&self, hash: &[u8]) -> Result<Option<User>>;
+    async fn revoke_token(&self, hash: &[u8]) -> Result<()>;
+
+    /// Opens (creating on first use) the direct conversation of `a` and `b`. Returns it as
+    /// `a` sees it and whether it was created now.
+    async fn open_direct(&self, a: &User, b: &User) -> Result<(Conversation, bool)>;
+    /// Creates a group owned by `owner` with `members` (owner included automatically) and
+    /// records a system message with seq 1.
+    async fn create_group(
+        &self,
+        owner: &User,
+        name: &str,
+        members: &[User],
+    ) -> Result<(Conversation, Message)>;
+    /// Adds users to a group (any member may); records a system message.
+    async fn add_members(
+        &self,
+        actor: &User,
+        conversation: i64,
+        users: &[User],
+    ) -> Result<(Conversation, Message)>;
+    /// Removes a user from a group: themselves (leaving), or anyone if `actor` owns the
+    /// group or is an admin. Records a system message.
+    async fn remove_member(
+        &self,
+        actor: &User,
+        conversation: i64,
+        user: &User,
+    ) -> Result<(Conversation, Message)>;
+
+    /// The conversation as `viewer` sees it; `NotMember` if they are not in it.
+    async fn conversation(&self, conversation: i64, viewer: &User) -> Result<Conversation>;
+    async fn conversations_of(&self, user_id: i64) -> Result<Vec<Conversation>>;
+    async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>>;
+
+    async fn append(&self, message: NewMessage) -> Result<Appended>;
+    /// Messages with `after < seq < before`, oldest first, at most `limit` (capped at
+    /// [`MAX_PAGE`]). With `after` set the page starts right after it; otherwise it is the
+    /// newest page below `before`.
+    async fn history(
+        &self,
+        conversation: i64,
+        viewer: &User,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<HistoryPage>;
+    /// Moves the user's read cursor forward (never back); returns the cursor.
+    async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64>;
+}

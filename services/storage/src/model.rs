@@ -1,0 +1,67 @@
+//! Plain records passed across the [`crate::Store`] seam.
+
+use switchboard_protocol::{Message, MessageKind, PresenceStatus, UserInfo};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub org: String,
+    pub admin: bool,
+    /// The status the user chose; others see it while the user has a session.
+    pub status: PresenceStatus,
+    pub status_text: String,
+}
+
+impl User {
+    pub fn info(&self) -> UserInfo {
+        UserInfo {
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+            org: self.org.clone(),
+            admin: self.admin,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub org: String,
+    pub admin: bool,
+    /// argon2id PHC string; the store never sees the password.
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation_id: i64,
+    pub sender: User,
+    pub client_msg_id: Option<String>,
+    pub kind: MessageKind,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub message: Message,
+    /// True when this `(sender, client_msg_id)` was stored before: `message` is that copy.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    /// More messages exist past this page in the direction read.
+    pub has_more: bool,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

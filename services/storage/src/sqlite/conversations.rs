@@ -1,0 +1,407 @@
+//! Conversations, membership and messages in SQLite.
+//!
+//! Membership changes are written with a system message in the same transaction, so a
+//! client that backfills by seq sees who joined and left in order with the chat.
+
+use std::collections::BTreeSet;
+
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{Connection, Row};
+use switchboard_protocol::{Conversation, ConversationKind, Message, MessageKind};
+
+use super::SqliteStore;
+use crate::{HistoryPage, MAX_PAGE, Result, StoreError, User, now_ms};
+
+/// Longest group name accepted, in characters.
+const MAX_GROUP_NAME: usize = 200;
+
+/// Assigns the next seq of `conversation` and stores the message, inside the caller's
+/// transaction. The caller has checked membership.
+pub(super) async fn insert_message(
+    conn: &mut SqliteConnection,
+    conversation: i64,
+    sender: &User,
+    kind: MessageKind,
+    body: &str,
+    client_msg_id: Option<&str>,
+) -> Result<Message> {
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+    )
+    .bind(conversation)
+    .fetch_one(&mut *conn)
+    .await?;
+    let ts = now_ms();
+    sqlx::query(
+        "INSERT INTO messages (conversation_id, seq, sender_id, kind, body, client_msg_id, ts)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .bind(sender.id)
+    .bind(kind.as_str())
+    .bind(body)
+    .bind(client_msg_id)
+    .bind(ts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Message {
+        conversation_id: conversation,
+        seq,
+        sender: sender.username.clone(),
+        kind,
+        body: body.to_owned(),
+        client_msg_id: client_msg_id.map(str::to_owned),
+        ts,
+    })
+}
+
+/// What a membership check learns about a conversation.
+pub(super) struct Membership {
+    pub kind: ConversationKind,
+    pub owner_id: Option<i64>,
+}
+
+/// Fails with `ConversationNotFound` or `NotMember` unless `user` is a member.
+pub(super) async fn check_member(
+    conn: &mut SqliteConnection,
+    conversation: i64,
+    user: &User,
+) -> Result<Membership> {
+    let row = sqlx::query(
+        "SELECT c.kind, c.owner_id, m.user_id AS member FROM conversations c
+         LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?
+         WHERE c.id = ?",
+    )
+    .bind(user.id)
+    .bind(conversation)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::ConversationNotFound(conversation))?;
+    if row.try_get::<Option<i64>, _>("member")?.is_none() {
+        return Err(StoreError::NotMember { conversation, user: user.username.clone() });
+    }
+    let kind: String = row.try_get("kind")?;
+    Ok(Membership {
+        kind: ConversationKind::parse(&kind).unwrap_or(ConversationKind::Group),
+        owner_id: row.try_get("owner_id")?,
+    })
+}
+
+/// The conversation with its members; `read_seq` is `viewer_id`'s cursor (0 if not a
+/// member). Does not check membership.
+async fn load_unchecked(
+    conn: &mut SqliteConnection,
+    conversation: i64,
+    viewer_id: i64,
+) -> Result<Conversation> {
+    let row = sqlx::query(
+        "SELECT c.kind, c.name, c.last_seq, COALESCE(m.read_seq, 0) AS read_seq
+         FROM conversations c
+         LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?
+         WHERE c.id = ?",
+    )
+    .bind(viewer_id)
+    .bind(conversation)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::ConversationNotFound(conversation))?;
+    let members = sqlx::query_scalar(
+        "SELECT u.username FROM members m JOIN users u ON u.id = m.user_id
+         WHERE m.conversation_id = ? ORDER BY u.username",
+    )
+    .bind(conversation)
+    .fetch_all(&mut *conn)
+    .await?;
+    let kind: String = row.try_get("kind")?;
+    Ok(Conversation {
+        id: conversation,
+        kind: ConversationKind::parse(&kind).unwrap_or(ConversationKind::Group),
+        name: row.try_get("name")?,
+        members,
+        last_seq: row.try_get("last_seq")?,
+        read_seq: Some(row.try_get("read_seq")?),
+    })
+}
+
+pub(super) async fn load(pool: &SqlitePool, conversation: i64, viewer: &User) -> Result<Conversation> {
+    let mut conn = pool.acquire().await?;
+    check_member(&mut conn, conversation, viewer).await?;
+    load_unchecked(&mut conn, conversation, viewer.id).await
+}
+
+pub(super) async fn list(pool: &SqlitePool, user_id: i64) -> Result<Vec<Conversation>> {
+    let mut conn = pool.acquire().await?;
+    let rows = sqlx::query(
+        "SELECT c.id, c.kind, c.name, c.last_seq, m.read_seq FROM members m
+         JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.user_id = ? ORDER BY c.id",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut conversations = rows
+        .iter()
+        .map(|row| {
+            let kind: String = row.try_get("kind")?;
+            Ok(Conversation {
+                id: row.try_get("id")?,
+                kind: ConversationKind::parse(&kind).unwrap_or(ConversationKind::Group),
+                name: row.try_get("name")?,
+                members: Vec::new(),
+                last_seq: row.try_get("last_seq")?,
+                read_seq: Some(row.try_get("read_seq")?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let members = sqlx::query(
+        "SELECT other.conversation_id, u.username FROM members mine
+         JOIN members other ON other.conversation_id = mine.conversation_id
+         JOIN users u ON u.id = other.user_id
+         WHERE mine.user_id = ? ORDER BY other.conversation_id, u.username",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &members {
+        let id: i64 = row.try_get("conversation_id")?;
+        if let Ok(i) = conversations.binary_search_by_key(&id, |c| c.id) {
+            conversations[i].members.push(row.try_get("username")?);
+        }
+    }
+    Ok(conversations)
+}
+
+pub(super) async fn open_direct(store: &SqliteStore, a: &User, b: &User) -> Result<(Conversation, bool)> {
+    let key = format!("{}:{}", a.id.min(b.id), a.id.max(b.id));
+    let mut conn = store.writer.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = ?")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (id, created) = match existing {
+        Some(id) => (id, false),
+        None => {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO conversations (kind, direct_key, created_at)
+                 VALUES ('direct', ?, ?) RETURNING id",
+            )
+            .bind(&key)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await?;
+            let ids: BTreeSet<i64> = [a.id, b.id].into();
+            add_rows(&mut tx, id, ids.into_iter()).await?;
+            (id, true)
+        }
+    };
+    let conversation = load_unchecked(&mut tx, id, a.id).await?;
+    tx.commit().await?;
+    Ok((conversation, created))
+}
+
+/// Inserts membership rows, skipping existing ones; returns how many were new.
+async fn add_rows(
+    conn: &mut SqliteConnection,
+    conversation: i64,
+    user_ids: impl Iterator<Item = i64>,
+) -> Result<u64> {
+    let mut added = 0;
+    for user_id in user_ids {
+        added += sqlx::query(
+            "INSERT INTO members (conversation_id, user_id, joined_at) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(conversation)
+        .bind(user_id)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(added)
+}
+
+fn names(users: &[&User]) -> String {
+    users.iter().map(|u| u.username.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+pub(super) async fn create_group(
+    store: &SqliteStore,
+    owner: &User,
+    name: &str,
+    members: &[User],
+) -> Result<(Conversation, Message)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_GROUP_NAME {
+        return Err(StoreError::Invalid(format!(
+            "a group name must have 1 to {MAX_GROUP_NAME} characters"
+        )));
+    }
+    let mut conn = store.writer.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO conversations (kind, name, owner_id, created_at)
+         VALUES ('group', ?, ?, ?) RETURNING id",
+    )
+    .bind(name)
+    .bind(owner.id)
+    .bind(now_ms())
+    .fetch_one(&mut *tx)
+    .await?;
+    let others: Vec<&User> = members.iter().filter(|u| u.id != owner.id).collect();
+    add_rows(&mut tx, id, std::iter::once(owner.id).chain(others.iter().map(|u| u.id))).await?;
+    let body = if others.is_empty() {
+        format!("{} created the group \"{name}\"", owner.username)
+    } else {
+        format!("{} created the group \"{name}\" with {}", owner.username, names(&others))
+    };
+    let message = insert_message(&mut tx, id, owner, MessageKind::System, &body, None).await?;
+    let conversation = load_unchecked(&mut tx, id, owner.id).await?;
+    tx.commit().await?;
+    Ok((conversation, message))
+}
+
+pub(super) async fn add_members(
+    store: &SqliteStore,
+    actor: &User,
+    conversation: i64,
+    users: &[User],
+) -> Result<(Conversation, Message)> {
+    let mut conn = store.writer.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let membership = check_member(&mut tx, conversation, actor).await?;
+    if membership.kind != ConversationKind::Group {
+        return Err(StoreError::Invalid("members can only be added to a group".into()));
+    }
+    let mut added = Vec::new();
+    for user in users {
+        if add_rows(&mut tx, conversation, std::iter::once(user.id)).await? > 0 {
+            added.push(user);
+        }
+    }
+    if added.is_empty() {
+        return Err(StoreError::Invalid("all of them are already members".into()));
+    }
+    let body = format!("{} added {}", actor.username, names(&added));
+    let message =
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None).await?;
+    let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
+    tx.commit().await?;
+    Ok((conversation, message))
+}
+
+pub(super) async fn remove_member(
+    store: &SqliteStore,
+    actor: &User,
+    conversation: i64,
+    user: &User,
+) -> Result<(Conversation, Message)> {
+    let mut conn = store.writer.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let membership = check_member(&mut tx, conversation, actor).await?;
+    if membership.kind != ConversationKind::Group {
+        return Err(StoreError::Invalid("members can only be removed from a group".into()));
+    }
+    let leaving = actor.id == user.id;
+    if !leaving && !actor.admin && membership.owner_id != Some(actor.id) {
+        return Err(StoreError::Forbidden("remove other members"));
+    }
+    let removed = sqlx::query("DELETE FROM members WHERE conversation_id = ? AND user_id = ?")
+        .bind(conversation)
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(StoreError::NotMember { conversation, user: user.username.clone() });
+    }
+    let body = if leaving {
+        format!("{} left", actor.username)
+    } else {
+        format!("{} removed {}", actor.username, user.username)
+    };
+    let message =
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None).await?;
+    let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
+    tx.commit().await?;
+    Ok((conversation, message))
+}
+
+fn message_from_row(conversation: i64, row: &SqliteRow) -> Result<Message> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Message {
+        conversation_id: conversation,
+        seq: row.try_get("seq")?,
+        sender: row.try_get("username")?,
+        kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Text),
+        body: row.try_get("body")?,
+        client_msg_id: row.try_get("client_msg_id")?,
+        ts: row.try_get("ts")?,
+    })
+}
+
+pub(super) async fn history(
+    pool: &SqlitePool,
+    conversation: i64,
+    viewer: &User,
+    after: Option<i64>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<HistoryPage> {
+    let mut conn = pool.acquire().await?;
+    check_member(&mut conn, conversation, viewer).await?;
+    let limit = limit.clamp(1, MAX_PAGE) as i64;
+    let before = before.unwrap_or(i64::MAX);
+    // One row more than asked tells whether another page exists.
+    let (order, lower) = match after {
+        Some(after) => ("ASC", after),
+        None => ("DESC", 0),
+    };
+    let sql = format!(
+        "SELECT m.seq, m.kind, m.body, m.client_msg_id, m.ts, u.username
+         FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.conversation_id = ? AND m.seq > ? AND m.seq < ?
+         ORDER BY m.seq {order} LIMIT ?"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(conversation)
+        .bind(lower)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(&mut *conn)
+        .await?;
+    let has_more = rows.len() as i64 > limit;
+    let mut messages = rows
+        .iter()
+        .take(limit as usize)
+        .map(|row| message_from_row(conversation, row))
+        .collect::<Result<Vec<_>>>()?;
+    if after.is_none() {
+        messages.reverse();
+    }
+    Ok(HistoryPage { messages, has_more })
+}
+
+pub(super) async fn mark_read(
+    store: &SqliteStore,
+    conversation: i64,
+    viewer: &User,
+    seq: i64,
+) -> Result<i64> {
+    let mut conn = store.writer.acquire().await?;
+    check_member(&mut conn, conversation, viewer).await?;
+    Ok(sqlx::query_scalar(
+        "UPDATE members SET read_seq = max(read_seq,
+             min(?, (SELECT last_seq FROM conversations WHERE id = ?)))
+         WHERE conversation_id = ? AND user_id = ? RETURNING read_seq",
+    )
+    .bind(seq)
+    .bind(conversation)
+    .bind(conversation)
+    .bind(viewer.id)
+    .fetch_one(&mut *conn)
+    .await?)
+}
