@@ -2,9 +2,9 @@
 //! takes tens of milliseconds); tokens are 32 random bytes, handed out once and stored
 //! only as their SHA-256.
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use switchboard_protocol::ErrorCode;
 use switchboard_storage::{Store, User, now_ms};
@@ -30,7 +30,11 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -42,22 +46,25 @@ pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 20];
     OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// `bytes` random bytes from the OS, as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let mut token = String::with_capacity(TOKEN_PREFIX.len() + 64);
-    token.push_str(TOKEN_PREFIX);
-    for b in bytes {
-        token.push_str(&format!("{b:02x}"));
-    }
-    token
+    format!("{TOKEN_PREFIX}{}", random_hex(32))
 }
 
 /// Checks a username and password; on success issues a token valid for `ttl_ms`.
@@ -82,15 +89,23 @@ pub async fn login(
     }
     let token = new_token();
     let expires_at = now_ms() + ttl_ms;
-    store.insert_token(&token_hash(&token), user.id, expires_at).await?;
+    store
+        .insert_token(&token_hash(&token), user.id, expires_at)
+        .await?;
     Ok((token, expires_at, user))
 }
 
 /// The user a bearer token belongs to.
 pub async fn authenticate(store: &dyn Store, token: &str) -> Result<User, ApiError> {
-    store.user_by_token(&token_hash(token)).await?.ok_or_else(|| {
-        ApiError::new(ErrorCode::Unauthenticated, "the token is invalid, expired or revoked")
-    })
+    store
+        .user_by_token(&token_hash(token))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "the token is invalid, expired or revoked",
+            )
+        })
 }
 
 /// Rules for usernames: 1 to 64 of letters, digits, `.`, `_`, `-`; starting with a letter
@@ -98,8 +113,13 @@ pub async fn authenticate(store: &dyn Store, token: &str) -> Result<User, ApiErr
 pub fn validate_username(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {

@@ -21,11 +21,18 @@ use tokio::sync::{Notify, mpsc};
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A message frame; the writer keeps seq order and fills gaps from storage.
-    Message { conversation_id: i64, seq: i64, frame: Utf8Bytes },
+    Message {
+        conversation_id: i64,
+        seq: i64,
+        frame: Utf8Bytes,
+    },
     /// Any other frame, written as is.
     Frame(Utf8Bytes),
     /// Backfill after the client's last seen seqs, then send `synced`.
-    Sync { id: Option<String>, since: BTreeMap<i64, i64> },
+    Sync {
+        id: Option<String>,
+        since: BTreeMap<i64, i64>,
+    },
     /// Write this frame (if any), then close the connection with this WebSocket close code.
     Close { frame: Option<Utf8Bytes>, code: u16 },
 }
@@ -63,7 +70,11 @@ impl Online {
             PresenceStatus::Offline => (PresenceStatus::Offline, String::new()),
             status => (status, self.text.clone()),
         };
-        Presence { user: self.username.clone(), status, text }
+        Presence {
+            user: self.username.clone(),
+            status,
+            text,
+        }
     }
 }
 
@@ -101,7 +112,11 @@ fn push_all(targets: Pushes, item: &Outbound) {
 
 impl Hub {
     pub fn new(queue: usize) -> Self {
-        Self { state: Mutex::default(), next_id: AtomicU64::new(1), queue }
+        Self {
+            state: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            queue,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -123,7 +138,12 @@ impl Hub {
         let mut state = self.lock();
         state.sessions.insert(
             id,
-            Session { user_id: user.id, tx, kicked: kicked.clone(), watching: HashSet::new() },
+            Session {
+                user_id: user.id,
+                tx,
+                kicked: kicked.clone(),
+                watching: HashSet::new(),
+            },
         );
         state.by_user.entry(user.id).or_default().push(id);
         let online = state.online.entry(user.id).or_insert_with(|| Online {
@@ -137,7 +157,10 @@ impl Hub {
             let presence = online.presence();
             let targets = Self::watcher_targets(&state, user.id);
             drop(state);
-            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
+            push_all(
+                targets,
+                &Outbound::frame(&ServerFrame::Presence { presence }),
+            );
         }
         Ticket { id, kicked }
     }
@@ -145,7 +168,9 @@ impl Hub {
     /// Removes a session; when it was the user's last, tells their watchers they left.
     pub fn unregister(&self, id: u64) {
         let mut state = self.lock();
-        let Some(session) = state.sessions.remove(&id) else { return };
+        let Some(session) = state.sessions.remove(&id) else {
+            return;
+        };
         for watched in &session.watching {
             if let Some(set) = state.watchers.get_mut(watched) {
                 set.remove(&id);
@@ -161,7 +186,9 @@ impl Hub {
                 state.by_user.remove(&user_id);
             }
         }
-        let Some(online) = state.online.get_mut(&user_id) else { return };
+        let Some(online) = state.online.get_mut(&user_id) else {
+            return;
+        };
         online.sessions -= 1;
         if online.sessions > 0 {
             return;
@@ -172,13 +199,22 @@ impl Hub {
         if was_visible {
             let targets = Self::watcher_targets(&state, user_id);
             drop(state);
-            let presence = Presence { user, status: PresenceStatus::Offline, text: String::new() };
-            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
+            let presence = Presence {
+                user,
+                status: PresenceStatus::Offline,
+                text: String::new(),
+            };
+            push_all(
+                targets,
+                &Outbound::frame(&ServerFrame::Presence { presence }),
+            );
         }
     }
 
     fn watcher_targets(state: &State, user_id: i64) -> Pushes {
-        let Some(watchers) = state.watchers.get(&user_id) else { return Vec::new() };
+        let Some(watchers) = state.watchers.get(&user_id) else {
+            return Vec::new();
+        };
         watchers
             .iter()
             .filter_map(|id| state.sessions.get(id))
@@ -205,7 +241,9 @@ impl Hub {
     /// Records a new chosen status; tells watchers if what they see changed.
     pub fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) {
         let mut state = self.lock();
-        let Some(online) = state.online.get_mut(&user_id) else { return };
+        let Some(online) = state.online.get_mut(&user_id) else {
+            return;
+        };
         let before = online.presence();
         online.status = status;
         online.text = text.to_owned();
@@ -213,7 +251,10 @@ impl Hub {
         if before != after {
             let targets = Self::watcher_targets(&state, user_id);
             drop(state);
-            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence: after }));
+            push_all(
+                targets,
+                &Outbound::frame(&ServerFrame::Presence { presence: after }),
+            );
         }
     }
 
@@ -232,8 +273,14 @@ impl Hub {
     /// Subscribes `session` to presence changes of `users`; false if over `max`.
     pub fn watch(&self, session: u64, users: &[i64], max: usize) -> bool {
         let mut state = self.lock();
-        let Some(entry) = state.sessions.get_mut(&session) else { return false };
-        let new: Vec<i64> = users.iter().copied().filter(|u| !entry.watching.contains(u)).collect();
+        let Some(entry) = state.sessions.get_mut(&session) else {
+            return false;
+        };
+        let new: Vec<i64> = users
+            .iter()
+            .copied()
+            .filter(|u| !entry.watching.contains(u))
+            .collect();
         if entry.watching.len() + new.len() > max {
             return false;
         }

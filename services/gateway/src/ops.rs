@@ -29,7 +29,9 @@ impl Target {
         match (conversation_id, to) {
             (Some(id), None) => Ok(Self::Conversation(id)),
             (None, Some(user)) => Ok(Self::User(user)),
-            _ => Err(ApiError::invalid("give exactly one of conversation_id or to")),
+            _ => Err(ApiError::invalid(
+                "give exactly one of conversation_id or to",
+            )),
         }
     }
 }
@@ -58,7 +60,10 @@ impl Gateway {
                 "client_msg_id must have 1 to {MAX_CLIENT_MSG_ID} bytes"
             )));
         }
-        self.inner.rate.check(sender.id).map_err(ApiError::rate_limited)?;
+        self.inner
+            .rate
+            .check(sender.id)
+            .map_err(ApiError::rate_limited)?;
         let conversation_id = match target {
             Target::Conversation(id) => id,
             Target::User(name) => self.open_direct(sender, &name).await?.id,
@@ -93,7 +98,11 @@ impl Gateway {
         let item = Outbound::Message {
             conversation_id: message.conversation_id,
             seq: message.seq,
-            frame: ServerFrame::Message { message: message.clone() }.to_json().into(),
+            frame: ServerFrame::Message {
+                message: message.clone(),
+            }
+            .to_json()
+            .into(),
         };
         match extra {
             Some(extra) => {
@@ -118,7 +127,10 @@ impl Gateway {
     fn announce(&self, conversation: &Conversation, users: &[i64]) {
         let mut pushed = conversation.clone();
         pushed.read_seq = None;
-        let frame = ServerFrame::Conversation { id: None, conversation: pushed };
+        let frame = ServerFrame::Conversation {
+            id: None,
+            conversation: pushed,
+        };
         self.inner.hub.deliver(users, None, Outbound::frame(&frame));
     }
 
@@ -163,7 +175,10 @@ impl Gateway {
         names: &[String],
     ) -> Result<Conversation, ApiError> {
         let users = self.resolve(names).await?;
-        let (conversation, message) = self.store().add_members(actor, conversation, &users).await?;
+        let (conversation, message) = self
+            .store()
+            .add_members(actor, conversation, &users)
+            .await?;
         self.changed_membership(&conversation, &message, None).await;
         Ok(conversation)
     }
@@ -175,13 +190,21 @@ impl Gateway {
         name: &str,
     ) -> Result<Conversation, ApiError> {
         let user = self.store().user_by_name(name).await?;
-        let (conversation, message) =
-            self.store().remove_member(actor, conversation, &user).await?;
-        self.changed_membership(&conversation, &message, Some(user.id)).await;
+        let (conversation, message) = self
+            .store()
+            .remove_member(actor, conversation, &user)
+            .await?;
+        self.changed_membership(&conversation, &message, Some(user.id))
+            .await;
         Ok(conversation)
     }
 
-    async fn changed_membership(&self, conversation: &Conversation, message: &Message, removed: Option<i64>) {
+    async fn changed_membership(
+        &self,
+        conversation: &Conversation,
+        message: &Message,
+        removed: Option<i64>,
+    ) {
         self.inner.hub.forget_members(conversation.id);
         if let Ok(members) = self.members(conversation.id).await {
             let mut users = members.to_vec();
@@ -200,21 +223,37 @@ impl Gateway {
         limit: Option<u32>,
     ) -> Result<HistoryPage, ApiError> {
         let limit = limit.unwrap_or(100);
-        Ok(self.store().history(conversation, viewer, after, before, limit).await?)
+        Ok(self
+            .store()
+            .history(conversation, viewer, after, before, limit)
+            .await?)
     }
 
-    pub async fn mark_read(&self, viewer: &User, conversation: i64, seq: i64) -> Result<i64, ApiError> {
+    pub async fn mark_read(
+        &self,
+        viewer: &User,
+        conversation: i64,
+        seq: i64,
+    ) -> Result<i64, ApiError> {
         let read_seq = self.store().mark_read(conversation, viewer, seq).await?;
         let members = self.members(conversation).await?;
-        let frame = ServerFrame::Read { conversation_id: conversation, user: viewer.username.clone(), seq: read_seq };
-        self.inner.hub.deliver(&members, None, Outbound::frame(&frame));
+        let frame = ServerFrame::Read {
+            conversation_id: conversation,
+            user: viewer.username.clone(),
+            seq: read_seq,
+        };
+        self.inner
+            .hub
+            .deliver(&members, None, Outbound::frame(&frame));
         Ok(read_seq)
     }
 
     pub async fn typing(&self, user: &User, conversation: i64) -> Result<(), ApiError> {
         let members = self.members(conversation).await?;
         if members.is_empty() {
-            return Err(ApiError::from(switchboard_storage::StoreError::ConversationNotFound(conversation)));
+            return Err(ApiError::from(
+                switchboard_storage::StoreError::ConversationNotFound(conversation),
+            ));
         }
         if !members.contains(&user.id) {
             return Err(ApiError::from(switchboard_storage::StoreError::NotMember {
@@ -222,14 +261,26 @@ impl Gateway {
                 user: user.username.clone(),
             }));
         }
-        let frame = ServerFrame::Typing { conversation_id: conversation, user: user.username.clone() };
-        self.inner.hub.deliver(&members, Some(user.id), Outbound::frame(&frame));
+        let frame = ServerFrame::Typing {
+            conversation_id: conversation,
+            user: user.username.clone(),
+        };
+        self.inner
+            .hub
+            .deliver(&members, Some(user.id), Outbound::frame(&frame));
         Ok(())
     }
 
-    pub async fn set_presence(&self, user: &User, status: PresenceStatus, text: &str) -> Result<(), ApiError> {
+    pub async fn set_presence(
+        &self,
+        user: &User,
+        status: PresenceStatus,
+        text: &str,
+    ) -> Result<(), ApiError> {
         if text.chars().count() > MAX_STATUS_TEXT {
-            return Err(ApiError::invalid(format!("status text is limited to {MAX_STATUS_TEXT} characters")));
+            return Err(ApiError::invalid(format!(
+                "status text is limited to {MAX_STATUS_TEXT} characters"
+            )));
         }
         self.store().set_status(user.id, status, text).await?;
         self.inner.hub.set_status(user.id, status, text);
@@ -239,7 +290,10 @@ impl Gateway {
     /// Presence of everyone who shares a conversation with `user`.
     pub async fn contacts_presence(&self, user: &User) -> Result<Vec<Presence>, ApiError> {
         let contacts = self.store().contacts(user.id).await?;
-        Ok(contacts.iter().map(|c| self.inner.hub.presence_of(c)).collect())
+        Ok(contacts
+            .iter()
+            .map(|c| self.inner.hub.presence_of(c))
+            .collect())
     }
 
     /// Creates an account; `actor` must be an admin (None: a local admin command).
@@ -253,12 +307,19 @@ impl Gateway {
         admin: bool,
     ) -> Result<User, ApiError> {
         if actor.is_some_and(|a| !a.admin) {
-            return Err(ApiError::new(ErrorCode::Forbidden, "only admins may create users"));
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only admins may create users",
+            ));
         }
         auth::validate_username(username)?;
         auth::validate_password(&password)?;
         let password_hash = auth::hash_password(password).await?;
-        let display_name = if display_name.is_empty() { username } else { display_name };
+        let display_name = if display_name.is_empty() {
+            username
+        } else {
+            display_name
+        };
         Ok(self
             .store()
             .create_user(NewUser {
@@ -271,7 +332,11 @@ impl Gateway {
             .await?)
     }
 
-    pub async fn login(&self, username: &str, password: &str) -> Result<(String, i64, User), ApiError> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(String, i64, User), ApiError> {
         let ttl = self.config().token_ttl.as_millis() as i64;
         auth::login(self.store().as_ref(), username, password, ttl).await
     }

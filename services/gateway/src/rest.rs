@@ -4,8 +4,8 @@
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use switchboard_protocol::ErrorCode;
 use switchboard_protocol::rest::{
     ConversationsResponse, CreateUserRequest, HistoryResponse, LoginRequest, LoginResponse,
-    PresenceResponse, SendRequest, SendResponse, SetPresenceRequest,
+    OpenDirectRequest, PresenceResponse, SendRequest, SendResponse, SetPresenceRequest,
 };
 use switchboard_storage::User;
 
@@ -34,6 +34,7 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/users", post(create_user))
         .route("/api/v1/messages", post(send))
         .route("/api/v1/conversations", get(conversations))
+        .route("/api/v1/conversations/direct", post(open_direct))
         .route("/api/v1/conversations/{id}/messages", get(history))
         .route("/api/v1/presence", get(presence).put(set_presence))
         .fallback(not_found)
@@ -48,16 +49,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorCode::MessageTooLarge, "the request body is too large")
-            } else {
-                ApiError::invalid(e.body_text())
-            }
-        })?;
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| ApiError::new(ErrorCode::MalformedFrame, format!("invalid JSON body: {e}")))
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(ErrorCode::MessageTooLarge, "the request body is too large")
+                } else {
+                    ApiError::invalid(e.body_text())
+                }
+            })?;
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            ApiError::new(ErrorCode::MalformedFrame, format!("invalid JSON body: {e}"))
+        })
     }
 }
 
@@ -69,7 +72,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Token {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         bearer(&parts.headers).map(Token).ok_or_else(|| {
-            ApiError::new(ErrorCode::Unauthenticated, "missing Authorization: Bearer <token>")
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "missing Authorization: Bearer <token>",
+            )
         })
     }
 }
@@ -85,9 +91,14 @@ struct Caller(User);
 impl FromRequestParts<Gateway> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, gateway: &Gateway) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        gateway: &Gateway,
+    ) -> Result<Self, Self::Rejection> {
         let Token(token) = Token::from_request_parts(parts, gateway).await?;
-        Ok(Caller(auth::authenticate(gateway.store().as_ref(), &token).await?))
+        Ok(Caller(
+            auth::authenticate(gateway.store().as_ref(), &token).await?,
+        ))
     }
 }
 
@@ -96,7 +107,10 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::InvalidRequest, "no such endpoint; see docs/protocol.md")
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        "no such endpoint; see docs/protocol.md",
+    )
 }
 
 #[derive(Deserialize)]
@@ -111,8 +125,11 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if *gateway.inner.draining.borrow() {
-        return ApiError::new(ErrorCode::ShuttingDown, "this gateway is draining; connect to another")
-            .into_response();
+        return ApiError::new(
+            ErrorCode::ShuttingDown,
+            "this gateway is draining; connect to another",
+        )
+        .into_response();
     }
     let token = bearer(&headers).or(query.token);
     let frame_limit = gateway.config().max_frame_bytes;
@@ -131,11 +148,21 @@ async fn login(
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let (token, expires_at, user) = gateway.login(&req.username, &req.password).await?;
-    Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
+    Ok(Json(LoginResponse {
+        token,
+        expires_at,
+        user: user.info(),
+    }))
 }
 
-async fn logout(State(gateway): State<Gateway>, Token(token): Token) -> Result<StatusCode, ApiError> {
-    gateway.store().revoke_token(&auth::token_hash(&token)).await?;
+async fn logout(
+    State(gateway): State<Gateway>,
+    Token(token): Token,
+) -> Result<StatusCode, ApiError> {
+    gateway
+        .store()
+        .revoke_token(&auth::token_hash(&token))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -149,7 +176,14 @@ async fn create_user(
     Body(req): Body<CreateUserRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = gateway
-        .create_user(Some(&admin), &req.username, req.password, &req.display_name, &req.org, req.admin)
+        .create_user(
+            Some(&admin),
+            &req.username,
+            req.password,
+            &req.display_name,
+            &req.org,
+            req.admin,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(user.info())))
 }
@@ -160,14 +194,15 @@ async fn send(
     Body(req): Body<SendRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let target = Target::from_fields(req.conversation_id, req.to)?;
-    let client_msg_id = req.client_msg_id.unwrap_or_else(|| {
-        format!("rest-{}", auth::token_hash(&format!("{}{:?}", user.id, std::time::Instant::now()))[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>())
-    });
+    let client_msg_id = req
+        .client_msg_id
+        .unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
     let appended = gateway.send(&user, target, client_msg_id, req.body).await?;
-    let status = if appended.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     let m = appended.message;
     Ok((
         status,
@@ -189,6 +224,14 @@ async fn conversations(
     Ok(Json(ConversationsResponse { conversations }))
 }
 
+async fn open_direct(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Body(req): Body<OpenDirectRequest>,
+) -> Result<Json<switchboard_protocol::Conversation>, ApiError> {
+    Ok(Json(gateway.open_direct(&user, &req.user).await?))
+}
+
 #[derive(Deserialize)]
 struct HistoryQuery {
     after_seq: Option<i64>,
@@ -202,15 +245,23 @@ async fn history(
     Path(id): Path<i64>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    let page = gateway.history(&user, id, q.after_seq, q.before_seq, q.limit).await?;
-    Ok(Json(HistoryResponse { conversation_id: id, messages: page.messages, has_more: page.has_more }))
+    let page = gateway
+        .history(&user, id, q.after_seq, q.before_seq, q.limit)
+        .await?;
+    Ok(Json(HistoryResponse {
+        conversation_id: id,
+        messages: page.messages,
+        has_more: page.has_more,
+    }))
 }
 
 async fn presence(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
 ) -> Result<Json<PresenceResponse>, ApiError> {
-    Ok(Json(PresenceResponse { presences: gateway.contacts_presence(&user).await? }))
+    Ok(Json(PresenceResponse {
+        presences: gateway.contacts_presence(&user).await?,
+    }))
 }
 
 async fn set_presence(

@@ -41,7 +41,10 @@ fn text(frame: &ServerFrame) -> WsMessage {
 }
 
 fn close(code: u16, reason: &'static str) -> WsMessage {
-    WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
+    WsMessage::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
 }
 
 /// Serves one upgraded connection until it closes or the gateway drains.
@@ -70,8 +73,12 @@ async fn sign_in(
         return Ok((auth::authenticate(store, &token).await?, None));
     }
     let first = tokio::time::timeout(gateway.config().auth_timeout, stream.next()).await;
-    let unauthenticated =
-        |why: &str| ApiError::new(ErrorCode::Unauthenticated, format!("{why}; send {{\"type\":\"auth\",\"token\":...}} first"));
+    let unauthenticated = |why: &str| {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            format!("{why}; send {{\"type\":\"auth\",\"token\":...}} first"),
+        )
+    };
     match first {
         Ok(Some(Ok(WsMessage::Text(t)))) => match ClientFrame::decode(&t) {
             Ok(ClientFrame::Auth { token, since, .. }) => {
@@ -98,7 +105,10 @@ async fn run(
     let session_id = hub.next_session_id();
     // Queue the welcome (and the resume's backfill) before registering, so they come
     // before any live push.
-    let welcome = ServerFrame::Welcome { user: user.info(), session_id };
+    let welcome = ServerFrame::Welcome {
+        user: user.info(),
+        session_id,
+    };
     let _ = tx.send(Outbound::frame(&welcome)).await;
     if let Some(since) = since {
         let _ = tx.send(Outbound::Sync { id: None, since }).await;
@@ -112,12 +122,23 @@ async fn run(
         Err(e) => {
             tracing::warn!(error = %e, "cannot load conversations");
             let frame = Some(ApiError::from(e).frame(None).to_json().into());
-            let _ = tx.send(Outbound::Close { frame, code: CLOSE_TRY_LATER }).await;
+            let _ = tx
+                .send(Outbound::Close {
+                    frame,
+                    code: CLOSE_TRY_LATER,
+                })
+                .await;
             HashMap::new()
         }
     };
     let last = start.clone();
-    let writer = Writer { gateway: gateway.clone(), user: user.clone(), sink, start, last };
+    let writer = Writer {
+        gateway: gateway.clone(),
+        user: user.clone(),
+        sink,
+        start,
+        last,
+    };
     let mut writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
 
     let mut draining = gateway.inner.draining.subscribe();
@@ -153,7 +174,10 @@ async fn run(
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
             Some(Ok(WsMessage::Close(_))) | None => {
-                break Some(Outbound::Close { frame: None, code: CLOSE_NORMAL });
+                break Some(Outbound::Close {
+                    frame: None,
+                    code: CLOSE_NORMAL,
+                });
             }
             Some(Err(e)) => break read_error(e),
         }
@@ -164,7 +188,11 @@ async fn run(
     drop(tx);
     // Leave the hub first (it holds a sender too), so the writer's queue can close.
     hub.unregister(ticket.id);
-    if !writer.is_finished() && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
+    if !writer.is_finished()
+        && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer)
+            .await
+            .is_err()
+    {
         writer.abort();
     }
     tracing::debug!(session = ticket.id, "closed");
@@ -172,7 +200,10 @@ async fn run(
 
 fn closing(code: ErrorCode, message: &str, close_code: u16) -> Outbound {
     let frame = ServerFrame::error(None, code, message).to_json().into();
-    Outbound::Close { frame: Some(frame), code: close_code }
+    Outbound::Close {
+        frame: Some(frame),
+        code: close_code,
+    }
 }
 
 /// A read failure: the frame was over the limit or not UTF-8 (tell the client, then
@@ -213,7 +244,13 @@ async fn handle(
                 let _ = tx.send(Outbound::Sync { id, since }).await;
                 None
             }
-            ClientFrame::Send { id, conversation_id, to, client_msg_id, body } => {
+            ClientFrame::Send {
+                id,
+                conversation_id,
+                to,
+                client_msg_id,
+                body,
+            } => {
                 let target = Target::from_fields(conversation_id, to)?;
                 let a = gateway.send(user, target, client_msg_id, body).await?;
                 Some(ServerFrame::Ack {
@@ -233,11 +270,19 @@ async fn handle(
                 let conversation = gateway.create_group(user, &name, &members).await?;
                 Some(ServerFrame::Conversation { id, conversation })
             }
-            ClientFrame::AddMembers { id, conversation_id, users } => {
+            ClientFrame::AddMembers {
+                id,
+                conversation_id,
+                users,
+            } => {
                 let conversation = gateway.add_members(user, conversation_id, &users).await?;
                 Some(ServerFrame::Conversation { id, conversation })
             }
-            ClientFrame::RemoveMember { id, conversation_id, user: other } => {
+            ClientFrame::RemoveMember {
+                id,
+                conversation_id,
+                user: other,
+            } => {
                 let conversation = gateway.remove_member(user, conversation_id, &other).await?;
                 Some(ServerFrame::Conversation { id, conversation })
             }
@@ -245,9 +290,16 @@ async fn handle(
                 let conversations = gateway.store().conversations_of(user.id).await?;
                 Some(ServerFrame::Conversations { id, conversations })
             }
-            ClientFrame::History { id, conversation_id, after_seq, before_seq, limit } => {
-                let page =
-                    gateway.history(user, conversation_id, after_seq, before_seq, limit).await?;
+            ClientFrame::History {
+                id,
+                conversation_id,
+                after_seq,
+                before_seq,
+                limit,
+            } => {
+                let page = gateway
+                    .history(user, conversation_id, after_seq, before_seq, limit)
+                    .await?;
                 Some(ServerFrame::History {
                     id,
                     conversation_id,
@@ -255,11 +307,18 @@ async fn handle(
                     has_more: page.has_more,
                 })
             }
-            ClientFrame::Typing { id, conversation_id } => {
+            ClientFrame::Typing {
+                id,
+                conversation_id,
+            } => {
                 gateway.typing(user, conversation_id).await?;
                 id.map(|id| ServerFrame::Ok { id: Some(id) })
             }
-            ClientFrame::Read { id, conversation_id, seq } => {
+            ClientFrame::Read {
+                id,
+                conversation_id,
+                seq,
+            } => {
                 gateway.mark_read(user, conversation_id, seq).await?;
                 id.map(|id| ServerFrame::Ok { id: Some(id) })
             }
@@ -273,13 +332,20 @@ async fn handle(
                     watched.push(gateway.store().user_by_name(name).await?);
                 }
                 let ids: Vec<i64> = watched.iter().map(|u| u.id).collect();
-                if !gateway.inner.hub.watch(session, &ids, gateway.config().max_watch) {
+                if !gateway
+                    .inner
+                    .hub
+                    .watch(session, &ids, gateway.config().max_watch)
+                {
                     return Err(ApiError::invalid(format!(
                         "a session may watch at most {} users",
                         gateway.config().max_watch
                     )));
                 }
-                let presences = watched.iter().map(|u| gateway.inner.hub.presence_of(u)).collect();
+                let presences = watched
+                    .iter()
+                    .map(|u| gateway.inner.hub.presence_of(u))
+                    .collect();
                 Some(ServerFrame::PresenceList { id, presences })
             }
             ClientFrame::Unwatch { id, users } => {
@@ -346,10 +412,16 @@ impl Writer {
                     let _ = self.sink.send(close(code, "")).await;
                     return;
                 }
-                Outbound::Frame(frame) => self.sink.feed(WsMessage::Text(frame)).await.map_err(Stop::from),
-                Outbound::Message { conversation_id, seq, frame } => {
-                    self.message(conversation_id, seq, frame).await
-                }
+                Outbound::Frame(frame) => self
+                    .sink
+                    .feed(WsMessage::Text(frame))
+                    .await
+                    .map_err(Stop::from),
+                Outbound::Message {
+                    conversation_id,
+                    seq,
+                    frame,
+                } => self.message(conversation_id, seq, frame).await,
                 Outbound::Sync { id, since } => self.sync(id, since).await,
             };
             // Write out what is queued in one go; flush when the queue runs dry.
@@ -362,7 +434,10 @@ impl Writer {
                 Err(Stop::Broken) => return,
                 Err(Stop::Storage(e)) => {
                     let _ = self.sink.send(text(&e.frame(None))).await;
-                    let _ = self.sink.send(close(CLOSE_TRY_LATER, "storage unavailable")).await;
+                    let _ = self
+                        .sink
+                        .send(close(CLOSE_TRY_LATER, "storage unavailable"))
+                        .await;
                     return;
                 }
             }
@@ -386,11 +461,22 @@ impl Writer {
 
     /// Sends the messages with `after < seq < before` from storage, in order; returns the
     /// last seq sent (`after` if none).
-    async fn backfill(&mut self, conversation: i64, mut after: i64, before: i64) -> Result<i64, Stop> {
+    async fn backfill(
+        &mut self,
+        conversation: i64,
+        mut after: i64,
+        before: i64,
+    ) -> Result<i64, Stop> {
         let store = self.gateway.store().clone();
         loop {
             let page = match store
-                .history(conversation, &self.user, Some(after), Some(before), BACKFILL_PAGE)
+                .history(
+                    conversation,
+                    &self.user,
+                    Some(after),
+                    Some(before),
+                    BACKFILL_PAGE,
+                )
                 .await
             {
                 Ok(page) => page,
@@ -402,7 +488,9 @@ impl Writer {
             };
             for message in page.messages {
                 after = message.seq;
-                self.sink.feed(text(&ServerFrame::Message { message })).await?;
+                self.sink
+                    .feed(text(&ServerFrame::Message { message }))
+                    .await?;
             }
             if !page.has_more {
                 return Ok(after);
@@ -420,17 +508,27 @@ impl Writer {
             .await
             .map_err(|e| Stop::Storage(e.into()))?;
         for conversation in &conversations {
-            let Some(&seen) = since.get(&conversation.id) else { continue };
-            let start = self.start.get(&conversation.id).copied().unwrap_or(conversation.last_seq);
+            let Some(&seen) = since.get(&conversation.id) else {
+                continue;
+            };
+            let start = self
+                .start
+                .get(&conversation.id)
+                .copied()
+                .unwrap_or(conversation.last_seq);
             let last = self.last.get(&conversation.id).copied().unwrap_or(start);
             if seen < start {
-                self.backfill(conversation.id, seen.max(0), start + 1).await?;
+                self.backfill(conversation.id, seen.max(0), start + 1)
+                    .await?;
             }
             // The client may already hold seqs this session has not sent (from another
             // session); never send those twice.
-            self.last.insert(conversation.id, last.max(seen.min(conversation.last_seq)));
+            self.last
+                .insert(conversation.id, last.max(seen.min(conversation.last_seq)));
         }
-        self.sink.feed(text(&ServerFrame::Synced { id, conversations })).await?;
+        self.sink
+            .feed(text(&ServerFrame::Synced { id, conversations }))
+            .await?;
         Ok(())
     }
 }

@@ -18,7 +18,11 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         token: String,
-        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_conversation_map")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "some_conversation_map"
+        )]
         since: Option<BTreeMap<i64, i64>>,
     },
     /// Resynchronise after a (re)connect: for each conversation, the last seq this client
@@ -165,8 +169,13 @@ impl ClientFrame {
             Ok(frame) => return Ok(frame),
             Err(e) => e,
         };
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| (ErrorCode::MalformedFrame, format!("invalid JSON: {e}"), None))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            (
+                ErrorCode::MalformedFrame,
+                format!("invalid JSON: {e}"),
+                None,
+            )
+        })?;
         let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
         match value.get("type").and_then(|t| t.as_str()) {
             None => Err((
@@ -174,10 +183,16 @@ impl ClientFrame {
                 "a frame must be a JSON object with a string \"type\"".into(),
                 id,
             )),
-            Some(kind) if !Self::TYPES.contains(&kind) => {
-                Err((ErrorCode::UnknownFrameType, format!("unknown frame type {kind:?}"), id))
-            }
-            Some(kind) => Err((ErrorCode::MalformedFrame, format!("bad {kind} frame: {err}"), id)),
+            Some(kind) if !Self::TYPES.contains(&kind) => Err((
+                ErrorCode::UnknownFrameType,
+                format!("unknown frame type {kind:?}"),
+                id,
+            )),
+            Some(kind) => Err((
+                ErrorCode::MalformedFrame,
+                format!("bad {kind} frame: {err}"),
+                id,
+            )),
         }
     }
 }
@@ -191,9 +206,9 @@ where
     let raw = BTreeMap::<String, i64>::deserialize(de)?;
     raw.into_iter()
         .map(|(k, v)| {
-            k.parse::<i64>().map(|k| (k, v)).map_err(|_| {
-                serde::de::Error::custom(format!("{k:?} is not a conversation id"))
-            })
+            k.parse::<i64>()
+                .map(|k| (k, v))
+                .map_err(|_| serde::de::Error::custom(format!("{k:?} is not a conversation id")))
         })
         .collect()
 }
@@ -210,7 +225,10 @@ where
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// Authentication succeeded; the session is live.
-    Welcome { user: UserInfo, session_id: u64 },
+    Welcome {
+        user: UserInfo,
+        session_id: u64,
+    },
     /// The message was durably committed with this seq. `duplicate` is true when this
     /// `client_msg_id` had already been stored (a retry): nothing new was stored.
     Ack {
@@ -223,7 +241,9 @@ pub enum ServerFrame {
         duplicate: bool,
     },
     /// A message in one of the user's conversations, live or from a sync.
-    Message { message: Message },
+    Message {
+        message: Message,
+    },
     /// A conversation was opened, created or changed (answer or push).
     Conversation {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,9 +270,18 @@ pub enum ServerFrame {
         id: Option<String>,
         conversations: Vec<Conversation>,
     },
-    Typing { conversation_id: i64, user: String },
-    Read { conversation_id: i64, user: String, seq: i64 },
-    Presence { presence: Presence },
+    Typing {
+        conversation_id: i64,
+        user: String,
+    },
+    Read {
+        conversation_id: i64,
+        user: String,
+        seq: i64,
+    },
+    Presence {
+        presence: Presence,
+    },
     /// Answer to `watch`: the current presence of each watched user.
     PresenceList {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,7 +310,12 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     pub fn error(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Error { id, code, message: message.into(), retry_after_ms: None }
+        Self::Error {
+            id,
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -298,7 +332,10 @@ mod tests {
         let bad_json = ClientFrame::decode("{nope").unwrap_err();
         assert_eq!(bad_json.0, ErrorCode::MalformedFrame);
         let unknown = ClientFrame::decode(r#"{"type":"dance","id":"7"}"#).unwrap_err();
-        assert_eq!((unknown.0, unknown.2.as_deref()), (ErrorCode::UnknownFrameType, Some("7")));
+        assert_eq!(
+            (unknown.0, unknown.2.as_deref()),
+            (ErrorCode::UnknownFrameType, Some("7"))
+        );
         let missing = ClientFrame::decode(r#"{"type":"send","id":"8","body":"x"}"#).unwrap_err();
         assert_eq!(missing.0, ErrorCode::MalformedFrame);
         assert_eq!(missing.2.as_deref(), Some("8"));
@@ -307,7 +344,9 @@ mod tests {
     #[test]
     fn sync_keys_are_conversation_ids() {
         let frame = ClientFrame::decode(r#"{"type":"sync","since":{"12":40}}"#).expect("decode");
-        let ClientFrame::Sync { since, .. } = frame else { panic!("not sync") };
+        let ClientFrame::Sync { since, .. } = frame else {
+            panic!("not sync")
+        };
         assert_eq!(since.get(&12), Some(&40));
     }
 }

@@ -11,7 +11,7 @@ mod frame;
 mod model;
 pub mod rest;
 
-pub use error::{ErrorCode, ErrorBody};
+pub use error::{ErrorBody, ErrorCode};
 pub use frame::{ClientFrame, ServerFrame};
 pub use model::{
     Conversation, ConversationKind, Message, MessageKind, Presence, PresenceStatus, UserInfo,

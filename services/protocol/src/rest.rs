@@ -79,3 +79,10 @@ pub struct SetPresenceRequest {
 pub struct PresenceResponse {
     pub presences: Vec<Presence>,
 }
+
+/// `POST /api/v1/conversations/direct`: opens (creating on first use) the direct
+/// conversation with `user`; answers with the [`crate::Conversation`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenDirectRequest {
+    pub user: String,
+}

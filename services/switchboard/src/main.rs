@@ -1,1 +1,56 @@
-fn main(){}
+//! The `switchboard` binary: parses the command line, sets up logging and hands off to
+//! the command's module. Server roles live in the library crates; this file only wires.
+
+mod admin;
+mod cli;
+mod client;
+mod serve;
+
+use clap::Parser;
+
+use cli::{Cli, Command, UserCommand};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::User {
+                command: UserCommand::Add(args),
+            } => admin::user_add(args).await,
+            Command::Login(args) => client::login(cli.client, args).await,
+            Command::Logout => client::logout(cli.client).await,
+            Command::Send(args) => client::send(cli.client, args).await,
+            Command::Listen(args) => client::listen(cli.client, args).await,
+            Command::History(args) => client::history(cli.client, args).await,
+            Command::Presence { command } => client::presence(cli.client, command).await,
+            Command::Who(args) => client::who(cli.client, args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Admin commands that work on a data dir directly or through a running server.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use switchboard_gateway::{Config, Gateway};
+use switchboard_protocol::UserInfo;
+use switchboard_protocol::rest::CreateUserRequest;
+use switchboard_storage::SqliteStore;
+
+use crate::cli::UserAddArgs;
+use crate::client::{Credentials, Http, read_password};
+
+pub async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
+    let password = read_password(
+        args.password_stdin,
+        &format!("Password for {}: ", args.name),
+    )?;
+    if let Some(server) = args.server {
+        let token = match args.token {
+            Some(token) => token,
+            None => Credentials::load_default()?.token,
+        };
+        let http = Http::new(&server, Some(token))?;
+        let request = CreateUserRequest {
+            username: args.name,
+            password,
+            display_name: args.display_name,
+            org: args.org,
+            admin: args.admin,
+        };
+        let user: UserInfo = http.post("/api/v1/users", &request).await?;
+        println!(
+            "Created {}{}",
+            user.username,
+            if user.admin { " (admin)" } else { "" }
+        );
+        return Ok(());
+    }
+    let Some(data_dir) = args.data_dir else {
+        bail!("say where: --data-dir DIR (the server's data dir) or --server URL");
+    };
+    let store = SqliteStore::open(&data_dir)
+        .await
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let gateway = Gateway::new(Arc::new(store), Config::default());
+    let user = gateway
+        .create_user(
+            None,
+            &args.name,
+            password,
+            &args.display_name,
+            &args.org,
+            args.admin,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.0.message))?;
+    println!(
+        "Created {}{}",
+        user.username,
+        if user.admin { " (admin)" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The command line, in one place: every flag, its environment fallback and its help.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard: self-hosted instant messaging for organisations",
+    long_about = "Switchboard: self-hosted instant messaging for organisations.\n\n\
+        Start a server with `switchboard serve`, create accounts with `switchboard user add`, \
+        then chat from the CLI (`login`, `send`, `listen`, `history`, `presence`, `who`) or \
+        any WebSocket client (see docs/protocol.md).",
+    after_help = "Quick start:\n  switchboard serve\n  switchboard login --server http://127.0.0.1:8080 --user admin\n  \
+        switchboard user add alice --password-stdin --server http://127.0.0.1:8080"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the CLI client finds the server and its credentials.
+#[derive(Args, Clone)]
+pub struct ClientArgs {
+    /// Server URL, e.g. http://127.0.0.1:8080 [default: the one saved by `login`]
+    #[arg(long, global = true, env = "SWITCHBOARD_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token [default: the one saved by `login`]
+    #[arg(long, global = true, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Directory holding the saved credentials [default: $XDG_CONFIG_HOME/switchboard,
+    /// else ~/.config/switchboard]
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG_DIR")]
+    pub config_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the all-in-one server: gateway, router and storage in one process, SQLite on disk
+    Serve(ServeArgs),
+    /// Manage accounts
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Sign in and save the token for the other commands
+    Login(LoginArgs),
+    /// Revoke the saved token and forget it
+    Logout,
+    /// Send a message to a user or a conversation
+    Send(SendArgs),
+    /// Print incoming messages, typing and presence as they arrive (reconnects by itself)
+    Listen(ListenArgs),
+    /// Print a conversation's history
+    History(HistoryArgs),
+    /// Set your presence
+    Presence {
+        #[command(subcommand)]
+        command: PresenceCommand,
+    },
+    /// Show the presence of everyone you share a conversation with
+    Who(WhoArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Directory for the SQLite database
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATA_DIR",
+        default_value = "./switchboard-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Address for HTTP and WebSocket
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest message body in bytes
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest WebSocket frame in bytes (bigger frames close the connection)
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = 256 * 1024)]
+    pub max_frame_bytes: usize,
+    /// Messages per second one user may send, sustained (0: unlimited)
+    #[arg(long, env = "SWITCHBOARD_RATE_PER_USER", default_value_t = 50.0)]
+    pub rate_per_user: f64,
+    /// Messages one user may send in a burst
+    #[arg(long, env = "SWITCHBOARD_RATE_BURST", default_value_t = 100.0)]
+    pub rate_burst: f64,
+    /// Seconds to wait for sessions to close on shutdown
+    #[arg(long, env = "SWITCHBOARD_DRAIN_SECS", default_value_t = 10)]
+    pub drain_secs: u64,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create an account (in a data dir directly, or on a running server with --server)
+    Add(UserAddArgs),
+}
+
+#[derive(Args)]
+pub struct UserAddArgs {
+    /// Username: letters, digits, '.', '_' or '-'
+    pub name: String,
+    /// Make the account an administrator
+    #[arg(long)]
+    pub admin: bool,
+    /// Name shown to others [default: the username]
+    #[arg(long, default_value = "")]
+    pub display_name: String,
+    /// Org-unit path, e.g. "HQ/Building 2/Floor 3"
+    #[arg(long, default_value = "")]
+    pub org: String,
+    /// Read the password from the first line of standard input (else prompt for it)
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Write into this data dir directly (the server may be running)
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", conflicts_with = "server")]
+    pub data_dir: Option<PathBuf>,
+    /// Create it through a running server (needs an admin's --token or saved login)
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Admin token for --server
+    #[arg(long, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(long)]
+    pub user: String,
+    /// Read the password from standard input (else prompt for it)
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// A username (direct message) or a conversation id
+    pub to: String,
+    /// The message; several words are joined with spaces
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ListenArgs {
+    /// Print each server frame as one JSON line (for scripts)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// A username (your direct conversation) or a conversation id
+    pub with: String,
+    /// How many of the newest messages to show
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Print messages as JSON lines
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PresenceCommand {
+    /// Set your status: available, busy, away, dnd (do-not-disturb) or offline
+    Set {
+        status: String,
+        /// Status text, e.g. "In a meeting until 3"
+        #[arg(num_args = 0..)]
+        text: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct WhoArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,66 @@
+//! How the CLI prints messages, presence and times for people.
+
+use switchboard_protocol::{Message, MessageKind, Presence, PresenceStatus};
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC for a time in ms since the epoch.
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after Howard
+/// Hinnant's public-domain `civil_from_days` algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+pub fn message_line(message: &Message) -> String {
+    let when = utc(message.ts);
+    match message.kind {
+        MessageKind::Text => format!(
+            "[{when}] #{} {}: {}",
+            message.conversation_id, message.sender, message.body
+        ),
+        MessageKind::System => format!("[{when}] #{} * {}", message.conversation_id, message.body),
+    }
+}
+
+pub fn presence_line(presence: &Presence) -> String {
+    let status = match presence.status {
+        PresenceStatus::DoNotDisturb => "do-not-disturb",
+        other => other.as_str(),
+    };
+    if presence.text.is_empty() {
+        format!("{:<20} {status}", presence.user)
+    } else {
+        format!("{:<20} {status:<15} {}", presence.user, presence.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        // 2026-11-25 12:00:00 UTC
+        assert_eq!(utc(1_795_608_000_000), "2026-11-25 12:00:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}

@@ -1,0 +1,246 @@
+//! The CLI client: commands that talk to a running server over REST and WebSocket.
+
+mod credentials;
+mod format;
+mod http;
+mod listen;
+
+use std::io::BufRead;
+
+use anyhow::{Context, anyhow, bail};
+use hyper::Method;
+use switchboard_protocol::rest::{
+    HistoryResponse, LoginRequest, LoginResponse, OpenDirectRequest, PresenceResponse, SendRequest,
+    SendResponse, SetPresenceRequest,
+};
+use switchboard_protocol::{Conversation, PresenceStatus};
+
+pub use credentials::Credentials;
+pub use http::Http;
+pub use listen::listen;
+
+use crate::cli::{ClientArgs, HistoryArgs, LoginArgs, PresenceCommand, SendArgs, WhoArgs};
+
+/// Reads a password from stdin's first line, or prompts on the terminal without echo.
+pub fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        rpassword::prompt_password(prompt)
+            .context("cannot prompt for a password (no terminal?); use --password-stdin")?
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(password)
+}
+
+/// The server and token to use: flags and environment first, then the saved sign-in.
+pub struct Connection {
+    pub http: Http,
+    pub token: String,
+}
+
+impl Connection {
+    pub fn resolve(args: &ClientArgs) -> anyhow::Result<Self> {
+        let dir = credentials::config_dir(args.config_dir.as_deref())?;
+        let saved = Credentials::load(&dir)?;
+        let server = args
+            .server
+            .clone()
+            .or_else(|| saved.as_ref().map(|c| c.server.clone()))
+            .ok_or_else(|| anyhow!("no server: pass --server URL or run `switchboard login`"))?;
+        let token = args
+            .token
+            .clone()
+            .or_else(|| saved.as_ref().map(|c| c.token.clone()))
+            .ok_or_else(|| {
+                anyhow!("not signed in: run `switchboard login --server URL --user NAME`")
+            })?;
+        Ok(Self {
+            http: Http::new(&server, Some(token.clone()))?,
+            token,
+        })
+    }
+
+    /// A conversation id from `target`: a number is an id, anything else a username
+    /// whose direct conversation is opened.
+    async fn conversation(&self, target: &str) -> anyhow::Result<i64> {
+        if let Ok(id) = target.parse::<i64>() {
+            return Ok(id);
+        }
+        let conversation: Conversation = self
+            .http
+            .post(
+                "/api/v1/conversations/direct",
+                &OpenDirectRequest {
+                    user: target.to_owned(),
+                },
+            )
+            .await?;
+        Ok(conversation.id)
+    }
+}
+
+pub async fn login(args: ClientArgs, login: LoginArgs) -> anyhow::Result<()> {
+    let server = args
+        .server
+        .clone()
+        .ok_or_else(|| anyhow!("say which server: --server http://HOST:PORT"))?;
+    let password = read_password(
+        login.password_stdin,
+        &format!("Password for {}: ", login.user),
+    )?;
+    let http = Http::new(&server, None)?;
+    let answer: LoginResponse = http
+        .post(
+            "/api/v1/login",
+            &LoginRequest {
+                username: login.user,
+                password,
+            },
+        )
+        .await?;
+    let dir = credentials::config_dir(args.config_dir.as_deref())?;
+    let saved = Credentials {
+        server: server.clone(),
+        username: answer.user.username.clone(),
+        token: answer.token,
+    }
+    .save(&dir)?;
+    println!(
+        "Signed in as {} on {server} (token saved in {})",
+        answer.user.username,
+        saved.display()
+    );
+    Ok(())
+}
+
+pub async fn logout(args: ClientArgs) -> anyhow::Result<()> {
+    let connection = Connection::resolve(&args)?;
+    connection
+        .http
+        .call::<()>(Method::POST, "/api/v1/logout", None)
+        .await?;
+    Credentials::forget(&credentials::config_dir(args.config_dir.as_deref())?)?;
+    println!("Signed out; the token is revoked.");
+    Ok(())
+}
+
+/// A random idempotency key, from the standard library's randomly seeded hasher.
+fn client_msg_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    let a = hasher.finish();
+    hasher.write_u32(std::process::id());
+    format!("cli-{a:016x}{:016x}", hasher.finish())
+}
+
+pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
+    let connection = Connection::resolve(&args)?;
+    let (to, conversation_id) = match send.to.parse::<i64>() {
+        Ok(id) => (None, Some(id)),
+        Err(_) => (Some(send.to.clone()), None),
+    };
+    let request = SendRequest {
+        to,
+        conversation_id,
+        body: send.text.join(" "),
+        client_msg_id: Some(client_msg_id()),
+    };
+    // Retrying with the same client_msg_id is safe: the server stores the message once.
+    let mut attempt = 0;
+    let answer: SendResponse = loop {
+        attempt += 1;
+        match connection.http.post("/api/v1/messages", &request).await {
+            Ok(answer) => break answer,
+            Err(e) if attempt < 3 && retryable(&e) => {
+                eprintln!("warning: {e:#}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    println!(
+        "Sent to {} (conversation {}, seq {})",
+        send.to, answer.conversation_id, answer.seq
+    );
+    Ok(())
+}
+
+fn retryable(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<http::ServerError>() {
+        Some(server) => server.body.code.retryable(),
+        // Not an answer from the server: the connection failed.
+        None => true,
+    }
+}
+
+pub async fn history(args: ClientArgs, history: HistoryArgs) -> anyhow::Result<()> {
+    let connection = Connection::resolve(&args)?;
+    let id = connection.conversation(&history.with).await?;
+    let page: HistoryResponse = connection
+        .http
+        .get(&format!(
+            "/api/v1/conversations/{id}/messages?limit={}",
+            history.limit
+        ))
+        .await?;
+    for message in &page.messages {
+        if history.json {
+            println!("{}", serde_json::to_string(message)?);
+        } else {
+            println!("{}", format::message_line(message));
+        }
+    }
+    if !history.json && page.messages.is_empty() {
+        println!("(no messages yet in conversation {id})");
+    }
+    Ok(())
+}
+
+pub async fn presence(args: ClientArgs, command: PresenceCommand) -> anyhow::Result<()> {
+    let PresenceCommand::Set { status, text } = command;
+    let status = PresenceStatus::parse(&status).ok_or_else(|| {
+        anyhow!(
+            "unknown status {status:?}: use available, busy, away, dnd (do-not-disturb) or offline"
+        )
+    })?;
+    let connection = Connection::resolve(&args)?;
+    let request = SetPresenceRequest {
+        status,
+        text: text.join(" "),
+    };
+    connection
+        .http
+        .call(Method::PUT, "/api/v1/presence", Some(&request))
+        .await?;
+    println!("Presence set to {}", status.as_str());
+    Ok(())
+}
+
+pub async fn who(args: ClientArgs, who: WhoArgs) -> anyhow::Result<()> {
+    let connection = Connection::resolve(&args)?;
+    let answer: PresenceResponse = connection.http.get("/api/v1/presence").await?;
+    if who.json {
+        println!("{}", serde_json::to_string_pretty(&answer.presences)?);
+    } else if answer.presences.is_empty() {
+        println!("Nobody yet: you share no conversation with anyone.");
+    } else {
+        for presence in &answer.presences {
+            println!("{}", format::presence_line(presence));
+        }
+    }
+    Ok(())
+}
