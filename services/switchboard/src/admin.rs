@@ -2,26 +2,24 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use switchboard_gateway::{Config, Gateway};
 use switchboard_protocol::UserInfo;
 use switchboard_protocol::rest::CreateUserRequest;
 use switchboard_storage::SqliteStore;
 
-use crate::cli::UserAddArgs;
-use crate::client::{Credentials, Http, read_password};
+use crate::cli::{ClientArgs, UserAddArgs};
+use crate::client::{Connection, read_password};
 
-pub async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
+pub async fn user_add(client: ClientArgs, args: UserAddArgs) -> anyhow::Result<()> {
     let password = read_password(
         args.password_stdin,
         &format!("Password for {}: ", args.name),
     )?;
-    if let Some(server) = args.server {
-        let token = match args.token {
-            Some(token) => token,
-            None => Credentials::load_default()?.token,
-        };
-        let http = Http::new(&server, Some(token))?;
+    let Some(data_dir) = args.data_dir else {
+        let connection = Connection::resolve(&client).context(
+            "say where to create the account: --data-dir DIR, or --server URL with an admin's login",
+        )?;
         let request = CreateUserRequest {
             username: args.name,
             password,
@@ -29,16 +27,13 @@ pub async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
             org: args.org,
             admin: args.admin,
         };
-        let user: UserInfo = http.post("/api/v1/users", &request).await?;
+        let user: UserInfo = connection.http.post("/api/v1/users", &request).await?;
         println!(
             "Created {}{}",
             user.username,
             if user.admin { " (admin)" } else { "" }
         );
         return Ok(());
-    }
-    let Some(data_dir) = args.data_dir else {
-        bail!("say where: --data-dir DIR (the server's data dir) or --server URL");
     };
     let store = SqliteStore::open(&data_dir)
         .await

@@ -118,15 +118,10 @@ pub struct UserAddArgs {
     /// Read the password from the first line of standard input (else prompt for it)
     #[arg(long)]
     pub password_stdin: bool,
-    /// Write into this data dir directly (the server may be running)
-    #[arg(long, env = "SWITCHBOARD_DATA_DIR", conflicts_with = "server")]
+    /// Write into this data dir directly (the server may be running). Without it, the
+    /// account is created through the server (--server, or the saved login) as an admin.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Create it through a running server (needs an admin's --token or saved login)
-    #[arg(long)]
-    pub server: Option<String>,
-    /// Admin token for --server
-    #[arg(long, hide_env_values = true)]
-    pub token: Option<String>,
 }
 
 #[derive(Args)]

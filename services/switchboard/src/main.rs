@@ -36,7 +36,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::User {
                 command: UserCommand::Add(args),
-            } => admin::user_add(args).await,
+            } => admin::user_add(cli.client, args).await,
             Command::Login(args) => client::login(cli.client, args).await,
             Command::Logout => client::logout(cli.client).await,
             Command::Send(args) => client::send(cli.client, args).await,

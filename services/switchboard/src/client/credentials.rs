@@ -41,13 +41,6 @@ impl Credentials {
         }
     }
 
-    /// The saved sign-in in the default config dir, or an error telling how to sign in.
-    pub fn load_default() -> anyhow::Result<Self> {
-        Self::load(&config_dir(None)?)?.ok_or_else(|| {
-            anyhow!("not signed in: run `switchboard login --server URL --user NAME`")
-        })
-    }
-
     pub fn save(&self, dir: &Path) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(FILE);
