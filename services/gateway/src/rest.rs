@@ -108,7 +108,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn not_found() -> ApiError {
     ApiError::new(
-        ErrorCode::InvalidRequest,
+        ErrorCode::NotFound,
         "no such endpoint; see docs/protocol.md",
     )
 }

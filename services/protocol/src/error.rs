@@ -33,6 +33,8 @@ pub enum ErrorCode {
     ConversationNotFound,
     /// The user does not exist.
     UserNotFound,
+    /// No such endpoint.
+    NotFound,
     /// The username is taken.
     UserExists,
     /// Too many requests; retry after `retry_after_ms`.
@@ -65,6 +67,7 @@ impl ErrorCode {
             Self::NotMember => "not_member",
             Self::ConversationNotFound => "conversation_not_found",
             Self::UserNotFound => "user_not_found",
+            Self::NotFound => "not_found",
             Self::UserExists => "user_exists",
             Self::RateLimited => "rate_limited",
             Self::SlowConsumer => "slow_consumer",
@@ -84,7 +87,7 @@ impl ErrorCode {
             | Self::InvalidRequest => 400,
             Self::Unauthenticated | Self::InvalidCredentials => 401,
             Self::Forbidden | Self::NotMember => 403,
-            Self::ConversationNotFound | Self::UserNotFound => 404,
+            Self::ConversationNotFound | Self::UserNotFound | Self::NotFound => 404,
             Self::UserExists => 409,
             Self::FrameTooLarge | Self::MessageTooLarge => 413,
             Self::RateLimited => 429,
