@@ -1,0 +1,200 @@
+//! The `switchboard` binary as a newcomer uses it: start the server, sign in, add people,
+//! chat from the CLI, stop and restart. Real processes, real ports, a temporary data dir.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+struct Serve {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    url: String,
+    /// Lines printed before the "listening" line.
+    banner: Vec<String>,
+}
+
+impl Serve {
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let url = loop {
+            let line = lines.recv_timeout(Duration::from_secs(30)).expect("serve printed no address");
+            if let Some(rest) = line.strip_prefix("Switchboard is listening on ") {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            banner.push(line);
+        };
+        Self { child, lines, url, banner }
+    }
+
+    fn admin_password(&self) -> Option<String> {
+        self.banner
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("one-time password: ").map(str::to_owned))
+    }
+
+    /// SIGTERM, then the exit status and the rest of stdout.
+    fn stop(mut self) -> (bool, Vec<String>) {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        (status.success(), self.lines.try_iter().collect())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Runs a client command with its own config dir; returns (success, stdout, stderr).
+fn cli(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SWITCHBOARD_CONFIG_DIR", config)
+        .env_remove("SWITCHBOARD_SERVER")
+        .env_remove("SWITCHBOARD_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(result: (bool, String, String)) -> String {
+    assert!(result.0, "command failed: stdout {} stderr {}", result.1, result.2);
+    result.1
+}
+
+#[test]
+fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (admin, alice) = (tmp.path().join("admin"), tmp.path().join("alice"));
+    let server = Serve::start(&data);
+    let password = server.admin_password().expect("first start prints the admin password");
+    let url = server.url.clone();
+
+    ok(cli(&admin, &["login", "--server", &url, "--user", "admin", "--password-stdin"], Some(&format!("{password}\n"))));
+    let created = ok(cli(
+        &admin,
+        &["user", "add", "alice", "--org", "HQ/Building 2/Floor 3", "--password-stdin"],
+        Some("alice-secret\n"),
+    ));
+    assert!(created.contains("Created alice"), "{created}");
+    // Straight into the data dir, while the server runs.
+    let data_arg = data.to_str().unwrap();
+    ok(cli(&admin, &["user", "add", "bob", "--data-dir", data_arg, "--password-stdin"], Some("bob-secret\n")));
+    let (success, _, stderr) = cli(&admin, &["user", "add", "alice", "--password-stdin"], Some("another-one\n"));
+    assert!(!success && stderr.contains("user_exists"), "{stderr}");
+
+    let (success, _, stderr) = cli(&alice, &["login", "--server", &url, "--user", "alice", "--password-stdin"], Some("wrong\n"));
+    assert!(!success && stderr.contains("invalid_credentials"), "{stderr}");
+    ok(cli(&alice, &["login", "--server", &url, "--user", "alice", "--password-stdin"], Some("alice-secret\n")));
+
+    // alice listens; admin writes to her.
+    let mut listen = Command::new(BIN)
+        .args(["listen", "--json"])
+        .env("SWITCHBOARD_CONFIG_DIR", &alice)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, heard) = mpsc::channel();
+    let stdout = listen.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let welcome = heard.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(welcome.contains("\"welcome\""), "{welcome}");
+
+    let sent = ok(cli(&admin, &["send", "alice", "Welcome", "aboard"], None));
+    assert!(sent.contains("seq 1"), "{sent}");
+    let got = loop {
+        let line = heard.recv_timeout(Duration::from_secs(10)).expect("listen heard nothing");
+        if line.contains("\"message\"") {
+            break line;
+        }
+    };
+    let frame: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(frame["message"]["body"], "Welcome aboard");
+    listen.kill().unwrap();
+    let _ = listen.wait();
+
+    ok(cli(&alice, &["send", "admin", "Thanks!"], None));
+    let history = ok(cli(&alice, &["history", "admin", "--json"], None));
+    let bodies: Vec<String> = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bodies, ["Welcome aboard", "Thanks!"]);
+    let plain = ok(cli(&alice, &["history", "admin"], None));
+    assert!(plain.contains("admin: Welcome aboard"), "{plain}");
+
+    ok(cli(&alice, &["presence", "set", "busy", "In", "a", "meeting"], None));
+    let who = ok(cli(&admin, &["who", "--json"], None));
+    let who: serde_json::Value = serde_json::from_str(&who).unwrap();
+    // alice has no session open, so she shows offline whatever she chose.
+    assert_eq!(who[0]["user"], "alice");
+    assert_eq!(who[0]["status"], "offline");
+    let (success, _, stderr) = cli(&alice, &["presence", "set", "sleepy"], None);
+    assert!(!success && stderr.contains("unknown status"), "{stderr}");
+
+    // Stop (SIGTERM) and start again: history is kept, no new admin password.
+    let (clean, rest) = server.stop();
+    assert!(clean, "serve exits 0 on SIGTERM");
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    let server = Serve::start(&data);
+    assert_eq!(server.admin_password(), None);
+    let url_flag = ["--server", server.url.as_str()];
+    let history = ok(cli(&alice, &[&["history", "admin"][..], &url_flag[..]].concat(), None));
+    assert!(history.contains("Thanks!"), "{history}");
+    ok(cli(&alice, &[&["logout"][..], &url_flag[..]].concat(), None));
+    let (success, _, stderr) = cli(&alice, &[&["history", "admin"][..], &url_flag[..]].concat(), None);
+    assert!(!success && stderr.contains("not signed in"), "{stderr}");
+}
+
+#[test]
+fn help_explains_the_commands() {
+    let (success, help, _) = cli(Path::new("/nonexistent"), &["--help"], None);
+    assert!(success);
+    for command in ["serve", "user", "login", "send", "listen", "history", "presence", "who"] {
+        assert!(help.contains(command), "--help lacks {command}: {help}");
+    }
+    let (success, _, stderr) = cli(Path::new("/nonexistent"), &["send", "bob", "hi"], None);
+    assert!(!success && stderr.contains("switchboard login"), "{stderr}");
+}
