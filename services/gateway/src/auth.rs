@@ -30,11 +30,7 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 async fn verify_password(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false)
     })
     .await
@@ -46,10 +42,7 @@ pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 20];
     OsRng.fill_bytes(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {
@@ -89,23 +82,15 @@ pub async fn login(
     }
     let token = new_token();
     let expires_at = now_ms() + ttl_ms;
-    store
-        .insert_token(&token_hash(&token), user.id, expires_at)
-        .await?;
+    store.insert_token(&token_hash(&token), user.id, expires_at).await?;
     Ok((token, expires_at, user))
 }
 
 /// The user a bearer token belongs to.
 pub async fn authenticate(store: &dyn Store, token: &str) -> Result<User, ApiError> {
-    store
-        .user_by_token(&token_hash(token))
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthenticated,
-                "the token is invalid, expired or revoked",
-            )
-        })
+    store.user_by_token(&token_hash(token)).await?.ok_or_else(|| {
+        ApiError::new(ErrorCode::Unauthenticated, "the token is invalid, expired or revoked")
+    })
 }
 
 /// Rules for usernames: 1 to 64 of letters, digits, `.`, `_`, `-`; starting with a letter
@@ -113,13 +98,8 @@ pub async fn authenticate(store: &dyn Store, token: &str) -> Result<User, ApiErr
 pub fn validate_username(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {

@@ -21,18 +21,11 @@ use tokio::sync::{Notify, mpsc};
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A message frame; the writer keeps seq order and fills gaps from storage.
-    Message {
-        conversation_id: i64,
-        seq: i64,
-        frame: Utf8Bytes,
-    },
+    Message { conversation_id: i64, seq: i64, frame: Utf8Bytes },
     /// Any other frame, written as is.
     Frame(Utf8Bytes),
     /// Backfill after the client's last seen seqs, then send `synced`.
-    Sync {
-        id: Option<String>,
-        since: BTreeMap<i64, i64>,
-    },
+    Sync { id: Option<String>, since: BTreeMap<i64, i64> },
     /// Write this frame (if any), then close the connection with this WebSocket close code.
     Close { frame: Option<Utf8Bytes>, code: u16 },
 }
@@ -70,11 +63,7 @@ impl Online {
             PresenceStatus::Offline => (PresenceStatus::Offline, String::new()),
             status => (status, self.text.clone()),
         };
-        Presence {
-            user: self.username.clone(),
-            status,
-            text,
-        }
+        Presence { user: self.username.clone(), status, text }
     }
 }
 
@@ -112,11 +101,7 @@ fn push_all(targets: Pushes, item: &Outbound) {
 
 impl Hub {
     pub fn new(queue: usize) -> Self {
-        Self {
-            state: Mutex::default(),
-            next_id: AtomicU64::new(1),
-            queue,
-        }
+        Self { state: Mutex::default(), next_id: AtomicU64::new(1), queue }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -138,12 +123,7 @@ impl Hub {
         let mut state = self.lock();
         state.sessions.insert(
             id,
-            Session {
-                user_id: user.id,
-                tx,
-                kicked: kicked.clone(),
-                watching: HashSet::new(),
-            },
+            Session { user_id: user.id, tx, kicked: kicked.clone(), watching: HashSet::new() },
         );
         state.by_user.entry(user.id).or_default().push(id);
         let online = state.online.entry(user.id).or_insert_with(|| Online {
@@ -157,10 +137,7 @@ impl Hub {
             let presence = online.presence();
             let targets = Self::watcher_targets(&state, user.id);
             drop(state);
-            push_all(
-                targets,
-                &Outbound::frame(&ServerFrame::Presence { presence }),
-            );
+            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
         }
         Ticket { id, kicked }
     }
@@ -199,15 +176,8 @@ impl Hub {
         if was_visible {
             let targets = Self::watcher_targets(&state, user_id);
             drop(state);
-            let presence = Presence {
-                user,
-                status: PresenceStatus::Offline,
-                text: String::new(),
-            };
-            push_all(
-                targets,
-                &Outbound::frame(&ServerFrame::Presence { presence }),
-            );
+            let presence = Presence { user, status: PresenceStatus::Offline, text: String::new() };
+            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
         }
     }
 
@@ -251,10 +221,7 @@ impl Hub {
         if before != after {
             let targets = Self::watcher_targets(&state, user_id);
             drop(state);
-            push_all(
-                targets,
-                &Outbound::frame(&ServerFrame::Presence { presence: after }),
-            );
+            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence: after }));
         }
     }
 
@@ -276,11 +243,7 @@ impl Hub {
         let Some(entry) = state.sessions.get_mut(&session) else {
             return false;
         };
-        let new: Vec<i64> = users
-            .iter()
-            .copied()
-            .filter(|u| !entry.watching.contains(u))
-            .collect();
+        let new: Vec<i64> = users.iter().copied().filter(|u| !entry.watching.contains(u)).collect();
         if entry.watching.len() + new.len() > max {
             return false;
         }

@@ -96,9 +96,7 @@ pub async fn run(
         tracing::info!("draining: closing sessions and refusing new connections");
         draining.send_replace(true);
     };
-    axum::serve(listener, gateway.app())
-        .with_graceful_shutdown(signal)
-        .await?;
+    axum::serve(listener, gateway.app()).with_graceful_shutdown(signal).await?;
     // A session leaves the hub only after its writer has flushed the close frame, so an
     // empty hub means every client has been told.
     let drained = async {

@@ -29,9 +29,7 @@ impl Target {
         match (conversation_id, to) {
             (Some(id), None) => Ok(Self::Conversation(id)),
             (None, Some(user)) => Ok(Self::User(user)),
-            _ => Err(ApiError::invalid(
-                "give exactly one of conversation_id or to",
-            )),
+            _ => Err(ApiError::invalid("give exactly one of conversation_id or to")),
         }
     }
 }
@@ -60,10 +58,7 @@ impl Gateway {
                 "client_msg_id must have 1 to {MAX_CLIENT_MSG_ID} bytes"
             )));
         }
-        self.inner
-            .rate
-            .check(sender.id)
-            .map_err(ApiError::rate_limited)?;
+        self.inner.rate.check(sender.id).map_err(ApiError::rate_limited)?;
         let conversation_id = match target {
             Target::Conversation(id) => id,
             Target::User(name) => self.open_direct(sender, &name).await?.id,
@@ -98,11 +93,7 @@ impl Gateway {
         let item = Outbound::Message {
             conversation_id: message.conversation_id,
             seq: message.seq,
-            frame: ServerFrame::Message {
-                message: message.clone(),
-            }
-            .to_json()
-            .into(),
+            frame: ServerFrame::Message { message: message.clone() }.to_json().into(),
         };
         match extra {
             Some(extra) => {
@@ -127,10 +118,7 @@ impl Gateway {
     fn announce(&self, conversation: &Conversation, users: &[i64]) {
         let mut pushed = conversation.clone();
         pushed.read_seq = None;
-        let frame = ServerFrame::Conversation {
-            id: None,
-            conversation: pushed,
-        };
+        let frame = ServerFrame::Conversation { id: None, conversation: pushed };
         self.inner.hub.deliver(users, None, Outbound::frame(&frame));
     }
 
@@ -138,7 +126,8 @@ impl Gateway {
         let other = self.store().user_by_name(other).await?;
         let (conversation, created) = self.store().open_direct(user, &other).await?;
         if created {
-            self.announce(&conversation, &[user.id, other.id]);
+            let users: &[i64] = if user.id == other.id { &[user.id] } else { &[user.id, other.id] };
+            self.announce(&conversation, users);
         }
         Ok(conversation)
     }
@@ -175,10 +164,7 @@ impl Gateway {
         names: &[String],
     ) -> Result<Conversation, ApiError> {
         let users = self.resolve(names).await?;
-        let (conversation, message) = self
-            .store()
-            .add_members(actor, conversation, &users)
-            .await?;
+        let (conversation, message) = self.store().add_members(actor, conversation, &users).await?;
         self.changed_membership(&conversation, &message, None).await;
         Ok(conversation)
     }
@@ -190,12 +176,9 @@ impl Gateway {
         name: &str,
     ) -> Result<Conversation, ApiError> {
         let user = self.store().user_by_name(name).await?;
-        let (conversation, message) = self
-            .store()
-            .remove_member(actor, conversation, &user)
-            .await?;
-        self.changed_membership(&conversation, &message, Some(user.id))
-            .await;
+        let (conversation, message) =
+            self.store().remove_member(actor, conversation, &user).await?;
+        self.changed_membership(&conversation, &message, Some(user.id)).await;
         Ok(conversation)
     }
 
@@ -223,10 +206,7 @@ impl Gateway {
         limit: Option<u32>,
     ) -> Result<HistoryPage, ApiError> {
         let limit = limit.unwrap_or(100);
-        Ok(self
-            .store()
-            .history(conversation, viewer, after, before, limit)
-            .await?)
+        Ok(self.store().history(conversation, viewer, after, before, limit).await?)
     }
 
     pub async fn mark_read(
@@ -242,18 +222,16 @@ impl Gateway {
             user: viewer.username.clone(),
             seq: read_seq,
         };
-        self.inner
-            .hub
-            .deliver(&members, None, Outbound::frame(&frame));
+        self.inner.hub.deliver(&members, None, Outbound::frame(&frame));
         Ok(read_seq)
     }
 
     pub async fn typing(&self, user: &User, conversation: i64) -> Result<(), ApiError> {
         let members = self.members(conversation).await?;
         if members.is_empty() {
-            return Err(ApiError::from(
-                switchboard_storage::StoreError::ConversationNotFound(conversation),
-            ));
+            return Err(ApiError::from(switchboard_storage::StoreError::ConversationNotFound(
+                conversation,
+            )));
         }
         if !members.contains(&user.id) {
             return Err(ApiError::from(switchboard_storage::StoreError::NotMember {
@@ -261,13 +239,9 @@ impl Gateway {
                 user: user.username.clone(),
             }));
         }
-        let frame = ServerFrame::Typing {
-            conversation_id: conversation,
-            user: user.username.clone(),
-        };
-        self.inner
-            .hub
-            .deliver(&members, Some(user.id), Outbound::frame(&frame));
+        let frame =
+            ServerFrame::Typing { conversation_id: conversation, user: user.username.clone() };
+        self.inner.hub.deliver(&members, Some(user.id), Outbound::frame(&frame));
         Ok(())
     }
 
@@ -290,10 +264,7 @@ impl Gateway {
     /// Presence of everyone who shares a conversation with `user`.
     pub async fn contacts_presence(&self, user: &User) -> Result<Vec<Presence>, ApiError> {
         let contacts = self.store().contacts(user.id).await?;
-        Ok(contacts
-            .iter()
-            .map(|c| self.inner.hub.presence_of(c))
-            .collect())
+        Ok(contacts.iter().map(|c| self.inner.hub.presence_of(c)).collect())
     }
 
     /// Creates an account; `actor` must be an admin (None: a local admin command).
@@ -307,19 +278,12 @@ impl Gateway {
         admin: bool,
     ) -> Result<User, ApiError> {
         if actor.is_some_and(|a| !a.admin) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "only admins may create users",
-            ));
+            return Err(ApiError::new(ErrorCode::Forbidden, "only admins may create users"));
         }
         auth::validate_username(username)?;
         auth::validate_password(&password)?;
         let password_hash = auth::hash_password(password).await?;
-        let display_name = if display_name.is_empty() {
-            username
-        } else {
-            display_name
-        };
+        let display_name = if display_name.is_empty() { username } else { display_name };
         Ok(self
             .store()
             .create_user(NewUser {

@@ -19,11 +19,7 @@ struct Bucket {
 
 impl RateLimiter {
     pub fn new(per_second: f64, burst: f64) -> Self {
-        Self {
-            per_second,
-            burst: burst.max(1.0),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self { per_second, burst: burst.max(1.0), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one token for `user`, or says how many milliseconds until one is available.
@@ -38,10 +34,7 @@ impl RateLimiter {
             let full = self.burst / self.per_second;
             buckets.retain(|_, b| now.duration_since(b.at).as_secs_f64() < full);
         }
-        let bucket = buckets.entry(user).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
+        let bucket = buckets.entry(user).or_insert(Bucket { tokens: self.burst, at: now });
         let refill = now.duration_since(bucket.at).as_secs_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;

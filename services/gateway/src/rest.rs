@@ -39,6 +39,7 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/presence", get(presence).put(set_presence))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(gateway)
 }
 
@@ -49,15 +50,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(ErrorCode::MessageTooLarge, "the request body is too large")
-                } else {
-                    ApiError::invalid(e.body_text())
-                }
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(ErrorCode::MessageTooLarge, "the request body is too large")
+            } else {
+                ApiError::invalid(e.body_text())
+            }
+        })?;
         serde_json::from_slice(&bytes).map(Body).map_err(|e| {
             ApiError::new(ErrorCode::MalformedFrame, format!("invalid JSON body: {e}"))
         })
@@ -72,10 +71,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Token {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         bearer(&parts.headers).map(Token).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthenticated,
-                "missing Authorization: Bearer <token>",
-            )
+            ApiError::new(ErrorCode::Unauthenticated, "missing Authorization: Bearer <token>")
         })
     }
 }
@@ -96,10 +92,38 @@ impl FromRequestParts<Gateway> for Caller {
         gateway: &Gateway,
     ) -> Result<Self, Self::Rejection> {
         let Token(token) = Token::from_request_parts(parts, gateway).await?;
-        Ok(Caller(
-            auth::authenticate(gateway.store().as_ref(), &token).await?,
-        ))
+        Ok(Caller(auth::authenticate(gateway.store().as_ref(), &token).await?))
     }
+}
+
+/// Turns the framework's own plain-text rejections (a bad path or query parameter, a
+/// wrong method, a failed upgrade) into JSON errors, so every error a client sees has a
+/// code. Our handlers' errors are JSON already and pass through.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("request failed").to_owned()
+    } else {
+        text.into_owned()
+    };
+    let code = match status.as_u16() {
+        404 => ErrorCode::NotFound,
+        413 => ErrorCode::MessageTooLarge,
+        500.. => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let mut response = ApiError::new(code, message).into_response();
+    *response.status_mut() = status;
+    response
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -107,10 +131,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        "no such endpoint; see docs/protocol.md",
-    )
+    ApiError::new(ErrorCode::NotFound, "no such endpoint; see docs/protocol.md")
 }
 
 #[derive(Deserialize)]
@@ -148,21 +169,14 @@ async fn login(
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let (token, expires_at, user) = gateway.login(&req.username, &req.password).await?;
-    Ok(Json(LoginResponse {
-        token,
-        expires_at,
-        user: user.info(),
-    }))
+    Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
 }
 
 async fn logout(
     State(gateway): State<Gateway>,
     Token(token): Token,
 ) -> Result<StatusCode, ApiError> {
-    gateway
-        .store()
-        .revoke_token(&auth::token_hash(&token))
-        .await?;
+    gateway.store().revoke_token(&auth::token_hash(&token)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -194,15 +208,10 @@ async fn send(
     Body(req): Body<SendRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let target = Target::from_fields(req.conversation_id, req.to)?;
-    let client_msg_id = req
-        .client_msg_id
-        .unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
+    let client_msg_id =
+        req.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
     let appended = gateway.send(&user, target, client_msg_id, req.body).await?;
-    let status = if appended.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = if appended.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     let m = appended.message;
     Ok((
         status,
@@ -245,9 +254,7 @@ async fn history(
     Path(id): Path<i64>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<HistoryResponse>, ApiError> {
-    let page = gateway
-        .history(&user, id, q.after_seq, q.before_seq, q.limit)
-        .await?;
+    let page = gateway.history(&user, id, q.after_seq, q.before_seq, q.limit).await?;
     Ok(Json(HistoryResponse {
         conversation_id: id,
         messages: page.messages,
@@ -259,9 +266,7 @@ async fn presence(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
 ) -> Result<Json<PresenceResponse>, ApiError> {
-    Ok(Json(PresenceResponse {
-        presences: gateway.contacts_presence(&user).await?,
-    }))
+    Ok(Json(PresenceResponse { presences: gateway.contacts_presence(&user).await? }))
 }
 
 async fn set_presence(

@@ -41,10 +41,7 @@ fn text(frame: &ServerFrame) -> WsMessage {
 }
 
 fn close(code: u16, reason: &'static str) -> WsMessage {
-    WsMessage::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }))
+    WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
 }
 
 /// Serves one upgraded connection until it closes or the gateway drains.
@@ -53,8 +50,14 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>) {
     let (user, since) = match sign_in(&gateway, &mut stream, token).await {
         Ok(signed_in) => signed_in,
         Err(e) => {
+            let code = match e.code() {
+                ErrorCode::Unavailable => CLOSE_TRY_LATER,
+                ErrorCode::FrameTooLarge => CLOSE_TOO_BIG,
+                ErrorCode::InvalidUtf8 => CLOSE_INVALID_DATA,
+                _ => CLOSE_POLICY,
+            };
             let _ = sink.send(text(&e.frame(None))).await;
-            let _ = sink.send(close(CLOSE_POLICY, "unauthenticated")).await;
+            let _ = sink.send(close(code, "not signed in")).await;
             return;
         }
     };
@@ -72,23 +75,32 @@ async fn sign_in(
     if let Some(token) = token {
         return Ok((auth::authenticate(store, &token).await?, None));
     }
-    let first = tokio::time::timeout(gateway.config().auth_timeout, stream.next()).await;
     let unauthenticated = |why: &str| {
         ApiError::new(
             ErrorCode::Unauthenticated,
             format!("{why}; send {{\"type\":\"auth\",\"token\":...}} first"),
         )
     };
-    match first {
-        Ok(Some(Ok(WsMessage::Text(t)))) => match ClientFrame::decode(&t) {
-            Ok(ClientFrame::Auth { token, since, .. }) => {
-                Ok((auth::authenticate(store, &token).await?, since))
-            }
-            Ok(_) => Err(unauthenticated("not signed in")),
-            Err((code, message, _)) => Err(ApiError::new(code, message)),
-        },
-        Err(_) => Err(unauthenticated("no auth frame in time")),
-        Ok(_) => Err(unauthenticated("not signed in")),
+    let deadline = tokio::time::Instant::now() + gateway.config().auth_timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| unauthenticated("no auth frame in time"))?;
+        return match next {
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+            Some(Ok(WsMessage::Text(t))) => match ClientFrame::decode(&t) {
+                Ok(ClientFrame::Auth { token, since, .. }) => {
+                    Ok((auth::authenticate(store, &token).await?, since))
+                }
+                Ok(_) => Err(unauthenticated("not signed in")),
+                Err((code, message, _)) => Err(ApiError::new(code, message)),
+            },
+            Some(Err(e)) => match classify(e) {
+                Some((code, message, _)) => Err(ApiError::new(code, message)),
+                None => Err(unauthenticated("connection failed")),
+            },
+            _ => Err(unauthenticated("not signed in")),
+        };
     }
 }
 
@@ -105,10 +117,7 @@ async fn run(
     let session_id = hub.next_session_id();
     // Queue the welcome (and the resume's backfill) before registering, so they come
     // before any live push.
-    let welcome = ServerFrame::Welcome {
-        user: user.info(),
-        session_id,
-    };
+    let welcome = ServerFrame::Welcome { user: user.info(), session_id };
     let _ = tx.send(Outbound::frame(&welcome)).await;
     if let Some(since) = since {
         let _ = tx.send(Outbound::Sync { id: None, since }).await;
@@ -117,28 +126,17 @@ async fn run(
     tracing::debug!(session = session_id, "signed in");
 
     // Read the starting seqs after registering: anything committed later is pushed to us.
-    let start: HashMap<i64, i64> = match gateway.store().conversations_of(user.id).await {
+    let covered: HashMap<i64, i64> = match gateway.store().conversations_of(user.id).await {
         Ok(conversations) => conversations.iter().map(|c| (c.id, c.last_seq)).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot load conversations");
             let frame = Some(ApiError::from(e).frame(None).to_json().into());
-            let _ = tx
-                .send(Outbound::Close {
-                    frame,
-                    code: CLOSE_TRY_LATER,
-                })
-                .await;
+            let _ = tx.send(Outbound::Close { frame, code: CLOSE_TRY_LATER }).await;
             HashMap::new()
         }
     };
-    let last = start.clone();
-    let writer = Writer {
-        gateway: gateway.clone(),
-        user: user.clone(),
-        sink,
-        start,
-        last,
-    };
+    let last = covered.clone();
+    let writer = Writer { gateway: gateway.clone(), user: user.clone(), sink, covered, last };
     let mut writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
 
     let mut draining = gateway.inner.draining.subscribe();
@@ -174,10 +172,7 @@ async fn run(
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
             Some(Ok(WsMessage::Close(_))) | None => {
-                break Some(Outbound::Close {
-                    frame: None,
-                    code: CLOSE_NORMAL,
-                });
+                break Some(Outbound::Close { frame: None, code: CLOSE_NORMAL });
             }
             Some(Err(e)) => break read_error(e),
         }
@@ -188,11 +183,7 @@ async fn run(
     drop(tx);
     // Leave the hub first (it holds a sender too), so the writer's queue can close.
     hub.unregister(ticket.id);
-    if !writer.is_finished()
-        && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer)
-            .await
-            .is_err()
-    {
+    if !writer.is_finished() && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
         writer.abort();
     }
     tracing::debug!(session = ticket.id, "closed");
@@ -200,25 +191,28 @@ async fn run(
 
 fn closing(code: ErrorCode, message: &str, close_code: u16) -> Outbound {
     let frame = ServerFrame::error(None, code, message).to_json().into();
-    Outbound::Close {
-        frame: Some(frame),
-        code: close_code,
-    }
+    Outbound::Close { frame: Some(frame), code: close_code }
 }
 
 /// A read failure: the frame was over the limit or not UTF-8 (tell the client, then
 /// close: the stream cannot be resynchronised), or the connection broke.
 fn read_error(e: axum::Error) -> Option<Outbound> {
+    classify(e).map(|(code, message, close_code)| closing(code, &message, close_code))
+}
+
+/// The protocol error and close code for a read failure the client should hear about;
+/// None when the connection itself broke.
+fn classify(e: axum::Error) -> Option<(ErrorCode, String, u16)> {
     let inner = e.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(detail)) => Some(closing(
+        Some(tungstenite::Error::Capacity(detail)) => Some((
             ErrorCode::FrameTooLarge,
-            &format!("frame too large ({detail}); closing"),
+            format!("frame too large ({detail}); closing"),
             CLOSE_TOO_BIG,
         )),
-        Some(tungstenite::Error::Utf8(_)) => Some(closing(
+        Some(tungstenite::Error::Utf8(_)) => Some((
             ErrorCode::InvalidUtf8,
-            "a text frame was not valid UTF-8; closing",
+            "a text frame was not valid UTF-8; closing".into(),
             CLOSE_INVALID_DATA,
         )),
         _ => {
@@ -244,13 +238,7 @@ async fn handle(
                 let _ = tx.send(Outbound::Sync { id, since }).await;
                 None
             }
-            ClientFrame::Send {
-                id,
-                conversation_id,
-                to,
-                client_msg_id,
-                body,
-            } => {
+            ClientFrame::Send { id, conversation_id, to, client_msg_id, body } => {
                 let target = Target::from_fields(conversation_id, to)?;
                 let a = gateway.send(user, target, client_msg_id, body).await?;
                 Some(ServerFrame::Ack {
@@ -270,19 +258,11 @@ async fn handle(
                 let conversation = gateway.create_group(user, &name, &members).await?;
                 Some(ServerFrame::Conversation { id, conversation })
             }
-            ClientFrame::AddMembers {
-                id,
-                conversation_id,
-                users,
-            } => {
+            ClientFrame::AddMembers { id, conversation_id, users } => {
                 let conversation = gateway.add_members(user, conversation_id, &users).await?;
                 Some(ServerFrame::Conversation { id, conversation })
             }
-            ClientFrame::RemoveMember {
-                id,
-                conversation_id,
-                user: other,
-            } => {
+            ClientFrame::RemoveMember { id, conversation_id, user: other } => {
                 let conversation = gateway.remove_member(user, conversation_id, &other).await?;
                 Some(ServerFrame::Conversation { id, conversation })
             }
@@ -290,16 +270,9 @@ async fn handle(
                 let conversations = gateway.store().conversations_of(user.id).await?;
                 Some(ServerFrame::Conversations { id, conversations })
             }
-            ClientFrame::History {
-                id,
-                conversation_id,
-                after_seq,
-                before_seq,
-                limit,
-            } => {
-                let page = gateway
-                    .history(user, conversation_id, after_seq, before_seq, limit)
-                    .await?;
+            ClientFrame::History { id, conversation_id, after_seq, before_seq, limit } => {
+                let page =
+                    gateway.history(user, conversation_id, after_seq, before_seq, limit).await?;
                 Some(ServerFrame::History {
                     id,
                     conversation_id,
@@ -307,18 +280,11 @@ async fn handle(
                     has_more: page.has_more,
                 })
             }
-            ClientFrame::Typing {
-                id,
-                conversation_id,
-            } => {
+            ClientFrame::Typing { id, conversation_id } => {
                 gateway.typing(user, conversation_id).await?;
                 id.map(|id| ServerFrame::Ok { id: Some(id) })
             }
-            ClientFrame::Read {
-                id,
-                conversation_id,
-                seq,
-            } => {
+            ClientFrame::Read { id, conversation_id, seq } => {
                 gateway.mark_read(user, conversation_id, seq).await?;
                 id.map(|id| ServerFrame::Ok { id: Some(id) })
             }
@@ -332,20 +298,13 @@ async fn handle(
                     watched.push(gateway.store().user_by_name(name).await?);
                 }
                 let ids: Vec<i64> = watched.iter().map(|u| u.id).collect();
-                if !gateway
-                    .inner
-                    .hub
-                    .watch(session, &ids, gateway.config().max_watch)
-                {
+                if !gateway.inner.hub.watch(session, &ids, gateway.config().max_watch) {
                     return Err(ApiError::invalid(format!(
                         "a session may watch at most {} users",
                         gateway.config().max_watch
                     )));
                 }
-                let presences = watched
-                    .iter()
-                    .map(|u| gateway.inner.hub.presence_of(u))
-                    .collect();
+                let presences = watched.iter().map(|u| gateway.inner.hub.presence_of(u)).collect();
                 Some(ServerFrame::PresenceList { id, presences })
             }
             ClientFrame::Unwatch { id, users } => {
@@ -368,9 +327,11 @@ struct Writer {
     gateway: Gateway,
     user: User,
     sink: Sink,
-    /// conversation id -> its last seq when this session registered: the session delivers
-    /// everything after it live; a sync backfills up to it.
-    start: HashMap<i64, i64>,
+    /// conversation id -> the seq above which this session has sent (or, from `last` on,
+    /// will send) everything. Starts at the conversation's last seq when the session
+    /// registered; a sync backfills from the client's seq up to it, then lowers it, so a
+    /// repeated sync sends nothing twice.
+    covered: HashMap<i64, i64>,
     /// conversation id -> last seq sent to this session
     last: HashMap<i64, i64>,
 }
@@ -378,6 +339,8 @@ struct Writer {
 enum Stop {
     /// The socket failed; nothing more can be written.
     Broken,
+    /// The session's queue overflowed (see [`crate::Config::session_queue`]).
+    Slow,
     /// Storage failed while filling a gap: close so the client syncs later.
     Storage(ApiError),
 }
@@ -391,57 +354,58 @@ impl From<axum::Error> for Stop {
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
         loop {
-            let item = tokio::select! {
+            // Waiting for work and doing it (which may block on a client that does not
+            // read) both give way to a kick, so a stalled client is cut off either way.
+            let result = tokio::select! {
                 biased;
-                _ = kicked.notified() => {
-                    let frame = ServerFrame::error(None, ErrorCode::SlowConsumer,
-                        "too many undelivered frames; reconnect and sync");
+                _ = kicked.notified() => Err(Stop::Slow),
+                result = self.next(&mut rx) => result,
+            };
+            let (error, code, reason) = match result {
+                Ok(true) => continue,
+                Ok(false) | Err(Stop::Broken) => return,
+                Err(Stop::Slow) => {
                     tracing::info!("closing slow consumer");
-                    let _ = self.sink.send(text(&frame)).await;
-                    let _ = self.sink.send(close(CLOSE_POLICY, "slow consumer")).await;
-                    return;
+                    let frame = ServerFrame::error(
+                        None,
+                        ErrorCode::SlowConsumer,
+                        "too many undelivered frames; reconnect and sync",
+                    );
+                    (frame, CLOSE_TRY_LATER, "slow consumer")
                 }
-                item = rx.recv() => item,
+                Err(Stop::Storage(e)) => (e.frame(None), CLOSE_TRY_LATER, "storage unavailable"),
             };
-            let Some(item) = item else { return };
-            let result = match item {
-                Outbound::Close { frame, code } => {
-                    if let Some(frame) = frame {
-                        let _ = self.sink.send(WsMessage::Text(frame)).await;
-                    }
-                    let _ = self.sink.send(close(code, "")).await;
-                    return;
-                }
-                Outbound::Frame(frame) => self
-                    .sink
-                    .feed(WsMessage::Text(frame))
-                    .await
-                    .map_err(Stop::from),
-                Outbound::Message {
-                    conversation_id,
-                    seq,
-                    frame,
-                } => self.message(conversation_id, seq, frame).await,
-                Outbound::Sync { id, since } => self.sync(id, since).await,
+            let farewell = async {
+                self.sink.send(text(&error)).await?;
+                self.sink.send(close(code, reason)).await
             };
-            // Write out what is queued in one go; flush when the queue runs dry.
-            let result = match result {
-                Ok(()) if rx.is_empty() => self.sink.flush().await.map_err(Stop::from),
-                other => other,
-            };
-            match result {
-                Ok(()) => {}
-                Err(Stop::Broken) => return,
-                Err(Stop::Storage(e)) => {
-                    let _ = self.sink.send(text(&e.frame(None))).await;
-                    let _ = self
-                        .sink
-                        .send(close(CLOSE_TRY_LATER, "storage unavailable"))
-                        .await;
-                    return;
-                }
-            }
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, farewell).await;
+            return;
         }
+    }
+
+    /// Takes the next queued item and writes it; flushes when the queue runs dry. False
+    /// when the session is over.
+    async fn next(&mut self, rx: &mut mpsc::Receiver<Outbound>) -> Result<bool, Stop> {
+        let Some(item) = rx.recv().await else { return Ok(false) };
+        match item {
+            Outbound::Close { frame, code } => {
+                if let Some(frame) = frame {
+                    self.sink.feed(WsMessage::Text(frame)).await?;
+                }
+                self.sink.send(close(code, "")).await?;
+                return Ok(false);
+            }
+            Outbound::Frame(frame) => self.sink.feed(WsMessage::Text(frame)).await?,
+            Outbound::Message { conversation_id, seq, frame } => {
+                self.message(conversation_id, seq, frame).await?
+            }
+            Outbound::Sync { id, since } => self.sync(id, since).await?,
+        }
+        if rx.is_empty() {
+            self.sink.flush().await?;
+        }
+        Ok(true)
     }
 
     async fn message(&mut self, conversation: i64, seq: i64, frame: Utf8Bytes) -> Result<(), Stop> {
@@ -452,7 +416,10 @@ impl Writer {
                 self.last.insert(conversation, upto);
             }
             // Not seen before: a conversation we were just added to starts here.
-            _ => {}
+            None => {
+                self.covered.insert(conversation, seq - 1);
+            }
+            Some(_) => {}
         }
         self.sink.feed(WsMessage::Text(frame)).await?;
         self.last.insert(conversation, seq);
@@ -470,13 +437,7 @@ impl Writer {
         let store = self.gateway.store().clone();
         loop {
             let page = match store
-                .history(
-                    conversation,
-                    &self.user,
-                    Some(after),
-                    Some(before),
-                    BACKFILL_PAGE,
-                )
+                .history(conversation, &self.user, Some(after), Some(before), BACKFILL_PAGE)
                 .await
             {
                 Ok(page) => page,
@@ -488,9 +449,7 @@ impl Writer {
             };
             for message in page.messages {
                 after = message.seq;
-                self.sink
-                    .feed(text(&ServerFrame::Message { message }))
-                    .await?;
+                self.sink.feed(text(&ServerFrame::Message { message })).await?;
             }
             if !page.has_more {
                 return Ok(after);
@@ -511,24 +470,19 @@ impl Writer {
             let Some(&seen) = since.get(&conversation.id) else {
                 continue;
             };
-            let start = self
-                .start
-                .get(&conversation.id)
-                .copied()
-                .unwrap_or(conversation.last_seq);
-            let last = self.last.get(&conversation.id).copied().unwrap_or(start);
-            if seen < start {
-                self.backfill(conversation.id, seen.max(0), start + 1)
-                    .await?;
+            let id = conversation.id;
+            let seen = seen.clamp(0, conversation.last_seq);
+            let covered = self.covered.get(&id).copied().unwrap_or(conversation.last_seq);
+            if seen < covered {
+                self.backfill(id, seen, covered + 1).await?;
+                self.covered.insert(id, seen);
             }
             // The client may already hold seqs this session has not sent (from another
             // session); never send those twice.
-            self.last
-                .insert(conversation.id, last.max(seen.min(conversation.last_seq)));
+            let last = self.last.get(&id).copied().unwrap_or(covered);
+            self.last.insert(id, last.max(seen));
         }
-        self.sink
-            .feed(text(&ServerFrame::Synced { id, conversations }))
-            .await?;
+        self.sink.feed(text(&ServerFrame::Synced { id, conversations })).await?;
         Ok(())
     }
 }

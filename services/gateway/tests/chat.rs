@@ -16,44 +16,25 @@ async fn two_users_chat_one_to_one() {
     let mut alice = server.connect(&alice_token).await;
     let mut bob = server.connect(&bob_token).await;
 
-    let ack = alice
-        .send_message(json!({"to": "bob"}), "a1", "hi bob")
-        .await;
+    let ack = alice.send_message(json!({"to": "bob"}), "a1", "hi bob").await;
     let (conversation, seq, duplicate) = ack_seq(&ack);
     assert_eq!((seq, duplicate), (1, false));
 
     let got = bob.message().await;
     assert_eq!(
-        (
-            got.conversation_id,
-            got.seq,
-            got.sender.as_str(),
-            got.body.as_str()
-        ),
+        (got.conversation_id, got.seq, got.sender.as_str(), got.body.as_str()),
         (conversation, 1, "alice", "hi bob")
     );
     // The sender's own session sees its message too, once.
     assert_eq!(alice.message().await.seq, 1);
 
-    bob.send_message(
-        json!({"conversation_id": conversation}),
-        "b1",
-        "hello alice",
-    )
-    .await;
+    bob.send_message(json!({"conversation_id": conversation}), "b1", "hello alice").await;
     let reply = alice.message().await;
     assert_eq!((reply.seq, reply.sender.as_str()), (2, "bob"));
     assert_eq!(bob.message().await.seq, 2);
 
-    let history = bob
-        .request(json!({"type": "history", "conversation_id": conversation}))
-        .await;
-    let ServerFrame::History {
-        messages, has_more, ..
-    } = history
-    else {
-        panic!("{history:?}")
-    };
+    let history = bob.request(json!({"type": "history", "conversation_id": conversation})).await;
+    let ServerFrame::History { messages, has_more, .. } = history else { panic!("{history:?}") };
     assert!(!has_more);
     assert_eq!(
         messages.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
@@ -64,11 +45,7 @@ async fn two_users_chat_one_to_one() {
 #[tokio::test]
 async fn a_group_of_three_and_membership_changes() {
     let server = Server::start().await;
-    let tokens = [
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    ];
+    let tokens = [server.user("alice").await, server.user("bob").await, server.user("carol").await];
     let dave_token = server.user("dave").await;
     let mut alice = server.connect(&tokens[0]).await;
     let mut bob = server.connect(&tokens[1]).await;
@@ -78,9 +55,7 @@ async fn a_group_of_three_and_membership_changes() {
     let created = alice
         .request(json!({"type": "create_group", "name": "Ops", "members": ["bob", "carol"]}))
         .await;
-    let ServerFrame::Conversation { conversation, .. } = created else {
-        panic!("{created:?}")
-    };
+    let ServerFrame::Conversation { conversation, .. } = created else { panic!("{created:?}") };
     assert_eq!(conversation.members, ["alice", "bob", "carol"]);
     let group = conversation.id;
     for client in [&mut alice, &mut bob, &mut carol] {
@@ -88,8 +63,7 @@ async fn a_group_of_three_and_membership_changes() {
         assert_eq!((system.seq, system.kind), (1, MessageKind::System));
     }
 
-    bob.send_message(json!({"conversation_id": group}), "b1", "standup in 5")
-        .await;
+    bob.send_message(json!({"conversation_id": group}), "b1", "standup in 5").await;
     for client in [&mut alice, &mut bob, &mut carol] {
         assert_eq!(client.message().await.body, "standup in 5");
     }
@@ -99,15 +73,10 @@ async fn a_group_of_three_and_membership_changes() {
     let added = alice
         .request(json!({"type": "add_members", "conversation_id": group, "users": ["dave"]}))
         .await;
-    assert!(
-        matches!(added, ServerFrame::Conversation { .. }),
-        "{added:?}"
-    );
+    assert!(matches!(added, ServerFrame::Conversation { .. }), "{added:?}");
     let joined = dave.message().await;
     assert_eq!((joined.seq, joined.body.as_str()), (3, "alice added dave"));
-    carol
-        .send_message(json!({"conversation_id": group}), "c1", "welcome dave")
-        .await;
+    carol.send_message(json!({"conversation_id": group}), "c1", "welcome dave").await;
     assert_eq!(dave.message().await.body, "welcome dave");
 
     // Only the owner (or an admin) removes others; anyone may leave.
@@ -118,23 +87,16 @@ async fn a_group_of_three_and_membership_changes() {
     let removed = alice
         .request(json!({"type": "remove_member", "conversation_id": group, "user": "carol"}))
         .await;
-    assert!(
-        matches!(removed, ServerFrame::Conversation { .. }),
-        "{removed:?}"
-    );
+    assert!(matches!(removed, ServerFrame::Conversation { .. }), "{removed:?}");
     // carol sees her removal recorded, then nothing more.
     let mut carol_seen = Vec::new();
     while carol_seen.last() != Some(&"alice removed carol".to_owned()) {
         carol_seen.push(carol.message().await.body);
     }
-    alice
-        .send_message(json!({"conversation_id": group}), "a2", "after carol")
-        .await;
+    alice.send_message(json!({"conversation_id": group}), "a2", "after carol").await;
     assert_eq!(bob.messages(4).await.last().unwrap().body, "after carol");
     carol.no_message(Duration::from_millis(200)).await;
-    let denied = carol
-        .request(json!({"type": "history", "conversation_id": group}))
-        .await;
+    let denied = carol.request(json!({"type": "history", "conversation_id": group})).await;
     assert_eq!(error_code(&denied), ErrorCode::NotMember);
 }
 
@@ -146,20 +108,14 @@ async fn every_session_of_a_user_gets_every_message() {
     let mut phone = server.connect(&alice_token).await;
     let mut bob = server.connect(&bob_token).await;
 
-    bob.send_message(json!({"to": "alice"}), "b1", "to both devices")
-        .await;
+    bob.send_message(json!({"to": "alice"}), "b1", "to both devices").await;
     assert_eq!(laptop.message().await.body, "to both devices");
     assert_eq!(phone.message().await.body, "to both devices");
 
     // What alice sends from her laptop shows up on her phone.
-    laptop
-        .send_message(json!({"to": "bob"}), "l1", "sent from laptop")
-        .await;
+    laptop.send_message(json!({"to": "bob"}), "l1", "sent from laptop").await;
     let on_phone = phone.message().await;
-    assert_eq!(
-        (on_phone.seq, on_phone.body.as_str()),
-        (2, "sent from laptop")
-    );
+    assert_eq!((on_phone.seq, on_phone.body.as_str()), (2, "sent from laptop"));
     assert_eq!(bob.messages(2).await[1].body, "sent from laptop");
 }
 
@@ -170,27 +126,15 @@ async fn a_retried_send_is_stored_once() {
     let mut alice = server.connect(&alice_token).await;
     let mut bob = server.connect(&bob_token).await;
 
-    let first = ack_seq(
-        &alice
-            .send_message(json!({"to": "bob"}), "retry-1", "only once")
-            .await,
-    );
-    let again = ack_seq(
-        &alice
-            .send_message(json!({"to": "bob"}), "retry-1", "only once")
-            .await,
-    );
+    let first = ack_seq(&alice.send_message(json!({"to": "bob"}), "retry-1", "only once").await);
+    let again = ack_seq(&alice.send_message(json!({"to": "bob"}), "retry-1", "only once").await);
     assert_eq!((again.0, again.1), (first.0, first.1));
     assert!(!first.2 && again.2, "the retry is flagged as a duplicate");
 
     assert_eq!(bob.message().await.body, "only once");
     bob.no_message(Duration::from_millis(300)).await;
-    let history = bob
-        .request(json!({"type": "history", "conversation_id": first.0}))
-        .await;
-    let ServerFrame::History { messages, .. } = history else {
-        panic!("{history:?}")
-    };
+    let history = bob.request(json!({"type": "history", "conversation_id": first.0})).await;
+    let ServerFrame::History { messages, .. } = history else { panic!("{history:?}") };
     assert_eq!(messages.len(), 1);
 }
 
@@ -201,11 +145,8 @@ async fn reconnect_backfills_exactly_what_was_missed() {
     let mut alice = server.connect(&alice_token).await;
     let mut bob = server.connect(&bob_token).await;
 
-    let (conversation, _, _) = ack_seq(
-        &alice
-            .send_message(json!({"to": "bob"}), "m1", "before")
-            .await,
-    );
+    let (conversation, _, _) =
+        ack_seq(&alice.send_message(json!({"to": "bob"}), "m1", "before").await);
     let seen = bob.message().await.seq;
     bob.close().await;
 
@@ -225,26 +166,13 @@ async fn reconnect_backfills_exactly_what_was_missed() {
         )
         .await;
     let missed = bob.messages(5).await;
-    assert_eq!(
-        missed.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        [2, 3, 4, 5, 6]
-    );
+    assert_eq!(missed.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3, 4, 5, 6]);
     assert_eq!(missed[0].body, "missed 0");
-    let synced = bob
-        .next_matching(|f| matches!(f, ServerFrame::Synced { .. }))
-        .await;
-    let ServerFrame::Synced { conversations, .. } = synced else {
-        unreachable!()
-    };
+    let synced = bob.next_matching(|f| matches!(f, ServerFrame::Synced { .. })).await;
+    let ServerFrame::Synced { conversations, .. } = synced else { unreachable!() };
     assert_eq!(conversations[0].last_seq, 6);
 
-    alice
-        .send_message(
-            json!({"conversation_id": conversation}),
-            "live",
-            "live again",
-        )
-        .await;
+    alice.send_message(json!({"conversation_id": conversation}), "live", "live again").await;
     let live = bob.message().await;
     assert_eq!((live.seq, live.body.as_str()), (7, "live again"));
     bob.no_message(Duration::from_millis(300)).await;
@@ -252,20 +180,38 @@ async fn reconnect_backfills_exactly_what_was_missed() {
     // A `sync` frame on an open session does the same for a client that connected with a
     // header token.
     let mut tablet = server.connect(&bob_token).await;
-    let answer = tablet
-        .request(json!({"type": "sync", "since": {conversation.to_string(): 4}}))
-        .await;
+    let answer =
+        tablet.request(json!({"type": "sync", "since": {conversation.to_string(): 4}})).await;
     assert!(matches!(answer, ServerFrame::Synced { .. }), "{answer:?}");
     // The backfill precedes `synced`, so it was set aside while waiting: read it back.
-    assert_eq!(
-        tablet
-            .messages(3)
-            .await
-            .iter()
-            .map(|m| m.seq)
-            .collect::<Vec<_>>(),
-        [5, 6, 7]
-    );
+    assert_eq!(tablet.messages(3).await.iter().map(|m| m.seq).collect::<Vec<_>>(), [5, 6, 7]);
+
+    // Asking again sends nothing twice.
+    let again =
+        tablet.request(json!({"type": "sync", "since": {conversation.to_string(): 4}})).await;
+    assert!(matches!(again, ServerFrame::Synced { .. }), "{again:?}");
+    tablet.no_message(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    let config = support::Config { session_queue: 16, ..support::test_config() };
+    let server = Server::start_with(config).await;
+    let (alice_token, bob_token) = (server.user("alice").await, server.user("bob").await);
+    let mut alice = server.connect(&alice_token).await;
+    // bob connects and then never reads again.
+    let _bob = server.connect(&bob_token).await;
+    assert_eq!(server.gateway.session_count(), 2);
+
+    let body = "s".repeat(60 * 1024);
+    let mut sent = 0;
+    while server.gateway.session_count() > 1 {
+        assert!(sent < 2000, "a client that never reads was never cut off");
+        alice.send_message(json!({"to": "bob"}), &format!("flood{sent}"), &body).await;
+        sent += 1;
+    }
+    // alice, who reads, is unaffected.
+    assert_eq!(alice.messages(sent).await.len(), sent);
 }
 
 #[tokio::test]
@@ -283,9 +229,7 @@ async fn concurrent_senders_give_every_member_a_gapless_ordered_stream() {
     let created = clients[0]
         .request(json!({"type": "create_group", "name": "busy", "members": ["ben", "cat", "dan"]}))
         .await;
-    let ServerFrame::Conversation { conversation, .. } = created else {
-        panic!("{created:?}")
-    };
+    let ServerFrame::Conversation { conversation, .. } = created else { panic!("{created:?}") };
     let group = conversation.id;
 
     const EACH: usize = 50;
@@ -307,12 +251,7 @@ async fn concurrent_senders_give_every_member_a_gapless_ordered_stream() {
     }
     let total = 1 + 3 * EACH as i64;
     for client in &mut clients {
-        let seqs: Vec<i64> = client
-            .messages(total as usize)
-            .await
-            .iter()
-            .map(|m| m.seq)
-            .collect();
+        let seqs: Vec<i64> = client.messages(total as usize).await.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
     }
 }
@@ -323,19 +262,13 @@ async fn presence_changes_reach_watchers() {
     let (alice_token, bob_token) = (server.user("alice").await, server.user("bob").await);
     let mut alice = server.connect(&alice_token).await;
 
-    let answer = alice
-        .request(json!({"type": "watch", "users": ["bob"]}))
-        .await;
-    let ServerFrame::PresenceList { presences, .. } = answer else {
-        panic!("{answer:?}")
-    };
+    let answer = alice.request(json!({"type": "watch", "users": ["bob"]})).await;
+    let ServerFrame::PresenceList { presences, .. } = answer else { panic!("{answer:?}") };
     assert_eq!(presences[0].status, PresenceStatus::Offline);
 
     let presence = |status: PresenceStatus| move |f: &ServerFrame| matches!(f, ServerFrame::Presence { presence } if presence.status == status);
     let mut bob = server.connect(&bob_token).await;
-    alice
-        .next_matching(presence(PresenceStatus::Available))
-        .await;
+    alice.next_matching(presence(PresenceStatus::Available)).await;
 
     let ok = bob
         .request(json!({"type": "set_presence", "status": "busy", "text": "In a meeting"}))
@@ -346,10 +279,7 @@ async fn presence_changes_reach_watchers() {
     else {
         unreachable!()
     };
-    assert_eq!(
-        (busy.user.as_str(), busy.text.as_str()),
-        ("bob", "In a meeting")
-    );
+    assert_eq!((busy.user.as_str(), busy.text.as_str()), ("bob", "In a meeting"));
 
     // A second device does not change what others see; the last one leaving does.
     let phone = server.connect(&bob_token).await;
@@ -373,42 +303,18 @@ async fn typing_and_read_receipts_reach_the_other_members() {
     let (alice_token, bob_token) = (server.user("alice").await, server.user("bob").await);
     let mut alice = server.connect(&alice_token).await;
     let mut bob = server.connect(&bob_token).await;
-    let (conversation, seq, _) = ack_seq(
-        &alice
-            .send_message(json!({"to": "bob"}), "t1", "are you there?")
-            .await,
-    );
+    let (conversation, seq, _) =
+        ack_seq(&alice.send_message(json!({"to": "bob"}), "t1", "are you there?").await);
 
-    bob.send(json!({"type": "typing", "conversation_id": conversation}))
-        .await;
-    let typing = alice
-        .next_matching(|f| matches!(f, ServerFrame::Typing { .. }))
-        .await;
-    assert_eq!(
-        typing,
-        ServerFrame::Typing {
-            conversation_id: conversation,
-            user: "bob".into()
-        }
-    );
+    bob.send(json!({"type": "typing", "conversation_id": conversation})).await;
+    let typing = alice.next_matching(|f| matches!(f, ServerFrame::Typing { .. })).await;
+    assert_eq!(typing, ServerFrame::Typing { conversation_id: conversation, user: "bob".into() });
 
-    bob.request(json!({"type": "read", "conversation_id": conversation, "seq": seq}))
-        .await;
-    let read = alice
-        .next_matching(|f| matches!(f, ServerFrame::Read { .. }))
-        .await;
-    assert_eq!(
-        read,
-        ServerFrame::Read {
-            conversation_id: conversation,
-            user: "bob".into(),
-            seq
-        }
-    );
+    bob.request(json!({"type": "read", "conversation_id": conversation, "seq": seq})).await;
+    let read = alice.next_matching(|f| matches!(f, ServerFrame::Read { .. })).await;
+    assert_eq!(read, ServerFrame::Read { conversation_id: conversation, user: "bob".into(), seq });
     let list = bob.request(json!({"type": "list_conversations"})).await;
-    let ServerFrame::Conversations { conversations, .. } = list else {
-        panic!("{list:?}")
-    };
+    let ServerFrame::Conversations { conversations, .. } = list else { panic!("{list:?}") };
     assert_eq!(conversations[0].read_seq, Some(seq));
 }
 
@@ -418,41 +324,30 @@ async fn history_survives_a_restart_and_seq_continues() {
     let (alice_token, _) = (server.user("alice").await, server.user("bob").await);
     let mut alice = server.connect(&alice_token).await;
     for i in 0..3 {
-        alice
-            .send_message(json!({"to": "bob"}), &format!("r{i}"), &format!("kept {i}"))
-            .await;
+        alice.send_message(json!({"to": "bob"}), &format!("r{i}"), &format!("kept {i}")).await;
     }
     let (config, dir) = (support::test_config(), server.dir.clone());
     // The server tells connected clients it is going away before it stops.
     let stopping = tokio::spawn(async move { alice.until_closed().await });
     let tmp = server.stop().await;
     let (frames, code) = stopping.await.unwrap();
-    assert!(frames.iter().any(|f| matches!(
-        f,
-        ServerFrame::Error {
-            code: ErrorCode::ShuttingDown,
-            ..
-        }
-    )));
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Error { code: ErrorCode::ShuttingDown, .. }))
+    );
     assert_eq!(code, Some(1012));
 
     let server = Server::start_in(&dir, config).await;
     let mut alice = server.connect(&alice_token).await;
-    let history = alice
-        .request(json!({"type": "history", "conversation_id": 1}))
-        .await;
-    let ServerFrame::History { messages, .. } = history else {
-        panic!("{history:?}")
-    };
+    let history = alice.request(json!({"type": "history", "conversation_id": 1})).await;
+    let ServerFrame::History { messages, .. } = history else { panic!("{history:?}") };
     assert_eq!(
         messages.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
         ["kept 0", "kept 1", "kept 2"]
     );
-    let (_, seq, _) = ack_seq(
-        &alice
-            .send_message(json!({"to": "bob"}), "r3", "after restart")
-            .await,
-    );
+    let (_, seq, _) =
+        ack_seq(&alice.send_message(json!({"to": "bob"}), "r3", "after restart").await);
     assert_eq!(seq, 4);
     drop(tmp);
 }

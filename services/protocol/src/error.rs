@@ -124,11 +124,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-        }
+        Self { code, message: message.into(), retry_after_ms: None }
     }
 }
 
@@ -138,11 +134,7 @@ mod tests {
 
     #[test]
     fn wire_names_match_serde() {
-        for code in [
-            ErrorCode::NotMember,
-            ErrorCode::MessageTooLarge,
-            ErrorCode::InvalidUtf8,
-        ] {
+        for code in [ErrorCode::NotMember, ErrorCode::MessageTooLarge, ErrorCode::InvalidUtf8] {
             let json = serde_json::to_string(&code).expect("serialize");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

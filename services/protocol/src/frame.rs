@@ -169,13 +169,8 @@ impl ClientFrame {
             Ok(frame) => return Ok(frame),
             Err(e) => e,
         };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            (
-                ErrorCode::MalformedFrame,
-                format!("invalid JSON: {e}"),
-                None,
-            )
-        })?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| (ErrorCode::MalformedFrame, format!("invalid JSON: {e}"), None))?;
         let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
         match value.get("type").and_then(|t| t.as_str()) {
             None => Err((
@@ -183,16 +178,10 @@ impl ClientFrame {
                 "a frame must be a JSON object with a string \"type\"".into(),
                 id,
             )),
-            Some(kind) if !Self::TYPES.contains(&kind) => Err((
-                ErrorCode::UnknownFrameType,
-                format!("unknown frame type {kind:?}"),
-                id,
-            )),
-            Some(kind) => Err((
-                ErrorCode::MalformedFrame,
-                format!("bad {kind} frame: {err}"),
-                id,
-            )),
+            Some(kind) if !Self::TYPES.contains(&kind) => {
+                Err((ErrorCode::UnknownFrameType, format!("unknown frame type {kind:?}"), id))
+            }
+            Some(kind) => Err((ErrorCode::MalformedFrame, format!("bad {kind} frame: {err}"), id)),
         }
     }
 }
@@ -310,12 +299,7 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     pub fn error(id: Option<String>, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Error {
-            id,
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-        }
+        Self::Error { id, code, message: message.into(), retry_after_ms: None }
     }
 
     pub fn to_json(&self) -> String {
@@ -332,10 +316,7 @@ mod tests {
         let bad_json = ClientFrame::decode("{nope").unwrap_err();
         assert_eq!(bad_json.0, ErrorCode::MalformedFrame);
         let unknown = ClientFrame::decode(r#"{"type":"dance","id":"7"}"#).unwrap_err();
-        assert_eq!(
-            (unknown.0, unknown.2.as_deref()),
-            (ErrorCode::UnknownFrameType, Some("7"))
-        );
+        assert_eq!((unknown.0, unknown.2.as_deref()), (ErrorCode::UnknownFrameType, Some("7")));
         let missing = ClientFrame::decode(r#"{"type":"send","id":"8","body":"x"}"#).unwrap_err();
         assert_eq!(missing.0, ErrorCode::MalformedFrame);
         assert_eq!(missing.2.as_deref(), Some("8"));
@@ -344,9 +325,7 @@ mod tests {
     #[test]
     fn sync_keys_are_conversation_ids() {
         let frame = ClientFrame::decode(r#"{"type":"sync","since":{"12":40}}"#).expect("decode");
-        let ClientFrame::Sync { since, .. } = frame else {
-            panic!("not sync")
-        };
+        let ClientFrame::Sync { since, .. } = frame else { panic!("not sync") };
         assert_eq!(since.get(&12), Some(&40));
     }
 }

@@ -18,10 +18,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    Fixture {
-        store: Arc::new(store),
-        _dir: dir,
-    }
+    Fixture { store: Arc::new(store), _dir: dir }
 }
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -54,11 +51,7 @@ async fn concurrent_writers_get_gapless_increasing_seqs() {
     for i in 0..8 {
         writers.push(user(f.store.as_ref(), &format!("w{i}")).await);
     }
-    let (group, _) = f
-        .store
-        .create_group(&writers[0], "load", &writers)
-        .await
-        .unwrap();
+    let (group, _) = f.store.create_group(&writers[0], "load", &writers).await.unwrap();
     let mut tasks = Vec::new();
     for writer in writers.clone() {
         let store = f.store.clone();
@@ -66,14 +59,7 @@ async fn concurrent_writers_get_gapless_increasing_seqs() {
             let mut seqs = Vec::new();
             for n in 0..100 {
                 let key = format!("{}-{n}", writer.username);
-                seqs.push(
-                    store
-                        .append(text(group.id, &writer, &key))
-                        .await
-                        .unwrap()
-                        .message
-                        .seq,
-                );
+                seqs.push(store.append(text(group.id, &writer, &key)).await.unwrap().message.seq);
             }
             seqs
         }));
@@ -81,19 +67,12 @@ async fn concurrent_writers_get_gapless_increasing_seqs() {
     let mut all = BTreeSet::new();
     for task in tasks {
         let seqs = task.await.unwrap();
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "one writer's seqs increase"
-        );
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one writer's seqs increase");
         all.extend(seqs);
     }
     // seq 1 is the group's creation message.
     assert_eq!(all, (2..=801).collect::<BTreeSet<i64>>());
-    let page = f
-        .store
-        .history(group.id, &writers[0], Some(0), None, 1000)
-        .await
-        .unwrap();
+    let page = f.store.history(group.id, &writers[0], Some(0), None, 1000).await.unwrap();
     assert_eq!(
         page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
         (1..=801).collect::<Vec<_>>()
@@ -103,10 +82,7 @@ async fn concurrent_writers_get_gapless_increasing_seqs() {
 #[tokio::test]
 async fn a_retry_returns_the_first_copy_and_stores_nothing() {
     let f = fixture().await;
-    let (alice, bob) = (
-        user(f.store.as_ref(), "alice").await,
-        user(f.store.as_ref(), "bob").await,
-    );
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
 
     // Ten copies of one send racing each other: one stores, nine find it.
@@ -127,11 +103,7 @@ async fn a_retry_returns_the_first_copy_and_stores_nothing() {
     // The key belongs to the sender: bob may use the same one.
     let bobs = f.store.append(text(direct.id, &bob, "same")).await.unwrap();
     assert_eq!((bobs.message.seq, bobs.duplicate), (2, false));
-    let page = f
-        .store
-        .history(direct.id, &alice, None, None, 100)
-        .await
-        .unwrap();
+    let page = f.store.history(direct.id, &alice, None, None, 100).await.unwrap();
     assert_eq!(page.messages.len(), 2);
 }
 
@@ -144,25 +116,14 @@ async fn only_members_write_and_read() {
         user(f.store.as_ref(), "eve").await,
     ];
     let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
-    let err = f
-        .store
-        .append(text(direct.id, &eve, "x"))
-        .await
-        .unwrap_err();
+    let err = f.store.append(text(direct.id, &eve, "x")).await.unwrap_err();
     assert!(
         matches!(err, StoreError::NotMember { conversation, .. } if conversation == direct.id),
         "{err}"
     );
     let err = f.store.append(text(4242, &alice, "x")).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::ConversationNotFound(4242)),
-        "{err}"
-    );
-    let err = f
-        .store
-        .history(direct.id, &eve, None, None, 10)
-        .await
-        .unwrap_err();
+    assert!(matches!(err, StoreError::ConversationNotFound(4242)), "{err}");
+    let err = f.store.history(direct.id, &eve, None, None, 10).await.unwrap_err();
     assert!(matches!(err, StoreError::NotMember { .. }), "{err}");
     let err = f.store.conversation(direct.id, &eve).await.unwrap_err();
     assert!(matches!(err, StoreError::NotMember { .. }), "{err}");
@@ -174,10 +135,7 @@ async fn only_members_write_and_read() {
 #[tokio::test]
 async fn a_direct_conversation_is_one_per_pair() {
     let f = fixture().await;
-    let (alice, bob) = (
-        user(f.store.as_ref(), "alice").await,
-        user(f.store.as_ref(), "bob").await,
-    );
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (first, created) = f.store.open_direct(&alice, &bob).await.unwrap();
     let (again, created_again) = f.store.open_direct(&bob, &alice).await.unwrap();
     assert!(created && !created_again);
@@ -191,114 +149,51 @@ async fn a_direct_conversation_is_one_per_pair() {
 #[tokio::test]
 async fn history_pages_both_ways() {
     let f = fixture().await;
-    let (alice, bob) = (
-        user(f.store.as_ref(), "alice").await,
-        user(f.store.as_ref(), "bob").await,
-    );
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
     for n in 0..250 {
-        f.store
-            .append(text(direct.id, &alice, &format!("m{n}")))
-            .await
-            .unwrap();
+        f.store.append(text(direct.id, &alice, &format!("m{n}"))).await.unwrap();
     }
-    let newest = f
-        .store
-        .history(direct.id, &bob, None, None, 100)
-        .await
-        .unwrap();
+    let newest = f.store.history(direct.id, &bob, None, None, 100).await.unwrap();
     assert_eq!(
-        (
-            newest.messages[0].seq,
-            newest.messages[99].seq,
-            newest.has_more
-        ),
+        (newest.messages[0].seq, newest.messages[99].seq, newest.has_more),
         (151, 250, true)
     );
-    let older = f
-        .store
-        .history(direct.id, &bob, None, Some(151), 100)
-        .await
-        .unwrap();
+    let older = f.store.history(direct.id, &bob, None, Some(151), 100).await.unwrap();
     assert_eq!((older.messages[0].seq, older.has_more), (51, true));
-    let oldest = f
-        .store
-        .history(direct.id, &bob, None, Some(51), 100)
-        .await
-        .unwrap();
+    let oldest = f.store.history(direct.id, &bob, None, Some(51), 100).await.unwrap();
     assert_eq!((oldest.messages.len(), oldest.has_more), (50, false));
-    let forward = f
-        .store
-        .history(direct.id, &bob, Some(240), None, 100)
-        .await
-        .unwrap();
+    let forward = f.store.history(direct.id, &bob, Some(240), None, 100).await.unwrap();
     assert_eq!(
-        (
-            forward.messages.len(),
-            forward.messages[0].seq,
-            forward.has_more
-        ),
+        (forward.messages.len(), forward.messages[0].seq, forward.has_more),
         (10, 241, false)
     );
-    let capped = f
-        .store
-        .history(direct.id, &bob, Some(0), None, 5000)
-        .await
-        .unwrap();
+    let capped = f.store.history(direct.id, &bob, Some(0), None, 5000).await.unwrap();
     assert_eq!(capped.messages.len(), 250);
 }
 
 #[tokio::test]
 async fn read_cursors_only_move_forward_and_stop_at_the_end() {
     let f = fixture().await;
-    let (alice, bob) = (
-        user(f.store.as_ref(), "alice").await,
-        user(f.store.as_ref(), "bob").await,
-    );
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
     for n in 0..5 {
-        f.store
-            .append(text(direct.id, &alice, &format!("m{n}")))
-            .await
-            .unwrap();
+        f.store.append(text(direct.id, &alice, &format!("m{n}"))).await.unwrap();
     }
     assert_eq!(f.store.mark_read(direct.id, &bob, 3).await.unwrap(), 3);
     assert_eq!(f.store.mark_read(direct.id, &bob, 1).await.unwrap(), 3);
     assert_eq!(f.store.mark_read(direct.id, &bob, 99).await.unwrap(), 5);
-    assert_eq!(
-        f.store
-            .conversation(direct.id, &bob)
-            .await
-            .unwrap()
-            .read_seq,
-        Some(5)
-    );
-    assert_eq!(
-        f.store
-            .conversation(direct.id, &alice)
-            .await
-            .unwrap()
-            .read_seq,
-        Some(0)
-    );
+    assert_eq!(f.store.conversation(direct.id, &bob).await.unwrap().read_seq, Some(5));
+    assert_eq!(f.store.conversation(direct.id, &alice).await.unwrap().read_seq, Some(0));
 }
 
 #[tokio::test]
 async fn tokens_expire_and_revoke() {
     let f = fixture().await;
     let alice = user(f.store.as_ref(), "alice").await;
-    f.store
-        .insert_token(b"live", alice.id, now_ms() + 60_000)
-        .await
-        .unwrap();
-    f.store
-        .insert_token(b"old", alice.id, now_ms() - 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        f.store.user_by_token(b"live").await.unwrap().map(|u| u.id),
-        Some(alice.id)
-    );
+    f.store.insert_token(b"live", alice.id, now_ms() + 60_000).await.unwrap();
+    f.store.insert_token(b"old", alice.id, now_ms() - 1).await.unwrap();
+    assert_eq!(f.store.user_by_token(b"live").await.unwrap().map(|u| u.id), Some(alice.id));
     assert!(f.store.user_by_token(b"old").await.unwrap().is_none());
     assert!(f.store.user_by_token(b"never").await.unwrap().is_none());
     f.store.revoke_token(b"live").await.unwrap();
@@ -325,22 +220,13 @@ async fn committed_messages_survive_reopening() {
         let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
         let (direct, _) = store.open_direct(&alice, &bob).await.unwrap();
         for n in 0..3 {
-            store
-                .append(text(direct.id, &alice, &format!("m{n}")))
-                .await
-                .unwrap();
+            store.append(text(direct.id, &alice, &format!("m{n}"))).await.unwrap();
         }
         direct.id
     };
     let store = SqliteStore::open(dir.path()).await.unwrap();
     let bob = store.user_by_name("bob").await.unwrap();
-    let page = store
-        .history(conversation, &bob, None, None, 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
+    let page = store.history(conversation, &bob, None, None, 10).await.unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(store.conversations_of(bob.id).await.unwrap()[0].last_seq, 3);
 }

@@ -12,10 +12,7 @@ use crate::cli::{ClientArgs, UserAddArgs};
 use crate::client::{Connection, read_password};
 
 pub async fn user_add(client: ClientArgs, args: UserAddArgs) -> anyhow::Result<()> {
-    let password = read_password(
-        args.password_stdin,
-        &format!("Password for {}: ", args.name),
-    )?;
+    let password = read_password(args.password_stdin, &format!("Password for {}: ", args.name))?;
     let Some(data_dir) = args.data_dir else {
         let connection = Connection::resolve(&client).context(
             "say where to create the account: --data-dir DIR, or --server URL with an admin's login",
@@ -28,11 +25,7 @@ pub async fn user_add(client: ClientArgs, args: UserAddArgs) -> anyhow::Result<(
             admin: args.admin,
         };
         let user: UserInfo = connection.http.post("/api/v1/users", &request).await?;
-        println!(
-            "Created {}{}",
-            user.username,
-            if user.admin { " (admin)" } else { "" }
-        );
+        println!("Created {}{}", user.username, if user.admin { " (admin)" } else { "" });
         return Ok(());
     };
     let store = SqliteStore::open(&data_dir)
@@ -40,20 +33,9 @@ pub async fn user_add(client: ClientArgs, args: UserAddArgs) -> anyhow::Result<(
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let gateway = Gateway::new(Arc::new(store), Config::default());
     let user = gateway
-        .create_user(
-            None,
-            &args.name,
-            password,
-            &args.display_name,
-            &args.org,
-            args.admin,
-        )
+        .create_user(None, &args.name, password, &args.display_name, &args.org, args.admin)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.0.message))?;
-    println!(
-        "Created {}{}",
-        user.username,
-        if user.admin { " (admin)" } else { "" }
-    );
+    println!("Created {}{}", user.username, if user.admin { " (admin)" } else { "" });
     Ok(())
 }

@@ -70,11 +70,7 @@ pub enum Command {
 #[derive(Args)]
 pub struct ServeArgs {
     /// Directory for the SQLite database
-    #[arg(
-        long,
-        env = "SWITCHBOARD_DATA_DIR",
-        default_value = "./switchboard-data"
-    )]
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", default_value = "./switchboard-data")]
     pub data_dir: PathBuf,
     /// Address for HTTP and WebSocket
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]

@@ -39,7 +39,8 @@ impl Serve {
         });
         let mut banner = Vec::new();
         let url = loop {
-            let line = lines.recv_timeout(Duration::from_secs(30)).expect("serve printed no address");
+            let line =
+                lines.recv_timeout(Duration::from_secs(30)).expect("serve printed no address");
             if let Some(rest) = line.strip_prefix("Switchboard is listening on ") {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
@@ -107,7 +108,11 @@ fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
     let password = server.admin_password().expect("first start prints the admin password");
     let url = server.url.clone();
 
-    ok(cli(&admin, &["login", "--server", &url, "--user", "admin", "--password-stdin"], Some(&format!("{password}\n"))));
+    ok(cli(
+        &admin,
+        &["login", "--server", &url, "--user", "admin", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    ));
     let created = ok(cli(
         &admin,
         &["user", "add", "alice", "--org", "HQ/Building 2/Floor 3", "--password-stdin"],
@@ -116,13 +121,26 @@ fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
     assert!(created.contains("Created alice"), "{created}");
     // Straight into the data dir, while the server runs.
     let data_arg = data.to_str().unwrap();
-    ok(cli(&admin, &["user", "add", "bob", "--data-dir", data_arg, "--password-stdin"], Some("bob-secret\n")));
-    let (success, _, stderr) = cli(&admin, &["user", "add", "alice", "--password-stdin"], Some("another-one\n"));
+    ok(cli(
+        &admin,
+        &["user", "add", "bob", "--data-dir", data_arg, "--password-stdin"],
+        Some("bob-secret\n"),
+    ));
+    let (success, _, stderr) =
+        cli(&admin, &["user", "add", "alice", "--password-stdin"], Some("another-one\n"));
     assert!(!success && stderr.contains("user_exists"), "{stderr}");
 
-    let (success, _, stderr) = cli(&alice, &["login", "--server", &url, "--user", "alice", "--password-stdin"], Some("wrong\n"));
+    let (success, _, stderr) = cli(
+        &alice,
+        &["login", "--server", &url, "--user", "alice", "--password-stdin"],
+        Some("wrong\n"),
+    );
     assert!(!success && stderr.contains("invalid_credentials"), "{stderr}");
-    ok(cli(&alice, &["login", "--server", &url, "--user", "alice", "--password-stdin"], Some("alice-secret\n")));
+    ok(cli(
+        &alice,
+        &["login", "--server", &url, "--user", "alice", "--password-stdin"],
+        Some("alice-secret\n"),
+    ));
 
     // alice listens; admin writes to her.
     let mut listen = Command::new(BIN)
@@ -159,7 +177,12 @@ fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
     let history = ok(cli(&alice, &["history", "admin", "--json"], None));
     let bodies: Vec<String> = history
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["body"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(bodies, ["Welcome aboard", "Thanks!"]);
     let plain = ok(cli(&alice, &["history", "admin"], None));
@@ -184,7 +207,8 @@ fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
     let history = ok(cli(&alice, &[&["history", "admin"][..], &url_flag[..]].concat(), None));
     assert!(history.contains("Thanks!"), "{history}");
     ok(cli(&alice, &[&["logout"][..], &url_flag[..]].concat(), None));
-    let (success, _, stderr) = cli(&alice, &[&["history", "admin"][..], &url_flag[..]].concat(), None);
+    let (success, _, stderr) =
+        cli(&alice, &[&["history", "admin"][..], &url_flag[..]].concat(), None);
     assert!(!success && stderr.contains("not signed in"), "{stderr}");
 }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use switchboard_gateway::{Config, Gateway};
+pub use switchboard_gateway::Config;
+use switchboard_gateway::Gateway;
 use switchboard_protocol::{Message, ServerFrame};
 use switchboard_storage::SqliteStore;
 use tokio::net::TcpStream;
@@ -25,10 +26,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub fn test_config() -> Config {
     // Tests send in bursts; the rate limit has its own test.
-    Config {
-        rate_per_user: 0.0,
-        ..Config::default()
-    }
+    Config { rate_per_user: 0.0, ..Config::default() }
 }
 
 pub struct Server {
@@ -70,14 +68,7 @@ impl Server {
         let task = tokio::spawn(async move {
             task.await.unwrap().unwrap();
         });
-        Self {
-            addr,
-            gateway,
-            dir: dir.to_owned(),
-            stop: Some(stop),
-            task: Some(task),
-            _tmp: None,
-        }
+        Self { addr, gateway, dir: dir.to_owned(), stop: Some(stop), task: Some(task), _tmp: None }
     }
 
     /// Drains and stops the server, returning its temporary directory for a restart.
@@ -111,8 +102,7 @@ impl Server {
 
     /// A signed-in WebSocket client (welcome frame consumed).
     pub async fn connect(&self, token: &str) -> Client {
-        self.connect_with(json!({"type": "auth", "token": token}))
-            .await
+        self.connect_with(json!({"type": "auth", "token": token})).await
     }
 
     /// Connects and sends `auth` as the first frame; waits for `welcome`.
@@ -138,18 +128,11 @@ pub struct Client {
 impl Client {
     pub async fn raw(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Self {
-            ws,
-            pending: VecDeque::new(),
-            next_id: 0,
-        }
+        Self { ws, pending: VecDeque::new(), next_id: 0 }
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws
-            .send(WsMessage::text(frame.to_string()))
-            .await
-            .unwrap();
+        self.ws.send(WsMessage::text(frame.to_string())).await.unwrap();
     }
 
     pub async fn send_ws(&mut self, message: WsMessage) {
@@ -203,15 +186,11 @@ impl Client {
         let id = format!("r{}", self.next_id);
         frame["id"] = json!(id);
         self.send(frame).await;
-        self.next_matching(|f| answer_id(f) == Some(id.as_str()))
-            .await
+        self.next_matching(|f| answer_id(f) == Some(id.as_str())).await
     }
 
     pub async fn message(&mut self) -> Message {
-        match self
-            .next_matching(|f| matches!(f, ServerFrame::Message { .. }))
-            .await
-        {
+        match self.next_matching(|f| matches!(f, ServerFrame::Message { .. })).await {
             ServerFrame::Message { message } => message,
             _ => unreachable!(),
         }
@@ -227,21 +206,14 @@ impl Client {
 
     /// Asserts that no message frame arrives within `quiet`.
     pub async fn no_message(&mut self, quiet: Duration) {
-        if let Some(m) = self
-            .pending
-            .iter()
-            .find(|f| matches!(f, ServerFrame::Message { .. }))
-        {
+        if let Some(m) = self.pending.iter().find(|f| matches!(f, ServerFrame::Message { .. })) {
             panic!("unexpected message {m:?}");
         }
         let deadline = tokio::time::Instant::now() + quiet;
         while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
             if let WsMessage::Text(text) = frame {
                 let frame: ServerFrame = serde_json::from_str(&text).unwrap();
-                assert!(
-                    !matches!(frame, ServerFrame::Message { .. }),
-                    "unexpected {frame:?}"
-                );
+                assert!(!matches!(frame, ServerFrame::Message { .. }), "unexpected {frame:?}");
                 self.pending.push_back(frame);
             }
         }
@@ -255,15 +227,9 @@ impl Client {
         body: &str,
     ) -> ServerFrame {
         let mut frame = json!({"type": "send", "client_msg_id": client_msg_id, "body": body});
-        frame
-            .as_object_mut()
-            .unwrap()
-            .extend(target.as_object().unwrap().clone());
+        frame.as_object_mut().unwrap().extend(target.as_object().unwrap().clone());
         let answer = self.request(frame).await;
-        assert!(
-            matches!(answer, ServerFrame::Ack { .. }),
-            "send failed: {answer:?}"
-        );
+        assert!(matches!(answer, ServerFrame::Ack { .. }), "send failed: {answer:?}");
         answer
     }
 
@@ -271,10 +237,7 @@ impl Client {
     pub async fn until_closed(&mut self) -> (Vec<ServerFrame>, Option<u16>) {
         let mut frames: Vec<ServerFrame> = self.pending.drain(..).collect();
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("server never closed")
-            {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("server never closed") {
                 Some(Ok(WsMessage::Text(text))) => {
                     frames.push(serde_json::from_str(&text).unwrap())
                 }
@@ -309,12 +272,9 @@ pub fn answer_id(frame: &ServerFrame) -> Option<&str> {
 
 pub fn ack_seq(frame: &ServerFrame) -> (i64, i64, bool) {
     match frame {
-        ServerFrame::Ack {
-            conversation_id,
-            seq,
-            duplicate,
-            ..
-        } => (*conversation_id, *seq, *duplicate),
+        ServerFrame::Ack { conversation_id, seq, duplicate, .. } => {
+            (*conversation_id, *seq, *duplicate)
+        }
         other => panic!("not an ack: {other:?}"),
     }
 }
@@ -335,14 +295,7 @@ pub async fn http(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    http_raw(
-        addr,
-        method,
-        path,
-        token,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
+    http_raw(addr, method, path, token, body.map(|b| b.to_string().into_bytes())).await
 }
 
 pub async fn http_raw(
@@ -366,26 +319,17 @@ pub async fn http_raw(
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body).await.unwrap();
     let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.unwrap().unwrap();
     let text = String::from_utf8_lossy(&response);
     let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
     let (headers, body) = text.split_once("\r\n\r\n").unwrap();
-    let body = if headers
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_owned()
     };
-    let json = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap()
-    };
+    let json =
+        if body.trim().is_empty() { Value::Null } else { serde_json::from_str(&body).unwrap() };
     (status, json)
 }
 

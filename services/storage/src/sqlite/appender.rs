@@ -33,10 +33,7 @@ pub(super) fn spawn(writer: SqlitePool) -> mpsc::Sender<Job> {
 pub(super) async fn append(queue: &mpsc::Sender<Job>, message: NewMessage) -> Result<Appended> {
     let (reply, answer) = oneshot::channel();
     let closed = || StoreError::Unavailable("the message writer has stopped".into());
-    queue
-        .send(Job { message, reply })
-        .await
-        .map_err(|_| closed())?;
+    queue.send(Job { message, reply }).await.map_err(|_| closed())?;
     answer.await.map_err(|_| closed())?
 }
 
@@ -94,10 +91,7 @@ async fn append_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Res
                 client_msg_id: Some(key.clone()),
                 ts: row.try_get("ts")?,
             };
-            return Ok(Ok(Appended {
-                message,
-                duplicate: true,
-            }));
+            return Ok(Ok(Appended { message, duplicate: true }));
         }
     }
     match check_member(conn, new.conversation_id, &new.sender).await {
@@ -116,8 +110,5 @@ async fn append_one(conn: &mut SqliteConnection, new: &NewMessage) -> Result<Res
         new.client_msg_id.as_deref(),
     )
     .await?;
-    Ok(Ok(Appended {
-        message,
-        duplicate: false,
-    }))
+    Ok(Ok(Appended { message, duplicate: false }))
 }

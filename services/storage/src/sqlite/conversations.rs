@@ -79,10 +79,7 @@ pub(super) async fn check_member(
     .await?
     .ok_or(StoreError::ConversationNotFound(conversation))?;
     if row.try_get::<Option<i64>, _>("member")?.is_none() {
-        return Err(StoreError::NotMember {
-            conversation,
-            user: user.username.clone(),
-        });
+        return Err(StoreError::NotMember { conversation, user: user.username.clone() });
     }
     let kind: String = row.try_get("kind")?;
     Ok(Membership {
@@ -236,11 +233,7 @@ async fn add_rows(
 }
 
 fn names(users: &[&User]) -> String {
-    users
-        .iter()
-        .map(|u| u.username.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    users.iter().map(|u| u.username.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 pub(super) async fn create_group(
@@ -266,21 +259,14 @@ pub(super) async fn create_group(
     .bind(now_ms())
     .fetch_one(&mut *tx)
     .await?;
-    let others: Vec<&User> = members.iter().filter(|u| u.id != owner.id).collect();
-    add_rows(
-        &mut tx,
-        id,
-        std::iter::once(owner.id).chain(others.iter().map(|u| u.id)),
-    )
-    .await?;
+    let mut others: Vec<&User> = members.iter().filter(|u| u.id != owner.id).collect();
+    others.sort_by_key(|u| u.id);
+    others.dedup_by_key(|u| u.id);
+    add_rows(&mut tx, id, std::iter::once(owner.id).chain(others.iter().map(|u| u.id))).await?;
     let body = if others.is_empty() {
         format!("{} created the group \"{name}\"", owner.username)
     } else {
-        format!(
-            "{} created the group \"{name}\" with {}",
-            owner.username,
-            names(&others)
-        )
+        format!("{} created the group \"{name}\" with {}", owner.username, names(&others))
     };
     let message = insert_message(&mut tx, id, owner, MessageKind::System, &body, None).await?;
     let conversation = load_unchecked(&mut tx, id, owner.id).await?;
@@ -298,9 +284,7 @@ pub(super) async fn add_members(
     let mut tx = conn.begin().await?;
     let membership = check_member(&mut tx, conversation, actor).await?;
     if membership.kind != ConversationKind::Group {
-        return Err(StoreError::Invalid(
-            "members can only be added to a group".into(),
-        ));
+        return Err(StoreError::Invalid("members can only be added to a group".into()));
     }
     let mut added = Vec::new();
     for user in users {
@@ -309,20 +293,11 @@ pub(super) async fn add_members(
         }
     }
     if added.is_empty() {
-        return Err(StoreError::Invalid(
-            "all of them are already members".into(),
-        ));
+        return Err(StoreError::Invalid("all of them are already members".into()));
     }
     let body = format!("{} added {}", actor.username, names(&added));
-    let message = insert_message(
-        &mut tx,
-        conversation,
-        actor,
-        MessageKind::System,
-        &body,
-        None,
-    )
-    .await?;
+    let message =
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None).await?;
     let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
     tx.commit().await?;
     Ok((conversation, message))
@@ -338,9 +313,7 @@ pub(super) async fn remove_member(
     let mut tx = conn.begin().await?;
     let membership = check_member(&mut tx, conversation, actor).await?;
     if membership.kind != ConversationKind::Group {
-        return Err(StoreError::Invalid(
-            "members can only be removed from a group".into(),
-        ));
+        return Err(StoreError::Invalid("members can only be removed from a group".into()));
     }
     let leaving = actor.id == user.id;
     if !leaving && !actor.admin && membership.owner_id != Some(actor.id) {
@@ -353,25 +326,15 @@ pub(super) async fn remove_member(
         .await?
         .rows_affected();
     if removed == 0 {
-        return Err(StoreError::NotMember {
-            conversation,
-            user: user.username.clone(),
-        });
+        return Err(StoreError::NotMember { conversation, user: user.username.clone() });
     }
     let body = if leaving {
         format!("{} left", actor.username)
     } else {
         format!("{} removed {}", actor.username, user.username)
     };
-    let message = insert_message(
-        &mut tx,
-        conversation,
-        actor,
-        MessageKind::System,
-        &body,
-        None,
-    )
-    .await?;
+    let message =
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None).await?;
     let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
     tx.commit().await?;
     Ok((conversation, message))

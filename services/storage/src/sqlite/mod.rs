@@ -38,10 +38,7 @@ impl SqliteStore {
     /// Must be called inside a tokio runtime: it spawns the appender task.
     pub async fn open(data_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot create data dir {}: {e}",
-                data_dir.display()
-            ))
+            StoreError::Unavailable(format!("cannot create data dir {}: {e}", data_dir.display()))
         })?;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(data_dir.join(DB_FILE))
@@ -52,10 +49,8 @@ impl SqliteStore {
             .foreign_keys(true)
             // Another process (an admin command) may hold the write lock for a moment.
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let writer =
+            SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&writer)
             .await
@@ -65,11 +60,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let appender = appender::spawn(writer.clone());
-        Ok(Self {
-            reader,
-            writer,
-            appender,
-        })
+        Ok(Self { reader, writer, appender })
     }
 }
 
@@ -118,28 +109,18 @@ impl Store for SqliteStore {
     }
 
     async fn user_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.reader)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.reader).await?)
     }
 
     async fn credentials(&self, username: &str) -> Result<Option<(User, String)>> {
         let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?");
-        let row = sqlx::query(&sql)
-            .bind(username)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?)))
-            .transpose()
+        let row = sqlx::query(&sql).bind(username).fetch_optional(&self.reader).await?;
+        row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?))).transpose()
     }
 
     async fn user_by_name(&self, username: &str) -> Result<User> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?");
-        match sqlx::query(&sql)
-            .bind(username)
-            .fetch_optional(&self.reader)
-            .await?
-        {
+        match sqlx::query(&sql).bind(username).fetch_optional(&self.reader).await? {
             Some(row) => user_from_row(&row),
             None => Err(StoreError::UserNotFound(username.to_owned())),
         }
@@ -163,10 +144,7 @@ impl Store for SqliteStore {
                  WHERE mine.user_id = ? AND other.user_id != mine.user_id)
              ORDER BY username"
         );
-        let rows = sqlx::query(&sql)
-            .bind(user_id)
-            .fetch_all(&self.reader)
-            .await?;
+        let rows = sqlx::query(&sql).bind(user_id).fetch_all(&self.reader).await?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -188,11 +166,7 @@ impl Store for SqliteStore {
             "SELECT {USER_COLUMNS} FROM users WHERE id = (
                  SELECT user_id FROM tokens WHERE hash = ? AND revoked = 0 AND expires_at > ?)"
         );
-        let row = sqlx::query(&sql)
-            .bind(hash)
-            .bind(now_ms())
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(&sql).bind(hash).bind(now_ms()).fetch_optional(&self.reader).await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -244,12 +218,10 @@ impl Store for SqliteStore {
     }
 
     async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = ?")
-                .bind(conversation)
-                .fetch_all(&self.reader)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = ?")
+            .bind(conversation)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     async fn append(&self, message: NewMessage) -> Result<Appended> {

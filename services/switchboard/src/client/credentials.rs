@@ -31,11 +31,10 @@ impl Credentials {
     pub fn load(dir: &Path) -> anyhow::Result<Option<Self>> {
         let path = dir.join(FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                    format!("{} is damaged", path.display())
-                })?))
-            }
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is damaged", path.display()))?,
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }

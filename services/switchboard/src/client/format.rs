@@ -7,12 +7,7 @@ pub fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after Howard
@@ -32,10 +27,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 pub fn message_line(message: &Message) -> String {
     let when = utc(message.ts);
     match message.kind {
-        MessageKind::Text => format!(
-            "[{when}] #{} {}: {}",
-            message.conversation_id, message.sender, message.body
-        ),
+        MessageKind::Text => {
+            format!("[{when}] #{} {}: {}", message.conversation_id, message.sender, message.body)
+        }
         MessageKind::System => format!("[{when}] #{} * {}", message.conversation_id, message.body),
     }
 }

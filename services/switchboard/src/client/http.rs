@@ -46,16 +46,8 @@ impl Http {
         if rest.is_empty() || rest.contains('/') {
             bail!("the server URL must be like http://HOST:PORT, not {server:?}");
         }
-        let authority = if rest.contains(':') {
-            rest.to_owned()
-        } else {
-            format!("{rest}:80")
-        };
-        Ok(Self {
-            authority,
-            server,
-            token,
-        })
+        let authority = if rest.contains(':') { rest.to_owned() } else { format!("{rest}:80") };
+        Ok(Self { authority, server, token })
     }
 
     /// The WebSocket URL of the same server.
@@ -73,9 +65,7 @@ impl Http {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let body = self
-            .request(Method::POST, path, Some(serde_json::to_vec(body)?))
-            .await?;
+        let body = self.request(Method::POST, path, Some(serde_json::to_vec(body)?)).await?;
         serde_json::from_slice(&body).with_context(|| format!("unexpected answer from POST {path}"))
     }
 
@@ -123,10 +113,9 @@ impl Http {
         }
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(body) => Err(ServerError { body }.into()),
-            Err(_) => Err(anyhow!(
-                "{method} {path}: HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            )),
+            Err(_) => {
+                Err(anyhow!("{method} {path}: HTTP {status}: {}", String::from_utf8_lossy(&body)))
+            }
         }
     }
 }

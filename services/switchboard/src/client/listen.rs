@@ -75,26 +75,16 @@ async fn session(
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
     let since = (!first).then(|| last.clone());
-    let auth = ClientFrame::Auth {
-        id: None,
-        token: token.to_owned(),
-        since,
-    };
-    ws.send(WsMessage::text(serde_json::to_string(&auth)?))
-        .await?;
-    let list = ClientFrame::ListConversations {
-        id: Some("listen".into()),
-    };
-    ws.send(WsMessage::text(serde_json::to_string(&list)?))
-        .await?;
+    let auth = ClientFrame::Auth { id: None, token: token.to_owned(), since };
+    ws.send(WsMessage::text(serde_json::to_string(&auth)?)).await?;
+    let list = ClientFrame::ListConversations { id: Some("listen".into()) };
+    ws.send(WsMessage::text(serde_json::to_string(&list)?)).await?;
     let mut me = String::new();
     while let Some(frame) = ws.next().await {
         let text = match frame? {
             WsMessage::Text(text) => text,
             WsMessage::Close(close) => {
-                return Ok(End::Closed(
-                    close.map(|c| c.reason.to_string()).unwrap_or_default(),
-                ));
+                return Ok(End::Closed(close.map(|c| c.reason.to_string()).unwrap_or_default()));
             }
             _ => continue,
         };
@@ -122,12 +112,8 @@ async fn session(
                     .filter(|u| *u != me)
                     .collect();
                 if !users.is_empty() {
-                    let watch = ClientFrame::Watch {
-                        id: None,
-                        users: users.into_iter().collect(),
-                    };
-                    ws.send(WsMessage::text(serde_json::to_string(&watch)?))
-                        .await?;
+                    let watch = ClientFrame::Watch { id: None, users: users.into_iter().collect() };
+                    ws.send(WsMessage::text(serde_json::to_string(&watch)?)).await?;
                 }
             }
             ServerFrame::Message { message } => {
@@ -144,17 +130,10 @@ async fn session(
                     println!("* {}", format::presence_line(presence));
                 }
             }
-            ServerFrame::Typing {
-                conversation_id,
-                user,
-            } if !json => {
+            ServerFrame::Typing { conversation_id, user } if !json => {
                 println!("#{conversation_id} {user} is typing...");
             }
-            ServerFrame::Error {
-                code: ErrorCode::Unauthenticated,
-                message,
-                ..
-            } => {
+            ServerFrame::Error { code: ErrorCode::Unauthenticated, message, .. } => {
                 return Ok(End::Fatal(anyhow::anyhow!(
                     "{message}: sign in again with `switchboard login`"
                 )));

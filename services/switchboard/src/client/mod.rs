@@ -25,10 +25,7 @@ use crate::cli::{ClientArgs, HistoryArgs, LoginArgs, PresenceCommand, SendArgs, 
 pub fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read standard input")?;
+        std::io::stdin().lock().read_line(&mut line).context("cannot read standard input")?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else {
         rpassword::prompt_password(prompt)
@@ -50,22 +47,15 @@ impl Connection {
     pub fn resolve(args: &ClientArgs) -> anyhow::Result<Self> {
         let dir = credentials::config_dir(args.config_dir.as_deref())?;
         let saved = Credentials::load(&dir)?;
-        let server = args
-            .server
-            .clone()
-            .or_else(|| saved.as_ref().map(|c| c.server.clone()))
-            .ok_or_else(|| anyhow!("no server: pass --server URL or run `switchboard login`"))?;
-        let token = args
-            .token
-            .clone()
-            .or_else(|| saved.as_ref().map(|c| c.token.clone()))
-            .ok_or_else(|| {
-                anyhow!("not signed in: run `switchboard login --server URL --user NAME`")
-            })?;
-        Ok(Self {
-            http: Http::new(&server, Some(token.clone()))?,
-            token,
-        })
+        let server =
+            args.server.clone().or_else(|| saved.as_ref().map(|c| c.server.clone())).ok_or_else(
+                || anyhow!("no server: pass --server URL or run `switchboard login`"),
+            )?;
+        let token =
+            args.token.clone().or_else(|| saved.as_ref().map(|c| c.token.clone())).ok_or_else(
+                || anyhow!("not signed in: run `switchboard login --server URL --user NAME`"),
+            )?;
+        Ok(Self { http: Http::new(&server, Some(token.clone()))?, token })
     }
 
     /// A conversation id from `target`: a number is an id, anything else a username
@@ -76,12 +66,7 @@ impl Connection {
         }
         let conversation: Conversation = self
             .http
-            .post(
-                "/api/v1/conversations/direct",
-                &OpenDirectRequest {
-                    user: target.to_owned(),
-                },
-            )
+            .post("/api/v1/conversations/direct", &OpenDirectRequest { user: target.to_owned() })
             .await?;
         Ok(conversation.id)
     }
@@ -92,20 +77,10 @@ pub async fn login(args: ClientArgs, login: LoginArgs) -> anyhow::Result<()> {
         .server
         .clone()
         .ok_or_else(|| anyhow!("say which server: --server http://HOST:PORT"))?;
-    let password = read_password(
-        login.password_stdin,
-        &format!("Password for {}: ", login.user),
-    )?;
+    let password = read_password(login.password_stdin, &format!("Password for {}: ", login.user))?;
     let http = Http::new(&server, None)?;
-    let answer: LoginResponse = http
-        .post(
-            "/api/v1/login",
-            &LoginRequest {
-                username: login.user,
-                password,
-            },
-        )
-        .await?;
+    let answer: LoginResponse =
+        http.post("/api/v1/login", &LoginRequest { username: login.user, password }).await?;
     let dir = credentials::config_dir(args.config_dir.as_deref())?;
     let saved = Credentials {
         server: server.clone(),
@@ -123,10 +98,7 @@ pub async fn login(args: ClientArgs, login: LoginArgs) -> anyhow::Result<()> {
 
 pub async fn logout(args: ClientArgs) -> anyhow::Result<()> {
     let connection = Connection::resolve(&args)?;
-    connection
-        .http
-        .call::<()>(Method::POST, "/api/v1/logout", None)
-        .await?;
+    connection.http.call::<()>(Method::POST, "/api/v1/logout", None).await?;
     Credentials::forget(&credentials::config_dir(args.config_dir.as_deref())?)?;
     println!("Signed out; the token is revoked.");
     Ok(())
@@ -172,10 +144,7 @@ pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e),
         }
     };
-    println!(
-        "Sent to {} (conversation {}, seq {})",
-        send.to, answer.conversation_id, answer.seq
-    );
+    println!("Sent to {} (conversation {}, seq {})", send.to, answer.conversation_id, answer.seq);
     Ok(())
 }
 
@@ -192,10 +161,7 @@ pub async fn history(args: ClientArgs, history: HistoryArgs) -> anyhow::Result<(
     let id = connection.conversation(&history.with).await?;
     let page: HistoryResponse = connection
         .http
-        .get(&format!(
-            "/api/v1/conversations/{id}/messages?limit={}",
-            history.limit
-        ))
+        .get(&format!("/api/v1/conversations/{id}/messages?limit={}", history.limit))
         .await?;
     for message in &page.messages {
         if history.json {
@@ -218,14 +184,8 @@ pub async fn presence(args: ClientArgs, command: PresenceCommand) -> anyhow::Res
         )
     })?;
     let connection = Connection::resolve(&args)?;
-    let request = SetPresenceRequest {
-        status,
-        text: text.join(" "),
-    };
-    connection
-        .http
-        .call(Method::PUT, "/api/v1/presence", Some(&request))
-        .await?;
+    let request = SetPresenceRequest { status, text: text.join(" ") };
+    connection.http.call(Method::PUT, "/api/v1/presence", Some(&request)).await?;
     println!("Presence set to {}", status.as_str());
     Ok(())
 }
