@@ -1,6 +1,8 @@
 //! Bad input over WebSocket and REST gets a typed error, stores nothing, and leaves the
 //! connection usable where that is safe.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use serde_json::json;

@@ -1,6 +1,8 @@
 //! Chat over real WebSockets against a real gateway and SQLite store: 1:1, groups,
 //! several sessions, retries, reconnects, presence, restarts.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
