@@ -17,6 +17,7 @@ pub mod config;
 mod error;
 mod hub;
 mod ops;
+mod provision;
 mod rate;
 mod rest;
 mod session;

@@ -37,6 +37,7 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/conversations/direct", post(open_direct))
         .route("/api/v1/conversations/{id}/messages", get(history))
         .route("/api/v1/presence", get(presence).put(set_presence))
+        .route("/api/v1/admin/provision", post(crate::provision::provision))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(json_errors))
