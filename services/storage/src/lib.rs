@@ -1,8 +1,8 @@
 //! Switchboard's storage: users, tokens, conversations, membership and messages.
 //!
-//! The [`Store`] trait is the seam between the gateway and the database. This crate holds
-//! the embedded SQLite implementation ([`SqliteStore`]); cluster mode adds PostgreSQL and a
-//! gRPC client behind the same trait. What every implementation promises:
+//! The [`Store`] trait is the seam between the gateway and the database, with an embedded
+//! SQLite implementation ([`SqliteStore`]) and a PostgreSQL one ([`PgStore`]); cluster mode
+//! adds a gRPC client behind the same trait. What every implementation promises:
 //!
 //! - [`Store::append`] assigns the message the next `seq` of its conversation inside the
 //!   transaction that stores it, so seqs are gapless and strictly increasing, and returns
@@ -12,11 +12,23 @@
 //!
 //! Authentication (password hashing, token generation) lives in the gateway; the store
 //! keeps only the argon2 hash and the SHA-256 of each token.
+//!
+//! # One SQL text, two drivers
+//!
+//! [`SqliteStore`] (embedded) and [`PgStore`] (cluster) run the same queries: the files in
+//! `src/sql/` are `include!`d into a `queries` module of each backend, which first names
+//! its driver's connection, pool and row types (`Conn`, `Pool`, `DbRow`). Placeholders are
+//! `$N`, which both drivers accept, and the SQL keeps to what both engines run. So the two
+//! stores cannot drift apart; what differs (pools, pragmas, how many appenders) lives in
+//! `sqlite/mod.rs` and `postgres/mod.rs`. Group commit is [`appender`]'s, for both.
 
+mod appender;
 mod model;
+mod postgres;
 mod sqlite;
 
 pub use model::{Appended, HistoryPage, NewMessage, NewUser, User, now_ms};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -1,25 +1,116 @@
-//! The storage contract, checked against a real SQLite database on disk. Each test opens
-//! its own database in a temporary directory. Cluster mode runs the same checks against
-//! PostgreSQL.
+//! The storage contract, checked against real databases: SQLite on disk and PostgreSQL
+//! (`SWITCHBOARD_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/postgres`,
+//! which `scripts/test` makes sure is running). Every check runs against both backends;
+//! each test gets its own SQLite directory or its own PostgreSQL database, dropped after.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
+use sqlx::Connection;
 use switchboard_protocol::MessageKind;
-use switchboard_storage::{NewMessage, NewUser, SqliteStore, Store, StoreError, User, now_ms};
+use switchboard_storage::{
+    NewMessage, NewUser, PgStore, SqliteStore, Store, StoreError, User, now_ms,
+};
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, url: String, name: String },
+}
 
 struct Fixture {
     store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
+    backend: Backend,
 }
 
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
-    Fixture { store: Arc::new(store), _dir: dir }
+fn admin_url() -> String {
+    std::env::var("SWITCHBOARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
+
+impl Fixture {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        Self { store: Arc::new(store), backend: Backend::Sqlite(dir) }
+    }
+
+    async fn postgres() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let admin_url = admin_url();
+        let name = format!(
+            "sbtest_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            now_ms() % 100_000
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (run scripts/test): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("SWITCHBOARD_TEST_POSTGRES must end in /DATABASE"),
+        };
+        let store = PgStore::connect(&url).await.unwrap();
+        Self { store: Arc::new(store), backend: Backend::Postgres { admin_url, url, name } }
+    }
+
+    /// Closes the store and opens it again on the same data.
+    async fn reopen(&mut self) {
+        self.store = match &self.backend {
+            Backend::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+            Backend::Postgres { url, .. } => Arc::new(PgStore::connect(url).await.unwrap()),
+        };
+    }
+
+    async fn finish(self) {
+        drop(self.store);
+        if let Backend::Postgres { admin_url, name, .. } = self.backend {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Runs each listed check once per backend, as `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                let fixture = super::Fixture::sqlite().await;
+                let fixture = super::$name(fixture).await;
+                fixture.finish().await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                let fixture = super::Fixture::postgres().await;
+                let fixture = super::$name(fixture).await;
+                fixture.finish().await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    concurrent_writers_get_gapless_increasing_seqs,
+    a_retry_returns_the_first_copy_and_stores_nothing,
+    only_members_write_and_read,
+    a_direct_conversation_is_one_per_pair,
+    history_pages_both_ways,
+    read_cursors_only_move_forward_and_stop_at_the_end,
+    tokens_expire_and_revoke,
+    committed_messages_survive_reopening,
+    membership_changes_are_recorded_in_order,
+);
 
 async fn user(store: &dyn Store, name: &str) -> User {
     store
@@ -44,9 +135,7 @@ fn text(conversation_id: i64, sender: &User, key: &str) -> NewMessage {
     }
 }
 
-#[tokio::test]
-async fn concurrent_writers_get_gapless_increasing_seqs() {
-    let f = fixture().await;
+async fn concurrent_writers_get_gapless_increasing_seqs(f: Fixture) -> Fixture {
     let mut writers = Vec::new();
     for i in 0..8 {
         writers.push(user(f.store.as_ref(), &format!("w{i}")).await);
@@ -77,11 +166,10 @@ async fn concurrent_writers_get_gapless_increasing_seqs() {
         page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
         (1..=801).collect::<Vec<_>>()
     );
+    f
 }
 
-#[tokio::test]
-async fn a_retry_returns_the_first_copy_and_stores_nothing() {
-    let f = fixture().await;
+async fn a_retry_returns_the_first_copy_and_stores_nothing(f: Fixture) -> Fixture {
     let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
 
@@ -105,11 +193,10 @@ async fn a_retry_returns_the_first_copy_and_stores_nothing() {
     assert_eq!((bobs.message.seq, bobs.duplicate), (2, false));
     let page = f.store.history(direct.id, &alice, None, None, 100).await.unwrap();
     assert_eq!(page.messages.len(), 2);
+    f
 }
 
-#[tokio::test]
-async fn only_members_write_and_read() {
-    let f = fixture().await;
+async fn only_members_write_and_read(f: Fixture) -> Fixture {
     let [alice, bob, eve] = [
         user(f.store.as_ref(), "alice").await,
         user(f.store.as_ref(), "bob").await,
@@ -130,11 +217,10 @@ async fn only_members_write_and_read() {
     // Rejected appends took no seq.
     let ok = f.store.append(text(direct.id, &alice, "y")).await.unwrap();
     assert_eq!(ok.message.seq, 1);
+    f
 }
 
-#[tokio::test]
-async fn a_direct_conversation_is_one_per_pair() {
-    let f = fixture().await;
+async fn a_direct_conversation_is_one_per_pair(f: Fixture) -> Fixture {
     let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (first, created) = f.store.open_direct(&alice, &bob).await.unwrap();
     let (again, created_again) = f.store.open_direct(&bob, &alice).await.unwrap();
@@ -144,11 +230,10 @@ async fn a_direct_conversation_is_one_per_pair() {
     let carol = user(f.store.as_ref(), "carol").await;
     let err = f.store.add_members(&alice, first.id, &[carol]).await;
     assert!(matches!(err, Err(StoreError::Invalid(_))));
+    f
 }
 
-#[tokio::test]
-async fn history_pages_both_ways() {
-    let f = fixture().await;
+async fn history_pages_both_ways(f: Fixture) -> Fixture {
     let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
     for n in 0..250 {
@@ -170,11 +255,10 @@ async fn history_pages_both_ways() {
     );
     let capped = f.store.history(direct.id, &bob, Some(0), None, 5000).await.unwrap();
     assert_eq!(capped.messages.len(), 250);
+    f
 }
 
-#[tokio::test]
-async fn read_cursors_only_move_forward_and_stop_at_the_end() {
-    let f = fixture().await;
+async fn read_cursors_only_move_forward_and_stop_at_the_end(f: Fixture) -> Fixture {
     let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
     for n in 0..5 {
@@ -185,11 +269,10 @@ async fn read_cursors_only_move_forward_and_stop_at_the_end() {
     assert_eq!(f.store.mark_read(direct.id, &bob, 99).await.unwrap(), 5);
     assert_eq!(f.store.conversation(direct.id, &bob).await.unwrap().read_seq, Some(5));
     assert_eq!(f.store.conversation(direct.id, &alice).await.unwrap().read_seq, Some(0));
+    f
 }
 
-#[tokio::test]
-async fn tokens_expire_and_revoke() {
-    let f = fixture().await;
+async fn tokens_expire_and_revoke(f: Fixture) -> Fixture {
     let alice = user(f.store.as_ref(), "alice").await;
     f.store.insert_token(b"live", alice.id, now_ms() + 60_000).await.unwrap();
     f.store.insert_token(b"old", alice.id, now_ms() - 1).await.unwrap();
@@ -210,23 +293,47 @@ async fn tokens_expire_and_revoke() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::UserExists(name) if name == "alice"));
+    f
 }
 
-#[tokio::test]
-async fn committed_messages_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let conversation = {
-        let store = SqliteStore::open(dir.path()).await.unwrap();
-        let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
-        let (direct, _) = store.open_direct(&alice, &bob).await.unwrap();
-        for n in 0..3 {
-            store.append(text(direct.id, &alice, &format!("m{n}"))).await.unwrap();
-        }
-        direct.id
-    };
-    let store = SqliteStore::open(dir.path()).await.unwrap();
-    let bob = store.user_by_name("bob").await.unwrap();
-    let page = store.history(conversation, &bob, None, None, 10).await.unwrap();
+async fn committed_messages_survive_reopening(mut f: Fixture) -> Fixture {
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    for n in 0..3 {
+        f.store.append(text(direct.id, &alice, &format!("m{n}"))).await.unwrap();
+    }
+    f.reopen().await;
+    let page = f.store.history(direct.id, &bob, None, None, 10).await.unwrap();
     assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
-    assert_eq!(store.conversations_of(bob.id).await.unwrap()[0].last_seq, 3);
+    assert_eq!(f.store.conversations_of(bob.id).await.unwrap()[0].last_seq, 3);
+    let next = f.store.append(text(direct.id, &bob, "after")).await.unwrap();
+    assert_eq!(next.message.seq, 4);
+    f
+}
+
+async fn membership_changes_are_recorded_in_order(f: Fixture) -> Fixture {
+    let [ann, ben, cat] = [
+        user(f.store.as_ref(), "ann").await,
+        user(f.store.as_ref(), "ben").await,
+        user(f.store.as_ref(), "cat").await,
+    ];
+    let (group, created) =
+        f.store.create_group(&ann, " Ops ", &[ben.clone(), ben.clone()]).await.unwrap();
+    assert_eq!((group.name.as_str(), created.seq, created.kind), ("Ops", 1, MessageKind::System));
+    assert_eq!(created.body, "ann created the group \"Ops\" with ben");
+    assert_eq!(group.members, ["ann", "ben"]);
+    let (group, added) = f.store.add_members(&ben, group.id, &[cat.clone()]).await.unwrap();
+    assert_eq!((added.seq, added.body.as_str()), (2, "ben added cat"));
+    assert_eq!(group.members, ["ann", "ben", "cat"]);
+    let refused = f.store.remove_member(&ben, group.id, &cat).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Forbidden(_)), "{refused}");
+    let (_, left) = f.store.remove_member(&cat, group.id, &cat).await.unwrap();
+    assert_eq!((left.seq, left.body.as_str()), (3, "cat left"));
+    let (group, removed) = f.store.remove_member(&ann, group.id, &ben).await.unwrap();
+    assert_eq!((removed.seq, removed.body.as_str()), (4, "ann removed ben"));
+    assert_eq!(group.members, ["ann"]);
+    assert!(f.store.conversations_of(ben.id).await.unwrap().is_empty());
+    let err = f.store.create_group(&ann, "  ", &[]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    f
 }

@@ -1,24 +1,16 @@
-//! Conversations, membership and messages in SQLite.
-//!
-//! Membership changes are written with a system message in the same transaction, so a
-//! client that backfills by seq sees who joined and left in order with the chat.
-
-use std::collections::BTreeSet;
-
-use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{Connection, Row};
-use switchboard_protocol::{Conversation, ConversationKind, Message, MessageKind};
-
-use super::SqliteStore;
-use crate::{HistoryPage, MAX_PAGE, Result, StoreError, User, now_ms};
+// Conversations, membership and messages: SQL shared by the SQLite and PostgreSQL stores.
+// Included (not a module) into each backend's `queries` module, which defines `Conn`,
+// `Pool` and `DbRow` for its driver; see `crate::sql`. Placeholders are `$N`, which both
+// drivers accept. Membership changes write a system message in the same transaction, so
+// a client that backfills by seq sees who joined and left in order with the chat.
 
 /// Longest group name accepted, in characters.
 const MAX_GROUP_NAME: usize = 200;
 
 /// Assigns the next seq of `conversation` and stores the message, inside the caller's
 /// transaction. The caller has checked membership.
-pub(super) async fn insert_message(
-    conn: &mut SqliteConnection,
+pub async fn insert_message(
+    conn: &mut Conn,
     conversation: i64,
     sender: &User,
     kind: MessageKind,
@@ -26,7 +18,7 @@ pub(super) async fn insert_message(
     client_msg_id: Option<&str>,
 ) -> Result<Message> {
     let seq: i64 = sqlx::query_scalar(
-        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
     )
     .bind(conversation)
     .fetch_one(&mut *conn)
@@ -34,7 +26,7 @@ pub(super) async fn insert_message(
     let ts = now_ms();
     sqlx::query(
         "INSERT INTO messages (conversation_id, seq, sender_id, kind, body, client_msg_id, ts)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(conversation)
     .bind(seq)
@@ -57,21 +49,21 @@ pub(super) async fn insert_message(
 }
 
 /// What a membership check learns about a conversation.
-pub(super) struct Membership {
+pub struct Membership {
     pub kind: ConversationKind,
     pub owner_id: Option<i64>,
 }
 
 /// Fails with `ConversationNotFound` or `NotMember` unless `user` is a member.
-pub(super) async fn check_member(
-    conn: &mut SqliteConnection,
+pub async fn check_member(
+    conn: &mut Conn,
     conversation: i64,
     user: &User,
 ) -> Result<Membership> {
     let row = sqlx::query(
         "SELECT c.kind, c.owner_id, m.user_id AS member FROM conversations c
-         LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?
-         WHERE c.id = ?",
+         LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1
+         WHERE c.id = $2",
     )
     .bind(user.id)
     .bind(conversation)
@@ -91,15 +83,15 @@ pub(super) async fn check_member(
 /// The conversation with its members; `read_seq` is `viewer_id`'s cursor (0 if not a
 /// member). Does not check membership.
 async fn load_unchecked(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     conversation: i64,
     viewer_id: i64,
 ) -> Result<Conversation> {
     let row = sqlx::query(
         "SELECT c.kind, c.name, c.last_seq, COALESCE(m.read_seq, 0) AS read_seq
          FROM conversations c
-         LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = ?
-         WHERE c.id = ?",
+         LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1
+         WHERE c.id = $2",
     )
     .bind(viewer_id)
     .bind(conversation)
@@ -108,7 +100,7 @@ async fn load_unchecked(
     .ok_or(StoreError::ConversationNotFound(conversation))?;
     let members = sqlx::query_scalar(
         "SELECT u.username FROM members m JOIN users u ON u.id = m.user_id
-         WHERE m.conversation_id = ? ORDER BY u.username",
+         WHERE m.conversation_id = $1 ORDER BY u.username",
     )
     .bind(conversation)
     .fetch_all(&mut *conn)
@@ -124,8 +116,8 @@ async fn load_unchecked(
     })
 }
 
-pub(super) async fn load(
-    pool: &SqlitePool,
+pub async fn load(
+    pool: &Pool,
     conversation: i64,
     viewer: &User,
 ) -> Result<Conversation> {
@@ -134,12 +126,12 @@ pub(super) async fn load(
     load_unchecked(&mut conn, conversation, viewer.id).await
 }
 
-pub(super) async fn list(pool: &SqlitePool, user_id: i64) -> Result<Vec<Conversation>> {
+pub async fn list(pool: &Pool, user_id: i64) -> Result<Vec<Conversation>> {
     let mut conn = pool.acquire().await?;
     let rows = sqlx::query(
         "SELECT c.id, c.kind, c.name, c.last_seq, m.read_seq FROM members m
          JOIN conversations c ON c.id = m.conversation_id
-         WHERE m.user_id = ? ORDER BY c.id",
+         WHERE m.user_id = $1 ORDER BY c.id",
     )
     .bind(user_id)
     .fetch_all(&mut *conn)
@@ -162,7 +154,7 @@ pub(super) async fn list(pool: &SqlitePool, user_id: i64) -> Result<Vec<Conversa
         "SELECT other.conversation_id, u.username FROM members mine
          JOIN members other ON other.conversation_id = mine.conversation_id
          JOIN users u ON u.id = other.user_id
-         WHERE mine.user_id = ? ORDER BY other.conversation_id, u.username",
+         WHERE mine.user_id = $1 ORDER BY other.conversation_id, u.username",
     )
     .bind(user_id)
     .fetch_all(&mut *conn)
@@ -176,33 +168,35 @@ pub(super) async fn list(pool: &SqlitePool, user_id: i64) -> Result<Vec<Conversa
     Ok(conversations)
 }
 
-pub(super) async fn open_direct(
-    store: &SqliteStore,
+pub async fn open_direct(
+    pool: &Pool,
     a: &User,
     b: &User,
 ) -> Result<(Conversation, bool)> {
     let key = format!("{}:{}", a.id.min(b.id), a.id.max(b.id));
-    let mut conn = store.writer.acquire().await?;
-    let mut tx = conn.begin().await?;
-    let existing: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = ?")
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (id, created) = match existing {
-        Some(id) => (id, false),
-        None => {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO conversations (kind, direct_key, created_at)
-                 VALUES ('direct', ?, ?) RETURNING id",
-            )
-            .bind(&key)
-            .bind(now_ms())
-            .fetch_one(&mut *tx)
-            .await?;
+    let mut tx = pool.begin().await?;
+    // Two people may open the same pair at once (on different storage replicas): the
+    // unique direct_key lets exactly one insert win; the other finds it.
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO conversations (kind, direct_key, created_at) VALUES ('direct', $1, $2)
+         ON CONFLICT (direct_key) DO NOTHING RETURNING id",
+    )
+    .bind(&key)
+    .bind(now_ms())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (id, created) = match inserted {
+        Some(id) => {
             let ids: BTreeSet<i64> = [a.id, b.id].into();
             add_rows(&mut tx, id, ids.into_iter()).await?;
             (id, true)
+        }
+        None => {
+            let id = sqlx::query_scalar("SELECT id FROM conversations WHERE direct_key = $1")
+                .bind(&key)
+                .fetch_one(&mut *tx)
+                .await?;
+            (id, false)
         }
     };
     let conversation = load_unchecked(&mut tx, id, a.id).await?;
@@ -212,14 +206,14 @@ pub(super) async fn open_direct(
 
 /// Inserts membership rows, skipping existing ones; returns how many were new.
 async fn add_rows(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     conversation: i64,
     user_ids: impl Iterator<Item = i64>,
 ) -> Result<u64> {
     let mut added = 0;
     for user_id in user_ids {
         added += sqlx::query(
-            "INSERT INTO members (conversation_id, user_id, joined_at) VALUES (?, ?, ?)
+            "INSERT INTO members (conversation_id, user_id, joined_at) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
         )
         .bind(conversation)
@@ -236,8 +230,8 @@ fn names(users: &[&User]) -> String {
     users.iter().map(|u| u.username.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-pub(super) async fn create_group(
-    store: &SqliteStore,
+pub async fn create_group(
+    pool: &Pool,
     owner: &User,
     name: &str,
     members: &[User],
@@ -248,11 +242,10 @@ pub(super) async fn create_group(
             "a group name must have 1 to {MAX_GROUP_NAME} characters"
         )));
     }
-    let mut conn = store.writer.acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = pool.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO conversations (kind, name, owner_id, created_at)
-         VALUES ('group', ?, ?, ?) RETURNING id",
+         VALUES ('group', $1, $2, $3) RETURNING id",
     )
     .bind(name)
     .bind(owner.id)
@@ -274,14 +267,13 @@ pub(super) async fn create_group(
     Ok((conversation, message))
 }
 
-pub(super) async fn add_members(
-    store: &SqliteStore,
+pub async fn add_members(
+    pool: &Pool,
     actor: &User,
     conversation: i64,
     users: &[User],
 ) -> Result<(Conversation, Message)> {
-    let mut conn = store.writer.acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = pool.begin().await?;
     let membership = check_member(&mut tx, conversation, actor).await?;
     if membership.kind != ConversationKind::Group {
         return Err(StoreError::Invalid("members can only be added to a group".into()));
@@ -303,14 +295,13 @@ pub(super) async fn add_members(
     Ok((conversation, message))
 }
 
-pub(super) async fn remove_member(
-    store: &SqliteStore,
+pub async fn remove_member(
+    pool: &Pool,
     actor: &User,
     conversation: i64,
     user: &User,
 ) -> Result<(Conversation, Message)> {
-    let mut conn = store.writer.acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = pool.begin().await?;
     let membership = check_member(&mut tx, conversation, actor).await?;
     if membership.kind != ConversationKind::Group {
         return Err(StoreError::Invalid("members can only be removed from a group".into()));
@@ -319,7 +310,7 @@ pub(super) async fn remove_member(
     if !leaving && !actor.admin && membership.owner_id != Some(actor.id) {
         return Err(StoreError::Forbidden("remove other members"));
     }
-    let removed = sqlx::query("DELETE FROM members WHERE conversation_id = ? AND user_id = ?")
+    let removed = sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
         .bind(conversation)
         .bind(user.id)
         .execute(&mut *tx)
@@ -340,7 +331,7 @@ pub(super) async fn remove_member(
     Ok((conversation, message))
 }
 
-fn message_from_row(conversation: i64, row: &SqliteRow) -> Result<Message> {
+fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
     let kind: String = row.try_get("kind")?;
     Ok(Message {
         conversation_id: conversation,
@@ -353,8 +344,8 @@ fn message_from_row(conversation: i64, row: &SqliteRow) -> Result<Message> {
     })
 }
 
-pub(super) async fn history(
-    pool: &SqlitePool,
+pub async fn history(
+    pool: &Pool,
     conversation: i64,
     viewer: &User,
     after: Option<i64>,
@@ -373,8 +364,8 @@ pub(super) async fn history(
     let sql = format!(
         "SELECT m.seq, m.kind, m.body, m.client_msg_id, m.ts, u.username
          FROM messages m JOIN users u ON u.id = m.sender_id
-         WHERE m.conversation_id = ? AND m.seq > ? AND m.seq < ?
-         ORDER BY m.seq {order} LIMIT ?"
+         WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq < $3
+         ORDER BY m.seq {order} LIMIT $4"
     );
     let rows = sqlx::query(&sql)
         .bind(conversation)
@@ -395,23 +386,34 @@ pub(super) async fn history(
     Ok(HistoryPage { messages, has_more })
 }
 
-pub(super) async fn mark_read(
-    store: &SqliteStore,
+pub async fn mark_read(
+    pool: &Pool,
     conversation: i64,
     viewer: &User,
     seq: i64,
 ) -> Result<i64> {
-    let mut conn = store.writer.acquire().await?;
-    check_member(&mut conn, conversation, viewer).await?;
-    Ok(sqlx::query_scalar(
-        "UPDATE members SET read_seq = max(read_seq,
-             min(?, (SELECT last_seq FROM conversations WHERE id = ?)))
-         WHERE conversation_id = ? AND user_id = ? RETURNING read_seq",
+    let mut tx = pool.begin().await?;
+    check_member(&mut tx, conversation, viewer).await?;
+    // The cursor never passes the newest message and never moves back.
+    let last_seq: i64 = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1")
+        .bind(conversation)
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE members SET read_seq = $1
+         WHERE conversation_id = $2 AND user_id = $3 AND read_seq < $1",
     )
-    .bind(seq)
-    .bind(conversation)
+    .bind(seq.min(last_seq))
     .bind(conversation)
     .bind(viewer.id)
-    .fetch_one(&mut *conn)
-    .await?)
+    .execute(&mut *tx)
+    .await?;
+    let read_seq =
+        sqlx::query_scalar("SELECT read_seq FROM members WHERE conversation_id = $1 AND user_id = $2")
+            .bind(conversation)
+            .bind(viewer.id)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(read_seq)
 }

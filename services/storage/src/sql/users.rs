@@ -1,0 +1,114 @@
+// Users and tokens: SQL shared by the SQLite and PostgreSQL stores (included into each
+// backend's `queries` module; see `crate::sql`).
+
+const USER_COLUMNS: &str = "id, username, display_name, org, admin, status, status_text";
+
+fn user_from_row(row: &DbRow) -> Result<User> {
+    let status: String = row.try_get("status")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        display_name: row.try_get("display_name")?,
+        org: row.try_get("org")?,
+        admin: row.try_get("admin")?,
+        status: PresenceStatus::parse(&status).unwrap_or(PresenceStatus::Available),
+        status_text: row.try_get("status_text")?,
+    })
+}
+
+pub async fn create_user(pool: &Pool, user: NewUser) -> Result<User> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO users (username, display_name, org, admin, password_hash, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING RETURNING id",
+    )
+    .bind(&user.username)
+    .bind(&user.display_name)
+    .bind(&user.org)
+    .bind(user.admin)
+    .bind(&user.password_hash)
+    .bind(now_ms())
+    .fetch_optional(pool)
+    .await?;
+    let Some(id) = id else { return Err(StoreError::UserExists(user.username)) };
+    Ok(User {
+        id,
+        username: user.username,
+        display_name: user.display_name,
+        org: user.org,
+        admin: user.admin,
+        status: PresenceStatus::Available,
+        status_text: String::new(),
+    })
+}
+
+pub async fn user_count(pool: &Pool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await?)
+}
+
+pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<(User, String)>> {
+    let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1");
+    let row = sqlx::query(&sql).bind(username).fetch_optional(pool).await?;
+    row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?))).transpose()
+}
+
+pub async fn user_by_name(pool: &Pool, username: &str) -> Result<User> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
+    match sqlx::query(&sql).bind(username).fetch_optional(pool).await? {
+        Some(row) => user_from_row(&row),
+        None => Err(StoreError::UserNotFound(username.to_owned())),
+    }
+}
+
+pub async fn set_status(pool: &Pool, user_id: i64, status: PresenceStatus, text: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET status = $1, status_text = $2 WHERE id = $3")
+        .bind(status.as_str())
+        .bind(text)
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn contacts(pool: &Pool, user_id: i64) -> Result<Vec<User>> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id IN (
+             SELECT other.user_id FROM members mine
+             JOIN members other ON other.conversation_id = mine.conversation_id
+             WHERE mine.user_id = $1 AND other.user_id != mine.user_id)
+         ORDER BY username"
+    );
+    let rows = sqlx::query(&sql).bind(user_id).fetch_all(pool).await?;
+    rows.iter().map(user_from_row).collect()
+}
+
+pub async fn insert_token(pool: &Pool, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()> {
+    sqlx::query("INSERT INTO tokens (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(hash)
+        .bind(user_id)
+        .bind(now_ms())
+        .bind(expires_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn user_by_token(pool: &Pool, hash: &[u8]) -> Result<Option<User>> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id = (
+             SELECT user_id FROM tokens WHERE hash = $1 AND NOT revoked AND expires_at > $2)"
+    );
+    let row = sqlx::query(&sql).bind(hash).bind(now_ms()).fetch_optional(pool).await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+pub async fn revoke_token(pool: &Pool, hash: &[u8]) -> Result<()> {
+    sqlx::query("UPDATE tokens SET revoked = TRUE WHERE hash = $1").bind(hash).execute(pool).await?;
+    Ok(())
+}
+
+pub async fn member_ids(pool: &Pool, conversation: i64) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1")
+        .bind(conversation)
+        .fetch_all(pool)
+        .await?)
+}
