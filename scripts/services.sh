@@ -1,0 +1,32 @@
+# Sourced by scripts/test: makes sure the servers the tests talk to are installed and
+# running on 127.0.0.1, installing them from Debian packages on a fresh machine.
+# Tests isolate themselves inside these servers (own database, own key prefix).
+
+# PostgreSQL on 127.0.0.1:5432, user postgres, no password from localhost.
+ensure_postgres() {
+    if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        return
+    fi
+    local fresh=0
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        echo "scripts/test: installing PostgreSQL (Debian package postgresql)" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        fresh=1
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    if [ "$fresh" = 1 ]; then
+        # A machine we set up ourselves: trust local TCP connections, as on the dev machines.
+        sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' \
+            "/etc/postgresql/$version/main/pg_hba.conf"
+    fi
+    echo "scripts/test: starting PostgreSQL $version" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && return
+        sleep 1
+    done
+    echo "scripts/test: PostgreSQL did not come up on 127.0.0.1:5432" >&2
+    return 1
+}
