@@ -1,7 +1,8 @@
 //! The storage contract, checked against real databases: SQLite on disk and PostgreSQL
 //! (`SWITCHBOARD_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/postgres`,
-//! which `scripts/test` makes sure is running). Every check runs against both backends;
-//! each test gets its own SQLite directory or its own PostgreSQL database, dropped after.
+//! which `scripts/test` makes sure is running), directly and behind the gRPC storage
+//! service. Every check runs against all three; each test gets its own SQLite directory
+//! or its own PostgreSQL database, dropped after.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,13 +12,66 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection;
 use switchboard_protocol::MessageKind;
+use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
     NewMessage, NewUser, PgStore, SqliteStore, Store, StoreError, User, now_ms,
 };
 
 enum Backend {
     Sqlite(tempfile::TempDir),
-    Postgres { admin_url: String, url: String, name: String },
+    Postgres(TestDatabase),
+    /// PostgreSQL behind the gRPC storage service, called through `RemoteStore`.
+    Remote(TestDatabase, tokio::sync::oneshot::Sender<()>),
+}
+
+/// A PostgreSQL database of one test's own, dropped by `Fixture::finish`.
+struct TestDatabase {
+    admin_url: String,
+    url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let admin_url = admin_url();
+        let name = format!(
+            "sbtest_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            now_ms() % 100_000
+        );
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (run scripts/test): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("SWITCHBOARD_TEST_POSTGRES must end in /DATABASE"),
+        };
+        Self { admin_url, url, name }
+    }
+
+    async fn drop_database(self) {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
+
+/// Serves a `PgStore` on `url` over gRPC on an ephemeral port; returns a client for it
+/// and the switch that stops the service.
+async fn remote(url: &str) -> (RemoteStore, tokio::sync::oneshot::Sender<()>) {
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(url).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(grpc::serve(listener, store, async move {
+        let _ = stopped.await;
+    }));
+    (RemoteStore::connect_lazy(&format!("http://{addr}")).unwrap(), stop)
 }
 
 struct Fixture {
@@ -38,47 +92,44 @@ impl Fixture {
     }
 
     async fn postgres() -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let admin_url = admin_url();
-        let name = format!(
-            "sbtest_{}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            now_ms() % 100_000
-        );
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (run scripts/test): {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("SWITCHBOARD_TEST_POSTGRES must end in /DATABASE"),
-        };
-        let store = PgStore::connect(&url).await.unwrap();
-        Self { store: Arc::new(store), backend: Backend::Postgres { admin_url, url, name } }
+        let db = TestDatabase::create().await;
+        let store = PgStore::connect(&db.url).await.unwrap();
+        Self { store: Arc::new(store), backend: Backend::Postgres(db) }
+    }
+
+    async fn remote() -> Self {
+        let db = TestDatabase::create().await;
+        let (store, stop) = remote(&db.url).await;
+        Self { store: Arc::new(store), backend: Backend::Remote(db, stop) }
     }
 
     /// Closes the store and opens it again on the same data.
     async fn reopen(&mut self) {
-        self.store = match &self.backend {
+        self.store = match &mut self.backend {
             Backend::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
-            Backend::Postgres { url, .. } => Arc::new(PgStore::connect(url).await.unwrap()),
+            Backend::Postgres(db) => Arc::new(PgStore::connect(&db.url).await.unwrap()),
+            Backend::Remote(db, stop) => {
+                let (store, new_stop) = remote(&db.url).await;
+                let _ = std::mem::replace(stop, new_stop).send(());
+                Arc::new(store)
+            }
         };
     }
 
     async fn finish(self) {
         drop(self.store);
-        if let Backend::Postgres { admin_url, name, .. } = self.backend {
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
+        match self.backend {
+            Backend::Sqlite(_) => {}
+            Backend::Postgres(db) => db.drop_database().await,
+            Backend::Remote(db, stop) => {
+                let _ = stop.send(());
+                db.drop_database().await;
+            }
         }
     }
 }
 
-/// Runs each listed check once per backend, as `sqlite::NAME` and `postgres::NAME`.
+/// Runs each listed check once per backend: `sqlite::NAME`, `postgres::NAME`, `remote::NAME`.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -93,6 +144,14 @@ macro_rules! on_both_backends {
             $(#[tokio::test]
             async fn $name() {
                 let fixture = super::Fixture::postgres().await;
+                let fixture = super::$name(fixture).await;
+                fixture.finish().await;
+            })*
+        }
+        mod remote {
+            $(#[tokio::test]
+            async fn $name() {
+                let fixture = super::Fixture::remote().await;
                 let fixture = super::$name(fixture).await;
                 fixture.finish().await;
             })*

@@ -1,0 +1,227 @@
+//! [`RemoteStore`]: the [`Store`] of a gateway in cluster mode, calling the storage
+//! service over one multiplexed HTTP/2 channel.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchboard_protocol::{Conversation, Message, PresenceStatus};
+use tonic::transport::{Channel, Endpoint};
+
+use super::convert::*;
+use super::pb;
+use super::pb::storage_client::StorageClient;
+use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, Store, StoreError, User};
+
+/// How long one storage call may take before it fails as `Unavailable` (retryable).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct RemoteStore {
+    client: StorageClient<Channel>,
+}
+
+impl RemoteStore {
+    /// A client for the storage service at `url` (`http://host:port`). Connects lazily
+    /// and reconnects by itself, so a storage restart shows as `Unavailable` errors
+    /// meanwhile, never as a dead gateway.
+    pub fn connect_lazy(url: &str) -> Result<Self> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| StoreError::Invalid(format!("bad storage URL {url:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        Ok(Self { client: StorageClient::new(endpoint.connect_lazy()) })
+    }
+
+    fn client(&self) -> StorageClient<Channel> {
+        self.client.clone()
+    }
+}
+
+fn membership(reply: pb::MembershipReply) -> Result<(Conversation, Message)> {
+    let missing = || StoreError::Unavailable("storage service sent an incomplete reply".into());
+    Ok((
+        conversation_from_pb(reply.conversation.ok_or_else(missing)?),
+        message_from_pb(reply.message.ok_or_else(missing)?),
+    ))
+}
+
+#[async_trait]
+impl Store for RemoteStore {
+    async fn create_user(&self, user: NewUser) -> Result<User> {
+        let reply =
+            self.client().create_user(new_user_to_pb(user)).await.map_err(status_to_error)?;
+        Ok(user_from_pb(reply.into_inner()))
+    }
+
+    async fn user_count(&self) -> Result<i64> {
+        let reply = self.client().user_count(pb::Empty {}).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().count)
+    }
+
+    async fn credentials(&self, username: &str) -> Result<Option<(User, String)>> {
+        let request = pb::Username { username: username.to_owned() };
+        let reply = self.client().credentials(request).await.map_err(status_to_error)?.into_inner();
+        Ok(reply.user.map(|u| (user_from_pb(u), reply.password_hash)))
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<User> {
+        let request = pb::Username { username: username.to_owned() };
+        let reply = self.client().user_by_name(request).await.map_err(status_to_error)?;
+        Ok(user_from_pb(reply.into_inner()))
+    }
+
+    async fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) -> Result<()> {
+        let request = pb::SetStatusRequest {
+            user_id,
+            status: status.as_str().to_owned(),
+            text: text.to_owned(),
+        };
+        self.client().set_status(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn contacts(&self, user_id: i64) -> Result<Vec<User>> {
+        let reply =
+            self.client().contacts(pb::UserId { id: user_id }).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().users.into_iter().map(user_from_pb).collect())
+    }
+
+    async fn insert_token(&self, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()> {
+        let request = pb::InsertTokenRequest { hash: hash.to_vec(), user_id, expires_at };
+        self.client().insert_token(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn user_by_token(&self, hash: &[u8]) -> Result<Option<User>> {
+        let request = pb::TokenHash { hash: hash.to_vec() };
+        let reply = self.client().user_by_token(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().user.map(user_from_pb))
+    }
+
+    async fn revoke_token(&self, hash: &[u8]) -> Result<()> {
+        let request = pb::TokenHash { hash: hash.to_vec() };
+        self.client().revoke_token(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn open_direct(&self, a: &User, b: &User) -> Result<(Conversation, bool)> {
+        let request = pb::OpenDirectRequest { a: Some(user_to_pb(a)), b: Some(user_to_pb(b)) };
+        let reply = self.client().open_direct(request).await.map_err(status_to_error)?.into_inner();
+        let conversation = reply.conversation.ok_or_else(|| {
+            StoreError::Unavailable("storage service sent no conversation".into())
+        })?;
+        Ok((conversation_from_pb(conversation), reply.created))
+    }
+
+    async fn create_group(
+        &self,
+        owner: &User,
+        name: &str,
+        members: &[User],
+    ) -> Result<(Conversation, Message)> {
+        let request = pb::CreateGroupRequest {
+            owner: Some(user_to_pb(owner)),
+            name: name.to_owned(),
+            members: members.iter().map(user_to_pb).collect(),
+        };
+        membership(self.client().create_group(request).await.map_err(status_to_error)?.into_inner())
+    }
+
+    async fn add_members(
+        &self,
+        actor: &User,
+        conversation: i64,
+        users: &[User],
+    ) -> Result<(Conversation, Message)> {
+        let request = pb::AddMembersRequest {
+            actor: Some(user_to_pb(actor)),
+            conversation_id: conversation,
+            users: users.iter().map(user_to_pb).collect(),
+        };
+        membership(self.client().add_members(request).await.map_err(status_to_error)?.into_inner())
+    }
+
+    async fn remove_member(
+        &self,
+        actor: &User,
+        conversation: i64,
+        user: &User,
+    ) -> Result<(Conversation, Message)> {
+        let request = pb::RemoveMemberRequest {
+            actor: Some(user_to_pb(actor)),
+            conversation_id: conversation,
+            user: Some(user_to_pb(user)),
+        };
+        membership(
+            self.client().remove_member(request).await.map_err(status_to_error)?.into_inner(),
+        )
+    }
+
+    async fn conversation(&self, conversation: i64, viewer: &User) -> Result<Conversation> {
+        let request = pb::ConversationRequest {
+            conversation_id: conversation,
+            viewer: Some(user_to_pb(viewer)),
+        };
+        let reply = self.client().get_conversation(request).await.map_err(status_to_error)?;
+        Ok(conversation_from_pb(reply.into_inner()))
+    }
+
+    async fn conversations_of(&self, user_id: i64) -> Result<Vec<Conversation>> {
+        let reply = self
+            .client()
+            .conversations_of(pb::UserId { id: user_id })
+            .await
+            .map_err(status_to_error)?;
+        Ok(reply.into_inner().conversations.into_iter().map(conversation_from_pb).collect())
+    }
+
+    async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>> {
+        let request = pb::ConversationId { id: conversation };
+        Ok(self.client().member_ids(request).await.map_err(status_to_error)?.into_inner().ids)
+    }
+
+    async fn append(&self, message: NewMessage) -> Result<Appended> {
+        let reply = self
+            .client()
+            .append(new_message_to_pb(message))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        let message = reply
+            .message
+            .ok_or_else(|| StoreError::Unavailable("storage service sent no message".into()))?;
+        Ok(Appended { message: message_from_pb(message), duplicate: reply.duplicate })
+    }
+
+    async fn history(
+        &self,
+        conversation: i64,
+        viewer: &User,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<HistoryPage> {
+        let request = pb::HistoryRequest {
+            conversation_id: conversation,
+            viewer: Some(user_to_pb(viewer)),
+            after,
+            before,
+            limit,
+        };
+        Ok(page_from_pb(
+            self.client().history(request).await.map_err(status_to_error)?.into_inner(),
+        ))
+    }
+
+    async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64> {
+        let request = pb::MarkReadRequest {
+            conversation_id: conversation,
+            viewer: Some(user_to_pb(viewer)),
+            seq,
+        };
+        Ok(self.client().mark_read(request).await.map_err(status_to_error)?.into_inner().seq)
+    }
+}

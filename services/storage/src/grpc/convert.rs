@@ -1,0 +1,195 @@
+//! Conversions between the storage records and their protobuf messages, and between
+//! [`StoreError`] and gRPC statuses.
+
+use prost::Message as _;
+use switchboard_protocol::{Conversation, ConversationKind, Message, MessageKind, PresenceStatus};
+use tonic::{Code, Status};
+
+use super::pb;
+use crate::{Appended, HistoryPage, NewMessage, NewUser, StoreError, User};
+
+pub fn user_to_pb(user: &User) -> pb::User {
+    pb::User {
+        id: user.id,
+        username: user.username.clone(),
+        display_name: user.display_name.clone(),
+        org: user.org.clone(),
+        admin: user.admin,
+        status: user.status.as_str().to_owned(),
+        status_text: user.status_text.clone(),
+    }
+}
+
+pub fn user_from_pb(user: pb::User) -> User {
+    User {
+        id: user.id,
+        status: PresenceStatus::parse(&user.status).unwrap_or(PresenceStatus::Available),
+        username: user.username,
+        display_name: user.display_name,
+        org: user.org,
+        admin: user.admin,
+        status_text: user.status_text,
+    }
+}
+
+/// A required message field; proto3 makes every message field optional on the wire.
+pub fn required<T>(field: Option<T>, name: &str) -> Result<T, Status> {
+    field.ok_or_else(|| Status::invalid_argument(format!("{name} is required")))
+}
+
+pub fn message_to_pb(message: Message) -> pb::Message {
+    pb::Message {
+        conversation_id: message.conversation_id,
+        seq: message.seq,
+        sender: message.sender,
+        kind: message.kind.as_str().to_owned(),
+        body: message.body,
+        client_msg_id: message.client_msg_id,
+        ts: message.ts,
+    }
+}
+
+pub fn message_from_pb(message: pb::Message) -> Message {
+    Message {
+        conversation_id: message.conversation_id,
+        seq: message.seq,
+        sender: message.sender,
+        kind: MessageKind::parse(&message.kind).unwrap_or(MessageKind::Text),
+        body: message.body,
+        client_msg_id: message.client_msg_id,
+        ts: message.ts,
+    }
+}
+
+pub fn conversation_to_pb(conversation: Conversation) -> pb::Conversation {
+    pb::Conversation {
+        id: conversation.id,
+        kind: conversation.kind.as_str().to_owned(),
+        name: conversation.name,
+        members: conversation.members,
+        last_seq: conversation.last_seq,
+        read_seq: conversation.read_seq,
+    }
+}
+
+pub fn conversation_from_pb(conversation: pb::Conversation) -> Conversation {
+    Conversation {
+        id: conversation.id,
+        kind: ConversationKind::parse(&conversation.kind).unwrap_or(ConversationKind::Group),
+        name: conversation.name,
+        members: conversation.members,
+        last_seq: conversation.last_seq,
+        read_seq: conversation.read_seq,
+    }
+}
+
+pub fn new_user_to_pb(user: NewUser) -> pb::NewUser {
+    pb::NewUser {
+        username: user.username,
+        display_name: user.display_name,
+        org: user.org,
+        admin: user.admin,
+        password_hash: user.password_hash,
+    }
+}
+
+pub fn new_user_from_pb(user: pb::NewUser) -> NewUser {
+    NewUser {
+        username: user.username,
+        display_name: user.display_name,
+        org: user.org,
+        admin: user.admin,
+        password_hash: user.password_hash,
+    }
+}
+
+pub fn new_message_to_pb(message: NewMessage) -> pb::NewMessage {
+    pb::NewMessage {
+        conversation_id: message.conversation_id,
+        sender: Some(user_to_pb(&message.sender)),
+        client_msg_id: message.client_msg_id,
+        kind: message.kind.as_str().to_owned(),
+        body: message.body,
+    }
+}
+
+pub fn new_message_from_pb(message: pb::NewMessage) -> Result<NewMessage, Status> {
+    Ok(NewMessage {
+        conversation_id: message.conversation_id,
+        sender: user_from_pb(required(message.sender, "sender")?),
+        client_msg_id: message.client_msg_id,
+        kind: MessageKind::parse(&message.kind)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown kind {:?}", message.kind)))?,
+        body: message.body,
+    })
+}
+
+pub fn appended_to_pb(appended: Appended) -> pb::Appended {
+    pb::Appended { message: Some(message_to_pb(appended.message)), duplicate: appended.duplicate }
+}
+
+pub fn page_to_pb(page: HistoryPage) -> pb::HistoryPage {
+    pb::HistoryPage {
+        messages: page.messages.into_iter().map(message_to_pb).collect(),
+        has_more: page.has_more,
+    }
+}
+
+pub fn page_from_pb(page: pb::HistoryPage) -> HistoryPage {
+    HistoryPage {
+        messages: page.messages.into_iter().map(message_from_pb).collect(),
+        has_more: page.has_more,
+    }
+}
+
+/// A [`StoreError`] as a status whose details say exactly which error it was.
+pub fn error_to_status(error: StoreError) -> Status {
+    let (code, kind, conversation, user) = match &error {
+        StoreError::NotMember { conversation, user } => {
+            (Code::PermissionDenied, "not_member", *conversation, user.clone())
+        }
+        StoreError::ConversationNotFound(id) => {
+            (Code::NotFound, "conversation_not_found", *id, String::new())
+        }
+        StoreError::UserNotFound(name) => (Code::NotFound, "user_not_found", 0, name.clone()),
+        StoreError::UserExists(name) => (Code::AlreadyExists, "user_exists", 0, name.clone()),
+        StoreError::Invalid(_) => (Code::InvalidArgument, "invalid", 0, String::new()),
+        StoreError::Forbidden(_) => (Code::PermissionDenied, "forbidden", 0, String::new()),
+        StoreError::Unavailable(_) => (Code::Unavailable, "unavailable", 0, String::new()),
+    };
+    let message = match &error {
+        StoreError::Invalid(m) | StoreError::Unavailable(m) => m.clone(),
+        StoreError::Forbidden(what) => (*what).to_owned(),
+        _ => String::new(),
+    };
+    let failure = pb::StoreFailure { kind: kind.to_owned(), conversation, user, message };
+    Status::with_details(code, error.to_string(), failure.encode_to_vec().into())
+}
+
+/// Rebuilds the [`StoreError`] a status carries. A status without details (the service
+/// unreachable, a deadline, a proxy's answer) means storage is unavailable.
+pub fn status_to_error(status: Status) -> StoreError {
+    let Ok(failure) = pb::StoreFailure::decode(status.details()) else {
+        return StoreError::Unavailable(format!("storage service: {}", status.message()));
+    };
+    match failure.kind.as_str() {
+        "not_member" => {
+            StoreError::NotMember { conversation: failure.conversation, user: failure.user }
+        }
+        "conversation_not_found" => StoreError::ConversationNotFound(failure.conversation),
+        "user_not_found" => StoreError::UserNotFound(failure.user),
+        "user_exists" => StoreError::UserExists(failure.user),
+        "invalid" => StoreError::Invalid(failure.message),
+        "forbidden" => StoreError::Forbidden(forbidden_action(&failure.message)),
+        _ => StoreError::Unavailable(format!("storage service: {}", status.message())),
+    }
+}
+
+/// `StoreError::Forbidden` carries a static description of the refused action; map the
+/// ones the stores use back to it.
+fn forbidden_action(message: &str) -> &'static str {
+    match message {
+        "remove other members" => "remove other members",
+        _ => "do that",
+    }
+}

@@ -1,0 +1,191 @@
+//! The storage service: each RPC calls the same-named [`Store`] method.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use super::convert::*;
+use super::pb;
+use super::pb::storage_server::{Storage, StorageServer};
+use crate::{Store, StoreError};
+
+pub struct StorageService {
+    store: Arc<dyn Store>,
+}
+
+impl StorageService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+/// Serves `store` on `listener` (with the standard gRPC health service) until `shutdown`
+/// resolves; in-flight calls finish first.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<StorageServer<StorageService>>().await;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(StorageServer::new(StorageService::new(store)))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T, U>(result: Result<T, StoreError>, convert: impl FnOnce(T) -> U) -> Reply<U> {
+    result.map(|value| Response::new(convert(value))).map_err(error_to_status)
+}
+
+fn user(field: Option<pb::User>, name: &str) -> Result<crate::User, Status> {
+    required(field, name).map(user_from_pb)
+}
+
+fn membership(
+    (conversation, message): (switchboard_protocol::Conversation, switchboard_protocol::Message),
+) -> pb::MembershipReply {
+    pb::MembershipReply {
+        conversation: Some(conversation_to_pb(conversation)),
+        message: Some(message_to_pb(message)),
+    }
+}
+
+#[tonic::async_trait]
+impl Storage for StorageService {
+    async fn create_user(&self, request: Request<pb::NewUser>) -> Reply<pb::User> {
+        let new = new_user_from_pb(request.into_inner());
+        reply(self.store.create_user(new).await, |u| user_to_pb(&u))
+    }
+
+    async fn user_count(&self, _: Request<pb::Empty>) -> Reply<pb::Count> {
+        reply(self.store.user_count().await, |count| pb::Count { count })
+    }
+
+    async fn credentials(&self, request: Request<pb::Username>) -> Reply<pb::CredentialsReply> {
+        let name = request.into_inner().username;
+        reply(self.store.credentials(&name).await, |found| match found {
+            Some((user, password_hash)) => {
+                pb::CredentialsReply { user: Some(user_to_pb(&user)), password_hash }
+            }
+            None => pb::CredentialsReply { user: None, password_hash: String::new() },
+        })
+    }
+
+    async fn user_by_name(&self, request: Request<pb::Username>) -> Reply<pb::User> {
+        let name = request.into_inner().username;
+        reply(self.store.user_by_name(&name).await, |u| user_to_pb(&u))
+    }
+
+    async fn set_status(&self, request: Request<pb::SetStatusRequest>) -> Reply<pb::Empty> {
+        let r = request.into_inner();
+        let status = switchboard_protocol::PresenceStatus::parse(&r.status)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown status {:?}", r.status)))?;
+        reply(self.store.set_status(r.user_id, status, &r.text).await, |()| pb::Empty {})
+    }
+
+    async fn contacts(&self, request: Request<pb::UserId>) -> Reply<pb::Users> {
+        reply(self.store.contacts(request.into_inner().id).await, |users| pb::Users {
+            users: users.iter().map(user_to_pb).collect(),
+        })
+    }
+
+    async fn insert_token(&self, request: Request<pb::InsertTokenRequest>) -> Reply<pb::Empty> {
+        let r = request.into_inner();
+        reply(self.store.insert_token(&r.hash, r.user_id, r.expires_at).await, |()| pb::Empty {})
+    }
+
+    async fn user_by_token(&self, request: Request<pb::TokenHash>) -> Reply<pb::MaybeUser> {
+        reply(self.store.user_by_token(&request.into_inner().hash).await, |u| pb::MaybeUser {
+            user: u.as_ref().map(user_to_pb),
+        })
+    }
+
+    async fn revoke_token(&self, request: Request<pb::TokenHash>) -> Reply<pb::Empty> {
+        reply(self.store.revoke_token(&request.into_inner().hash).await, |()| pb::Empty {})
+    }
+
+    async fn open_direct(
+        &self,
+        request: Request<pb::OpenDirectRequest>,
+    ) -> Reply<pb::OpenDirectReply> {
+        let r = request.into_inner();
+        let (a, b) = (user(r.a, "a")?, user(r.b, "b")?);
+        reply(self.store.open_direct(&a, &b).await, |(conversation, created)| pb::OpenDirectReply {
+            conversation: Some(conversation_to_pb(conversation)),
+            created,
+        })
+    }
+
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> Reply<pb::MembershipReply> {
+        let r = request.into_inner();
+        let owner = user(r.owner, "owner")?;
+        let members: Vec<_> = r.members.into_iter().map(user_from_pb).collect();
+        reply(self.store.create_group(&owner, &r.name, &members).await, membership)
+    }
+
+    async fn add_members(
+        &self,
+        request: Request<pb::AddMembersRequest>,
+    ) -> Reply<pb::MembershipReply> {
+        let r = request.into_inner();
+        let actor = user(r.actor, "actor")?;
+        let users: Vec<_> = r.users.into_iter().map(user_from_pb).collect();
+        reply(self.store.add_members(&actor, r.conversation_id, &users).await, membership)
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Reply<pb::MembershipReply> {
+        let r = request.into_inner();
+        let (actor, removed) = (user(r.actor, "actor")?, user(r.user, "user")?);
+        reply(self.store.remove_member(&actor, r.conversation_id, &removed).await, membership)
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<pb::ConversationRequest>,
+    ) -> Reply<pb::Conversation> {
+        let r = request.into_inner();
+        let viewer = user(r.viewer, "viewer")?;
+        reply(self.store.conversation(r.conversation_id, &viewer).await, conversation_to_pb)
+    }
+
+    async fn conversations_of(&self, request: Request<pb::UserId>) -> Reply<pb::Conversations> {
+        reply(self.store.conversations_of(request.into_inner().id).await, |list| {
+            pb::Conversations { conversations: list.into_iter().map(conversation_to_pb).collect() }
+        })
+    }
+
+    async fn member_ids(&self, request: Request<pb::ConversationId>) -> Reply<pb::UserIds> {
+        reply(self.store.member_ids(request.into_inner().id).await, |ids| pb::UserIds { ids })
+    }
+
+    async fn append(&self, request: Request<pb::NewMessage>) -> Reply<pb::Appended> {
+        let new = new_message_from_pb(request.into_inner())?;
+        reply(self.store.append(new).await, appended_to_pb)
+    }
+
+    async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryPage> {
+        let r = request.into_inner();
+        let viewer = user(r.viewer, "viewer")?;
+        let page = self.store.history(r.conversation_id, &viewer, r.after, r.before, r.limit).await;
+        reply(page, page_to_pb)
+    }
+
+    async fn mark_read(&self, request: Request<pb::MarkReadRequest>) -> Reply<pb::Seq> {
+        let r = request.into_inner();
+        let viewer = user(r.viewer, "viewer")?;
+        reply(self.store.mark_read(r.conversation_id, &viewer, r.seq).await, |seq| pb::Seq { seq })
+    }
+}
