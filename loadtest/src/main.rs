@@ -1,0 +1,145 @@
+//! The `switchboard-loadtest` binary: parses the command line and hands off to
+//! [`switchboard_loadtest::run`]. Exit status: 0 passed, 1 a threshold was violated,
+//! 2 the run could not be carried out.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use switchboard_loadtest::run::{Admin, RunConfig};
+use switchboard_loadtest::scenario::Overrides;
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard-loadtest",
+    version,
+    about = "Load-test a Switchboard server with verified deliveries",
+    after_help = "Example:\n  switchboard-loadtest run loadtest/scenarios/office.toml \
+        --gateway ws://127.0.0.1:8080 --admin-user admin --admin-password-stdin --out results/office"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario file against one or more gateways
+    Run(RunArgs),
+    /// (internal) One worker process of a run with --workers
+    #[command(name = "__worker", hide = true)]
+    Worker { job: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The scenario (TOML), e.g. loadtest/scenarios/office.toml
+    scenario: PathBuf,
+    /// Gateway WebSocket URLs, comma-separated; users are spread round-robin
+    #[arg(long, env = "SWITCHBOARD_LOADTEST_GATEWAY", default_value = "ws://127.0.0.1:8080")]
+    gateway: String,
+    /// Override the scenario's number of users
+    #[arg(long)]
+    users: Option<u32>,
+    /// Override the scenario's seconds of traffic
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Override the scenario's messages per second (all senders together)
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Directory for result.json and report.html
+    #[arg(long, default_value = "loadtest-results")]
+    out: PathBuf,
+    /// An admin's bearer token, for provisioning
+    #[arg(long, env = "SWITCHBOARD_LOADTEST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// An admin's username (with --admin-password-stdin) instead of a token
+    #[arg(long, conflicts_with = "admin_token")]
+    admin_user: Option<String>,
+    /// Read the admin's password from the first line of standard input
+    #[arg(long, requires = "admin_user")]
+    admin_password_stdin: bool,
+    /// Worker processes (each may hold up to ~20,000 connections here)
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Spread connections over source addresses 127.0.0.1..=127.0.0.N (0: let the OS choose)
+    #[arg(long, default_value_t = 4)]
+    source_addrs: u8,
+    /// Allow gateways that are not on this machine
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Worker { job } => {
+            match runtime.block_on(switchboard_loadtest::worker::serve_child(&job)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("worker error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run(args) => {
+            let admin = match admin(&args) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let cfg = RunConfig {
+                scenario: args.scenario,
+                gateways: args.gateway,
+                overrides: Overrides {
+                    users: args.users,
+                    duration_secs: args.duration,
+                    rate: args.rate,
+                },
+                out: args.out,
+                admin,
+                workers: args.workers,
+                source_addrs: args.source_addrs,
+                allow_remote: args.allow_remote,
+            };
+            match runtime.block_on(switchboard_loadtest::run::run(cfg)) {
+                Ok(outcome) if outcome.passed => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn admin(args: &RunArgs) -> anyhow::Result<Admin> {
+    if let Some(token) = &args.admin_token {
+        return Ok(Admin::Token(token.clone()));
+    }
+    let Some(user) = &args.admin_user else {
+        anyhow::bail!(
+            "give --admin-token (or SWITCHBOARD_LOADTEST_ADMIN_TOKEN), or --admin-user with --admin-password-stdin"
+        );
+    };
+    if !args.admin_password_stdin {
+        anyhow::bail!("--admin-user needs --admin-password-stdin");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(Admin::Password {
+        user: user.clone(),
+        password: line.trim_end_matches(['\r', '\n']).to_owned(),
+    })
+}

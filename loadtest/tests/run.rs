@@ -1,0 +1,122 @@
+//! The load generator against a real embedded server (gateway + SQLite in this process,
+//! on an ephemeral port): a tiny office run is verified end to end, and a violated
+//! threshold fails the binary's exit status.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_gateway::{Config, Gateway};
+use switchboard_loadtest::run::{Admin, RunConfig, run};
+use switchboard_loadtest::scenario::Overrides;
+use switchboard_storage::SqliteStore;
+
+struct Server {
+    addr: std::net::SocketAddr,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let gateway = Gateway::new(Arc::new(store), Config { rate_per_user: 0.0, ..Config::default() });
+    gateway.create_user(None, "root", "root-password".into(), "", "", true).await.unwrap();
+    let token = gateway.login("root", "root-password").await.unwrap().0;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(switchboard_gateway::run(
+        listener,
+        gateway,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    Server { addr, token, _dir: dir }
+}
+
+fn scenario(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("tiny.toml");
+    let text = format!(
+        "name = \"tiny\"\nkind = \"office\"\nusers = 20\nduration_secs = 3\nramp_secs = 0.5\n\
+         rate = 40\ndrain_secs = 3\n[provision]\nprefix = \"t\"\npassword = \"loadtest-password\"\n\
+         group_sizes = [5]\n[office]\ngroup_share = 0.5\npresence_every_secs = 1\n\
+         typing_share = 0.5\nwatch = 3\n{extra}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_office_run_is_verified_end_to_end() {
+    let server = server().await;
+    let out = tempfile::tempdir().unwrap();
+    let cfg = RunConfig {
+        scenario: scenario(out.path(), "[thresholds]\nlost = 0\nduplicated = 0\n"),
+        gateways: format!("ws://{}", server.addr),
+        overrides: Overrides::default(),
+        out: out.path().join("results"),
+        admin: Admin::Token(server.token.clone()),
+        workers: 1,
+        source_addrs: 2,
+        allow_remote: false,
+    };
+    let outcome = run(cfg).await.unwrap();
+    let s = &outcome.summary;
+    assert!(outcome.passed, "{:?}", s.violations);
+    assert!(s.totals.delivered > 0, "nothing delivered");
+    assert_eq!((s.totals.lost, s.totals.duplicated, s.totals.out_of_order), (0, 0, 0));
+    assert_eq!(s.totals.connects, 20);
+    assert_eq!(s.totals.sent, s.totals.acked, "every send acknowledged");
+    assert!(s.p99_ms > 0.0 && s.p99_ms <= s.max_ms);
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results/result.json")).unwrap())
+            .unwrap();
+    for key in [
+        "delivered",
+        "lost",
+        "duplicated",
+        "out_of_order",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "connect_failures",
+        "errors",
+        "series",
+    ] {
+        assert!(json.get(key).is_some(), "result.json lacks {key}");
+    }
+    assert!(json["series"].as_array().unwrap().len() >= 4);
+    let html = std::fs::read_to_string(out.path().join("results/report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Latency percentiles over time"));
+    assert!(!html.contains("<script src"), "self-contained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_violated_threshold_fails_the_exit_status() {
+    let server = server().await;
+    let out = tempfile::tempdir().unwrap();
+    // Nobody can deliver a million messages in a second at 40 msg/s.
+    let path = scenario(out.path(), "[thresholds]\nmin_delivered = 1000000\n");
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard-loadtest"))
+        .arg("run")
+        .arg(&path)
+        .args(["--gateway", &format!("ws://{}", server.addr)])
+        .args(["--duration", "1", "--workers", "2"])
+        .arg("--out")
+        .arg(out.path().join("results"))
+        .env("SWITCHBOARD_LOADTEST_ADMIN_TOKEN", &server.token)
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("results/result.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["passed"], false);
+    assert_eq!(json["workers"], 2);
+    assert!(json["delivered"].as_u64().unwrap() > 0, "two workers merged: {json}");
+    assert_eq!(json["lost"], 0);
+}
