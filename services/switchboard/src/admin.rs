@@ -6,16 +6,25 @@ use anyhow::Context;
 use switchboard_gateway::{Config, Gateway};
 use switchboard_protocol::UserInfo;
 use switchboard_protocol::rest::CreateUserRequest;
-use switchboard_storage::SqliteStore;
+use switchboard_storage::{PgStore, SqliteStore, Store};
 
 use crate::cli::{ClientArgs, UserAddArgs};
 use crate::client::{Connection, read_password};
 
 pub async fn user_add(client: ClientArgs, args: UserAddArgs) -> anyhow::Result<()> {
     let password = read_password(args.password_stdin, &format!("Password for {}: ", args.name))?;
-    let Some(data_dir) = args.data_dir else {
+    let store: Arc<dyn Store> = if let Some(url) = &args.database {
+        Arc::new(PgStore::connect(url).await.context("cannot open the PostgreSQL database")?)
+    } else if let Some(data_dir) = &args.data_dir {
+        Arc::new(
+            SqliteStore::open(data_dir)
+                .await
+                .with_context(|| format!("cannot open the database in {}", data_dir.display()))?,
+        )
+    } else {
         let connection = Connection::resolve(&client).context(
-            "say where to create the account: --data-dir DIR, or --server URL with an admin's login",
+            "say where to create the account: --data-dir DIR, --database URL, or --server URL \
+             with an admin's login",
         )?;
         let request = CreateUserRequest {
             username: args.name,
@@ -28,10 +37,7 @@ pub async fn user_add(client: ClientArgs, args: UserAddArgs) -> anyhow::Result<(
         println!("Created {}{}", user.username, if user.admin { " (admin)" } else { "" });
         return Ok(());
     };
-    let store = SqliteStore::open(&data_dir)
-        .await
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
-    let gateway = Gateway::new(Arc::new(store), Config::default());
+    let gateway = Gateway::new(store, Config::default());
     let user = gateway
         .create_user(None, &args.name, password, &args.display_name, &args.org, args.admin)
         .await

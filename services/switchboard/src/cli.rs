@@ -43,6 +43,8 @@ pub struct ClientArgs {
 pub enum Command {
     /// Run the all-in-one server: gateway, router and storage in one process, SQLite on disk
     Serve(ServeArgs),
+    /// Run the storage service (cluster mode): gRPC over PostgreSQL
+    Storage(StorageArgs),
     /// Manage accounts
     User {
         #[command(subcommand)]
@@ -92,6 +94,17 @@ pub struct ServeArgs {
     pub drain_secs: u64,
 }
 
+#[derive(Args)]
+pub struct StorageArgs {
+    /// PostgreSQL URL, e.g. postgres://switchboard@db:5432/switchboard (migrations are
+    /// applied on start)
+    #[arg(long, env = "SWITCHBOARD_DATABASE")]
+    pub database: String,
+    /// Address for gRPC
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:7100")]
+    pub listen: SocketAddr,
+}
+
 #[derive(Subcommand)]
 pub enum UserCommand {
     /// Create an account (in a data dir directly, or on a running server with --server)
@@ -114,10 +127,14 @@ pub struct UserAddArgs {
     /// Read the password from the first line of standard input (else prompt for it)
     #[arg(long)]
     pub password_stdin: bool,
-    /// Write into this data dir directly (the server may be running). Without it, the
-    /// account is created through the server (--server, or the saved login) as an admin.
-    #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
+    /// Write into this data dir directly (the server may be running). Without it or
+    /// --database, the account is created through the server (--server, or the saved
+    /// login) as an admin.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", conflicts_with = "database")]
     pub data_dir: Option<PathBuf>,
+    /// Write into the cluster's PostgreSQL database directly
+    #[arg(long, env = "SWITCHBOARD_DATABASE")]
+    pub database: Option<String>,
 }
 
 #[derive(Args)]

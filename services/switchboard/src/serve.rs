@@ -1,13 +1,13 @@
-//! `switchboard serve`: the all-in-one server.
+//! The server roles: `switchboard serve` (all-in-one) and `switchboard storage`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use switchboard_gateway::{Config, Gateway, auth};
-use switchboard_storage::SqliteStore;
+use switchboard_storage::{PgStore, SqliteStore};
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, StorageArgs};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&args.data_dir)
@@ -37,6 +37,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     println!("Switchboard stopped.");
+    Ok(())
+}
+
+/// `switchboard storage`: the gRPC storage service over PostgreSQL.
+pub async fn storage(args: StorageArgs) -> anyhow::Result<()> {
+    let store = PgStore::connect(&args.database)
+        .await
+        .context("cannot open the PostgreSQL database (check --database)")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("Switchboard storage is listening on http://{} (gRPC)", listener.local_addr()?);
+    switchboard_storage::grpc::serve(listener, Arc::new(store), shutdown_signal()).await?;
+    println!("Switchboard storage stopped.");
     Ok(())
 }
 

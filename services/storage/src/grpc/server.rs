@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -22,8 +23,13 @@ impl StorageService {
     }
 }
 
+/// How long in-flight calls may take to finish once shutdown starts.
+const DRAIN: Duration = Duration::from_secs(10);
+
 /// Serves `store` on `listener` (with the standard gRPC health service) until `shutdown`
-/// resolves; in-flight calls finish first.
+/// resolves. Then it stops accepting, lets in-flight calls finish (up to [`DRAIN`]:
+/// clients hold their HTTP/2 connections open, so it does not wait for them to leave),
+/// and returns.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn Store>,
@@ -31,11 +37,24 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StorageServer<StorageService>>().await;
-    tonic::transport::Server::builder()
+    let (draining, drained) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(StorageServer::new(StorageService::new(store)))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
-        .await
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+            shutdown.await;
+            let _ = draining.send(());
+        });
+    tokio::select! {
+        result = server => result,
+        _ = async {
+            let _ = drained.await;
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            tracing::warn!("drain timed out; closing remaining connections");
+            Ok(())
+        }
+    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
