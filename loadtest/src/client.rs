@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -289,6 +290,7 @@ impl User {
                            "client_msg_id": id, "body": body});
         self.pending.insert(id, Pending { conversation, body, sent: Instant::now() });
         self.ctx.stats.add(Count::Sent, 1);
+        self.ctx.outstanding.fetch_add(1, Ordering::Relaxed);
         ws.send(WsMessage::text(frame.to_string())).await.map_err(drop)
     }
 
@@ -314,6 +316,7 @@ impl User {
             Ok(ServerFrame::Message { message }) => self.on_message(&message, false),
             Ok(ServerFrame::Ack { client_msg_id, .. }) => {
                 if let Some(p) = self.pending.remove(&client_msg_id) {
+                    self.ctx.outstanding.fetch_sub(1, Ordering::Relaxed);
                     self.ctx.stats.ack_us(p.sent.elapsed().as_micros() as u64);
                     self.ctx.stats.add(Count::Acked, 1);
                 }
@@ -361,6 +364,23 @@ impl User {
     /// arrived and every send is acknowledged (or the drain time is up), then closes.
     async fn drain(&mut self, mut ws: Ws) -> End {
         let ctx = self.ctx.clone();
+        let deadline = ctx.drain_end();
+        // First every send of this worker must be acknowledged (or the time be up), so
+        // that the final seqs asked below include every message still queued.
+        while ctx.outstanding.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            let wait = tokio::time::sleep(Duration::from_millis(50));
+            tokio::select! {
+                frame = ws.next() => {
+                    if let Some(end) = self.on_frame(frame) {
+                        if let End::Broken(why) = end {
+                            ctx.stats.error(why);
+                        }
+                        return End::Done;
+                    }
+                }
+                _ = wait => {}
+            }
+        }
         let mut finals: HashMap<i64, i64> = HashMap::new();
         let conversations: Vec<i64> = self.tracks.keys().copied().collect();
         for &c in &conversations {
@@ -373,7 +393,6 @@ impl User {
         if ws.flush().await.is_err() {
             return self.broken("connection_error");
         }
-        let deadline = ctx.drain_end();
         loop {
             let done = finals.len() == conversations.len()
                 && self.pending.is_empty()

@@ -52,6 +52,9 @@ pub struct Ctx {
     pub senders: u32,
     pub run_id: u64,
     pub start: Instant,
+    /// Sends of this worker not yet acknowledged. The drain asks for the final seqs only
+    /// once it is 0: a message still queued in the server must not be missed.
+    pub outstanding: std::sync::atomic::AtomicI64,
     /// Limits already reported on stderr (each once).
     limits: Mutex<HashSet<&'static str>>,
 }
@@ -102,6 +105,7 @@ pub async fn run(job: Job, ticks: mpsc::UnboundedSender<Tick>) -> WorkerResult {
         senders: job.senders,
         run_id: job.run_id,
         start,
+        outstanding: Default::default(),
         limits: Mutex::default(),
     });
     let mut users = JoinSet::new();
