@@ -30,3 +30,25 @@ ensure_postgres() {
     echo "scripts/test: PostgreSQL did not come up on 127.0.0.1:5432" >&2
     return 1
 }
+
+# Redis on 127.0.0.1:6379, nothing kept on disk.
+ensure_redis() {
+    if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+        return
+    fi
+    if ! command -v redis-server >/dev/null 2>&1; then
+        echo "scripts/test: installing Redis (Debian package redis-server)" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    fi
+    echo "scripts/test: starting Redis" >&2
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/switchboard-test.log
+    for _ in $(seq 1 30); do
+        redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG && return
+        sleep 1
+    done
+    echo "scripts/test: Redis did not come up on 127.0.0.1:6379" >&2
+    return 1
+}

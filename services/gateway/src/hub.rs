@@ -1,9 +1,10 @@
 //! The hub: who is connected to this gateway, and pushing to them.
 //!
-//! Holds every live session's outbound queue, the presence of users with sessions here,
-//! who watches whose presence, and a cache of conversation members for fan-out. One std
-//! Mutex guards it all: it is held only to look up or update maps, never across an await,
-//! and deliveries are `try_send`s into bounded queues made after the lock is released.
+//! Holds every live session's outbound queue, who watches whose presence (presence itself
+//! is the `PresenceTracker`'s; its changes arrive through [`Hub::presence_changed`]), and
+//! a cache of conversation members for fan-out. One std Mutex guards it all: it is held
+//! only to look up or update maps, never across an await, and deliveries are `try_send`s
+//! into bounded queues made after the lock is released.
 //!
 //! In the embedded server this is the whole of "routing": every member's sessions are
 //! here. Cluster mode puts a router between hubs of different gateways.
@@ -13,8 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use switchboard_protocol::{Presence, PresenceStatus, ServerFrame};
-use switchboard_storage::User;
+use switchboard_protocol::{Presence, ServerFrame};
 use tokio::sync::{Notify, mpsc};
 
 /// What a session's writer task is asked to do.
@@ -47,33 +47,16 @@ struct Session {
     user_id: i64,
     tx: mpsc::Sender<Outbound>,
     kicked: Arc<Notify>,
-    watching: HashSet<i64>,
-}
-
-struct Online {
-    username: String,
-    sessions: usize,
-    status: PresenceStatus,
-    text: String,
-}
-
-impl Online {
-    fn presence(&self) -> Presence {
-        let (status, text) = match self.status {
-            PresenceStatus::Offline => (PresenceStatus::Offline, String::new()),
-            status => (status, self.text.clone()),
-        };
-        Presence { user: self.username.clone(), status, text }
-    }
+    /// usernames this session watches
+    watching: HashSet<String>,
 }
 
 #[derive(Default)]
 struct State {
     sessions: HashMap<u64, Session>,
     by_user: HashMap<i64, Vec<u64>>,
-    online: HashMap<i64, Online>,
-    /// watched user id -> sessions watching them
-    watchers: HashMap<i64, HashSet<u64>>,
+    /// watched username -> sessions watching them
+    watchers: HashMap<String, HashSet<u64>>,
     /// conversation id -> member user ids; dropped whenever membership changes
     members: HashMap<i64, Arc<[i64]>>,
 }
@@ -117,32 +100,17 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a session; when it is the user's first, tells their watchers they are online.
-    pub fn register(&self, id: u64, user: &User, tx: mpsc::Sender<Outbound>) -> Ticket {
+    /// Adds a session of `user_id`.
+    pub fn register(&self, id: u64, user_id: i64, tx: mpsc::Sender<Outbound>) -> Ticket {
         let kicked = Arc::new(Notify::new());
+        let session = Session { user_id, tx, kicked: kicked.clone(), watching: HashSet::new() };
         let mut state = self.lock();
-        state.sessions.insert(
-            id,
-            Session { user_id: user.id, tx, kicked: kicked.clone(), watching: HashSet::new() },
-        );
-        state.by_user.entry(user.id).or_default().push(id);
-        let online = state.online.entry(user.id).or_insert_with(|| Online {
-            username: user.username.clone(),
-            sessions: 0,
-            status: user.status,
-            text: user.status_text.clone(),
-        });
-        online.sessions += 1;
-        if online.sessions == 1 && online.status != PresenceStatus::Offline {
-            let presence = online.presence();
-            let targets = Self::watcher_targets(&state, user.id);
-            drop(state);
-            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
-        }
+        state.sessions.insert(id, session);
+        state.by_user.entry(user_id).or_default().push(id);
         Ticket { id, kicked }
     }
 
-    /// Removes a session; when it was the user's last, tells their watchers they left.
+    /// Removes a session and its watches.
     pub fn unregister(&self, id: u64) {
         let mut state = self.lock();
         let Some(session) = state.sessions.remove(&id) else {
@@ -156,40 +124,12 @@ impl Hub {
                 }
             }
         }
-        let user_id = session.user_id;
-        if let Some(ids) = state.by_user.get_mut(&user_id) {
+        if let Some(ids) = state.by_user.get_mut(&session.user_id) {
             ids.retain(|s| *s != id);
             if ids.is_empty() {
-                state.by_user.remove(&user_id);
+                state.by_user.remove(&session.user_id);
             }
         }
-        let Some(online) = state.online.get_mut(&user_id) else {
-            return;
-        };
-        online.sessions -= 1;
-        if online.sessions > 0 {
-            return;
-        }
-        let was_visible = online.status != PresenceStatus::Offline;
-        let user = online.username.clone();
-        state.online.remove(&user_id);
-        if was_visible {
-            let targets = Self::watcher_targets(&state, user_id);
-            drop(state);
-            let presence = Presence { user, status: PresenceStatus::Offline, text: String::new() };
-            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
-        }
-    }
-
-    fn watcher_targets(state: &State, user_id: i64) -> Pushes {
-        let Some(watchers) = state.watchers.get(&user_id) else {
-            return Vec::new();
-        };
-        watchers
-            .iter()
-            .filter_map(|id| state.sessions.get(id))
-            .map(|s| (s.tx.clone(), s.kicked.clone()))
-            .collect()
     }
 
     /// Pushes `item` to every session of every user in `users`, except `skip_user`'s.
@@ -208,53 +148,41 @@ impl Hub {
         push_all(targets, &item);
     }
 
-    /// Records a new chosen status; tells watchers if what they see changed.
-    pub fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) {
-        let mut state = self.lock();
-        let Some(online) = state.online.get_mut(&user_id) else {
-            return;
+    /// Pushes a presence change to the sessions watching that user.
+    pub fn presence_changed(&self, presence: Presence) {
+        let targets: Pushes = {
+            let state = self.lock();
+            let Some(watchers) = state.watchers.get(&presence.user) else {
+                return;
+            };
+            watchers
+                .iter()
+                .filter_map(|id| state.sessions.get(id))
+                .map(|s| (s.tx.clone(), s.kicked.clone()))
+                .collect()
         };
-        let before = online.presence();
-        online.status = status;
-        online.text = text.to_owned();
-        let after = online.presence();
-        if before != after {
-            let targets = Self::watcher_targets(&state, user_id);
-            drop(state);
-            push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence: after }));
-        }
-    }
-
-    /// What others see of `user` now.
-    pub fn presence_of(&self, user: &User) -> Presence {
-        match self.lock().online.get(&user.id) {
-            Some(online) => online.presence(),
-            None => Presence {
-                user: user.username.clone(),
-                status: PresenceStatus::Offline,
-                text: String::new(),
-            },
-        }
+        push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
     }
 
     /// Subscribes `session` to presence changes of `users`; false if over `max`.
-    pub fn watch(&self, session: u64, users: &[i64], max: usize) -> bool {
+    pub fn watch(&self, session: u64, users: &[String], max: usize) -> bool {
         let mut state = self.lock();
         let Some(entry) = state.sessions.get_mut(&session) else {
             return false;
         };
-        let new: Vec<i64> = users.iter().copied().filter(|u| !entry.watching.contains(u)).collect();
+        let new: Vec<String> =
+            users.iter().filter(|u| !entry.watching.contains(*u)).cloned().collect();
         if entry.watching.len() + new.len() > max {
             return false;
         }
-        entry.watching.extend(&new);
+        entry.watching.extend(new.iter().cloned());
         for user in new {
             state.watchers.entry(user).or_default().insert(session);
         }
         true
     }
 
-    pub fn unwatch(&self, session: u64, users: &[i64]) {
+    pub fn unwatch(&self, session: u64, users: &[String]) {
         let mut state = self.lock();
         if let Some(entry) = state.sessions.get_mut(&session) {
             for user in users {

@@ -23,12 +23,15 @@ mod rest;
 mod session;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
+use switchboard_presence::{LocalPresence, PresenceTracker};
+use switchboard_protocol::Presence;
 use switchboard_storage::Store;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub use config::Config;
 pub use error::ApiError;
@@ -41,6 +44,8 @@ pub struct Gateway {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// Who is online: in-process for the embedded server, Redis in a cluster.
+    presence: Arc<dyn PresenceTracker>,
     config: Config,
     hub: hub::Hub,
     rate: rate::RateLimiter,
@@ -49,18 +54,30 @@ struct Inner {
 }
 
 impl Gateway {
+    /// A gateway with in-process presence (the embedded server).
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        Self::with_presence(store, Arc::new(LocalPresence::default()), config)
+    }
+
+    /// A gateway whose presence lives in `presence` (Redis in a cluster). Must be called
+    /// inside a tokio runtime: it starts the task that pushes presence changes to watchers.
+    pub fn with_presence(
+        store: Arc<dyn Store>,
+        presence: Arc<dyn PresenceTracker>,
+        config: Config,
+    ) -> Self {
         let (draining, _) = watch::channel(false);
         let rate = rate::RateLimiter::new(config.rate_per_user, config.rate_burst);
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                hub: hub::Hub::new(config.session_queue),
-                config,
-                rate,
-                draining,
-            }),
-        }
+        let inner = Arc::new(Inner {
+            store,
+            presence,
+            hub: hub::Hub::new(config.session_queue),
+            config,
+            rate,
+            draining,
+        });
+        tokio::spawn(forward_presence(inner.presence.subscribe(), Arc::downgrade(&inner)));
+        Self { inner }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -82,6 +99,23 @@ impl Gateway {
     }
 }
 
+/// Pushes every presence change to the local sessions watching that user, until the
+/// gateway is gone.
+async fn forward_presence(mut changes: broadcast::Receiver<Presence>, gateway: Weak<Inner>) {
+    loop {
+        match changes.recv().await {
+            Ok(presence) => match gateway.upgrade() {
+                Some(inner) => inner.hub.presence_changed(presence),
+                None => return,
+            },
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "presence changes dropped; watchers may be stale");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
 /// Serves `gateway` on `listener` until `shutdown` resolves, then drains: stops accepting,
 /// tells every session to reconnect (`shutting_down`), and waits up to `drain_timeout`
 /// for them to finish.
@@ -97,6 +131,12 @@ pub async fn run(
         tracing::info!("draining: closing sessions and refusing new connections");
         draining.send_replace(true);
     };
+    // Frames are small and latency matters: do not let Nagle hold them back.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, gateway.app()).with_graceful_shutdown(signal).await?;
     // A session leaves the hub only after its writer has flushed the close frame, so an
     // empty hub means every client has been told.

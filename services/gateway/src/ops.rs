@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use switchboard_presence::{PresenceError, UserRef};
 use switchboard_protocol::{
     Conversation, ErrorCode, Message, MessageKind, Presence, PresenceStatus, ServerFrame,
 };
@@ -17,6 +18,15 @@ const MAX_CLIENT_MSG_ID: usize = 128;
 const MAX_STATUS_TEXT: usize = 200;
 /// Most users named in one group creation or member addition.
 const MAX_USERS_PER_REQUEST: usize = 1000;
+
+fn user_ref(user: &User) -> UserRef<'_> {
+    UserRef { id: user.id, username: &user.username }
+}
+
+fn unavailable(e: PresenceError) -> ApiError {
+    tracing::warn!(error = %e, "presence unavailable");
+    ApiError::new(ErrorCode::Unavailable, "presence is unavailable; retry")
+}
 
 /// Where a send goes: a conversation, or a user (their direct conversation).
 pub enum Target {
@@ -257,14 +267,35 @@ impl Gateway {
             )));
         }
         self.store().set_status(user.id, status, text).await?;
-        self.inner.hub.set_status(user.id, status, text);
+        self.inner.presence.set_status(user_ref(user), status, text).await.map_err(unavailable)?;
         Ok(())
     }
 
     /// Presence of everyone who shares a conversation with `user`.
     pub async fn contacts_presence(&self, user: &User) -> Result<Vec<Presence>, ApiError> {
         let contacts = self.store().contacts(user.id).await?;
-        Ok(contacts.iter().map(|c| self.inner.hub.presence_of(c)).collect())
+        self.presence_of(&contacts).await
+    }
+
+    /// What others see of each of `users` now.
+    pub async fn presence_of(&self, users: &[User]) -> Result<Vec<Presence>, ApiError> {
+        let refs: Vec<UserRef<'_>> = users.iter().map(user_ref).collect();
+        self.inner.presence.lookup(&refs).await.map_err(unavailable)
+    }
+
+    /// A session of `user` started here. Presence is best effort: when it cannot be
+    /// recorded the session still works, and others see the user offline.
+    pub async fn connected(&self, user: &User) {
+        let result = self.inner.presence.connected(user_ref(user), user.status, &user.status_text);
+        if let Err(e) = result.await {
+            tracing::warn!(error = %e, user = %user.username, "presence not recorded");
+        }
+    }
+
+    pub async fn disconnected(&self, user: &User) {
+        if let Err(e) = self.inner.presence.disconnected(user_ref(user)).await {
+            tracing::warn!(error = %e, user = %user.username, "presence not recorded");
+        }
     }
 
     /// Creates an account; `actor` must be an admin (None: a local admin command).

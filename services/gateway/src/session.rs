@@ -122,7 +122,8 @@ async fn run(
     if let Some(since) = since {
         let _ = tx.send(Outbound::Sync { id: None, since }).await;
     }
-    let ticket = hub.register(session_id, &user, tx.clone());
+    let ticket = hub.register(session_id, user.id, tx.clone());
+    gateway.connected(&user).await;
     tracing::debug!(session = session_id, "signed in");
 
     // Read the starting seqs after registering: anything committed later is pushed to us.
@@ -183,6 +184,7 @@ async fn run(
     drop(tx);
     // Leave the hub first (it holds a sender too), so the writer's queue can close.
     hub.unregister(ticket.id);
+    gateway.disconnected(&user).await;
     if !writer.is_finished() && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
         writer.abort();
     }
@@ -297,22 +299,17 @@ async fn handle(
                 for name in &users {
                     watched.push(gateway.store().user_by_name(name).await?);
                 }
-                let ids: Vec<i64> = watched.iter().map(|u| u.id).collect();
-                if !gateway.inner.hub.watch(session, &ids, gateway.config().max_watch) {
+                if !gateway.inner.hub.watch(session, &users, gateway.config().max_watch) {
                     return Err(ApiError::invalid(format!(
                         "a session may watch at most {} users",
                         gateway.config().max_watch
                     )));
                 }
-                let presences = watched.iter().map(|u| gateway.inner.hub.presence_of(u)).collect();
+                let presences = gateway.presence_of(&watched).await?;
                 Some(ServerFrame::PresenceList { id, presences })
             }
             ClientFrame::Unwatch { id, users } => {
-                let mut ids = Vec::with_capacity(users.len());
-                for name in &users {
-                    ids.push(gateway.store().user_by_name(name).await?.id);
-                }
-                gateway.inner.hub.unwatch(session, &ids);
+                gateway.inner.hub.unwatch(session, &users);
                 id.map(|id| ServerFrame::Ok { id: Some(id) })
             }
             ClientFrame::Ping { id } => Some(ServerFrame::Pong { id }),

@@ -381,7 +381,8 @@ async fn membership_changes_are_recorded_in_order(f: Fixture) -> Fixture {
     assert_eq!((group.name.as_str(), created.seq, created.kind), ("Ops", 1, MessageKind::System));
     assert_eq!(created.body, "ann created the group \"Ops\" with ben");
     assert_eq!(group.members, ["ann", "ben"]);
-    let (group, added) = f.store.add_members(&ben, group.id, &[cat.clone()]).await.unwrap();
+    let (group, added) =
+        f.store.add_members(&ben, group.id, std::slice::from_ref(&cat)).await.unwrap();
     assert_eq!((added.seq, added.body.as_str()), (2, "ben added cat"));
     assert_eq!(group.members, ["ann", "ben", "cat"]);
     let refused = f.store.remove_member(&ben, group.id, &cat).await.unwrap_err();

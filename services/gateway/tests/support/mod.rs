@@ -345,3 +345,21 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+impl Server {
+    /// Serves an already built gateway (e.g. one with Redis presence) on an ephemeral port.
+    pub async fn start_gateway(gateway: Gateway, dir: &Path) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let serving =
+            switchboard_gateway::run(listener, gateway.clone(), shutdown, Duration::from_secs(5));
+        let task = tokio::spawn(async move {
+            serving.await.unwrap();
+        });
+        Self { addr, gateway, dir: dir.to_owned(), stop: Some(stop), task: Some(task), _tmp: None }
+    }
+}

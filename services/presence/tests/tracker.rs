@@ -1,0 +1,154 @@
+//! The presence rules, checked on the in-process tracker and on Redis (a real server:
+//! `SWITCHBOARD_TEST_REDIS`, default `redis://127.0.0.1:6379`, which `scripts/test` makes
+//! sure is running). Each Redis test uses its own key prefix and deletes its keys after.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use switchboard_presence::{LocalPresence, PresenceTracker, RedisConfig, RedisPresence, UserRef};
+use switchboard_protocol::{Presence, PresenceStatus};
+use tokio::sync::broadcast;
+
+const ALICE: UserRef<'static> = UserRef { id: 1, username: "alice" };
+const BOB: UserRef<'static> = UserRef { id: 2, username: "bob" };
+
+fn redis_url() -> String {
+    std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn unique_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("sbtest:{}:{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn gateway(prefix: &str, id: &str, ttl: Duration) -> RedisPresence {
+    let config = RedisConfig { url: redis_url(), prefix: prefix.into(), gateway: id.into(), ttl };
+    RedisPresence::connect(config).await.unwrap_or_else(|e| panic!("Redis (run scripts/test): {e}"))
+}
+
+async fn forget(prefix: &str) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+    }
+}
+
+async fn next(changes: &mut broadcast::Receiver<Presence>) -> Presence {
+    tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .expect("no change announced")
+        .unwrap()
+}
+
+async fn quiet(changes: &mut broadcast::Receiver<Presence>) {
+    let extra = tokio::time::timeout(Duration::from_millis(300), changes.recv()).await;
+    assert!(extra.is_err(), "unexpected change {extra:?}");
+}
+
+fn presence(user: &str, status: PresenceStatus, text: &str) -> Presence {
+    Presence { user: user.into(), status, text: text.into() }
+}
+
+/// The rules every tracker follows, seen by one subscriber.
+async fn sessions_and_statuses(tracker: Arc<dyn PresenceTracker>) {
+    let mut changes = tracker.subscribe();
+    tracker.connected(ALICE, PresenceStatus::Busy, "In a meeting").await.unwrap();
+    assert_eq!(next(&mut changes).await, presence("alice", PresenceStatus::Busy, "In a meeting"));
+    // A second device changes nothing others see.
+    tracker.connected(ALICE, PresenceStatus::Busy, "In a meeting").await.unwrap();
+    quiet(&mut changes).await;
+
+    tracker.set_status(ALICE, PresenceStatus::Available, "").await.unwrap();
+    assert_eq!(next(&mut changes).await, presence("alice", PresenceStatus::Available, ""));
+    let seen = tracker.lookup(&[ALICE, BOB]).await.unwrap();
+    assert_eq!(
+        seen,
+        [
+            presence("alice", PresenceStatus::Available, ""),
+            presence("bob", PresenceStatus::Offline, "")
+        ]
+    );
+
+    // Appearing offline looks like leaving.
+    tracker.set_status(ALICE, PresenceStatus::Offline, "").await.unwrap();
+    assert_eq!(next(&mut changes).await, presence("alice", PresenceStatus::Offline, ""));
+    tracker.set_status(ALICE, PresenceStatus::Away, "lunch").await.unwrap();
+    assert_eq!(next(&mut changes).await, presence("alice", PresenceStatus::Away, "lunch"));
+
+    tracker.disconnected(ALICE).await.unwrap();
+    quiet(&mut changes).await;
+    tracker.disconnected(ALICE).await.unwrap();
+    assert_eq!(next(&mut changes).await, presence("alice", PresenceStatus::Offline, ""));
+    assert_eq!(tracker.lookup(&[ALICE]).await.unwrap()[0].status, PresenceStatus::Offline);
+}
+
+#[tokio::test]
+async fn local_sessions_and_statuses() {
+    sessions_and_statuses(Arc::new(LocalPresence::default())).await;
+}
+
+#[tokio::test]
+async fn redis_sessions_and_statuses() {
+    let prefix = unique_prefix();
+    sessions_and_statuses(Arc::new(gateway(&prefix, "g1", Duration::from_secs(15)).await)).await;
+    forget(&prefix).await;
+}
+
+#[tokio::test]
+async fn gateways_see_each_others_users() {
+    let prefix = unique_prefix();
+    let one = gateway(&prefix, "g1", Duration::from_secs(15)).await;
+    let two = gateway(&prefix, "g2", Duration::from_secs(15)).await;
+    let mut on_two = two.subscribe();
+
+    one.connected(BOB, PresenceStatus::Available, "").await.unwrap();
+    assert_eq!(next(&mut on_two).await, presence("bob", PresenceStatus::Available, ""));
+    // bob also opens a session on gateway two, then leaves gateway one: still online.
+    two.connected(BOB, PresenceStatus::Available, "").await.unwrap();
+    one.disconnected(BOB).await.unwrap();
+    quiet(&mut on_two).await;
+    assert_eq!(one.lookup(&[BOB]).await.unwrap()[0].status, PresenceStatus::Available);
+    one.set_status(BOB, PresenceStatus::DoNotDisturb, "focus").await.unwrap();
+    assert_eq!(next(&mut on_two).await, presence("bob", PresenceStatus::DoNotDisturb, "focus"));
+    two.disconnected(BOB).await.unwrap();
+    assert_eq!(next(&mut on_two).await, presence("bob", PresenceStatus::Offline, ""));
+    forget(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_dead_gateways_users_go_offline_within_the_ttl() {
+    let prefix = unique_prefix();
+    let ttl = Duration::from_secs(1);
+    let doomed = gateway(&prefix, "doomed", ttl).await;
+    let survivor = gateway(&prefix, "survivor", ttl).await;
+    let mut changes = survivor.subscribe();
+    doomed.connected(ALICE, PresenceStatus::Available, "").await.unwrap();
+    assert_eq!(next(&mut changes).await.status, PresenceStatus::Available);
+
+    let started = std::time::Instant::now();
+    doomed.vanish();
+    assert_eq!(next(&mut changes).await, presence("alice", PresenceStatus::Offline, ""));
+    // The TTL, plus at most one heartbeat interval for someone to notice.
+    assert!(started.elapsed() < ttl + ttl, "took {:?}", started.elapsed());
+    assert_eq!(survivor.lookup(&[ALICE]).await.unwrap()[0].status, PresenceStatus::Offline);
+    forget(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_gateway_that_leaves_takes_its_users_offline_at_once() {
+    let prefix = unique_prefix();
+    let leaving = gateway(&prefix, "leaving", Duration::from_secs(60)).await;
+    let other = gateway(&prefix, "other", Duration::from_secs(60)).await;
+    let mut changes = other.subscribe();
+    leaving.connected(ALICE, PresenceStatus::Busy, "").await.unwrap();
+    next(&mut changes).await;
+    leaving.leave().await.unwrap();
+    assert_eq!(next(&mut changes).await, presence("alice", PresenceStatus::Offline, ""));
+    forget(&prefix).await;
+}
