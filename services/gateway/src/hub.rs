@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use switchboard_protocol::{Presence, ServerFrame};
+use switchboard_router::pb::Addressed;
 use tokio::sync::{Notify, mpsc};
 
 /// What a session's writer task is asked to do.
@@ -33,6 +34,37 @@ pub enum Outbound {
 impl Outbound {
     pub fn frame(frame: &ServerFrame) -> Self {
         Self::Frame(frame.to_json().into())
+    }
+
+    /// A delivery that came from another gateway through a router.
+    pub fn from_routed(addressed: Addressed) -> Self {
+        if addressed.is_message {
+            Self::Message {
+                conversation_id: addressed.conversation_id,
+                seq: addressed.seq,
+                frame: addressed.frame.into(),
+            }
+        } else {
+            Self::Frame(addressed.frame.into())
+        }
+    }
+
+    /// This delivery for other gateways' sessions of `users`; None for what only makes
+    /// sense on one connection (sync, close).
+    pub fn to_routed(&self, users: &[i64], skip_user: Option<i64>) -> Option<Addressed> {
+        let (is_message, conversation_id, seq, frame) = match self {
+            Self::Message { conversation_id, seq, frame } => (true, *conversation_id, *seq, frame),
+            Self::Frame(frame) => (false, 0, 0, frame),
+            Self::Sync { .. } | Self::Close { .. } => return None,
+        };
+        Some(Addressed {
+            users: users.to_vec(),
+            skip_user,
+            is_message,
+            conversation_id,
+            seq,
+            frame: frame.as_str().to_owned(),
+        })
     }
 }
 

@@ -29,11 +29,22 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use switchboard_presence::{LocalPresence, PresenceTracker};
 use switchboard_protocol::Presence;
+use switchboard_router::RouterLinks;
+use switchboard_router::link::OnDelivery;
 use switchboard_storage::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 pub use config::Config;
+
+/// Where a cluster gateway finds the routers, and its name among the gateways.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// gRPC URLs of every router replica (`http://host:port`).
+    pub routers: Vec<String>,
+    /// This gateway's id, unique in the cluster (the same as in its presence records).
+    pub gateway_id: String,
+}
 pub use error::ApiError;
 
 /// State shared by every connection and request. Cheap to clone.
@@ -46,6 +57,9 @@ struct Inner {
     store: Arc<dyn Store>,
     /// Who is online: in-process for the embedded server, Redis in a cluster.
     presence: Arc<dyn PresenceTracker>,
+    /// Links to the routers, in a cluster: deliveries for users on other gateways go
+    /// through them. None in the embedded server, where every session is here.
+    router: Option<RouterLinks>,
     config: Config,
     hub: hub::Hub,
     rate: rate::RateLimiter,
@@ -59,25 +73,74 @@ impl Gateway {
         Self::with_presence(store, Arc::new(LocalPresence::default()), config)
     }
 
-    /// A gateway whose presence lives in `presence` (Redis in a cluster). Must be called
+    /// A gateway whose presence lives in `presence`, alone (no routers). Must be called
     /// inside a tokio runtime: it starts the task that pushes presence changes to watchers.
     pub fn with_presence(
         store: Arc<dyn Store>,
         presence: Arc<dyn PresenceTracker>,
         config: Config,
     ) -> Self {
+        Self::build(store, presence, None, config)
+    }
+
+    /// A cluster gateway: presence in `presence` (Redis), deliveries to other gateways'
+    /// users through the routers of `cluster`.
+    pub fn clustered(
+        store: Arc<dyn Store>,
+        presence: Arc<dyn PresenceTracker>,
+        cluster: Cluster,
+        config: Config,
+    ) -> Self {
+        Self::build(store, presence, Some(cluster), config)
+    }
+
+    fn build(
+        store: Arc<dyn Store>,
+        presence: Arc<dyn PresenceTracker>,
+        cluster: Option<Cluster>,
+        config: Config,
+    ) -> Self {
         let (draining, _) = watch::channel(false);
         let rate = rate::RateLimiter::new(config.rate_per_user, config.rate_burst);
-        let inner = Arc::new(Inner {
-            store,
-            presence,
-            hub: hub::Hub::new(config.session_queue),
-            config,
-            rate,
-            draining,
+        let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
+            let router = cluster.map(|c| {
+                let me = me.clone();
+                let on_delivery: OnDelivery = Arc::new(move |mut addressed| {
+                    if let Some(inner) = me.upgrade() {
+                        let (users, skip) =
+                            (std::mem::take(&mut addressed.users), addressed.skip_user);
+                        inner.hub.deliver(&users, skip, hub::Outbound::from_routed(addressed));
+                    }
+                });
+                RouterLinks::start(&c.routers, &c.gateway_id, on_delivery)
+            });
+            Inner {
+                store,
+                presence,
+                router,
+                hub: hub::Hub::new(config.session_queue),
+                config,
+                rate,
+                draining,
+            }
         });
         tokio::spawn(forward_presence(inner.presence.subscribe(), Arc::downgrade(&inner)));
         Self { inner }
+    }
+
+    /// Whether this gateway can serve: not draining, storage answering, and (in a
+    /// cluster) at least one router linked.
+    pub async fn ready(&self) -> Result<(), &'static str> {
+        if *self.inner.draining.borrow() {
+            return Err("draining");
+        }
+        if self.inner.router.as_ref().is_some_and(|r| !r.any_up()) {
+            return Err("no router reachable");
+        }
+        if self.store().user_count().await.is_err() {
+            return Err("storage unreachable");
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

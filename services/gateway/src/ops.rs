@@ -109,13 +109,31 @@ impl Gateway {
             Some(extra) => {
                 let mut users = members.to_vec();
                 users.push(extra);
-                self.inner.hub.deliver(&users, None, item);
+                self.deliver(&users, None, item);
             }
-            None => self.inner.hub.deliver(&members, None, item),
+            None => self.deliver(&members, None, item),
         }
     }
 
+    /// Pushes `item` to the sessions of `users` (but `skip_user`'s): here directly, on
+    /// other gateways through a router.
+    fn deliver(&self, users: &[i64], skip_user: Option<i64>, item: Outbound) {
+        if let Some(router) = &self.inner.router
+            && let Some(routed) = item.to_routed(users, skip_user)
+            && !router.route(routed)
+        {
+            tracing::debug!("no router linked; remote delivery dropped");
+        }
+        self.inner.hub.deliver(users, skip_user, item);
+    }
+
+    /// Members of a conversation, for fan-out. Cached by the embedded server, which sees
+    /// every membership change; read from storage in a cluster, where another gateway may
+    /// have changed them (a stale list could leak messages to a removed member).
     async fn members(&self, conversation: i64) -> Result<Arc<[i64]>, ApiError> {
+        if self.inner.router.is_some() {
+            return Ok(self.store().member_ids(conversation).await?.into());
+        }
         if let Some(members) = self.inner.hub.cached_members(conversation) {
             return Ok(members);
         }
@@ -129,7 +147,7 @@ impl Gateway {
         let mut pushed = conversation.clone();
         pushed.read_seq = None;
         let frame = ServerFrame::Conversation { id: None, conversation: pushed };
-        self.inner.hub.deliver(users, None, Outbound::frame(&frame));
+        self.deliver(users, None, Outbound::frame(&frame));
     }
 
     pub async fn open_direct(&self, user: &User, other: &str) -> Result<Conversation, ApiError> {
@@ -232,7 +250,7 @@ impl Gateway {
             user: viewer.username.clone(),
             seq: read_seq,
         };
-        self.inner.hub.deliver(&members, None, Outbound::frame(&frame));
+        self.deliver(&members, None, Outbound::frame(&frame));
         Ok(read_seq)
     }
 
@@ -251,7 +269,7 @@ impl Gateway {
         }
         let frame =
             ServerFrame::Typing { conversation_id: conversation, user: user.username.clone() };
-        self.inner.hub.deliver(&members, Some(user.id), Outbound::frame(&frame));
+        self.deliver(&members, Some(user.id), Outbound::frame(&frame));
         Ok(())
     }
 

@@ -27,6 +27,7 @@ pub fn routes(gateway: Gateway) -> Router {
     let body_limit = gateway.config().max_body_bytes * 2 + 16 * 1024;
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/ws", get(websocket))
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
@@ -127,8 +128,19 @@ async fn json_errors(response: Response) -> Response {
     response
 }
 
+/// Liveness: the process answers.
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: whether load balancers should send new clients here.
+async fn readyz(State(gateway): State<Gateway>) -> Response {
+    match gateway.ready().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(why) => {
+            ApiError::new(ErrorCode::Unavailable, format!("not ready: {why}")).into_response()
+        }
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -18,7 +18,7 @@ mod local;
 mod redis;
 
 pub use local::LocalPresence;
-pub use redis::{RedisConfig, RedisPresence};
+pub use redis::{RedisConfig, RedisLocator, RedisPresence};
 
 use async_trait::async_trait;
 use switchboard_protocol::{Presence, PresenceStatus};

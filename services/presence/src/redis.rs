@@ -332,3 +332,37 @@ impl PresenceTracker for RedisPresence {
         self.inner.changes.subscribe()
     }
 }
+
+/// Finds which gateways hold sessions of which users, from the presence keys. Used by
+/// routers, which track no presence of their own.
+#[derive(Clone)]
+pub struct RedisLocator {
+    redis: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisLocator {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        let client = redis::Client::open(url)?;
+        Ok(Self { redis: ConnectionManager::new(client).await?, prefix: prefix.to_owned() })
+    }
+
+    /// Gateway id -> the users in `users` with sessions there. One round trip.
+    pub async fn locate(&self, users: &[i64]) -> Result<Vec<(String, Vec<i64>)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.hkeys(format!("{}:presence:{user}", self.prefix));
+        }
+        let gateways: Vec<Vec<String>> = pipe.query_async(&mut self.redis.clone()).await?;
+        let mut by_gateway: std::collections::HashMap<String, Vec<i64>> = Default::default();
+        for (user, gateways) in users.iter().zip(gateways) {
+            for gateway in gateways {
+                by_gateway.entry(gateway).or_default().push(*user);
+            }
+        }
+        Ok(by_gateway.into_iter().collect())
+    }
+}

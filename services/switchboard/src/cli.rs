@@ -45,6 +45,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the storage service (cluster mode): gRPC over PostgreSQL
     Storage(StorageArgs),
+    /// Run a router (cluster mode): forwards deliveries between gateways
+    Router(RouterArgs),
+    /// Run a gateway (cluster mode): WebSocket and REST, with remote storage and routers
+    Gateway(GatewayArgs),
     /// Manage accounts
     User {
         #[command(subcommand)]
@@ -77,6 +81,13 @@ pub struct ServeArgs {
     /// Address for HTTP and WebSocket
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits every gateway enforces (`serve` and `gateway`).
+#[derive(Args)]
+pub struct LimitArgs {
     /// Largest message body in bytes
     #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -92,6 +103,49 @@ pub struct ServeArgs {
     /// Seconds to wait for sessions to close on shutdown
     #[arg(long, env = "SWITCHBOARD_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
+}
+
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// gRPC URL of the storage service
+    #[arg(long, env = "SWITCHBOARD_STORAGE", default_value = "http://127.0.0.1:7100")]
+    pub storage: String,
+    /// gRPC URLs of every router replica, comma-separated
+    #[arg(long, env = "SWITCHBOARD_ROUTERS", value_delimiter = ',', required = true)]
+    pub router: Vec<String>,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// This gateway's id, unique in the cluster [default: the listen address]
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_ID")]
+    pub gateway_id: Option<String>,
+    /// Seconds without a heartbeat after which a gateway's users show offline
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_TTL", default_value_t = 15)]
+    pub presence_ttl: u64,
+    /// Address for HTTP and WebSocket
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Args)]
+pub struct RouterArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Address for gRPC
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:7200")]
+    pub listen: SocketAddr,
+}
+
+/// Where the cluster's Redis is.
+#[derive(Args)]
+pub struct RedisArgs {
+    /// Redis URL
+    #[arg(long, env = "SWITCHBOARD_REDIS", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// Prefix of every key and channel, so several clusters can share one Redis
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "switchboard")]
+    pub redis_prefix: String,
 }
 
 #[derive(Args)]

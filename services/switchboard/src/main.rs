@@ -12,10 +12,11 @@ use cli::{Cli, Command, UserCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve(_) | Command::Storage(_)) {
-        "info"
-    } else {
-        "warn"
+    let default_level = match cli.command {
+        Command::Serve(_) | Command::Storage(_) | Command::Router(_) | Command::Gateway(_) => {
+            "info"
+        }
+        _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -32,6 +33,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Storage(args) => serve::storage(args).await,
+            Command::Router(args) => serve::router(args).await,
+            Command::Gateway(args) => serve::gateway(args).await,
             Command::User { command: UserCommand::Add(args) } => {
                 admin::user_add(cli.client, args).await
             }

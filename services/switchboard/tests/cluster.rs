@@ -1,0 +1,273 @@
+//! Cluster mode with real processes: one `storage` (over a PostgreSQL database of this
+//! test's own), two `router`s and three `gateway`s sharing the local Redis under a key
+//! prefix of this test's own. People on different gateways chat and see each other's
+//! presence; a router is killed and delivery goes on.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `switchboard ARGS` and returns it with the address from its "listening on" line.
+fn spawn(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("exited before listening").unwrap();
+        if let Some((_, rest)) = line.split_once("listening on http://") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (Proc(child), addr)
+}
+
+struct Client {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Client {
+    async fn connect(gateway: &str, token: &str) -> Self {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{gateway}/ws")).await.unwrap();
+        ws.send(WsMessage::text(json!({"type": "auth", "token": token}).to_string()))
+            .await
+            .unwrap();
+        let mut client = Self { ws };
+        client.expect(|f| f["type"] == "welcome").await;
+        client
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.ws.send(WsMessage::text(frame.to_string())).await.unwrap();
+    }
+
+    /// The first frame matching `pred` (others are skipped), within 10 s.
+    async fn expect(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .unwrap()
+                .unwrap();
+            if let WsMessage::Text(text) = frame {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if pred(&value) {
+                    return value;
+                }
+            }
+        }
+    }
+
+    async fn message(&mut self) -> Value {
+        self.expect(|f| f["type"] == "message").await["message"].clone()
+    }
+}
+
+/// Signs `user` in through the CLI against `gateway`; returns the token.
+fn login(gateway: &str, user: &str, config: &std::path::Path) -> String {
+    let mut child = Command::new(BIN)
+        .args([
+            "login",
+            "--server",
+            &format!("http://{gateway}"),
+            "--user",
+            user,
+            "--password-stdin",
+        ])
+        .env("SWITCHBOARD_CONFIG_DIR", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "login {user}");
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(config.join("credentials.json")).unwrap()).unwrap();
+    saved["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
+    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let redis_url =
+        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let name = format!("sbtest_cluster_{}", std::process::id());
+    let prefix = format!("sbtest:cluster:{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let database = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let tmp = tempfile::tempdir().unwrap();
+
+    for user in ["alice", "bob", "carol"] {
+        let mut add = Command::new(BIN)
+            .args(["user", "add", user, "--password-stdin", "--database", &database])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+
+    let (_storage, storage) =
+        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
+    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
+    let router_args = [&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat();
+    let (router_a, router_a_addr) = spawn(&router_args);
+    let (_router_b, router_b_addr) = spawn(&router_args);
+    let routers = format!("http://{router_a_addr},http://{router_b_addr}");
+    let storage_url = format!("http://{storage}");
+    let mut gateways = Vec::new();
+    for id in ["gw1", "gw2", "gw3"] {
+        let args = [
+            &["gateway", "--listen", "127.0.0.1:0", "--gateway-id", id, "--rate-per-user", "0"][..],
+            &["--storage", &storage_url, "--router", &routers][..],
+            &redis[..],
+        ]
+        .concat();
+        gateways.push(spawn(&args));
+    }
+    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
+
+    let alice_token = login(&gw[0], "alice", &tmp.path().join("alice"));
+    let bob_token = login(&gw[1], "bob", &tmp.path().join("bob"));
+    let carol_token = login(&gw[2], "carol", &tmp.path().join("carol"));
+    let mut alice = Client::connect(&gw[0], &alice_token).await;
+    let mut bob = Client::connect(&gw[1], &bob_token).await;
+    let mut carol = Client::connect(&gw[2], &carol_token).await;
+
+    // Routers link to gateways asynchronously; wait until every gateway is ready.
+    for addr in &gw {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ready(addr).await {
+            assert!(std::time::Instant::now() < deadline, "{addr} never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // 1:1 across gateways.
+    alice
+        .send(
+            json!({"type": "send", "to": "bob", "client_msg_id": "a1", "body": "hi bob, from gw1"}),
+        )
+        .await;
+    let got = bob.message().await;
+    assert_eq!(
+        (got["sender"].as_str(), got["body"].as_str()),
+        (Some("alice"), Some("hi bob, from gw1"))
+    );
+    let direct = got["conversation_id"].as_i64().unwrap();
+    bob.send(json!({"type": "send", "conversation_id": direct, "client_msg_id": "b1", "body": "hello from gw2"})).await;
+    assert_eq!(alice.message().await["seq"], 1);
+    assert_eq!(alice.message().await["body"], "hello from gw2");
+
+    // A group spread over three gateways.
+    alice.send(json!({"type": "create_group", "name": "Ops", "members": ["bob", "carol"]})).await;
+    let created = carol.message().await;
+    assert_eq!(created["kind"], "system");
+    let group = created["conversation_id"].as_i64().unwrap();
+    carol.send(json!({"type": "send", "conversation_id": group, "client_msg_id": "c1", "body": "from gw3"})).await;
+    for client in [&mut alice, &mut bob] {
+        let message = client
+            .expect(|f| {
+                f["type"] == "message"
+                    && f["message"]["conversation_id"] == group
+                    && f["message"]["seq"] == 2
+            })
+            .await;
+        assert_eq!(message["message"]["body"], "from gw3");
+    }
+
+    // Presence set on gw3 is seen on gw1.
+    alice.send(json!({"type": "watch", "users": ["carol"]})).await;
+    carol.send(json!({"type": "set_presence", "status": "busy", "text": "Building 2"})).await;
+    let busy = alice.expect(|f| f["type"] == "presence" && f["presence"]["status"] == "busy").await;
+    assert_eq!(busy["presence"]["text"], "Building 2");
+
+    // One router dies: delivery goes on through the other. Deliveries already handed to
+    // the dead router are lost on the live path; the next message shows receivers the gap,
+    // which they fill from storage (the delivery contract), so after a last message
+    // everyone has everything, in order, once.
+    drop(router_a);
+    for i in 0..20 {
+        let id = format!("after-crash-{i}");
+        bob.send(json!({"type": "send", "conversation_id": group, "client_msg_id": id, "body": i.to_string()})).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bob.send(
+        json!({"type": "send", "conversation_id": group, "client_msg_id": "last", "body": "last"}),
+    )
+    .await;
+    for client in [&mut alice, &mut carol] {
+        let mut seen = Vec::new();
+        while seen.last() != Some(&23) {
+            let m = client.message().await;
+            if m["conversation_id"] == group && m["sender"] == "bob" {
+                seen.push(m["seq"].as_i64().unwrap());
+            }
+        }
+        // seq 1 and 2 came before.
+        assert_eq!(seen, (3..=23).collect::<Vec<_>>());
+    }
+
+    drop(gateways);
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+    }
+}
+
+/// `GET /readyz` answers 200.
+async fn ready(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let request = format!("GET /readyz HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response.starts_with("HTTP/1.1 200")
+}
