@@ -118,6 +118,7 @@ async fn gateways_see_each_others_users() {
     assert_eq!(next(&mut on_two).await, presence("bob", PresenceStatus::DoNotDisturb, "focus"));
     two.disconnected(BOB).await.unwrap();
     assert_eq!(next(&mut on_two).await, presence("bob", PresenceStatus::Offline, ""));
+    drop((one, two));
     forget(&prefix).await;
 }
 
@@ -137,6 +138,7 @@ async fn a_dead_gateways_users_go_offline_within_the_ttl() {
     // The TTL, plus at most one heartbeat interval for someone to notice.
     assert!(started.elapsed() < ttl + ttl, "took {:?}", started.elapsed());
     assert_eq!(survivor.lookup(&[ALICE]).await.unwrap()[0].status, PresenceStatus::Offline);
+    drop(survivor);
     forget(&prefix).await;
 }
 
@@ -150,5 +152,6 @@ async fn a_gateway_that_leaves_takes_its_users_offline_at_once() {
     next(&mut changes).await;
     leaving.leave().await.unwrap();
     assert_eq!(next(&mut changes).await, presence("alice", PresenceStatus::Offline, ""));
+    drop(other);
     forget(&prefix).await;
 }
