@@ -127,8 +127,8 @@ async fn run(
     tracing::debug!(session = session_id, "signed in");
 
     // Read the starting seqs after registering: anything committed later is pushed to us.
-    let covered: HashMap<i64, i64> = match gateway.store().conversations_of(user.id).await {
-        Ok(conversations) => conversations.iter().map(|c| (c.id, c.last_seq)).collect(),
+    let covered: HashMap<i64, i64> = match gateway.store().conversation_seqs(user.id).await {
+        Ok(seqs) => seqs.into_iter().collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot load conversations");
             let frame = Some(ApiError::from(e).frame(None).to_json().into());

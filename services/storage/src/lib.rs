@@ -112,6 +112,9 @@ pub trait Store: Send + Sync + 'static {
     /// The conversation as `viewer` sees it; `NotMember` if they are not in it.
     async fn conversation(&self, conversation: i64, viewer: &User) -> Result<Conversation>;
     async fn conversations_of(&self, user_id: i64) -> Result<Vec<Conversation>>;
+    /// `(conversation id, last seq)` of each of the user's conversations: what a session
+    /// needs to start, without the member lists (which can be large).
+    async fn conversation_seqs(&self, user_id: i64) -> Result<Vec<(i64, i64)>>;
     async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>>;
 
     async fn append(&self, message: NewMessage) -> Result<Appended>;

@@ -365,6 +365,7 @@ async fn committed_messages_survive_reopening(mut f: Fixture) -> Fixture {
     let page = f.store.history(direct.id, &bob, None, None, 10).await.unwrap();
     assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(f.store.conversations_of(bob.id).await.unwrap()[0].last_seq, 3);
+    assert_eq!(f.store.conversation_seqs(bob.id).await.unwrap(), [(direct.id, 3)]);
     let next = f.store.append(text(direct.id, &bob, "after")).await.unwrap();
     assert_eq!(next.message.seq, 4);
     f

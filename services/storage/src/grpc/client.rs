@@ -178,6 +178,15 @@ impl Store for RemoteStore {
         Ok(reply.into_inner().conversations.into_iter().map(conversation_from_pb).collect())
     }
 
+    async fn conversation_seqs(&self, user_id: i64) -> Result<Vec<(i64, i64)>> {
+        let reply = self
+            .client()
+            .conversation_seqs(pb::UserId { id: user_id })
+            .await
+            .map_err(status_to_error)?;
+        Ok(reply.into_inner().seqs.into_iter().map(|s| (s.conversation_id, s.last_seq)).collect())
+    }
+
     async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>> {
         let request = pb::ConversationId { id: conversation };
         Ok(self.client().member_ids(request).await.map_err(status_to_error)?.into_inner().ids)

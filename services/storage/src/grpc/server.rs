@@ -186,6 +186,23 @@ impl Storage for StorageService {
         })
     }
 
+    async fn conversation_seqs(
+        &self,
+        request: Request<pb::UserId>,
+    ) -> Reply<pb::ConversationSeqsReply> {
+        reply(self.store.conversation_seqs(request.into_inner().id).await, |seqs| {
+            pb::ConversationSeqsReply {
+                seqs: seqs
+                    .into_iter()
+                    .map(|(conversation_id, last_seq)| pb::ConversationSeq {
+                        conversation_id,
+                        last_seq,
+                    })
+                    .collect(),
+            }
+        })
+    }
+
     async fn member_ids(&self, request: Request<pb::ConversationId>) -> Reply<pb::UserIds> {
         reply(self.store.member_ids(request.into_inner().id).await, |ids| pb::UserIds { ids })
     }

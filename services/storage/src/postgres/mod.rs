@@ -150,6 +150,10 @@ impl Store for PgStore {
         queries::list(&self.pool, user_id).await
     }
 
+    async fn conversation_seqs(&self, user_id: i64) -> Result<Vec<(i64, i64)>> {
+        queries::conversation_seqs(&self.pool, user_id).await
+    }
+
     async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>> {
         queries::member_ids(&self.pool, conversation).await
     }

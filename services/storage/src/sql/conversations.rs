@@ -168,6 +168,16 @@ pub async fn list(pool: &Pool, user_id: i64) -> Result<Vec<Conversation>> {
     Ok(conversations)
 }
 
+pub async fn conversation_seqs(pool: &Pool, user_id: i64) -> Result<Vec<(i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT c.id, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn open_direct(
     pool: &Pool,
     a: &User,

@@ -163,6 +163,10 @@ impl Store for SqliteStore {
         queries::list(&self.reader, user_id).await
     }
 
+    async fn conversation_seqs(&self, user_id: i64) -> Result<Vec<(i64, i64)>> {
+        queries::conversation_seqs(&self.reader, user_id).await
+    }
+
     async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>> {
         queries::member_ids(&self.reader, conversation).await
     }
