@@ -23,6 +23,7 @@
 //! `sqlite/mod.rs` and `postgres/mod.rs`. Group commit is [`appender`]'s, for both.
 
 mod appender;
+mod backend;
 pub mod grpc;
 mod model;
 mod postgres;

@@ -1,0 +1,122 @@
+//! The [`crate::Store`] impl the two SQL backends share: every method calls the
+//! same-named function of the backend's `queries` module (the shared SQL of `src/sql/`)
+//! with the pool that suits it, so the backends differ only in their pools.
+
+/// `sql_store!(Type, read = field, write = field, append = field)` implements `Store` for
+/// `Type`, reading through pool `self.read`, writing through `self.write`, and appending
+/// through the `Appenders` in `self.append`. Expand it next to the `queries` module.
+macro_rules! sql_store {
+    ($store:ident, read = $read:ident, write = $write:ident, append = $append:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn create_user(&self, user: NewUser) -> Result<User> {
+                queries::create_user(&self.$write, user).await
+            }
+
+            async fn user_count(&self) -> Result<i64> {
+                queries::user_count(&self.$read).await
+            }
+
+            async fn credentials(&self, username: &str) -> Result<Option<(User, String)>> {
+                queries::credentials(&self.$read, username).await
+            }
+
+            async fn user_by_name(&self, username: &str) -> Result<User> {
+                queries::user_by_name(&self.$read, username).await
+            }
+
+            async fn set_status(
+                &self,
+                user_id: i64,
+                status: PresenceStatus,
+                text: &str,
+            ) -> Result<()> {
+                queries::set_status(&self.$write, user_id, status, text).await
+            }
+
+            async fn contacts(&self, user_id: i64) -> Result<Vec<User>> {
+                queries::contacts(&self.$read, user_id).await
+            }
+
+            async fn insert_token(&self, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()> {
+                queries::insert_token(&self.$write, hash, user_id, expires_at).await
+            }
+
+            async fn user_by_token(&self, hash: &[u8]) -> Result<Option<User>> {
+                queries::user_by_token(&self.$read, hash).await
+            }
+
+            async fn revoke_token(&self, hash: &[u8]) -> Result<()> {
+                queries::revoke_token(&self.$write, hash).await
+            }
+
+            async fn open_direct(&self, a: &User, b: &User) -> Result<(Conversation, bool)> {
+                queries::open_direct(&self.$write, a, b).await
+            }
+
+            async fn create_group(
+                &self,
+                owner: &User,
+                name: &str,
+                members: &[User],
+            ) -> Result<(Conversation, Message)> {
+                queries::create_group(&self.$write, owner, name, members).await
+            }
+
+            async fn add_members(
+                &self,
+                actor: &User,
+                conversation: i64,
+                users: &[User],
+            ) -> Result<(Conversation, Message)> {
+                queries::add_members(&self.$write, actor, conversation, users).await
+            }
+
+            async fn remove_member(
+                &self,
+                actor: &User,
+                conversation: i64,
+                user: &User,
+            ) -> Result<(Conversation, Message)> {
+                queries::remove_member(&self.$write, actor, conversation, user).await
+            }
+
+            async fn conversation(&self, conversation: i64, viewer: &User) -> Result<Conversation> {
+                queries::load(&self.$read, conversation, viewer).await
+            }
+
+            async fn conversations_of(&self, user_id: i64) -> Result<Vec<Conversation>> {
+                queries::list(&self.$read, user_id).await
+            }
+
+            async fn conversation_seqs(&self, user_id: i64) -> Result<Vec<(i64, i64)>> {
+                queries::conversation_seqs(&self.$read, user_id).await
+            }
+
+            async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>> {
+                queries::member_ids(&self.$read, conversation).await
+            }
+
+            async fn append(&self, message: NewMessage) -> Result<Appended> {
+                self.$append.append(message).await
+            }
+
+            async fn history(
+                &self,
+                conversation: i64,
+                viewer: &User,
+                after: Option<i64>,
+                before: Option<i64>,
+                limit: u32,
+            ) -> Result<HistoryPage> {
+                queries::history(&self.$read, conversation, viewer, after, before, limit).await
+            }
+
+            async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64> {
+                queries::mark_read(&self.$write, conversation, viewer, seq).await
+            }
+        }
+    };
+}
+
+pub(crate) use sql_store;
