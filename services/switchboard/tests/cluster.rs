@@ -55,11 +55,14 @@ struct Client {
 
 impl Client {
     async fn connect(gateway: &str, token: &str) -> Self {
+        Self::connect_with(gateway, json!({"type": "auth", "token": token})).await
+    }
+
+    /// Connects and signs in with `auth` (which may carry `since`).
+    async fn connect_with(gateway: &str, auth: Value) -> Self {
         let (mut ws, _) =
             tokio_tungstenite::connect_async(format!("ws://{gateway}/ws")).await.unwrap();
-        ws.send(WsMessage::text(json!({"type": "auth", "token": token}).to_string()))
-            .await
-            .unwrap();
+        ws.send(WsMessage::text(auth.to_string())).await.unwrap();
         let mut client = Self { ws };
         client.expect(|f| f["type"] == "welcome").await;
         client
@@ -152,10 +155,20 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
     let (_router_b, router_b_addr) = spawn(&router_args);
     let routers = format!("http://{router_a_addr},http://{router_b_addr}");
     let storage_url = format!("http://{storage}");
-    let mut gateways = Vec::new();
+    let mut gateways: Vec<(Proc, String)> = Vec::new();
     for id in ["gw1", "gw2", "gw3"] {
         let args = [
-            &["gateway", "--listen", "127.0.0.1:0", "--gateway-id", id, "--rate-per-user", "0"][..],
+            &[
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--gateway-id",
+                id,
+                "--rate-per-user",
+                "0",
+                "--presence-ttl",
+                "3",
+            ][..],
             &["--storage", &storage_url, "--router", &routers][..],
             &redis[..],
         ]
@@ -244,6 +257,37 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
         // seq 1 and 2 came before.
         assert_eq!(seen, (3..=23).collect::<Vec<_>>());
     }
+
+    // carol's gateway is killed: watchers see her offline within the presence TTL (3 s
+    // here); she reconnects to another gateway and gets exactly what she missed.
+    let (gw3, _) = gateways.pop().unwrap();
+    let killed = std::time::Instant::now();
+    drop(gw3);
+    for i in 0..3 {
+        let id = format!("while-away-{i}");
+        bob.send(json!({"type": "send", "conversation_id": group, "client_msg_id": id, "body": "missed"})).await;
+    }
+    alice
+        .expect(|f| {
+            f["type"] == "presence"
+                && f["presence"]["user"] == "carol"
+                && f["presence"]["status"] == "offline"
+        })
+        .await;
+    assert!(killed.elapsed() < Duration::from_secs(8), "offline after {:?}", killed.elapsed());
+    let mut carol = Client::connect_with(
+        &gw[0],
+        json!({"type": "auth", "token": carol_token, "since": {group.to_string(): 23}}),
+    )
+    .await;
+    let mut backfilled = Vec::new();
+    for _ in 0..3 {
+        backfilled.push(carol.message().await["seq"].as_i64().unwrap());
+    }
+    assert_eq!(backfilled, [24, 25, 26]);
+    carol.expect(|f| f["type"] == "synced").await;
+    bob.send(json!({"type": "send", "conversation_id": group, "client_msg_id": "welcome-back", "body": "back?"})).await;
+    assert_eq!(carol.message().await["seq"], 27);
 
     drop(gateways);
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
