@@ -147,7 +147,7 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
         assert!(add.wait().unwrap().success());
     }
 
-    let (_storage, storage) =
+    let (storage_proc, storage) =
         spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
     let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
     let router_args = [&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat();
@@ -288,6 +288,29 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
     carol.expect(|f| f["type"] == "synced").await;
     bob.send(json!({"type": "send", "conversation_id": group, "client_msg_id": "welcome-back", "body": "back?"})).await;
     assert_eq!(carol.message().await["seq"], 27);
+
+    // Storage goes away: sends fail with a retryable error and nothing is acked; when it
+    // is back (same address), the same send goes through.
+    drop(storage_proc);
+    let send = json!({"type": "send", "id": "s1", "conversation_id": group, "client_msg_id": "during-outage", "body": "kept?"});
+    alice.send(send.clone()).await;
+    let refused = alice.expect(|f| f["id"] == "s1").await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("unavailable"))
+    );
+    let (_storage, _) = spawn(&["storage", "--listen", &storage, "--database", &database]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let acked = loop {
+        alice.send(send.clone()).await;
+        let answer = alice.expect(|f| f["id"] == "s1").await;
+        if answer["type"] == "ack" {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "storage never came back: {answer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(acked["seq"], 28, "the refused attempts took no seq");
 
     drop(gateways);
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
