@@ -1,5 +1,5 @@
-//! Switchboard's front door: WebSocket sessions, the REST API, sign-in, local fan-out and
-//! presence.
+//! Switchboard's front door: WebSocket sessions, the REST API, sign-in and fan-out, for
+//! the embedded server and for cluster gateways alike.
 //!
 //! [`Gateway`] is the shared state; [`run`] serves it on a listener the caller bound until
 //! the shutdown future resolves, then drains sessions. Module map:
@@ -8,9 +8,12 @@
 //! - `auth`: argon2id passwords and random bearer tokens.
 //! - `ops`: the operations (send, open a conversation, history, ...) that the WebSocket and
 //!   REST paths share, so both enforce the same rules.
-//! - `hub`: who is connected here, fan-out to their sessions, presence and watchers.
+//! - `hub`: who is connected here, fan-out to their sessions, presence watchers.
 //! - `session`: one WebSocket connection (reader task + writer task).
-//! - `rest`: the HTTP endpoints.
+//! - `rest`: the HTTP endpoints; `provision`: bulk accounts for load tests.
+//!
+//! The seams: `Store` (SQLite, PostgreSQL, gRPC), `PresenceTracker` (in-process, Redis)
+//! and, in a cluster, `RouterLinks` for deliveries to other gateways.
 
 pub mod auth;
 pub mod config;
