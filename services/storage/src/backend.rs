@@ -1,6 +1,7 @@
-//! The [`crate::Store`] impl the two SQL backends share: every method calls the
-//! same-named function of the backend's `queries` module (the shared SQL of `src/sql/`)
-//! with the pool that suits it, so the backends differ only in their pools.
+//! What the two SQL backends share besides the SQL itself: the `queries` module that
+//! compiles `src/sql/` for a driver, and the [`crate::Store`] impl, whose every method
+//! calls the same-named query with the pool that suits it. So the backends differ only in
+//! their pools.
 
 /// `sql_store!(Type, read = field, write = field, append = field)` implements `Store` for
 /// `Type`, reading through pool `self.read`, writing through `self.write`, and appending
@@ -120,3 +121,33 @@ macro_rules! sql_store {
 }
 
 pub(crate) use sql_store;
+
+/// `sql_queries!(Connection, Pool, Row)` declares the backend's `queries` module: the SQL
+/// of `src/sql/` compiled against that driver's types.
+macro_rules! sql_queries {
+    ($conn:ty, $pool:ty, $row:ty) => {
+        mod queries {
+            use std::collections::BTreeSet;
+
+            use sqlx::Row;
+            use switchboard_protocol::{
+                Conversation, ConversationKind, Message, MessageKind, PresenceStatus,
+            };
+
+            use $crate::{
+                Appended, HistoryPage, MAX_PAGE, NewMessage, NewUser, Result, StoreError, User,
+                now_ms,
+            };
+
+            type Conn = $conn;
+            type Pool = $pool;
+            type DbRow = $row;
+
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/users.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/conversations.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/append.rs"));
+        }
+    };
+}
+
+pub(crate) use sql_queries;

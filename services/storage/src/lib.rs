@@ -16,8 +16,9 @@
 //! # One SQL text, two drivers
 //!
 //! [`SqliteStore`] (embedded) and [`PgStore`] (cluster) run the same queries: the files in
-//! `src/sql/` are `include!`d into a `queries` module of each backend, which first names
-//! its driver's connection, pool and row types (`Conn`, `Pool`, `DbRow`). Placeholders are
+//! `src/sql/` are `include!`d into a `queries` module of each backend (`sql_queries!` in
+//! `backend.rs`), which first names its driver's connection, pool and row types (`Conn`,
+//! `Pool`, `DbRow`), and both implement `Store` with the same `sql_store!`. Placeholders are
 //! `$N`, which both drivers accept, and the SQL keeps to what both engines run. So the two
 //! stores cannot drift apart; what differs (pools, pragmas, how many appenders) lives in
 //! `sqlite/mod.rs` and `postgres/mod.rs`. Group commit is [`appender`]'s, for both.

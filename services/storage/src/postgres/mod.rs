@@ -7,27 +7,12 @@
 //! that commit in groups; each batch locks conversation rows in ascending id order, so
 //! concurrent batches cannot deadlock. The SQL is shared with SQLite (see the crate docs).
 
-/// The SQL shared with SQLite, compiled for PostgreSQL.
-mod queries {
-    use std::collections::BTreeSet;
-
-    use sqlx::Row;
-    use switchboard_protocol::{
-        Conversation, ConversationKind, Message, MessageKind, PresenceStatus,
-    };
-
-    use crate::{
-        Appended, HistoryPage, MAX_PAGE, NewMessage, NewUser, Result, StoreError, User, now_ms,
-    };
-
-    type Conn = sqlx::postgres::PgConnection;
-    type Pool = sqlx::postgres::PgPool;
-    type DbRow = sqlx::postgres::PgRow;
-
-    include!("../sql/users.rs");
-    include!("../sql/conversations.rs");
-    include!("../sql/append.rs");
-}
+// The SQL shared with SQLite, compiled for PostgreSQL.
+crate::backend::sql_queries!(
+    sqlx::postgres::PgConnection,
+    sqlx::postgres::PgPool,
+    sqlx::postgres::PgRow
+);
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 // Storing a batch of appends in one transaction: SQL shared by the SQLite and PostgreSQL
-// stores (included into each backend's `queries` module; see `crate::sql`).
+// stores (included into each backend's `queries` module; see `backend.rs`).
 
 /// Stores a batch in one transaction; answers in the batch's order. The outer error
 /// aborts the whole batch (nothing of it is stored); inner errors (not a member, unknown

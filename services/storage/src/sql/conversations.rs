@@ -1,6 +1,6 @@
 // Conversations, membership and messages: SQL shared by the SQLite and PostgreSQL stores.
 // Included (not a module) into each backend's `queries` module, which defines `Conn`,
-// `Pool` and `DbRow` for its driver; see `crate::sql`. Placeholders are `$N`, which both
+// `Pool` and `DbRow` for its driver; see `backend.rs`. Placeholders are `$N`, which both
 // drivers accept. Membership changes write a system message in the same transaction, so
 // a client that backfills by seq sees who joined and left in order with the chat.
 

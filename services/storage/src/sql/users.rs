@@ -1,5 +1,5 @@
 // Users and tokens: SQL shared by the SQLite and PostgreSQL stores (included into each
-// backend's `queries` module; see `crate::sql`).
+// backend's `queries` module; see `backend.rs`).
 
 const USER_COLUMNS: &str = "id, username, display_name, org, admin, status, status_text";
 

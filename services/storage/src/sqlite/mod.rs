@@ -4,29 +4,14 @@
 //! `writer` (exactly one connection). Every write goes through `writer`, so our own
 //! writers never contend for SQLite's single write lock; message appends additionally
 //! go through one appender task, which commits them in groups. The SQL itself is shared
-//! with PostgreSQL (see `crate::sql` in the crate docs).
+//! with PostgreSQL (see "One SQL text, two drivers" in the crate docs).
 
-/// The SQL shared with PostgreSQL, compiled for SQLite.
-mod queries {
-    use std::collections::BTreeSet;
-
-    use sqlx::Row;
-    use switchboard_protocol::{
-        Conversation, ConversationKind, Message, MessageKind, PresenceStatus,
-    };
-
-    use crate::{
-        Appended, HistoryPage, MAX_PAGE, NewMessage, NewUser, Result, StoreError, User, now_ms,
-    };
-
-    type Conn = sqlx::sqlite::SqliteConnection;
-    type Pool = sqlx::sqlite::SqlitePool;
-    type DbRow = sqlx::sqlite::SqliteRow;
-
-    include!("../sql/users.rs");
-    include!("../sql/conversations.rs");
-    include!("../sql/append.rs");
-}
+// The SQL shared with PostgreSQL, compiled for SQLite.
+crate::backend::sql_queries!(
+    sqlx::sqlite::SqliteConnection,
+    sqlx::sqlite::SqlitePool,
+    sqlx::sqlite::SqliteRow
+);
 
 use std::path::Path;
 use std::str::FromStr;
