@@ -32,14 +32,16 @@ ensure_postgres() {
 }
 
 # Redis on 127.0.0.1:6379, nothing kept on disk.
+# The binary is needed even when a server already answers: one test restarts a private
+# Redis of its own.
 ensure_redis() {
-    if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
-        return
-    fi
     if ! command -v redis-server >/dev/null 2>&1; then
         echo "scripts/test: installing Redis (Debian package redis-server)" >&2
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    fi
+    if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+        return
     fi
     echo "scripts/test: starting Redis" >&2
     mkdir -p /var/lib/redis /var/log/redis

@@ -15,8 +15,10 @@
 //! last heartbeat is older than `ttl`: it removes their sessions from `presence:*`, and
 //! announces `offline` for users left with none. `HDEL` decides who announces, so two
 //! reapers never announce twice. Changes arrive over a pub/sub connection that reconnects
-//! by itself after a Redis restart.
+//! by itself after a Redis restart. A gateway whose heartbeat key is found missing (Redis
+//! restarted and lost everything, or the gateway was reaped) writes its sessions back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +52,16 @@ struct Inner {
     config: RedisConfig,
     redis: ConnectionManager,
     changes: broadcast::Sender<Presence>,
+    /// This gateway's own sessions, so it can write them back when Redis lost them (a
+    /// restart, or this gateway reaped after a long pause). std Mutex: no await under it.
+    mine: std::sync::Mutex<HashMap<i64, Mine>>,
+}
+
+struct Mine {
+    username: String,
+    sessions: i64,
+    status: PresenceStatus,
+    text: String,
 }
 
 impl From<redis::RedisError> for PresenceError {
@@ -74,7 +86,12 @@ impl RedisPresence {
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let client = redis::Client::open(config.url.as_str())?;
         let redis = ConnectionManager::new(client.clone()).await?;
-        let inner = Arc::new(Inner { config, redis, changes: broadcast::channel(CHANGES).0 });
+        let inner = Arc::new(Inner {
+            config,
+            redis,
+            changes: broadcast::channel(CHANGES).0,
+            mine: std::sync::Mutex::default(),
+        });
         inner.heartbeat().await?;
         // Subscribe before returning, so no change announced after `connect` is missed.
         let mut pubsub = client.get_async_pubsub().await?;
@@ -131,13 +148,20 @@ impl Inner {
         let gateway = &self.config.gateway;
         let ttl_ms = self.config.ttl.as_millis() as u64;
         let now = now_ms();
-        let _: () = redis::pipe()
-            .set_ex(self.key(&format!("gateway:{gateway}")), 1, ttl_ms.div_ceil(1000).max(1))
-            .ignore()
+        let (was_alive,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(self.key(&format!("gateway:{gateway}")))
+            .arg(1)
+            .arg("EX")
+            .arg(ttl_ms.div_ceil(1000).max(1))
+            .arg("GET")
             .zadd(self.key("gateways"), gateway, now)
             .ignore()
             .query_async(&mut self.conn())
             .await?;
+        if was_alive.is_none() {
+            self.restore().await?;
+        }
         let dead: Vec<String> = self
             .conn()
             .zrangebyscore(self.key("gateways"), 0, now.saturating_sub(ttl_ms as i64))
@@ -145,6 +169,36 @@ impl Inner {
         for gateway in dead {
             tracing::info!(%gateway, "gateway stopped heartbeating; taking its users offline");
             self.reap(&gateway).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes this gateway's sessions back (Redis lost them: it restarted, or this gateway
+    /// was reaped after missing heartbeats) and announces the users as present.
+    async fn restore(&self) -> Result<()> {
+        let gateway = &self.config.gateway;
+        let mine: Vec<(i64, String, i64, PresenceStatus, String)> = {
+            let mine = self.mine.lock().unwrap_or_else(|e| e.into_inner());
+            mine.iter()
+                .map(|(id, m)| (*id, m.username.clone(), m.sessions, m.status, m.text.clone()))
+                .collect()
+        };
+        if mine.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(users = mine.len(), "restoring this gateway's presence in Redis");
+        let mut pipe = redis::pipe();
+        for (id, username, sessions, status, text) in &mine {
+            pipe.hset(self.key(&format!("presence:{id}")), gateway, sessions).ignore();
+            pipe.hset(self.key(&format!("gateway-users:{gateway}")), id, username).ignore();
+            pipe.set(self.key(&format!("status:{id}")), format!("{}\n{text}", status.as_str()))
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn()).await?;
+        for (_, username, _, status, text) in &mine {
+            if *status != PresenceStatus::Offline {
+                self.announce(&visible(username, true, *status, text)).await?;
+            }
         }
         Ok(())
     }
@@ -239,6 +293,17 @@ async fn listen(client: redis::Client, mut pubsub: redis::aio::PubSub, inner: Ar
 impl PresenceTracker for RedisPresence {
     async fn connected(&self, user: UserRef<'_>, chosen: PresenceStatus, text: &str) -> Result<()> {
         let inner = &self.inner;
+        {
+            let mut mine = inner.mine.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = mine.entry(user.id).or_insert_with(|| Mine {
+                username: user.username.to_owned(),
+                sessions: 0,
+                status: chosen,
+                text: text.to_owned(),
+            });
+            entry.sessions += 1;
+            (entry.status, entry.text) = (chosen, text.to_owned());
+        }
         let gateway = &inner.config.gateway;
         let (counts,): (Vec<i64>,) = redis::pipe()
             .atomic()
@@ -259,6 +324,15 @@ impl PresenceTracker for RedisPresence {
 
     async fn disconnected(&self, user: UserRef<'_>) -> Result<()> {
         let inner = &self.inner;
+        {
+            let mut mine = inner.mine.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = mine.get_mut(&user.id) {
+                entry.sessions -= 1;
+                if entry.sessions <= 0 {
+                    mine.remove(&user.id);
+                }
+            }
+        }
         let counts: Vec<i64> = redis::cmd("EVAL")
             .arg(DISCONNECT)
             .arg(1)
@@ -282,6 +356,10 @@ impl PresenceTracker for RedisPresence {
         text: &str,
     ) -> Result<()> {
         let inner = &self.inner;
+        if let Some(entry) = inner.mine.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&user.id)
+        {
+            (entry.status, entry.text) = (status, text.to_owned());
+        }
         let before = inner.chosen(user.id).await?;
         let (counts,): (Vec<i64>,) = redis::pipe()
             .set(inner.key(&format!("status:{}", user.id)), format!("{}\n{text}", status.as_str()))

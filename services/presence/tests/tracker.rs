@@ -155,3 +155,84 @@ async fn a_gateway_that_leaves_takes_its_users_offline_at_once() {
     drop(other);
     forget(&prefix).await;
 }
+
+/// A Redis server of this test's own on a free port, killed on drop.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (run scripts/test)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "private Redis did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn presence_comes_back_by_itself_after_a_redis_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = PrivateRedis::start_on(port);
+    let config = |gateway: &str| RedisConfig {
+        url: redis.url(),
+        prefix: "restart".into(),
+        gateway: gateway.into(),
+        ttl: Duration::from_secs(1),
+    };
+    let one = RedisPresence::connect(config("one")).await.unwrap();
+    let two = RedisPresence::connect(config("two")).await.unwrap();
+    one.connected(ALICE, PresenceStatus::Busy, "call").await.unwrap();
+    assert_eq!(two.lookup(&[ALICE]).await.unwrap()[0].status, PresenceStatus::Busy);
+
+    // Redis restarts empty (it keeps nothing on disk).
+    drop(redis);
+    let redis = PrivateRedis::start_on(port);
+    let mut changes = two.subscribe();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(seen) = two.lookup(&[ALICE]).await
+            && seen[0] == presence("alice", PresenceStatus::Busy, "call")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "presence never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And changes flow again over the re-established subscription.
+    one.set_status(ALICE, PresenceStatus::Available, "").await.unwrap();
+    loop {
+        if next(&mut changes).await == presence("alice", PresenceStatus::Available, "") {
+            break;
+        }
+    }
+    drop((one, two, redis));
+}
