@@ -1,5 +1,6 @@
-//! Two gateways sharing one store and one real Redis (`SWITCHBOARD_TEST_REDIS`, default
-//! `redis://127.0.0.1:6379`, own key prefix): presence set on one is seen on the other.
+//! Cluster gateways in one process: two gateways sharing one store and one real Redis
+//! (`SWITCHBOARD_TEST_REDIS`, default `redis://127.0.0.1:6379`, own key prefix) see each
+//! other's presence; a gateway that reaches no router says it is not ready.
 
 #![allow(clippy::unwrap_used)]
 
@@ -74,4 +75,25 @@ async fn presence_crosses_gateways() {
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn readyz_fails_while_no_router_is_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    // Nothing listens on the router's port.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let cluster = switchboard_gateway::Cluster {
+        routers: vec![format!("http://{nowhere}")],
+        gateway_id: "lonely".into(),
+    };
+    let presence = Arc::new(switchboard_presence::LocalPresence::default());
+    let gateway = Gateway::clustered(store, presence, cluster, support::test_config());
+    let server = Server::start_gateway(gateway, dir.path()).await;
+    let (status, body) = support::http(server.addr, "GET", "/readyz", None, None).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")));
+    assert!(body["message"].as_str().unwrap().contains("no router"), "{body}");
+    let (status, _) = support::http(server.addr, "GET", "/healthz", None, None).await;
+    assert_eq!(status, 200, "alive, just not ready");
+    server.stop().await;
 }
