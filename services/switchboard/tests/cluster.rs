@@ -193,6 +193,10 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
         }
     }
 
+    // Ready means one router link is up; give the second link of each gateway a moment too,
+    // since a delivery handed to a router that has no link yet to its target is dropped.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
     // 1:1 across gateways.
     alice
         .send(
@@ -227,7 +231,9 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
     }
 
     // Presence set on gw3 is seen on gw1.
-    alice.send(json!({"type": "watch", "users": ["carol"]})).await;
+    // (Wait for the watch to be in place: the two frames go to different gateways.)
+    alice.send(json!({"type": "watch", "id": "w1", "users": ["carol"]})).await;
+    alice.expect(|f| f["id"] == "w1").await;
     carol.send(json!({"type": "set_presence", "status": "busy", "text": "Building 2"})).await;
     let busy = alice.expect(|f| f["type"] == "presence" && f["presence"]["status"] == "busy").await;
     assert_eq!(busy["presence"]["text"], "Building 2");
