@@ -39,6 +39,10 @@ macro_rules! sql_store {
                 queries::contacts(&self.$read, user_id).await
             }
 
+            async fn search_users(&self, query: &str, limit: u32) -> Result<Vec<User>> {
+                queries::search_users(&self.$read, query, limit).await
+            }
+
             async fn insert_token(&self, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()> {
                 queries::insert_token(&self.$write, hash, user_id, expires_at).await
             }
@@ -96,6 +100,10 @@ macro_rules! sql_store {
 
             async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>> {
                 queries::member_ids(&self.$read, conversation).await
+            }
+
+            async fn last_messages(&self, user_id: i64) -> Result<Vec<Message>> {
+                queries::last_messages(&self.$read, user_id).await
             }
 
             async fn append(&self, message: NewMessage) -> Result<Appended> {

@@ -78,6 +78,9 @@ pub trait Store: Send + Sync + 'static {
     async fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) -> Result<()>;
     /// Everyone who shares a conversation with the user (the user excluded).
     async fn contacts(&self, user_id: i64) -> Result<Vec<User>>;
+    /// The directory: at most `limit` (capped at [`MAX_PAGE`]) users whose username,
+    /// display name or org path contains `query`, ignoring ASCII case, by display name.
+    async fn search_users(&self, query: &str, limit: u32) -> Result<Vec<User>>;
 
     async fn insert_token(&self, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()>;
     /// The token's user if the token exists, is not revoked and has not expired.
@@ -118,6 +121,9 @@ pub trait Store: Send + Sync + 'static {
     /// needs to start, without the member lists (which can be large).
     async fn conversation_seqs(&self, user_id: i64) -> Result<Vec<(i64, i64)>>;
     async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>>;
+    /// The newest message of each of the user's conversations (those with any), ordered
+    /// by conversation id: the previews of a conversation list.
+    async fn last_messages(&self, user_id: i64) -> Result<Vec<Message>>;
 
     async fn append(&self, message: NewMessage) -> Result<Appended>;
     /// Messages with `after < seq < before`, oldest first, at most `limit` (capped at

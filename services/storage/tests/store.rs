@@ -169,6 +169,8 @@ on_both_backends!(
     tokens_expire_and_revoke,
     committed_messages_survive_reopening,
     membership_changes_are_recorded_in_order,
+    the_directory_finds_people_by_name_and_org,
+    last_messages_preview_each_conversation,
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -396,5 +398,58 @@ async fn membership_changes_are_recorded_in_order(f: Fixture) -> Fixture {
     assert!(f.store.conversations_of(ben.id).await.unwrap().is_empty());
     let err = f.store.create_group(&ann, "  ", &[]).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    f
+}
+
+async fn the_directory_finds_people_by_name_and_org(f: Fixture) -> Fixture {
+    let person = |username: &str, display_name: &str, org: &str| NewUser {
+        username: username.into(),
+        display_name: display_name.into(),
+        org: org.into(),
+        admin: false,
+        password_hash: "not-a-real-hash".into(),
+    };
+    for new in [
+        person("amartin", "Alice Martin", "HQ/Building 2/Floor 3"),
+        person("bnguyen", "Bao Nguyen", "HQ/Building 1/Floor 1"),
+        person("cmartinez", "Carla Martinez", "Remote"),
+        person("d_100", "Dora 100%", "Lab"),
+    ] {
+        f.store.create_user(new).await.unwrap();
+    }
+    let names = |users: Vec<User>| users.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    // Display name, any case; ordered by display name.
+    assert_eq!(names(f.store.search_users("MARTIN", 10).await.unwrap()), ["amartin", "cmartinez"]);
+    // Org path.
+    assert_eq!(names(f.store.search_users("building 1", 10).await.unwrap()), ["bnguyen"]);
+    // Username.
+    assert_eq!(names(f.store.search_users("bngu", 10).await.unwrap()), ["bnguyen"]);
+    // LIKE wildcards match only themselves.
+    assert_eq!(names(f.store.search_users("_", 10).await.unwrap()), ["d_100"]);
+    assert_eq!(names(f.store.search_users("100%", 10).await.unwrap()), ["d_100"]);
+    // The limit holds; an empty query lists everyone.
+    assert_eq!(f.store.search_users("", 2).await.unwrap().len(), 2);
+    assert_eq!(f.store.search_users("", 100).await.unwrap().len(), 4);
+    assert!(f.store.search_users("nobody", 10).await.unwrap().is_empty());
+    f
+}
+
+async fn last_messages_preview_each_conversation(f: Fixture) -> Fixture {
+    let store = f.store.as_ref();
+    let (alice, bob, carol) =
+        (user(store, "alice").await, user(store, "bob").await, user(store, "carol").await);
+    let (with_bob, _) = store.open_direct(&alice, &bob).await.unwrap();
+    let (_empty, _) = store.open_direct(&alice, &carol).await.unwrap();
+    let (group, _) = store.create_group(&bob, "Floor 3", &[alice.clone()]).await.unwrap();
+    store.append(text(with_bob.id, &alice, "a1")).await.unwrap();
+    store.append(text(with_bob.id, &bob, "b1")).await.unwrap();
+    let last = store.last_messages(alice.id).await.unwrap();
+    let seen: Vec<_> = last.iter().map(|m| (m.conversation_id, m.seq, m.sender.as_str())).collect();
+    // The empty direct conversation has no preview; the group's is its system message.
+    assert_eq!(seen, [(with_bob.id, 2, "bob"), (group.id, 1, "bob")]);
+    assert_eq!(last[0].body, "body of b1");
+    assert_eq!(last[1].kind, MessageKind::System);
+    // Carol sees only her (empty) conversation.
+    assert!(store.last_messages(carol.id).await.unwrap().is_empty());
     f
 }

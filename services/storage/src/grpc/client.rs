@@ -89,6 +89,12 @@ impl Store for RemoteStore {
         Ok(reply.into_inner().users.into_iter().map(user_from_pb).collect())
     }
 
+    async fn search_users(&self, query: &str, limit: u32) -> Result<Vec<User>> {
+        let request = pb::SearchUsersRequest { query: query.to_owned(), limit };
+        let reply = self.client().search_users(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().users.into_iter().map(user_from_pb).collect())
+    }
+
     async fn insert_token(&self, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()> {
         let request = pb::InsertTokenRequest { hash: hash.to_vec(), user_id, expires_at };
         self.client().insert_token(request).await.map_err(status_to_error)?;
@@ -190,6 +196,12 @@ impl Store for RemoteStore {
     async fn member_ids(&self, conversation: i64) -> Result<Vec<i64>> {
         let request = pb::ConversationId { id: conversation };
         Ok(self.client().member_ids(request).await.map_err(status_to_error)?.into_inner().ids)
+    }
+
+    async fn last_messages(&self, user_id: i64) -> Result<Vec<Message>> {
+        let request = pb::UserId { id: user_id };
+        let reply = self.client().last_messages(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().messages.into_iter().map(message_from_pb).collect())
     }
 
     async fn append(&self, message: NewMessage) -> Result<Appended> {

@@ -115,6 +115,13 @@ impl Storage for StorageService {
         })
     }
 
+    async fn search_users(&self, request: Request<pb::SearchUsersRequest>) -> Reply<pb::Users> {
+        let r = request.into_inner();
+        reply(self.store.search_users(&r.query, r.limit).await, |users| pb::Users {
+            users: users.iter().map(user_to_pb).collect(),
+        })
+    }
+
     async fn insert_token(&self, request: Request<pb::InsertTokenRequest>) -> Reply<pb::Empty> {
         let r = request.into_inner();
         reply(self.store.insert_token(&r.hash, r.user_id, r.expires_at).await, |()| pb::Empty {})
@@ -205,6 +212,12 @@ impl Storage for StorageService {
 
     async fn member_ids(&self, request: Request<pb::ConversationId>) -> Reply<pb::UserIds> {
         reply(self.store.member_ids(request.into_inner().id).await, |ids| pb::UserIds { ids })
+    }
+
+    async fn last_messages(&self, request: Request<pb::UserId>) -> Reply<pb::Messages> {
+        reply(self.store.last_messages(request.into_inner().id).await, |messages| pb::Messages {
+            messages: messages.into_iter().map(message_to_pb).collect(),
+        })
     }
 
     async fn append(&self, request: Request<pb::NewMessage>) -> Reply<pb::Appended> {

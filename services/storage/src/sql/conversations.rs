@@ -354,6 +354,22 @@ fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
     })
 }
 
+/// The newest message of each of the user's conversations that has one, by conversation.
+pub async fn last_messages(pool: &Pool, user_id: i64) -> Result<Vec<Message>> {
+    let rows = sqlx::query(
+        "SELECT m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, u.username
+         FROM members mine
+         JOIN conversations c ON c.id = mine.conversation_id
+         JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
+         JOIN users u ON u.id = m.sender_id
+         WHERE mine.user_id = $1 ORDER BY m.conversation_id",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|row| message_from_row(row.try_get("conversation_id")?, row)).collect()
+}
+
 pub async fn history(
     pool: &Pool,
     conversation: i64,

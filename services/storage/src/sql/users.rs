@@ -112,3 +112,23 @@ pub async fn member_ids(pool: &Pool, conversation: i64) -> Result<Vec<i64>> {
         .fetch_all(pool)
         .await?)
 }
+
+/// The directory: users whose username, display name or org path contains `query`
+/// (ASCII case-insensitive; `%` and `_` match themselves), by display name.
+pub async fn search_users(pool: &Pool, query: &str, limit: u32) -> Result<Vec<User>> {
+    let escaped = query
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users
+         WHERE LOWER(username) LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\'
+            OR LOWER(org) LIKE $1 ESCAPE '\\'
+         ORDER BY LOWER(display_name), username LIMIT $2"
+    );
+    let limit = i64::from(limit.clamp(1, MAX_PAGE));
+    let rows = sqlx::query(&sql).bind(pattern).bind(limit).fetch_all(pool).await?;
+    rows.iter().map(user_from_row).collect()
+}
