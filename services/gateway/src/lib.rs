@@ -11,6 +11,7 @@
 //! - `hub`: who is connected here, fan-out to their sessions, presence watchers.
 //! - `session`: one WebSocket connection (reader task + writer task).
 //! - `rest`: the HTTP endpoints; `provision`: bulk accounts for load tests.
+//! - `web`: the web client's files (`services/gateway/web/`), compiled in, served at `/`.
 //!
 //! The seams: `Store` (SQLite, PostgreSQL, gRPC), `PresenceTracker` (in-process, Redis)
 //! and, in a cluster, `RouterLinks` for deliveries to other gateways.
@@ -24,6 +25,7 @@ mod provision;
 mod rate;
 mod rest;
 mod session;
+mod web;
 
 use std::future::Future;
 use std::sync::{Arc, Weak};

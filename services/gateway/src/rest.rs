@@ -1,4 +1,5 @@
-//! HTTP: the REST API under `/api/v1`, the WebSocket upgrade at `/ws`, and `/healthz`.
+//! HTTP: the REST API under `/api/v1`, the WebSocket upgrade at `/ws`, `/healthz`, and
+//! the web client's files (`web`).
 //! Every error is a JSON [`switchboard_protocol::ErrorBody`] with a stable code.
 
 use axum::extract::rejection::BytesRejection;
@@ -16,6 +17,7 @@ use switchboard_protocol::ErrorCode;
 use switchboard_protocol::rest::{
     ConversationsResponse, CreateUserRequest, HistoryResponse, LoginRequest, LoginResponse,
     OpenDirectRequest, PresenceResponse, SendRequest, SendResponse, SetPresenceRequest,
+    UsersResponse,
 };
 use switchboard_storage::User;
 
@@ -32,13 +34,15 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/me", get(me))
-        .route("/api/v1/users", post(create_user))
+        .route("/api/v1/users", post(create_user).get(directory))
+        .route("/api/v1/contacts", get(contacts))
         .route("/api/v1/messages", post(send))
         .route("/api/v1/conversations", get(conversations))
         .route("/api/v1/conversations/direct", post(open_direct))
         .route("/api/v1/conversations/{id}/messages", get(history))
         .route("/api/v1/presence", get(presence).put(set_presence))
         .route("/api/v1/admin/provision", post(crate::provision::provision))
+        .merge(crate::web::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(json_errors))
@@ -243,7 +247,8 @@ async fn conversations(
     Caller(user): Caller,
 ) -> Result<Json<ConversationsResponse>, ApiError> {
     let conversations = gateway.store().conversations_of(user.id).await?;
-    Ok(Json(ConversationsResponse { conversations }))
+    let last_messages = gateway.store().last_messages(user.id).await?;
+    Ok(Json(ConversationsResponse { conversations, last_messages }))
 }
 
 async fn open_direct(
@@ -289,4 +294,34 @@ async fn set_presence(
 ) -> Result<StatusCode, ApiError> {
     gateway.set_presence(&user, req.status, &req.text).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Most people one directory search returns when the caller does not say.
+const DIRECTORY_PAGE: u32 = 20;
+
+#[derive(Deserialize)]
+struct DirectoryQuery {
+    #[serde(default)]
+    q: String,
+    limit: Option<u32>,
+}
+
+/// The directory: anyone signed in may look people up by name or org unit.
+async fn directory(
+    State(gateway): State<Gateway>,
+    Caller(_): Caller,
+    Query(q): Query<DirectoryQuery>,
+) -> Result<Json<UsersResponse>, ApiError> {
+    let limit = q.limit.unwrap_or(DIRECTORY_PAGE).clamp(1, switchboard_storage::MAX_PAGE);
+    let users = gateway.store().search_users(q.q.trim(), limit).await?;
+    Ok(Json(UsersResponse { users: users.iter().map(User::info).collect() }))
+}
+
+/// Everyone who shares a conversation with the caller: the names a client shows.
+async fn contacts(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+) -> Result<Json<UsersResponse>, ApiError> {
+    let users = gateway.store().contacts(user.id).await?;
+    Ok(Json(UsersResponse { users: users.iter().map(User::info).collect() }))
 }

@@ -51,6 +51,16 @@ pub struct HistoryResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConversationsResponse {
     pub conversations: Vec<Conversation>,
+    /// The newest message of each conversation that has one, by conversation id: what a
+    /// conversation list shows under each name.
+    #[serde(default)]
+    pub last_messages: Vec<Message>,
+}
+
+/// `GET /api/v1/users?q=...` (the directory) and `GET /api/v1/contacts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsersResponse {
+    pub users: Vec<UserInfo>,
 }
 
 /// `POST /api/v1/users` (admins only).

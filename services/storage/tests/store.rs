@@ -440,7 +440,8 @@ async fn last_messages_preview_each_conversation(f: Fixture) -> Fixture {
         (user(store, "alice").await, user(store, "bob").await, user(store, "carol").await);
     let (with_bob, _) = store.open_direct(&alice, &bob).await.unwrap();
     let (_empty, _) = store.open_direct(&alice, &carol).await.unwrap();
-    let (group, _) = store.create_group(&bob, "Floor 3", &[alice.clone()]).await.unwrap();
+    let (group, _) =
+        store.create_group(&bob, "Floor 3", std::slice::from_ref(&alice)).await.unwrap();
     store.append(text(with_bob.id, &alice, "a1")).await.unwrap();
     store.append(text(with_bob.id, &bob, "b1")).await.unwrap();
     let last = store.last_messages(alice.id).await.unwrap();

@@ -1,0 +1,169 @@
+// The WebSocket session: sign-in with `auth` + `since` (docs/protocol.md, section 5),
+// request/answer matching by `id`, keepalive pings, and reconnection with exponential
+// backoff and full jitter. Unacknowledged sends are re-sent with their original
+// `client_msg_id` after every reconnect, so a send is stored once whatever happens.
+
+const PING_EVERY_MS = 25_000;
+const PONG_WITHIN_MS = 10_000;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+
+export class Connection {
+  /**
+   * @param {object} o
+   * @param {string} o.token bearer token
+   * @param {() => Record<string, number>} o.since last seq held per conversation
+   * @param {(frame: object) => void} o.onFrame every frame that is not an answer
+   * @param {(state: string, detail?: object) => void} o.onState 'connecting', 'online',
+   *   'offline' (with {retryInMs}), 'unauthenticated'
+   */
+  constructor({ token, since, onFrame, onState }) {
+    this.token = token;
+    this.since = since;
+    this.onFrame = onFrame;
+    this.onState = onState;
+    this.ws = null;
+    this.nextId = 1;
+    this.waiting = new Map(); // request id -> {resolve, reject}
+    this.pendingSends = new Map(); // client_msg_id -> send frame, until acked
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.pingTimer = null;
+    this.pongTimer = null;
+    this.stopped = false;
+    this.online = false;
+    this.onBrowserOnline = () => this.reconnectNow();
+    window.addEventListener('online', this.onBrowserOnline);
+  }
+
+  start() {
+    this.stopped = false;
+    this.open();
+  }
+
+  stop() {
+    this.stopped = true;
+    window.removeEventListener('online', this.onBrowserOnline);
+    clearTimeout(this.retryTimer);
+    this.stopTimers();
+    if (this.ws) this.ws.close(1000);
+  }
+
+  open() {
+    clearTimeout(this.retryTimer);
+    this.onState('connecting');
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+    this.ws = ws;
+    let signedIn = false;
+    ws.addEventListener('open', () => {
+      ws.send(JSON.stringify({ type: 'auth', token: this.token, since: this.since() }));
+    });
+    ws.addEventListener('message', (event) => {
+      if (ws !== this.ws) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame.type === 'welcome') {
+        signedIn = true;
+        this.online = true;
+        this.startTimers();
+      }
+      if (frame.type === 'synced') {
+        this.attempt = 0;
+        this.onFrame(frame);
+        this.onState('online');
+        // Anything not acked before the drop may or may not be stored: same key again.
+        for (const send of this.pendingSends.values()) this.rawSend(send);
+        return;
+      }
+      if (frame.type === 'error' && !signedIn && frame.code === 'unauthenticated') {
+        this.stopped = true;
+        this.onState('unauthenticated');
+        return;
+      }
+      if (frame.type === 'pong') clearTimeout(this.pongTimer);
+      if (frame.type === 'ack') this.pendingSends.delete(frame.client_msg_id);
+      if (frame.id && this.waiting.has(frame.id)) {
+        const { resolve, reject } = this.waiting.get(frame.id);
+        this.waiting.delete(frame.id);
+        if (frame.type === 'error') reject(Object.assign(new Error(frame.message), { code: frame.code }));
+        else resolve(frame);
+        if (frame.type !== 'ack') return;
+      }
+      this.onFrame(frame);
+    });
+    ws.addEventListener('close', (event) => {
+      if (ws !== this.ws) return;
+      this.online = false;
+      this.stopTimers();
+      for (const { reject } of this.waiting.values()) reject(Object.assign(new Error('offline'), { code: 'offline' }));
+      this.waiting.clear();
+      if (this.stopped) return;
+      // Draining server or a slow session: come back soon, spread out. Else back off.
+      const soon = event.code === 1012 || (event.code === 1013 && signedIn);
+      const ceiling = soon ? 2000 : Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
+      const delay = Math.floor(Math.random() * ceiling);
+      this.attempt += 1;
+      this.onState('offline', { retryInMs: delay, retryAt: Date.now() + delay });
+      this.retryTimer = setTimeout(() => this.open(), delay);
+    });
+  }
+
+  /** Skips the wait of the backoff (the browser says the network is back). */
+  reconnectNow() {
+    if (this.stopped || this.online) return;
+    if (this.ws && this.ws.readyState === WebSocket.CONNECTING) return;
+    this.open();
+  }
+
+  startTimers() {
+    this.stopTimers();
+    this.pingTimer = setInterval(() => {
+      this.rawSend({ type: 'ping', id: `k${this.nextId++}` });
+      clearTimeout(this.pongTimer);
+      // No pong in time: the connection is dead even if the browser has not noticed.
+      this.pongTimer = setTimeout(() => this.ws && this.ws.close(4000, 'no pong'), PONG_WITHIN_MS);
+    }, PING_EVERY_MS);
+  }
+
+  stopTimers() {
+    clearInterval(this.pingTimer);
+    clearTimeout(this.pongTimer);
+  }
+
+  rawSend(frame) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.online) {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  /** Sends a request and resolves with its answer (rejects with the error frame). */
+  request(frame) {
+    const id = `r${this.nextId++}`;
+    return new Promise((resolve, reject) => {
+      if (!this.rawSend({ ...frame, id })) {
+        reject(Object.assign(new Error('You are offline'), { code: 'offline' }));
+        return;
+      }
+      this.waiting.set(id, { resolve, reject });
+    });
+  }
+
+  /** Fire and forget (typing, read): lost while offline, which is fine for these. */
+  notify(frame) {
+    this.rawSend(frame);
+  }
+
+  /** Queues a message send; it is re-sent after reconnects until acked. */
+  sendMessage(conversationId, clientMsgId, body) {
+    const frame = { type: 'send', id: `m${this.nextId++}`, conversation_id: conversationId, client_msg_id: clientMsgId, body };
+    this.pendingSends.set(clientMsgId, frame);
+    this.rawSend(frame);
+  }
+}

@@ -1,0 +1,631 @@
+// The web client's entry point: sign-in, loading what the server knows, handling frames,
+// and the actions a person takes. State lives in state.js, drawing in views.js, the
+// socket in connection.js. REST (`/api/v1`) serves reads that do not need the socket
+// (lists, history, the directory); the socket carries everything live.
+
+import { Connection } from './connection.js';
+import { setupDialogs, searchBox } from './dialogs.js';
+import { $, el } from './dom.js';
+import { State } from './state.js';
+import {
+  presenceLine, renderChatHeader, renderConversationList, renderMe, renderMessages, renderPeople, renderTyping,
+} from './views.js';
+
+const TOKEN_KEY = 'switchboard.token';
+const IDLE_KEY = 'switchboard.idleMinutes';
+const PAGE = 50;
+const TYPING_EVERY_MS = 3000;
+const TYPING_SHOWN_MS = 6000;
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.code = body && body.code;
+  }
+}
+
+async function api(method, path, body, token) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(`/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new ApiError(response.status, json);
+  return json;
+}
+
+function newClientMsgId() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+class App {
+  constructor(token, me) {
+    this.token = token;
+    this.state = new State(me);
+    this.selectedId = null;
+    this.pending = new Map(); // conversation id -> [{client_msg_id, body, ts, sender}]
+    this.myStatus = 'available';
+    this.myText = '';
+    this.autoAway = false;
+    this.lastActivity = Date.now();
+    this.idleMinutes = Number(localStorage.getItem(IDLE_KEY) ?? 10);
+    this.lastTypingSent = 0;
+    this.loadingOlder = false;
+    this.onConversationChanged = () => {};
+    this.connection = new Connection({
+      token,
+      since: () => this.state.since(),
+      onFrame: (frame) => this.onFrame(frame),
+      onState: (state, detail) => this.onConnectionState(state, detail),
+    });
+  }
+
+  api(method, path, body) {
+    return api(method, path, body, this.token).catch((e) => {
+      if (e.status === 401) this.logout(true);
+      throw e;
+    });
+  }
+
+  async start() {
+    $('login-view').hidden = true;
+    $('app-view').hidden = false;
+    renderMe(this.state, this.myStatus);
+    setupDialogs(this);
+    this.wireUi();
+    await Promise.all([this.loadConversations(), this.loadContacts()]);
+    this.connection.start();
+    setInterval(() => this.tick(), 1000);
+  }
+
+  // ---- loading -------------------------------------------------------------------
+
+  async loadConversations() {
+    const { conversations, last_messages: previews } = await this.api('GET', '/conversations');
+    for (const c of conversations) this.state.upsertConversation(c);
+    for (const m of previews || []) {
+      const conv = this.state.conv(m.conversation_id);
+      if (conv && (!conv.preview || conv.preview.seq < m.seq)) conv.preview = m;
+    }
+    this.drawList();
+  }
+
+  async loadContacts() {
+    const { users } = await this.api('GET', '/contacts');
+    for (const u of users) this.state.users.set(u.username, u);
+    this.drawList();
+    if (this.selected()) this.drawChat();
+  }
+
+  /** Fetches display names for members we have not met yet. */
+  async learnNames(usernames) {
+    if (usernames.some((u) => !this.state.users.has(u))) await this.loadContacts().catch(() => {});
+  }
+
+  async loadNewest(conv) {
+    const page = await this.api('GET', `/conversations/${conv.id}/messages?limit=${PAGE}`);
+    conv.loaded = true;
+    for (const m of page.messages) conv.add(m);
+    conv.hasOlder = page.has_more;
+  }
+
+  async loadOlder() {
+    const conv = this.selected();
+    if (!conv || !conv.hasOlder || this.loadingOlder || conv.oldestLoaded === null) return;
+    this.loadingOlder = true;
+    const box = $('messages');
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    try {
+      const page = await this.api('GET', `/conversations/${conv.id}/messages?before_seq=${conv.oldestLoaded}&limit=${PAGE}`);
+      for (const m of page.messages) conv.add(m);
+      conv.hasOlder = page.has_more;
+      this.drawMessages();
+      box.scrollTop = box.scrollHeight - fromBottom; // keep the view where it was
+    } finally {
+      this.loadingOlder = false;
+    }
+  }
+
+  // ---- frames --------------------------------------------------------------------
+
+  onFrame(frame) {
+    switch (frame.type) {
+      case 'message': return this.onMessage(frame.message);
+      case 'conversation': return this.onConversation(frame.conversation);
+      case 'synced': return this.onSynced(frame.conversations);
+      case 'typing': return this.onTyping(frame);
+      case 'read': return this.onRead(frame);
+      case 'presence': return this.onPresence(frame.presence);
+      case 'ack': return this.dropPending(frame.conversation_id, frame.client_msg_id);
+      case 'error': return this.onError(frame);
+      default: return undefined;
+    }
+  }
+
+  onMessage(m) {
+    const conv = this.state.conv(m.conversation_id);
+    if (!conv) {
+      // A conversation we have not heard of yet: the list has it.
+      this.loadConversations().catch(() => {});
+      return;
+    }
+    if (m.sender === this.state.me.username) this.dropPending(conv.id, m.client_msg_id);
+    const fresh = this.state.addMessage(m);
+    if (!fresh) return;
+    if (conv.typing.delete(m.sender) && conv.id === this.selectedId) renderTyping(this.state, conv);
+    if (m.sender === this.state.me.username && m.kind === 'text') {
+      // What I wrote, I have read (and what came before it).
+      conv.readSeq = Math.max(conv.readSeq, m.seq);
+    }
+    if (conv.id === this.selectedId) {
+      this.drawMessages({ stick: true });
+      this.markRead(conv);
+    } else if (m.sender !== this.state.me.username) {
+      this.notify(conv, m);
+    }
+    if (document.hidden && conv.id === this.selectedId && m.sender !== this.state.me.username) this.notify(conv, m);
+    this.drawList();
+  }
+
+  onConversation(c) {
+    const conv = this.state.upsertConversation(c);
+    if (!conv.isMember(this.state.me.username) && this.selectedId === conv.id) {
+      this.select(null);
+    }
+    this.learnNames(c.members);
+    this.watch(c.members);
+    this.drawList();
+    if (conv.id === this.selectedId) this.drawChat();
+    this.onConversationChanged(conv.id);
+  }
+
+  onSynced(conversations) {
+    const listed = new Set(conversations.map((c) => c.id));
+    let unknown = false;
+    for (const c of conversations) {
+      if (!this.state.conv(c.id)) unknown = true;
+      this.state.upsertConversation(c);
+    }
+    for (const conv of this.state.conversations.values()) {
+      if (!listed.has(conv.id)) conv.members = conv.members.filter((u) => u !== this.state.me.username);
+    }
+    if (unknown) this.loadConversations().catch(() => {});
+    // Watch everyone shown, myself included: that answer tells my own status.
+    this.watch([this.state.me.username, ...this.state.watchedPeople()]);
+    if (this.selectedId !== null && !this.selected()) this.select(null);
+    this.drawList();
+    if (this.selected()) {
+      this.drawChat();
+      this.markRead(this.selected());
+    }
+  }
+
+  onTyping({ conversation_id: id, user }) {
+    const conv = this.state.conv(id);
+    if (!conv) return;
+    conv.typing.set(user, Date.now() + TYPING_SHOWN_MS);
+    if (id === this.selectedId) renderTyping(this.state, conv);
+  }
+
+  onRead({ conversation_id: id, user, seq }) {
+    const conv = this.state.conv(id);
+    if (!conv) return;
+    if (user === this.state.me.username) {
+      conv.readSeq = Math.max(conv.readSeq, seq);
+      this.drawList();
+    } else {
+      conv.reads.set(user, Math.max(conv.reads.get(user) || 0, seq));
+      if (id === this.selectedId) this.drawMessages();
+    }
+  }
+
+  onPresence(p) {
+    if (p.user === this.state.me.username) {
+      // My own status, as others see it (another device may have changed it).
+      if (p.status !== 'offline' || this.myStatus === 'offline') {
+        this.myStatus = p.status;
+        this.myText = p.text;
+        this.drawMe();
+      }
+      return;
+    }
+    this.state.presence.set(p.user, { status: p.status, text: p.text });
+    for (const dot of document.querySelectorAll(`[data-presence-of="${CSS.escape(p.user)}"]`)) {
+      dot.className = `dot ${p.status}`;
+    }
+    const conv = this.selected();
+    if (conv) renderChatHeader(this.state, conv);
+    if (conv && conv.kind === 'direct') this.drawMessages();
+  }
+
+  onError(frame) {
+    for (const [convId, list] of this.pending) {
+      const failed = list.find((p) => p.frameId === frame.id);
+      if (failed) {
+        if (frame.code === 'rate_limited') return; // re-sent on the next reconnect or retry
+        this.dropPending(convId, failed.client_msg_id);
+        this.connection.pendingSends.delete(failed.client_msg_id);
+        this.flash(`Not sent: ${frame.message}`);
+        if (convId === this.selectedId) this.drawMessages();
+        return;
+      }
+    }
+  }
+
+  onConnectionState(state, detail) {
+    const banner = $('connection-banner');
+    document.body.classList.toggle('offline', state !== 'online');
+    clearInterval(this.countdown);
+    if (state === 'online') {
+      banner.hidden = true;
+      banner.className = 'banner';
+    } else if (state === 'connecting') {
+      banner.hidden = false;
+      banner.className = 'banner connecting';
+      banner.replaceChildren('Connecting…');
+    } else if (state === 'offline') {
+      banner.hidden = false;
+      banner.className = 'banner offline';
+      const draw = () => {
+        const seconds = Math.max(0, Math.ceil((detail.retryAt - Date.now()) / 1000));
+        banner.replaceChildren(
+          el('strong', {}, 'You are offline. '),
+          `Messages you write are sent when the connection is back. Reconnecting${seconds ? ` in ${seconds} s` : ''}… `,
+          el('button', { type: 'button', class: 'link-button', onclick: () => this.connection.reconnectNow() }, 'Retry now'),
+        );
+      };
+      draw();
+      this.countdown = setInterval(draw, 1000);
+    } else if (state === 'unauthenticated') {
+      this.logout(true);
+    }
+  }
+
+  // ---- actions -------------------------------------------------------------------
+
+  selected() {
+    return this.selectedId === null ? undefined : this.state.conv(this.selectedId);
+  }
+
+  async select(id) {
+    this.selectedId = id;
+    document.body.classList.toggle('show-chat', id !== null);
+    this.drawList();
+    if (id === null) {
+      $('chat-pane').hidden = true;
+      $('no-chat').hidden = false;
+      return;
+    }
+    const conv = this.selected();
+    $('chat-pane').hidden = false;
+    $('no-chat').hidden = true;
+    $('typing').textContent = '';
+    this.drawChat();
+    if (!conv.loaded) {
+      try {
+        await this.loadNewest(conv);
+      } catch (e) {
+        this.flash(`Could not load the history: ${e.message}`);
+      }
+      if (this.selectedId !== id) return;
+      this.drawMessages({ bottom: true });
+    } else {
+      this.drawMessages({ bottom: true });
+    }
+    this.markRead(conv);
+    if (matchMedia('(min-width: 721px)').matches) $('composer-input').focus();
+  }
+
+  markRead(conv) {
+    if (document.hidden || conv.id !== this.selectedId) return;
+    if (conv.lastSeq > conv.readSeq) {
+      conv.readSeq = conv.lastSeq;
+      this.connection.notify({ type: 'read', conversation_id: conv.id, seq: conv.lastSeq });
+      this.drawList();
+    }
+  }
+
+  sendFromComposer() {
+    const input = $('composer-input');
+    const body = input.value;
+    const conv = this.selected();
+    if (!conv || !body.trim()) return;
+    const clientMsgId = newClientMsgId();
+    const entry = { client_msg_id: clientMsgId, body, ts: Date.now(), sender: this.state.me.username, kind: 'text', frameId: null };
+    if (!this.pending.has(conv.id)) this.pending.set(conv.id, []);
+    this.pending.get(conv.id).push(entry);
+    this.connection.sendMessage(conv.id, clientMsgId, body);
+    entry.frameId = this.connection.pendingSends.get(clientMsgId)?.id;
+    input.value = '';
+    this.resizeComposer();
+    this.drawMessages({ bottom: true });
+  }
+
+  dropPending(convId, clientMsgId) {
+    const list = this.pending.get(convId);
+    if (!list || !clientMsgId) return;
+    const at = list.findIndex((p) => p.client_msg_id === clientMsgId);
+    if (at >= 0) {
+      list.splice(at, 1);
+      if (convId === this.selectedId) this.drawMessages({ stick: true });
+    }
+  }
+
+  typed() {
+    const conv = this.selected();
+    const now = Date.now();
+    if (conv && now - this.lastTypingSent > TYPING_EVERY_MS && $('composer-input').value.trim()) {
+      this.lastTypingSent = now;
+      this.connection.notify({ type: 'typing', conversation_id: conv.id });
+    }
+  }
+
+  searchPeople(query) {
+    return this.api('GET', `/users?q=${encodeURIComponent(query)}&limit=20`).then(({ users }) => {
+      for (const u of users) this.state.users.set(u.username, u);
+      this.watch(users.map((u) => u.username));
+      return users;
+    });
+  }
+
+  async openDirect(username) {
+    const c = await this.api('POST', '/conversations/direct', { user: username });
+    const conv = this.state.upsertConversation(c);
+    if (!conv.preview) {
+      const page = await this.api('GET', `/conversations/${c.id}/messages?limit=1`);
+      if (page.messages[0]) conv.preview = page.messages[0];
+    }
+    this.watch(c.members);
+    $('people-search').value = '';
+    $('search-results').hidden = true;
+    await this.select(c.id);
+  }
+
+  async createGroup(name, members) {
+    const answer = await this.connection.request({ type: 'create_group', name, members });
+    this.state.upsertConversation(answer.conversation);
+    await this.select(answer.conversation.id);
+  }
+
+  async addMembers(conversationId, users) {
+    const answer = await this.connection.request({ type: 'add_members', conversation_id: conversationId, users });
+    this.onConversation(answer.conversation);
+  }
+
+  async removeMember(conversationId, user) {
+    const answer = await this.connection.request({ type: 'remove_member', conversation_id: conversationId, user });
+    this.onConversation(answer.conversation);
+  }
+
+  async setStatus(status, text, { auto = false } = {}) {
+    this.myStatus = status;
+    this.myText = text;
+    if (!auto) this.autoAway = false;
+    this.drawMe();
+    try {
+      await this.api('PUT', '/presence', { status, text });
+    } catch (e) {
+      this.flash(`Could not set your status: ${e.message}`);
+    }
+  }
+
+  watch(users) {
+    const fresh = users.filter(Boolean);
+    if (!fresh.length || !this.connection.online) return;
+    this.connection.request({ type: 'watch', users: [...new Set(fresh)] }).then(({ presences }) => {
+      for (const p of presences) this.onPresence(p);
+      if (presences.some((p) => p.user !== this.state.me.username)) this.drawList();
+    }).catch(() => {});
+  }
+
+  setIdleMinutes(minutes) {
+    this.idleMinutes = minutes;
+    localStorage.setItem(IDLE_KEY, String(minutes));
+  }
+
+  /** Goes away after the idle time, and comes back on activity (only if it went itself). */
+  tick() {
+    const idleMs = this.idleMinutes * 60_000;
+    if (idleMs > 0 && !this.autoAway && this.myStatus === 'available' && Date.now() - this.lastActivity > idleMs) {
+      this.autoAway = true;
+      this.setStatus('away', this.myText, { auto: true });
+    }
+    const conv = this.selected();
+    if (conv && conv.typing.size) {
+      for (const [user, until] of conv.typing) if (until < Date.now()) conv.typing.delete(user);
+      renderTyping(this.state, conv);
+    }
+  }
+
+  active() {
+    this.lastActivity = Date.now();
+    if (this.autoAway) {
+      this.autoAway = false;
+      this.setStatus('available', this.myText);
+    }
+  }
+
+  notify(conv, m) {
+    if (!document.hidden || this.myStatus === 'do_not_disturb') return;
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    const title = conv.kind === 'group' ? `${this.state.displayName(m.sender)} in ${conv.name}` : this.state.displayName(m.sender);
+    const n = new Notification(title, { body: m.body.slice(0, 200), tag: `conversation-${conv.id}`, icon: '/icon.svg' });
+    n.onclick = () => {
+      window.focus();
+      this.select(conv.id);
+      n.close();
+    };
+  }
+
+  flash(text) {
+    const banner = $('connection-banner');
+    if (!banner.hidden && banner.classList.contains('offline')) return;
+    banner.hidden = false;
+    banner.className = 'banner error';
+    banner.replaceChildren(text);
+    clearTimeout(this.flashTimer);
+    this.flashTimer = setTimeout(() => {
+      if (banner.classList.contains('error')) banner.hidden = true;
+    }, 5000);
+  }
+
+  async logout(expired = false) {
+    this.connection.stop();
+    if (!expired) await api('POST', '/logout', undefined, this.token).catch(() => {});
+    localStorage.removeItem(TOKEN_KEY);
+    sessionStorage.clear();
+    location.reload();
+  }
+
+  // ---- drawing -------------------------------------------------------------------
+
+  drawList() {
+    renderConversationList(this.state, this.selectedId, (id) => this.select(id));
+    const unread = this.state.sorted().reduce((n, c) => n + c.unread(), 0);
+    document.title = unread ? `(${unread}) Switchboard` : 'Switchboard';
+  }
+
+  drawChat() {
+    const conv = this.selected();
+    if (!conv) return;
+    renderChatHeader(this.state, conv);
+    this.drawMessages();
+  }
+
+  drawMessages({ bottom = false, stick = false } = {}) {
+    const conv = this.selected();
+    if (!conv) return;
+    const box = $('messages');
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+    renderMessages(this.state, conv, this.pending.get(conv.id) || []);
+    if (bottom || (stick && atBottom)) box.scrollTop = box.scrollHeight;
+  }
+
+  drawMe() {
+    renderMe(this.state, this.myStatus);
+    $('status-select').value = this.myStatus;
+    if (document.activeElement !== $('status-text')) $('status-text').value = this.myText;
+  }
+
+  resizeComposer() {
+    const input = $('composer-input');
+    input.style.height = 'auto';
+    input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+  }
+
+  wireUi() {
+    $('composer').addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.sendFromComposer();
+    });
+    $('composer-input').addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.sendFromComposer();
+      }
+    });
+    $('composer-input').addEventListener('input', () => {
+      this.resizeComposer();
+      this.typed();
+    });
+    $('load-older').addEventListener('click', () => this.loadOlder());
+    $('messages').addEventListener('scroll', () => {
+      if ($('messages').scrollTop < 60) this.loadOlder();
+    });
+    $('back-button').addEventListener('click', () => this.select(null));
+    $('status-select').addEventListener('change', () => this.setStatus($('status-select').value, $('status-text').value.trim()));
+    $('status-text').addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') {
+        event.preventDefault();
+        this.setStatus(this.myStatus, $('status-text').value.trim());
+        $('status-text').blur();
+      }
+      if (event.key === 'Escape') {
+        $('status-text').value = this.myText;
+        $('status-text').blur();
+      }
+    });
+    const results = $('search-results');
+    searchBox($('people-search'), (users, query) => {
+      results.hidden = !query;
+      renderPeople(results, this.state, users, (u) => [
+        el('button', {
+          type: 'button', class: 'secondary small', 'aria-label': `Chat with ${u.display_name || u.username}`,
+          onclick: () => this.openDirect(u.username).catch((e) => this.flash(e.message)),
+        }, 'Chat'),
+      ]);
+      if (query && !users.length) results.replaceChildren(el('li', { class: 'muted empty' }, 'Nobody found.'));
+      for (const item of results.querySelectorAll('.person')) {
+        const name = item.dataset.username;
+        const line = item.querySelector('.person-org');
+        if (line && this.state.presence.has(name)) line.textContent += ` · ${presenceLine(this.state, name)}`;
+      }
+    }, (q) => this.searchPeople(q));
+    $('people-search').addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') {
+        $('people-search').value = '';
+        results.hidden = true;
+      }
+    });
+    for (const type of ['pointerdown', 'keydown', 'mousemove', 'wheel', 'touchstart']) {
+      window.addEventListener(type, () => this.active(), { passive: true });
+    }
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden) {
+        this.active();
+        const conv = this.selected();
+        if (conv) this.markRead(conv);
+      }
+    });
+  }
+}
+
+// ---- sign-in -----------------------------------------------------------------------
+
+async function boot() {
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token) {
+    try {
+      const me = await api('GET', '/me', undefined, token);
+      await new App(token, me).start();
+      return;
+    } catch (e) {
+      if (e.status === 401) localStorage.removeItem(TOKEN_KEY);
+      else {
+        showLogin(`Cannot reach the server: ${e.message}`);
+        return;
+      }
+    }
+  }
+  showLogin('');
+}
+
+function showLogin(message) {
+  $('app-view').hidden = true;
+  $('login-view').hidden = false;
+  $('login-error').textContent = message;
+  $('login-username').focus();
+}
+
+$('login-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const button = $('login-submit');
+  button.disabled = true;
+  $('login-error').textContent = '';
+  try {
+    const { token, user } = await api('POST', '/login', {
+      username: $('login-username').value.trim(),
+      password: $('login-password').value,
+    });
+    localStorage.setItem(TOKEN_KEY, token);
+    $('login-password').value = '';
+    await new App(token, user).start();
+  } catch (e) {
+    $('login-error').textContent = e.code === 'invalid_credentials' ? 'Wrong username or password.' : e.message;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+boot();

@@ -1,0 +1,190 @@
+// Rendering: the conversation list, the open conversation, people lists and avatars.
+// Every function builds nodes with `el` (text as text nodes) from the State.
+
+import { $, el } from './dom.js';
+import { formatDay, formatShort, formatTime, hue, initials, renderBody, sameDay, statusLabel } from './format.js';
+
+export function avatar(state, name, { username, size = '' } = {}) {
+  const node = el('span', { class: `avatar ${size}`, 'aria-hidden': 'true' }, initials(name));
+  node.style.setProperty('--hue', hue(name));
+  if (username) node.append(presenceDot(state, username));
+  return node;
+}
+
+export function presenceDot(state, username) {
+  const { status } = state.statusOf(username);
+  return el('span', { class: `dot ${status}`, title: statusLabel(status), dataset: { presenceOf: username } });
+}
+
+/** One line about a person: "Available · In a meeting". */
+export function presenceLine(state, username) {
+  const { status, text } = state.statusOf(username);
+  return text ? `${statusLabel(status)} · ${text}` : statusLabel(status);
+}
+
+function previewText(state, conv) {
+  const m = conv.preview;
+  if (!m) return conv.kind === 'group' ? `${conv.members.length} members` : 'No messages yet';
+  if (m.kind === 'system') return m.body;
+  const who = m.sender === state.me.username ? 'You' : state.displayName(m.sender).split(' ')[0];
+  return conv.kind === 'group' || m.sender === state.me.username ? `${who}: ${m.body}` : m.body;
+}
+
+export function renderConversationList(state, selectedId, onSelect) {
+  const list = $('conversation-list');
+  const items = state.sorted().map((conv) => {
+    const title = state.title(conv);
+    const unread = conv.unread();
+    const peer = state.peer(conv);
+    const label = `${title}${unread ? `, ${unread} unread` : ''}`;
+    return el(
+      'li',
+      {},
+      el(
+        'button',
+        {
+          type: 'button',
+          class: `conversation${conv.id === selectedId ? ' selected' : ''}${unread ? ' has-unread' : ''}`,
+          'aria-label': label,
+          'aria-current': conv.id === selectedId ? 'true' : undefined,
+          dataset: { conversation: conv.id },
+          onclick: () => onSelect(conv.id),
+        },
+        conv.kind === 'group' ? groupAvatar(title) : avatar(state, title, { username: peer }),
+        el(
+          'span',
+          { class: 'conversation-text' },
+          el('span', { class: 'conversation-top' },
+            el('span', { class: 'conversation-name' }, title),
+            el('span', { class: 'conversation-time' }, conv.preview ? formatShort(conv.preview.ts) : '')),
+          el('span', { class: 'conversation-bottom' },
+            el('span', { class: 'conversation-preview' }, previewText(state, conv)),
+            unread ? el('span', { class: 'badge', 'aria-hidden': 'true' }, unread > 99 ? '99+' : String(unread)) : null),
+        ),
+      ),
+    );
+  });
+  list.replaceChildren(...items);
+  $('empty-list').hidden = items.length > 0;
+}
+
+function groupAvatar(name) {
+  const node = el('span', { class: 'avatar group', 'aria-hidden': 'true' }, initials(name));
+  node.style.setProperty('--hue', hue(name));
+  return node;
+}
+
+/** A list of people (search results, members) with a button per person. */
+export function renderPeople(list, state, users, actions) {
+  list.replaceChildren(
+    ...users.map((u) =>
+      el(
+        'li',
+        { class: 'person', dataset: { username: u.username } },
+        avatar(state, u.display_name || u.username, { username: u.username, size: 'small' }),
+        el('span', { class: 'person-text' },
+          el('span', { class: 'person-name' }, u.display_name || u.username),
+          el('span', { class: 'person-org muted' }, [u.username, u.org].filter(Boolean).join(' · '))),
+        ...actions(u),
+      ),
+    ),
+  );
+}
+
+export function renderChatHeader(state, conv) {
+  $('chat-name').textContent = state.title(conv);
+  const peer = state.peer(conv);
+  const header = $('chat-avatar');
+  const fresh = conv.kind === 'group' ? groupAvatar(state.title(conv)) : avatar(state, state.title(conv), { username: peer });
+  fresh.id = 'chat-avatar';
+  header.replaceWith(fresh);
+  let subtitle;
+  if (conv.kind === 'group') {
+    subtitle = conv.members.map((m) => state.displayName(m)).join(', ');
+  } else if (peer) {
+    subtitle = presenceLine(state, peer);
+  } else {
+    subtitle = 'Notes to yourself';
+  }
+  $('chat-subtitle').textContent = subtitle;
+  $('members-button').hidden = conv.kind !== 'group';
+}
+
+/** Delivery state of one of my messages, as words. */
+function receipt(state, conv, m, pending) {
+  if (pending) return { text: 'Sending…', cls: 'pending' };
+  const others = conv.members.filter((u) => u !== state.me.username);
+  const readers = others.filter((u) => (conv.reads.get(u) || 0) >= m.seq);
+  if (others.length && readers.length === others.length) {
+    return { text: conv.kind === 'group' ? 'Read by everyone' : 'Read', cls: 'read' };
+  }
+  if (readers.length) return { text: `Read by ${readers.map((u) => state.displayName(u)).join(', ')}`, cls: 'read' };
+  const online = others.some((u) => state.statusOf(u).status !== 'offline');
+  return online ? { text: 'Delivered', cls: 'delivered' } : { text: 'Sent', cls: 'sent' };
+}
+
+/**
+ * Renders the open conversation's messages: day separators, grouped runs of one
+ * sender, system messages as notices, pending sends at the end.
+ */
+export function renderMessages(state, conv, pending) {
+  const list = $('message-list');
+  const nodes = [];
+  let previous = null;
+  const all = [...conv.ordered(), ...pending.map((p) => ({ ...p, pending: true }))];
+  const mineLast = [...all].reverse().find((m) => m.sender === state.me.username && m.kind !== 'system');
+  for (const m of all) {
+    const day = new Date(m.ts);
+    if (!previous || !sameDay(new Date(previous.ts), day)) {
+      nodes.push(el('li', { class: 'day-separator', role: 'separator' }, el('span', {}, formatDay(m.ts))));
+      previous = null;
+    }
+    if (m.kind === 'system') {
+      nodes.push(
+        el('li', { class: 'system-message', dataset: { seq: m.seq } },
+          el('span', { class: 'system-label' }, 'System'),
+          el('span', { class: 'system-body' }, m.body),
+          el('time', { datetime: new Date(m.ts).toISOString() }, formatTime(m.ts))),
+      );
+      previous = null;
+      continue;
+    }
+    const mine = m.sender === state.me.username;
+    const continued = previous && previous.sender === m.sender && m.ts - previous.ts < 5 * 60_000;
+    const name = state.displayName(m.sender);
+    const bubble = el('div', { class: 'bubble' }, el('div', { class: 'body' }, renderBody(m.body)));
+    const meta = el('div', { class: 'meta' }, el('time', { datetime: new Date(m.ts).toISOString(), title: new Date(m.ts).toLocaleString() }, formatTime(m.ts)));
+    if (mine && m === mineLast) {
+      const r = receipt(state, conv, m, m.pending);
+      meta.append(el('span', { class: `receipt ${r.cls}` }, r.text));
+    } else if (mine && m.pending) {
+      meta.append(el('span', { class: 'receipt pending' }, 'Sending…'));
+    }
+    nodes.push(
+      el('li', { class: `message${mine ? ' mine' : ''}${continued ? ' continued' : ''}${m.pending ? ' pending' : ''}`, dataset: { seq: m.seq ?? '' } },
+        mine || continued ? null : avatar(state, name, { size: 'small' }),
+        el('div', { class: 'message-main' },
+          mine || continued ? null : el('div', { class: 'sender' }, name),
+          bubble,
+          meta)),
+    );
+    previous = m;
+  }
+  list.replaceChildren(...nodes);
+  $('load-older').hidden = !conv.hasOlder || conv.oldestLoaded === null || conv.oldestLoaded <= 1;
+}
+
+export function renderTyping(state, conv) {
+  const now = Date.now();
+  const who = [...conv.typing.entries()].filter(([, until]) => until > now).map(([u]) => state.displayName(u).split(' ')[0]);
+  $('typing').textContent = who.length === 0 ? '' : who.length === 1 ? `${who[0]} is typing…` : `${who.join(', ')} are typing…`;
+}
+
+export function renderMe(state, status) {
+  const me = state.me;
+  $('me-name').textContent = me.display_name || me.username;
+  const node = avatar(state, me.display_name || me.username);
+  node.id = 'me-avatar';
+  node.append(el('span', { class: `dot ${status}`, title: statusLabel(status) }));
+  $('me-avatar').replaceWith(node);
+}
