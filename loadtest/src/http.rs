@@ -25,6 +25,19 @@ impl Http {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
+        let (status, body) = self.post_raw(path, body).await?;
+        if !status.is_success() {
+            return Err(anyhow!("POST {path}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+        }
+        serde_json::from_slice(&body).with_context(|| format!("unexpected answer from POST {path}"))
+    }
+
+    /// POSTs JSON and returns the status and body as they are.
+    pub async fn post_raw<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
         let body = serde_json::to_vec(body)?;
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
@@ -48,9 +61,6 @@ impl Http {
             .with_context(|| format!("POST {path} on {} failed", self.authority))?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            return Err(anyhow!("POST {path}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
-        }
-        serde_json::from_slice(&body).with_context(|| format!("unexpected answer from POST {path}"))
+        Ok((status, body))
     }
 }

@@ -25,3 +25,5 @@ pub mod stats;
 pub mod target;
 pub mod verify;
 pub mod worker;
+pub mod xmpp;
+pub mod xmpp_client;

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use switchboard_loadtest::run::{Admin, RunConfig};
+use switchboard_loadtest::run::{Admin, RunConfig, XmppOptions};
 use switchboard_loadtest::scenario::Overrides;
+use switchboard_loadtest::xmpp_client::XmppTarget;
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario file against one or more gateways
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// (internal) One worker process of a run with --workers
     #[command(name = "__worker", hide = true)]
     Worker { job: PathBuf },
@@ -36,9 +37,24 @@ enum Command {
 struct RunArgs {
     /// The scenario (TOML), e.g. loadtest/scenarios/office.toml
     scenario: PathBuf,
-    /// Gateway WebSocket URLs, comma-separated; users are spread round-robin
-    #[arg(long, env = "SWITCHBOARD_LOADTEST_GATEWAY", default_value = "ws://127.0.0.1:8080")]
-    gateway: String,
+    /// Gateway URLs, comma-separated; users are spread round-robin
+    /// [default: ws://127.0.0.1:8080, or xmpp://127.0.0.1:5222 with --protocol xmpp]
+    #[arg(long, env = "SWITCHBOARD_LOADTEST_GATEWAY")]
+    gateway: Option<String>,
+    /// What the users speak: Switchboard's WebSocket protocol, or XMPP (c2s over plain TCP,
+    /// SASL PLAIN) for the side-by-side comparison with an XMPP server
+    #[arg(long, value_enum, default_value = "switchboard")]
+    protocol: Protocol,
+    /// XMPP: the users' domain (user@DOMAIN)
+    #[arg(long, default_value = "localhost")]
+    xmpp_domain: String,
+    /// XMPP: the MUC service for groups [default: conference.DOMAIN]
+    #[arg(long)]
+    xmpp_muc: Option<String>,
+    /// XMPP: register the users through ejabberd's mod_http_api at HOST:PORT
+    /// (POST /api/register; existing accounts are kept); "none" when they exist already
+    #[arg(long, default_value = "127.0.0.1:5280")]
+    xmpp_api: String,
     /// Override the scenario's number of users
     #[arg(long)]
     users: Option<u32>,
@@ -71,6 +87,12 @@ struct RunArgs {
     allow_remote: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    Switchboard,
+    Xmpp,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -98,9 +120,26 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let xmpp = (args.protocol == Protocol::Xmpp).then(|| XmppOptions {
+                target: XmppTarget {
+                    muc: args
+                        .xmpp_muc
+                        .clone()
+                        .unwrap_or_else(|| format!("conference.{}", args.xmpp_domain)),
+                    domain: args.xmpp_domain.clone(),
+                },
+                register_api: (args.xmpp_api != "none").then(|| args.xmpp_api.clone()),
+            });
+            let gateways = args.gateway.clone().unwrap_or_else(|| {
+                match args.protocol {
+                    Protocol::Switchboard => "ws://127.0.0.1:8080",
+                    Protocol::Xmpp => "xmpp://127.0.0.1:5222",
+                }
+                .to_owned()
+            });
             let cfg = RunConfig {
                 scenario: args.scenario,
-                gateways: args.gateway,
+                gateways,
                 overrides: Overrides {
                     users: args.users,
                     duration_secs: args.duration,
@@ -108,6 +147,7 @@ fn main() -> ExitCode {
                 },
                 out: args.out,
                 admin,
+                xmpp,
                 workers: args.workers,
                 source_addrs: args.source_addrs,
                 allow_remote: args.allow_remote,
@@ -125,6 +165,9 @@ fn main() -> ExitCode {
 }
 
 fn admin(args: &RunArgs) -> anyhow::Result<Admin> {
+    if args.protocol == Protocol::Xmpp {
+        return Ok(Admin::None);
+    }
     if let Some(token) = &args.admin_token {
         return Ok(Admin::Token(token.clone()));
     }

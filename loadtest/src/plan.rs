@@ -28,6 +28,9 @@ pub struct UserPlan {
     pub watch: Vec<String>,
     /// Whether this user sends chat messages.
     pub sends: bool,
+    /// With `--protocol xmpp`: partner, rooms and senders (then `token` is the password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xmpp: Option<crate::xmpp_client::XmppPlan>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +134,7 @@ fn plan(s: &Scenario, answer: Provisioned) -> anyhow::Result<Vec<UserPlan>> {
                     Kind::ConnectStorm => false,
                     _ => s.rate > 0.0,
                 },
+                xmpp: None,
             })
         })
         .collect::<anyhow::Result<_>>()?;

@@ -16,6 +16,7 @@ use crate::scenario::{Overrides, Scenario};
 use crate::stats::{Tick, WorkerResult};
 use crate::target;
 use crate::worker::{self, Job, Line};
+use crate::xmpp_client::{self, XmppTarget};
 
 /// Everything `run` takes from the command line.
 pub struct RunConfig {
@@ -24,6 +25,8 @@ pub struct RunConfig {
     pub overrides: Overrides,
     pub out: PathBuf,
     pub admin: Admin,
+    /// `Some` for `--protocol xmpp`.
+    pub xmpp: Option<XmppOptions>,
     pub workers: usize,
     pub source_addrs: u8,
     pub allow_remote: bool,
@@ -31,7 +34,20 @@ pub struct RunConfig {
 
 pub enum Admin {
     Token(String),
-    Password { user: String, password: String },
+    Password {
+        user: String,
+        password: String,
+    },
+    /// XMPP runs provision through the server's HTTP API (or not at all).
+    None,
+}
+
+/// `--protocol xmpp`: the users' domain and MUC service, and where to register them.
+pub struct XmppOptions {
+    pub target: XmppTarget,
+    /// `host:port` of ejabberd's mod_http_api (`POST /api/register`); `None`: the accounts
+    /// exist already (e.g. `loadtest/peers/ejabberd.sh register`).
+    pub register_api: Option<String>,
 }
 
 /// The outcome, for the exit status.
@@ -54,14 +70,43 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Outcome> {
     }
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    let scheme = if cfg.xmpp.is_some() { "xmpp://" } else { "ws://" };
+    if let Some(g) = gateways.iter().find(|g| !g.url.starts_with(scheme)) {
+        bail!(
+            "gateway {} does not match the protocol (give {scheme}HOST:PORT with --protocol {})",
+            g.url,
+            if cfg.xmpp.is_some() { "xmpp" } else { "switchboard" }
+        );
+    }
     let authority = gateways[0].authority.clone();
-    let admin_token = match cfg.admin {
-        Admin::Token(t) => t,
-        Admin::Password { user, password } => {
-            plan::admin_login(&authority, &user, &password).await?
+    let plans = match &cfg.xmpp {
+        Some(x) => {
+            if scenario.kind == crate::scenario::Kind::ReconnectStorm {
+                bail!("the reconnect-storm scenario is not supported with --protocol xmpp");
+            }
+            let plans = xmpp_client::plan(&scenario);
+            if let Some(api) = &x.register_api {
+                let addr = target::parse_gateways(&format!("ws://{api}"), cfg.allow_remote)
+                    .await
+                    .context("--xmpp-api")?;
+                xmpp_client::register(&addr[0].authority, &x.target.domain, &plans).await?;
+            }
+            plans
+        }
+        None => {
+            let admin_token = match cfg.admin {
+                Admin::Token(t) => t,
+                Admin::Password { user, password } => {
+                    plan::admin_login(&authority, &user, &password).await?
+                }
+                Admin::None => bail!(
+                    "give --admin-token (or SWITCHBOARD_LOADTEST_ADMIN_TOKEN), or --admin-user \
+                     with --admin-password-stdin"
+                ),
+            };
+            plan::provision(&scenario, &authority, &admin_token).await?
         }
     };
-    let plans = plan::provision(&scenario, &authority, &admin_token).await?;
     let senders = plans.iter().filter(|p| p.sends).count() as u32;
     let sources = target::source_addrs(&gateways, cfg.source_addrs);
     let run_id = worker::unix_ms();
@@ -98,6 +143,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Outcome> {
             senders,
             start_unix_ms,
             run_id,
+            xmpp: cfg.xmpp.as_ref().map(|x| x.target.clone()),
         };
         if cfg.workers == 1 {
             spawn_in_process(job, tx.clone());

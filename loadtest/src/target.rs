@@ -10,7 +10,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// A gateway to connect to: `ws://HOST:PORT[/PATH]`, resolved once.
+/// A gateway to connect to: `ws://HOST:PORT[/PATH]` (Switchboard) or `xmpp://HOST:PORT`
+/// (an XMPP server's c2s port, `--protocol xmpp`), resolved once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Gateway {
     /// The URL as given (path defaults to `/ws`).
@@ -25,12 +26,17 @@ pub struct Gateway {
 pub async fn parse_gateways(list: &str, allow_remote: bool) -> anyhow::Result<Vec<Gateway>> {
     let mut gateways = Vec::new();
     for url in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let rest = url.strip_prefix("ws://").with_context(|| {
-            format!("gateway {url:?}: only ws:// URLs are supported (ws://HOST:PORT)")
-        })?;
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("ws://") {
+            ("ws", rest)
+        } else if let Some(rest) = url.strip_prefix("xmpp://") {
+            ("xmpp", rest.trim_end_matches('/'))
+        } else {
+            bail!("gateway {url:?}: give ws://HOST:PORT (Switchboard) or xmpp://HOST:PORT (XMPP)")
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/ws"),
+            None if scheme == "ws" => (rest, "/ws"),
+            None => (rest, ""),
         };
         let (host, port) = authority
             .rsplit_once(':')
@@ -54,7 +60,7 @@ pub async fn parse_gateways(list: &str, allow_remote: bool) -> anyhow::Result<Ve
             );
         }
         gateways.push(Gateway {
-            url: format!("ws://{authority}{path}"),
+            url: format!("{scheme}://{authority}{path}"),
             authority: authority.to_owned(),
             addr,
         });
@@ -120,9 +126,8 @@ pub fn limit_advice(kind: &str) -> &'static str {
     }
 }
 
-/// Opens a TCP connection from `source` (if any) and upgrades it to a WebSocket with small
-/// buffers (the defaults would cost 128 KiB per idle client on the first read).
-pub async fn connect(gateway: &Gateway, source: Option<IpAddr>) -> Result<Ws, ConnectError> {
+/// Opens a TCP connection from `source` (if any), with `TCP_NODELAY`.
+pub async fn tcp(gateway: &Gateway, source: Option<IpAddr>) -> Result<TcpStream, ConnectError> {
     let socket = match gateway.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -133,6 +138,13 @@ pub async fn connect(gateway: &Gateway, source: Option<IpAddr>) -> Result<Ws, Co
     }
     let stream = socket.connect(gateway.addr).await.map_err(|e| ConnectError::io(&e))?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Opens a TCP connection from `source` (if any) and upgrades it to a WebSocket with small
+/// buffers (the defaults would cost 128 KiB per idle client on the first read).
+pub async fn connect(gateway: &Gateway, source: Option<IpAddr>) -> Result<Ws, ConnectError> {
+    let stream = tcp(gateway, source).await?;
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
@@ -161,6 +173,9 @@ mod tests {
         assert!(parse_gateways("ws://10.1.2.3:8080", false).await.is_err());
         assert!(parse_gateways("ws://10.1.2.3:8080", true).await.is_ok());
         assert!(parse_gateways("http://127.0.0.1:8080", false).await.is_err());
+        let x = parse_gateways("xmpp://127.0.0.1:5222", false).await.unwrap();
+        assert_eq!(x[0].url, "xmpp://127.0.0.1:5222");
+        assert!(parse_gateways("xmpp://10.1.2.3:5222", false).await.is_err(), "loopback only");
         assert_eq!(source_addrs(&ok[..2], 3).len(), 3);
         assert!(source_addrs(&ok, 3).is_empty(), "no 127.0.0.x source for ::1");
     }

@@ -21,6 +21,7 @@ use crate::plan::UserPlan;
 use crate::scenario::{Kind, Scenario};
 use crate::stats::{Stats, Tick, WorkerResult};
 use crate::target::{Gateway, limit_advice};
+use crate::xmpp_client::{XmppTarget, XmppUser};
 
 /// How long after the drain a worker waits for stuck users before abandoning them.
 const GRACE: Duration = Duration::from_secs(15);
@@ -40,6 +41,9 @@ pub struct Job {
     pub start_unix_ms: u64,
     /// Unique per run: goes into client_msg_ids so a re-run never collides with one.
     pub run_id: u64,
+    /// Set for `--protocol xmpp`: the users speak XMPP to this domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xmpp: Option<XmppTarget>,
 }
 
 /// What the users of a worker share.
@@ -110,7 +114,10 @@ pub async fn run(job: Job, ticks: mpsc::UnboundedSender<Tick>) -> WorkerResult {
     });
     let mut users = JoinSet::new();
     for plan in job.users {
-        users.spawn(User::new(ctx.clone(), plan).run());
+        match &job.xmpp {
+            Some(target) => users.spawn(XmppUser::new(ctx.clone(), plan, target.clone()).run()),
+            None => users.spawn(User::new(ctx.clone(), plan).run()),
+        };
     }
     let hard_end = ctx.drain_end() + GRACE;
     let mut second = 1u64;

@@ -58,6 +58,7 @@ async fn a_tiny_office_run_is_verified_end_to_end() {
         overrides: Overrides::default(),
         out: out.path().join("results"),
         admin: Admin::Token(server.token.clone()),
+        xmpp: None,
         workers: 1,
         source_addrs: 2,
         allow_remote: false,
