@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::extract::ws::Utf8Bytes;
 use switchboard_protocol::{Presence, ServerFrame};
 use switchboard_router::pb::Addressed;
+use switchboard_storage::User;
 use tokio::sync::{Notify, mpsc};
 
 /// What a session's writer task is asked to do.
@@ -25,6 +26,9 @@ pub enum Outbound {
     Message { conversation_id: i64, seq: i64, frame: Utf8Bytes },
     /// Any other frame, written as is.
     Frame(Utf8Bytes),
+    /// Send whatever storage holds past the last seq sent, in every conversation (live
+    /// delivery may have missed it while a router or Redis was unreachable).
+    CatchUp,
     /// Backfill after the client's last seen seqs, then send `synced`.
     Sync { id: Option<String>, since: BTreeMap<i64, i64> },
     /// Write this frame (if any), then close the connection with this WebSocket close code.
@@ -55,7 +59,7 @@ impl Outbound {
         let (is_message, conversation_id, seq, frame) = match self {
             Self::Message { conversation_id, seq, frame } => (true, *conversation_id, *seq, frame),
             Self::Frame(frame) => (false, 0, 0, frame),
-            Self::Sync { .. } | Self::Close { .. } => return None,
+            Self::Sync { .. } | Self::CatchUp | Self::Close { .. } => return None,
         };
         Some(Addressed {
             users: users.to_vec(),
@@ -87,8 +91,8 @@ struct Session {
 struct State {
     sessions: HashMap<u64, Session>,
     by_user: HashMap<i64, Vec<u64>>,
-    /// watched username -> sessions watching them
-    watchers: HashMap<String, HashSet<u64>>,
+    /// watched username -> their user id and the sessions watching them
+    watchers: HashMap<String, (i64, HashSet<u64>)>,
     /// conversation id -> member user ids; dropped whenever membership changes
     members: HashMap<i64, Arc<[i64]>>,
 }
@@ -149,7 +153,7 @@ impl Hub {
             return;
         };
         for watched in &session.watching {
-            if let Some(set) = state.watchers.get_mut(watched) {
+            if let Some((_, set)) = state.watchers.get_mut(watched) {
                 set.remove(&id);
                 if set.is_empty() {
                     state.watchers.remove(watched);
@@ -184,7 +188,7 @@ impl Hub {
     pub fn presence_changed(&self, presence: Presence) {
         let targets: Pushes = {
             let state = self.lock();
-            let Some(watchers) = state.watchers.get(&presence.user) else {
+            let Some((_, watchers)) = state.watchers.get(&presence.user) else {
                 return;
             };
             watchers
@@ -197,21 +201,36 @@ impl Hub {
     }
 
     /// Subscribes `session` to presence changes of `users`; false if over `max`.
-    pub fn watch(&self, session: u64, users: &[String], max: usize) -> bool {
+    pub fn watch(&self, session: u64, users: &[User], max: usize) -> bool {
         let mut state = self.lock();
         let Some(entry) = state.sessions.get_mut(&session) else {
             return false;
         };
-        let new: Vec<String> =
-            users.iter().filter(|u| !entry.watching.contains(*u)).cloned().collect();
+        let new: Vec<&User> =
+            users.iter().filter(|u| !entry.watching.contains(&u.username)).collect();
         if entry.watching.len() + new.len() > max {
             return false;
         }
-        entry.watching.extend(new.iter().cloned());
+        entry.watching.extend(new.iter().map(|u| u.username.clone()));
         for user in new {
-            state.watchers.entry(user).or_default().insert(session);
+            let watchers = state.watchers.entry(user.username.clone());
+            watchers.or_insert_with(|| (user.id, HashSet::new())).1.insert(session);
         }
         true
+    }
+
+    /// Every watched user, as (id, username).
+    pub fn watched(&self) -> Vec<(i64, String)> {
+        self.lock().watchers.iter().map(|(name, (id, _))| (*id, name.clone())).collect()
+    }
+
+    /// Has every session check storage for messages live delivery missed.
+    pub fn catch_up_all(&self) {
+        let targets: Pushes = {
+            let state = self.lock();
+            state.sessions.values().map(|s| (s.tx.clone(), s.kicked.clone())).collect()
+        };
+        push_all(targets, &Outbound::CatchUp);
     }
 
     pub fn unwatch(&self, session: u64, users: &[String]) {
@@ -222,7 +241,7 @@ impl Hub {
             }
         }
         for user in users {
-            if let Some(set) = state.watchers.get_mut(user) {
+            if let Some((_, set)) = state.watchers.get_mut(user) {
                 set.remove(&session);
                 if set.is_empty() {
                     state.watchers.remove(user);

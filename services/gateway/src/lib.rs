@@ -32,7 +32,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use switchboard_presence::{LocalPresence, PresenceTracker};
+use switchboard_presence::{LocalPresence, PresenceTracker, UserRef};
 use switchboard_protocol::Presence;
 use switchboard_router::RouterLinks;
 use switchboard_router::link::OnDelivery;
@@ -130,6 +130,8 @@ impl Gateway {
             }
         });
         tokio::spawn(forward_presence(inner.presence.subscribe(), Arc::downgrade(&inner)));
+        let linked = inner.router.as_ref().map(RouterLinks::linked);
+        tokio::spawn(repair(inner.presence.recovered(), linked, Arc::downgrade(&inner)));
         Self { inner }
     }
 
@@ -180,6 +182,49 @@ async fn forward_presence(mut changes: broadcast::Receiver<Presence>, gateway: W
                 tracing::warn!(missed, "presence changes dropped; watchers may be stale");
             }
             Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Repairs what an outage may have cost, until the gateway is gone: when a router link
+/// comes (back) up or presence recovers from a Redis outage, every session checks
+/// storage for messages it missed; after a presence recovery, watchers also get fresh
+/// presence (changes announced meanwhile were lost).
+async fn repair(
+    mut recovered: watch::Receiver<u64>,
+    linked: Option<watch::Receiver<u64>>,
+    gateway: Weak<Inner>,
+) {
+    // Without routers, or with in-process presence, that arm's channel is closed and
+    // its branch stays disabled.
+    let mut linked = linked.unwrap_or_else(|| watch::channel(0).1);
+    loop {
+        let presence_recovered = tokio::select! {
+            Ok(()) = recovered.changed() => true,
+            Ok(()) = linked.changed() => false,
+            else => return,
+        };
+        let Some(inner) = gateway.upgrade() else { return };
+        tracing::info!(sessions = inner.hub.session_count(), "sessions catching up from storage");
+        inner.hub.catch_up_all();
+        if presence_recovered {
+            refresh_watchers(&inner).await;
+        }
+    }
+}
+
+/// Looks up every watched user's presence and pushes it to their watchers.
+async fn refresh_watchers(inner: &Inner) {
+    let watched = inner.hub.watched();
+    for chunk in watched.chunks(500) {
+        let refs: Vec<UserRef<'_>> =
+            chunk.iter().map(|(id, name)| UserRef { id: *id, username: name }).collect();
+        match inner.presence.lookup(&refs).await {
+            Ok(presences) => presences.into_iter().for_each(|p| inner.hub.presence_changed(p)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh presence for watchers");
+                return;
+            }
         }
     }
 }

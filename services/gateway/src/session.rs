@@ -299,7 +299,7 @@ async fn handle(
                 for name in &users {
                     watched.push(gateway.store().user_by_name(name).await?);
                 }
-                if !gateway.inner.hub.watch(session, &users, gateway.config().max_watch) {
+                if !gateway.inner.hub.watch(session, &watched, gateway.config().max_watch) {
                     return Err(ApiError::invalid(format!(
                         "a session may watch at most {} users",
                         gateway.config().max_watch
@@ -398,6 +398,7 @@ impl Writer {
                 self.message(conversation_id, seq, frame).await?
             }
             Outbound::Sync { id, since } => self.sync(id, since).await?,
+            Outbound::CatchUp => self.catch_up().await?,
         }
         if rx.is_empty() {
             self.sink.flush().await?;
@@ -452,6 +453,34 @@ impl Writer {
                 return Ok(after);
             }
         }
+    }
+
+    /// Sends, in every conversation, what storage holds past the last seq sent: the
+    /// repair after live delivery may have dropped messages (router or Redis outage). A
+    /// conversation this session has not heard of yet (joined meanwhile) starts with its
+    /// last page.
+    async fn catch_up(&mut self) -> Result<(), Stop> {
+        let seqs = self
+            .gateway
+            .store()
+            .conversation_seqs(self.user.id)
+            .await
+            .map_err(|e| Stop::Storage(e.into()))?;
+        for (conversation, latest) in seqs {
+            let sent = match self.last.get(&conversation) {
+                Some(&sent) => sent,
+                None => {
+                    let start = (latest - i64::from(BACKFILL_PAGE)).max(0);
+                    self.covered.insert(conversation, start);
+                    start
+                }
+            };
+            if latest > sent {
+                let upto = self.backfill(conversation, sent, latest + 1).await?;
+                self.last.insert(conversation, upto);
+            }
+        }
+        Ok(())
     }
 
     /// Sends what the client missed before this session began: for each conversation in

@@ -22,7 +22,7 @@ pub use redis::{RedisConfig, RedisLocator, RedisPresence};
 
 use async_trait::async_trait;
 use switchboard_protocol::{Presence, PresenceStatus};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Who a presence call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,14 @@ pub trait PresenceTracker: Send + Sync + 'static {
     /// Every change from now on, from every gateway. A lagging receiver misses changes
     /// (presence is eventually consistent: watchers can `lookup` again).
     fn subscribe(&self) -> broadcast::Receiver<Presence>;
+    /// Changes each time this tracker recovers from losing its shared state (Redis came
+    /// back, or restarted empty, and this gateway wrote its sessions back). Meanwhile
+    /// routes to this gateway's users and presence changes may have been missed, so the
+    /// gateway repairs: sessions backfill by seq and watchers look presence up again.
+    /// In-process trackers never lose anything: the default never changes.
+    fn recovered(&self) -> watch::Receiver<u64> {
+        watch::channel(0).1
+    }
 }
 
 /// Capacity of the change channel of each tracker.

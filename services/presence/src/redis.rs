@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use switchboard_protocol::{Presence, PresenceStatus};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::{CHANGES, PresenceError, PresenceTracker, Result, UserRef, visible};
 
@@ -55,6 +55,9 @@ struct Inner {
     /// This gateway's own sessions, so it can write them back when Redis lost them (a
     /// restart, or this gateway reaped after a long pause). std Mutex: no await under it.
     mine: std::sync::Mutex<HashMap<i64, Mine>>,
+    /// Bumped after this gateway recovered from a Redis outage (see
+    /// [`PresenceTracker::recovered`]).
+    recovered: watch::Sender<u64>,
 }
 
 struct Mine {
@@ -91,6 +94,7 @@ impl RedisPresence {
             redis,
             changes: broadcast::channel(CHANGES).0,
             mine: std::sync::Mutex::default(),
+            recovered: watch::channel(0).0,
         });
         inner.heartbeat().await?;
         // Subscribe before returning, so no change announced after `connect` is missed.
@@ -161,6 +165,7 @@ impl Inner {
             .await?;
         if was_alive.is_none() {
             self.restore().await?;
+            self.recovered.send_modify(|n| *n += 1);
         }
         let dead: Vec<String> = self
             .conn()
@@ -280,7 +285,11 @@ async fn listen(client: redis::Client, mut pubsub: redis::aio::PubSub, inner: Ar
             tokio::time::sleep(Duration::from_millis(500)).await;
             match client.get_async_pubsub().await {
                 Ok(mut fresh) => match fresh.subscribe(&channel).await {
-                    Ok(()) => break fresh,
+                    Ok(()) => {
+                        // Changes published meanwhile are lost: have watchers look again.
+                        inner.recovered.send_modify(|n| *n += 1);
+                        break fresh;
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot subscribe to presence changes"),
                 },
                 Err(e) => tracing::warn!(error = %e, "cannot reach Redis for presence changes"),
@@ -404,6 +413,10 @@ impl PresenceTracker for RedisPresence {
                 visible(user.username, gateways > 0, status, &text)
             })
             .collect())
+    }
+
+    fn recovered(&self) -> watch::Receiver<u64> {
+        self.inner.recovered.subscribe()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Presence> {

@@ -27,6 +27,8 @@ struct Link {
 pub struct RouterLinks {
     links: Vec<Link>,
     next: AtomicUsize,
+    /// Bumped whenever a link comes up (see [`RouterLinks::linked`]).
+    linked: watch::Receiver<u64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -35,6 +37,8 @@ impl RouterLinks {
     pub fn start(urls: &[String], gateway: &str, on_delivery: OnDelivery) -> Self {
         let mut links = Vec::new();
         let mut tasks = Vec::new();
+        let (linked_tx, linked) = watch::channel(0);
+        let linked_tx = Arc::new(linked_tx);
         for url in urls {
             let (queue, routes) = mpsc::channel(QUEUE);
             let (up_tx, up) = watch::channel(false);
@@ -43,11 +47,12 @@ impl RouterLinks {
                 gateway.to_owned(),
                 routes,
                 up_tx,
+                Arc::clone(&linked_tx),
                 Arc::clone(&on_delivery),
             )));
             links.push(Link { url: url.clone(), queue, up });
         }
-        Self { links, next: AtomicUsize::new(0), tasks }
+        Self { links, next: AtomicUsize::new(0), linked, tasks }
     }
 
     /// Hands a delivery to a connected router. False when none is connected (the
@@ -66,6 +71,13 @@ impl RouterLinks {
     /// Whether at least one router link is up (for `/readyz`).
     pub fn any_up(&self) -> bool {
         self.links.iter().any(|l| *l.up.borrow())
+    }
+
+    /// Changes each time a link to a router comes up. While that link was down the router
+    /// could not deliver to this gateway (it drops what it cannot hand over), so the
+    /// gateway's sessions then check storage for anything they missed.
+    pub fn linked(&self) -> watch::Receiver<u64> {
+        self.linked.clone()
     }
 
     pub fn urls(&self) -> impl Iterator<Item = &str> {
@@ -88,15 +100,19 @@ async fn maintain(
     gateway: String,
     mut routes: mpsc::Receiver<pb::Addressed>,
     up: watch::Sender<bool>,
+    linked: Arc<watch::Sender<u64>>,
     on_delivery: OnDelivery,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match run_link(&url, &gateway, &mut routes, &up, &on_delivery).await {
+        match run_link(&url, &gateway, &mut routes, &up, &linked, &on_delivery).await {
             Ok(()) => tracing::warn!(router = %url, "router closed the link"),
             Err(e) => tracing::warn!(router = %url, error = %e, "router link failed"),
         }
-        up.send_replace(false);
+        // A link that had come up starts its retries afresh.
+        if up.send_replace(false) {
+            backoff = Duration::from_millis(100);
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
@@ -107,6 +123,7 @@ async fn run_link(
     gateway: &str,
     routes: &mut mpsc::Receiver<pb::Addressed>,
     up: &watch::Sender<bool>,
+    linked: &watch::Sender<u64>,
     on_delivery: &OnDelivery,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let channel = Endpoint::from_shared(url.to_owned())?
@@ -126,6 +143,7 @@ async fn run_link(
     });
     let mut deliveries = client.link(stream).await?.into_inner();
     up.send_replace(true);
+    linked.send_modify(|n| *n += 1);
     tracing::info!(router = %url, "linked to router");
     loop {
         tokio::select! {

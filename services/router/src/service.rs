@@ -6,8 +6,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
-use switchboard_presence::RedisLocator;
+use switchboard_presence::{PresenceError, RedisLocator};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tonic::transport::server::TcpIncoming;
@@ -21,13 +22,18 @@ use crate::pb::{self, gateway_to_router::Kind};
 const LINK_QUEUE: usize = 65_536;
 /// Most deliveries sent to a gateway in one batch.
 const MAX_BATCH: usize = 1024;
+/// Presence lookups in flight per gateway link.
+const LOCATE_AHEAD: usize = 64;
+/// How long a presence lookup may take before the route goes to every gateway instead
+/// (Redis is down or reconnecting).
+const LOCATE_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long in-flight work may take to finish once shutdown starts.
 const DRAIN: Duration = Duration::from_secs(5);
 
 struct RouterService {
     locator: RedisLocator,
     /// gateway id -> its link's queue. std Mutex: never held across an await.
-    links: Arc<Mutex<HashMap<String, mpsc::Sender<pb::Addressed>>>>,
+    links: Arc<Links>,
 }
 
 /// Serves the router on `listener` (with gRPC health) until `shutdown` resolves.
@@ -84,11 +90,7 @@ impl Router for RouterService {
         let (locator, links, origin) =
             (self.locator.clone(), Arc::clone(&self.links), gateway.clone());
         tokio::spawn(async move {
-            while let Ok(Some(message)) = inbound.message().await {
-                if let Some(Kind::Route(addressed)) = message.kind {
-                    forward(&locator, &links, &origin, addressed).await;
-                }
-            }
+            pump(inbound, &locator, &links, &origin).await;
             tracing::info!(gateway = %origin, "gateway unlinked");
             let mut links = links.lock().unwrap_or_else(|e| e.into_inner());
             // Only if it is still this link (the gateway may have linked again).
@@ -111,28 +113,91 @@ impl Router for RouterService {
     }
 }
 
-/// Sends `addressed` to every gateway (but `origin`) holding one of its users.
-async fn forward(
+/// Forwards the routes arriving on one gateway's link until it closes. Presence lookups
+/// overlap (up to LOCATE_AHEAD in flight, pipelined on one Redis connection), but routes
+/// are forwarded in the order the gateway sent them.
+async fn pump(
+    mut inbound: Streaming<pb::GatewayToRouter>,
     locator: &RedisLocator,
-    links: &Mutex<HashMap<String, mpsc::Sender<pb::Addressed>>>,
+    links: &Links,
+    origin: &str,
+) {
+    let mut pending = FuturesOrdered::new();
+    let mut open = true;
+    let mut flooding = false;
+    loop {
+        tokio::select! {
+            message = inbound.message(), if open && pending.len() < LOCATE_AHEAD => {
+                match message {
+                    Ok(Some(pb::GatewayToRouter { kind: Some(Kind::Route(addressed)) })) => {
+                        pending.push_back(locate(locator.clone(), addressed));
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => open = false,
+                }
+            }
+            Some((addressed, located)) = pending.next() => {
+                // Log an outage once when it starts and once when it ends, not per route.
+                match (&located, flooding) {
+                    (Err(e), false) => {
+                        tracing::warn!(error = %e, "cannot locate users; delivering to every gateway");
+                    }
+                    (Ok(_), true) => tracing::info!("locating users again"),
+                    _ => {}
+                }
+                flooding = located.is_err();
+                forward(links, origin, addressed, located);
+            }
+            else => return,
+        }
+    }
+}
+
+async fn locate(
+    locator: RedisLocator,
+    addressed: pb::Addressed,
+) -> (pb::Addressed, Result<Vec<(String, Vec<i64>)>, PresenceError>) {
+    let located = match tokio::time::timeout(LOCATE_TIMEOUT, locator.locate(&addressed.users)).await
+    {
+        Ok(located) => located,
+        Err(_) => Err(PresenceError::Unavailable("no answer from Redis in time".into())),
+    };
+    (addressed, located)
+}
+
+type Links = Mutex<HashMap<String, mpsc::Sender<pb::Addressed>>>;
+
+/// Sends `addressed` to every gateway (but `origin`) holding one of its users. When Redis
+/// cannot say where the users are, it goes to every linked gateway: each delivers to
+/// whichever of the users it holds, so an outage costs fan-out work, not messages.
+fn forward(
+    links: &Links,
     origin: &str,
     addressed: pb::Addressed,
+    located: Result<Vec<(String, Vec<i64>)>, PresenceError>,
 ) {
-    let located = match locator.locate(&addressed.users).await {
-        Ok(located) => located,
-        Err(e) => {
-            // Redis is down: the delivery is dropped; receivers repair it by seq.
-            tracing::warn!(error = %e, "cannot locate users; delivery dropped");
-            return;
+    let targets: Vec<(mpsc::Sender<pb::Addressed>, String, Option<Vec<i64>>)> = {
+        let links = links.lock().unwrap_or_else(|e| e.into_inner());
+        match located {
+            Ok(located) => located
+                .into_iter()
+                .filter(|(gateway, _)| gateway != origin)
+                .filter_map(|(gateway, users)| {
+                    links.get(&gateway).map(|q| (q.clone(), gateway, Some(users)))
+                })
+                .collect(),
+            Err(_) => links
+                .iter()
+                .filter(|(gateway, _)| gateway.as_str() != origin)
+                .map(|(gateway, q)| (q.clone(), gateway.clone(), None))
+                .collect(),
         }
     };
-    for (gateway, users) in located {
-        if gateway == origin {
-            continue;
-        }
-        let queue = links.lock().unwrap_or_else(|e| e.into_inner()).get(&gateway).cloned();
-        let Some(queue) = queue else { continue };
-        let item = pb::Addressed { users, ..addressed.clone() };
+    for (queue, gateway, users) in targets {
+        let item = match users {
+            Some(users) => pb::Addressed { users, ..addressed.clone() },
+            None => addressed.clone(),
+        };
         if queue.try_send(item).is_err() {
             tracing::warn!(%gateway, "gateway link is full or gone; delivery dropped");
         }

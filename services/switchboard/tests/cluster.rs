@@ -127,25 +127,9 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
         std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let name = format!("sbtest_cluster_{}", std::process::id());
     let prefix = format!("sbtest:cluster:{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let database = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let (mut admin, database) = fresh_database(&admin_url, &name).await;
     let tmp = tempfile::tempdir().unwrap();
-
-    for user in ["alice", "bob", "carol"] {
-        let mut add = Command::new(BIN)
-            .args(["user", "add", user, "--password-stdin", "--database", &database])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
-        assert!(add.wait().unwrap().success());
-    }
+    add_users(&database, &["alice", "bob", "carol"]);
 
     let (storage_proc, storage) =
         spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
@@ -185,17 +169,7 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
     let mut carol = Client::connect(&gw[2], &carol_token).await;
 
     // Routers link to gateways asynchronously; wait until every gateway is ready.
-    for addr in &gw {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !ready(addr).await {
-            assert!(std::time::Instant::now() < deadline, "{addr} never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    // Ready means one router link is up; give the second link of each gateway a moment too,
-    // since a delivery handed to a router that has no link yet to its target is dropped.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    all_ready(&gw).await;
 
     // 1:1 across gateways.
     alice
@@ -323,6 +297,36 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
         .execute(&mut admin)
         .await
         .unwrap();
+    forget_prefix(&redis_url, &prefix).await;
+}
+
+/// Creates (afresh) database `name`; returns the admin connection and the new one's URL.
+async fn fresh_database(admin_url: &str, name: &str) -> (sqlx::PgConnection, String) {
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    (admin, format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0))
+}
+
+/// Creates `users` (password `{user}-password`) with the CLI, straight in the database.
+fn add_users(database: &str, users: &[&str]) {
+    for user in users {
+        let mut add = Command::new(BIN)
+            .args(["user", "add", user, "--password-stdin", "--database", database])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+}
+
+/// Deletes every Redis key under `prefix`.
+async fn forget_prefix(redis_url: &str, prefix: &str) {
     let client = redis::Client::open(redis_url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let keys: Vec<String> =
@@ -330,6 +334,171 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
     }
+}
+
+/// Waits until every gateway in `gateways` answers `/readyz` with 200, then a moment more
+/// for each one's other router links.
+async fn all_ready(gateways: &[String]) {
+    for addr in gateways {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ready(addr).await {
+            assert!(std::time::Instant::now() < deadline, "{addr} never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// A Redis server of this test's own on a free port, killed on drop (so the test can
+/// restart it without disturbing anyone else's).
+struct PrivateRedis {
+    port: u16,
+    _child: Proc,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let port_arg = port.to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (run scripts/test)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "private Redis did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { port, _child: Proc(child) }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_during_traffic_loses_nothing() {
+    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("sbtest_redis_restart_{}", std::process::id());
+    let (mut admin, database) = fresh_database(&admin_url, &name).await;
+    add_users(&database, &["alice", "bob"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = PrivateRedis::start_on(port);
+    let redis_url = redis.url();
+
+    let (_storage, storage) =
+        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
+    let (_router, router) = spawn(&["router", "--listen", "127.0.0.1:0", "--redis", &redis_url]);
+    let mut gateways = Vec::new();
+    for id in ["gw1", "gw2"] {
+        let storage = format!("http://{storage}");
+        let router = format!("http://{router}");
+        gateways.push(spawn(&[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-id",
+            id,
+            "--rate-per-user",
+            "0",
+            // Heartbeats every 3 s: after the restart, Redis knows no sessions for up to
+            // 3 s, and the router drops what it routes meanwhile; the sessions repair it.
+            "--presence-ttl",
+            "9",
+            "--storage",
+            &storage,
+            "--router",
+            &router,
+            "--redis",
+            &redis_url,
+        ]));
+    }
+    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
+    all_ready(&gw).await;
+    let alice_token = login(&gw[0], "alice", &tmp.path().join("alice"));
+    let bob_token = login(&gw[1], "bob", &tmp.path().join("bob"));
+    let mut alice = Client::connect(&gw[0], &alice_token).await;
+    let mut bob = Client::connect(&gw[1], &bob_token).await;
+    alice.send(json!({"type": "watch", "id": "w", "users": ["bob"]})).await;
+    let watched = alice.expect(|f| f["id"] == "w").await;
+    assert_eq!(watched["presences"][0]["status"], "available");
+
+    // alice sends 300 messages to bob, one every 10 ms or so; meanwhile Redis dies and
+    // comes back empty a second later (it keeps nothing on disk).
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(redis);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::spawn_blocking(move || PrivateRedis::start_on(port)).await.unwrap()
+    });
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let id = i.to_string();
+        alice.send(json!({"type": "send", "id": id, "to": "bob", "client_msg_id": format!("m{i}"), "body": format!("m{i}")})).await;
+        let answer = alice.expect(|f| f["id"] == id.as_str()).await;
+        assert_eq!(answer["type"], "ack", "a send failed around the Redis restart: {answer}");
+        acked.push(answer["seq"].as_i64().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let redis = restart.await.unwrap();
+    assert_eq!(acked, (1..=300).collect::<Vec<_>>());
+
+    // bob gets every message, once, in order, with no later message to reveal a gap:
+    // what the live path dropped comes from storage once the cluster has recovered.
+    let mut received = Vec::new();
+    while received.len() < 300 {
+        let message = bob.message().await;
+        received.push(message["seq"].as_i64().unwrap());
+    }
+    assert_eq!(received, acked);
+
+    // Again, but with the last messages sent while Redis, just back, knows no sessions
+    // yet: no later message reveals the gap, so it is the recovery itself (sessions
+    // catching up from storage once the gateways re-register) that must deliver them.
+    drop(redis);
+    let redis = tokio::task::spawn_blocking(move || PrivateRedis::start_on(port)).await.unwrap();
+    for i in 300..310 {
+        let id = i.to_string();
+        alice.send(json!({"type": "send", "id": id, "to": "bob", "client_msg_id": format!("m{i}"), "body": format!("m{i}")})).await;
+        assert_eq!(alice.expect(|f| f["id"] == id.as_str()).await["type"], "ack");
+    }
+    let mut received = Vec::new();
+    while received.len() < 10 {
+        received.push(bob.message().await["seq"].as_i64().unwrap());
+    }
+    assert_eq!(received, (301..=310).collect::<Vec<_>>());
+
+    // Presence recovered: bob is still seen online, and his changes reach alice again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        bob.send(json!({"type": "set_presence", "id": "p", "status": "away", "text": "lunch"}))
+            .await;
+        bob.expect(|f| f["id"] == "p").await;
+        let seen = tokio::time::timeout(
+            Duration::from_secs(2),
+            alice.expect(|f| f["type"] == "presence" && f["presence"]["status"] == "away"),
+        )
+        .await;
+        if seen.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "presence changes never flowed again");
+        bob.send(json!({"type": "set_presence", "id": "p", "status": "available", "text": ""}))
+            .await;
+        bob.expect(|f| f["id"] == "p").await;
+    }
+    alice.send(json!({"type": "watch", "id": "w2", "users": ["bob"]})).await;
+    let watched = alice.expect(|f| f["id"] == "w2").await;
+    assert_eq!(watched["presences"][0]["status"], "away", "{watched}");
+
+    drop((gateways, redis));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 /// `GET /readyz` answers 200.
