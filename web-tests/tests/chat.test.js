@@ -1,0 +1,251 @@
+// The web client end to end: real server, real Chromium, three people.
+// Steps share one server and browser and run in order; each reads as its scenario.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Person, Proxy, Server, launchBrowser } from './harness.js';
+
+const WAIT = { timeout: 15_000 };
+
+describe('the web client', () => {
+  let server;
+  let proxy; // the browsers' way to the server, which a test can cut
+  let browser;
+  let alice;
+  let bob;
+  let carol;
+
+  before(async () => {
+    server = new Server();
+    server.addUser('alice', 'Alice Martin', 'HQ/Building 2/Floor 3');
+    server.addUser('bob', 'Bob Nguyen', 'HQ/Building 1/Floor 1');
+    server.addUser('carol', 'Carol Diaz', 'Remote/Lisbon');
+    await server.start();
+    proxy = new Proxy(server);
+    await proxy.start();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (proxy) await proxy.cut().catch(() => {});
+    if (server) await server.cleanup();
+  });
+
+  test('serves the page with a strict content security policy', async () => {
+    const response = await fetch(`${server.url}/`);
+    assert.equal(response.status, 200);
+    const csp = response.headers.get('content-security-policy');
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+    const html = await response.text();
+    assert.doesNotMatch(html, /<script>(?!<\/script>)|<script(?![^>]*src=)[^>]*>/);
+  });
+
+  test('two people sign in and chat both ways', async () => {
+    alice = await Person.open(browser, proxy, 'alice');
+    await alice.page.getByLabel('Username').waitFor();
+    await alice.shot('login');
+    await alice.signIn();
+    bob = await Person.open(browser, proxy, 'bob');
+    await bob.signIn();
+
+    // Alice finds Bob in the directory by his building and opens a chat.
+    await alice.page.getByLabel('Search people to start a chat').fill('building 1');
+    await alice.page.getByRole('button', { name: 'Chat with Bob Nguyen' }).click(WAIT);
+    await alice.page.locator('#chat-name', { hasText: 'Bob Nguyen' }).waitFor();
+    await alice.send('Hi Bob, lunch at 12?');
+    await alice.messages('Hi Bob, lunch at 12?').waitFor(WAIT);
+
+    // Bob sees the conversation with one unread message and its preview.
+    const fromAlice = bob.conversation('Alice Martin');
+    await fromAlice.locator('.badge', { hasText: '1' }).waitFor(WAIT);
+    await fromAlice.locator('.conversation-preview', { hasText: 'Hi Bob, lunch at 12?' }).waitFor();
+    await bob.open('Alice Martin');
+    await bob.messages('Hi Bob, lunch at 12?').waitFor(WAIT);
+    await fromAlice.locator('.badge').waitFor({ state: 'detached' });
+
+    // Alice sees that Bob read it; Bob's typing shows on her side; his answer arrives.
+    await alice.page.locator('.receipt.read', { hasText: 'Read' }).waitFor(WAIT);
+    await bob.page.getByLabel('Message', { exact: true }).pressSequentially('Sure');
+    await alice.page.locator('#typing', { hasText: 'Bob is typing' }).waitFor(WAIT);
+    await bob.page.getByLabel('Message', { exact: true }).press('Shift+Enter');
+    await bob.page.getByLabel('Message', { exact: true }).pressSequentially('see you at **12** in `Floor 3`');
+    await bob.page.getByLabel('Message', { exact: true }).press('Enter');
+    const answer = alice.page.locator('#message-list .message .body', { hasText: 'see you at' });
+    await answer.waitFor(WAIT);
+    assert.equal(await answer.innerText(), 'Sure\nsee you at 12 in Floor 3');
+    assert.equal(await answer.locator('strong').innerText(), '12');
+    assert.equal(await answer.locator('code').innerText(), 'Floor 3');
+    await alice.page.locator('#typing', { hasText: 'typing' }).waitFor({ state: 'detached' }).catch(() => {});
+    await alice.send('Agenda: https://intranet.example/lunch?day=today.');
+    const link = bob.page.locator('#message-list a[href="https://intranet.example/lunch?day=today"]');
+    await link.waitFor(WAIT);
+    assert.equal(await link.getAttribute('rel'), 'noopener noreferrer');
+    await alice.shot('conversation');
+  });
+
+  test('a message with HTML in it is shown as text and runs nothing', async () => {
+    const nasty = '<img src=x onerror=alert(1)> <script>alert(2)</script>';
+    await alice.send(nasty);
+    await bob.messages(nasty).waitFor(WAIT);
+    await alice.messages(nasty).waitFor(WAIT);
+    for (const person of [alice, bob]) {
+      assert.equal(await person.page.locator('#message-list img').count(), 0);
+      assert.equal(await person.page.locator('#message-list script').count(), 0);
+      assert.deepEqual(person.dialogs, []);
+    }
+    // The preview in the list is text too.
+    await bob.page.locator('.conversation-preview', { hasText: '<img src=x' }).waitFor(WAIT);
+    assert.deepEqual(alice.dialogs, []);
+  });
+
+  test('a group: created, a third person added, everyone chats', async () => {
+    carol = await Person.open(browser, proxy, 'carol');
+    await carol.signIn();
+
+    await alice.page.getByRole('button', { name: 'New group' }).click();
+    await alice.page.getByLabel('Group name').fill('Floor 3 lunch');
+    await alice.page.locator('#group-search').fill('bob');
+    await alice.page.getByRole('button', { name: 'Add Bob Nguyen' }).click(WAIT);
+    await alice.page.getByRole('button', { name: 'Create group' }).click();
+    await alice.page.locator('#chat-name', { hasText: 'Floor 3 lunch' }).waitFor(WAIT);
+    await alice.page.locator('.system-message', { hasText: 'alice created the group' }).waitFor(WAIT);
+
+    // Add Carol through the members dialog; Esc closes it.
+    await alice.page.getByRole('button', { name: 'Members' }).click();
+    await alice.page.locator('#members-search').fill('lisbon');
+    await alice.page.getByRole('button', { name: 'Add Carol Diaz to the group' }).click(WAIT);
+    await alice.page.locator('#members-list .person', { hasText: 'Carol Diaz' }).waitFor(WAIT);
+    await alice.page.keyboard.press('Escape');
+    await alice.page.locator('#members-dialog').waitFor({ state: 'hidden' });
+    await alice.page.locator('.system-message', { hasText: 'alice added carol' }).waitFor(WAIT);
+
+    await carol.conversation('Floor 3 lunch').waitFor(WAIT);
+    await carol.open('Floor 3 lunch');
+    // Carol reads the history from before she joined.
+    await carol.page.locator('.system-message', { hasText: 'alice created the group' }).waitFor(WAIT);
+    await carol.send('Count me in!');
+    await alice.messages('Count me in!').waitFor(WAIT);
+    await bob.conversation('Floor 3 lunch').locator('.conversation-preview', { hasText: 'Count me in!' }).waitFor(WAIT);
+    await bob.open('Floor 3 lunch');
+    await bob.messages('Count me in!').waitFor(WAIT);
+    await bob.send('Great, table for three');
+    await carol.messages('Great, table for three').waitFor(WAIT);
+    await alice.messages('Great, table for three').waitFor(WAIT);
+    await alice.page.locator('.receipt', { hasText: /Read/ }).count();
+    await alice.shot('group');
+  });
+
+  test('a status change shows on the other side', async () => {
+    await alice.open('Bob Nguyen');
+    await alice.page.locator('#chat-subtitle', { hasText: 'Available' }).waitFor(WAIT);
+    await bob.page.getByLabel('Status message').fill('In a meeting until 3');
+    await bob.page.getByLabel('Your status').selectOption('busy');
+    await alice.page.locator('#chat-subtitle', { hasText: 'Busy · In a meeting until 3' }).waitFor(WAIT);
+    await alice.conversation('Bob Nguyen').locator('.dot.busy').waitFor(WAIT);
+    await bob.page.getByLabel('Your status').selectOption('do_not_disturb');
+    await alice.conversation('Bob Nguyen').locator('.dot.do_not_disturb').waitFor(WAIT);
+    await bob.page.getByLabel('Your status').selectOption('available');
+    await alice.conversation('Bob Nguyen').locator('.dot.available').waitFor(WAIT);
+  });
+
+  test('a reload keeps history and unread counts', async () => {
+    // Carol looks at the group while Alice writes to her directly: one unread for Carol.
+    await carol.open('Floor 3 lunch');
+    const alicesToken = await server.token('alice');
+    await server.api('POST', '/messages', { to: 'carol', body: 'Carol, are you in the office today?', client_msg_id: 'reload-1' }, alicesToken);
+    await server.api('POST', '/messages', { to: 'carol', body: 'No rush.', client_msg_id: 'reload-2' }, alicesToken);
+    await carol.conversation('Alice Martin').locator('.badge', { hasText: '2' }).waitFor(WAIT);
+
+    await carol.page.reload();
+    await carol.waitOnline();
+    await carol.conversation('Alice Martin').locator('.badge', { hasText: '2' }).waitFor(WAIT);
+    assert.equal(await carol.conversation('Floor 3 lunch').locator('.badge').count(), 0);
+    await carol.open('Alice Martin');
+    await carol.messages('No rush.').waitFor(WAIT);
+    await carol.conversation('Alice Martin').locator('.badge').waitFor({ state: 'detached' });
+
+    await alice.page.reload();
+    await alice.waitOnline();
+    await alice.open('Bob Nguyen');
+    await alice.messages('Hi Bob, lunch at 12?').waitFor(WAIT);
+    assert.equal(await alice.messages('Hi Bob, lunch at 12?').count(), 1);
+    assert.equal(await alice.page.locator('#message-list .body', { hasText: 'see you at' }).count(), 1);
+  });
+
+  test('offline and back: the gap is backfilled once, queued sends go out once', async () => {
+    await bob.open('Alice Martin');
+    const bobsToken = await server.token('bob');
+
+    // 1. The network drops; Bob writes meanwhile (over REST, straight to the server);
+    //    Alice's page reconnects by itself and resumes.
+    await proxy.cut();
+    await alice.page.locator('#connection-banner.offline').waitFor(WAIT);
+    for (const n of [1, 2, 3]) {
+      await server.api('POST', '/messages', { to: 'alice', body: `while you were away ${n}`, client_msg_id: `gap-${n}` }, bobsToken);
+    }
+    await proxy.restore();
+    await alice.waitOnline();
+    for (const n of [1, 2, 3]) {
+      await alice.messages(`while you were away ${n}`).waitFor(WAIT);
+      assert.equal(await alice.messages(`while you were away ${n}`).count(), 1);
+    }
+
+    // 2. The server restarts. Alice writes while it is down (the send waits); Bob's REST
+    //    sends land after the restart, before or after her reconnect.
+    await server.stop();
+    await alice.page.locator('#connection-banner.offline').waitFor(WAIT);
+    await alice.shot('offline');
+    await alice.send('written while the server was down');
+    await alice.page.locator('.message.pending', { hasText: 'written while the server was down' }).waitFor(WAIT);
+    await server.start();
+    for (const n of [4, 5]) {
+      await server.api('POST', '/messages', { to: 'alice', body: `while you were away ${n}`, client_msg_id: `gap-${n}` }, bobsToken);
+    }
+    await alice.waitOnline();
+    await bob.waitOnline();
+    for (const n of [1, 2, 3, 4, 5]) {
+      await alice.messages(`while you were away ${n}`).waitFor(WAIT);
+      assert.equal(await alice.messages(`while you were away ${n}`).count(), 1);
+    }
+    await bob.messages('written while the server was down').waitFor(WAIT);
+    await alice.page.locator('.message.pending').waitFor({ state: 'detached', ...WAIT });
+    assert.equal(await bob.messages('written while the server was down').count(), 1);
+    assert.equal(await alice.messages('written while the server was down').count(), 1);
+    // Stored once: the history on the server has it once, after the gap messages.
+    const history = await server.api('GET', `/conversations/${await directId(server, bobsToken)}/messages?limit=100`, undefined, bobsToken);
+    const bodies = history.messages.map((m) => m.body);
+    assert.equal(bodies.filter((b) => b === 'written while the server was down').length, 1);
+    const seqs = history.messages.map((m) => m.seq);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+  });
+
+  test('a phone-sized window shows one pane at a time', async () => {
+    const phone = await Person.open(browser, proxy, 'carol', { width: 390, height: 780 });
+    await phone.waitOnline().catch(() => {});
+    if (await phone.page.locator('#login-view').isVisible()) await phone.signIn();
+    await phone.conversation('Floor 3 lunch').waitFor(WAIT);
+    assert.equal(await phone.page.locator('#chat').isVisible(), false);
+    await phone.open('Floor 3 lunch');
+    assert.equal(await phone.page.locator('#sidebar').isVisible(), false);
+    await phone.messages('Great, table for three').waitFor(WAIT);
+    await phone.shot('phone');
+    await phone.page.getByRole('button', { name: 'Back to conversations' }).click();
+    await phone.page.locator('#sidebar').waitFor({ state: 'visible' });
+    await phone.context.close();
+  });
+
+  test('no page raised a script error', () => {
+    for (const person of [alice, bob, carol]) {
+      assert.deepEqual(person.errors, [], `${person.name}'s page`);
+      assert.deepEqual(person.dialogs, [], `${person.name}'s page`);
+    }
+  });
+});
+
+async function directId(server, token) {
+  const { conversations } = await server.api('GET', '/conversations', undefined, token);
+  return conversations.find((c) => c.kind === 'direct' && c.members.includes('alice')).id;
+}
