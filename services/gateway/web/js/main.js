@@ -154,9 +154,11 @@ class App {
     const fresh = this.state.addMessage(m);
     if (!fresh) return;
     if (conv.typing.delete(m.sender) && conv.id === this.selectedId) renderTyping(this.state, conv);
-    if (m.sender === this.state.me.username && m.kind === 'text') {
-      // What I wrote, I have read (and what came before it).
-      conv.readSeq = Math.max(conv.readSeq, m.seq);
+    if (m.sender === this.state.me.username && m.kind === 'text' && m.seq > conv.readSeq) {
+      // What I wrote (here, on another device or over REST), I have read, and what came
+      // before it: move the cursor on the server too, so every device agrees.
+      conv.readSeq = m.seq;
+      this.connection.notify({ type: 'read', conversation_id: conv.id, seq: m.seq });
     }
     if (conv.id === this.selectedId) {
       this.drawMessages({ stick: true });

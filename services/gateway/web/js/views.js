@@ -130,15 +130,17 @@ function receipt(state, conv, m, pending) {
 export function renderMessages(state, conv, pending) {
   const list = $('message-list');
   const nodes = [];
-  let previous = null;
+  let previous = null; // the message before, for grouping runs of one sender
+  let lastDay = null;
   const all = [...conv.ordered(), ...pending.map((p) => ({ ...p, pending: true }))];
   const mineLast = [...all].reverse().find((m) => m.sender === state.me.username && m.kind !== 'system');
   for (const m of all) {
     const day = new Date(m.ts);
-    if (!previous || !sameDay(new Date(previous.ts), day)) {
+    if (!lastDay || !sameDay(lastDay, day)) {
       nodes.push(el('li', { class: 'day-separator', role: 'separator' }, el('span', {}, formatDay(m.ts))));
       previous = null;
     }
+    lastDay = day;
     if (m.kind === 'system') {
       nodes.push(
         el('li', { class: 'system-message', dataset: { seq: m.seq } },
