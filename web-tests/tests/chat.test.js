@@ -20,6 +20,7 @@ describe('the web client', () => {
     server.addUser('alice', 'Alice Martin', 'HQ/Building 2/Floor 3');
     server.addUser('bob', 'Bob Nguyen', 'HQ/Building 1/Floor 1');
     server.addUser('carol', 'Carol Diaz', 'Remote/Lisbon');
+    server.addUser('monitor', 'Queue monitor', 'IT/Operations', { admin: true });
     await server.start();
     proxy = new Proxy(server);
     await proxy.start();
@@ -138,6 +139,19 @@ describe('the web client', () => {
     await alice.shot('group');
   });
 
+  test('a broadcast from a tool looks like a notice, not like chat', async () => {
+    const token = await server.token('monitor');
+    await server.api('POST', '/messages', { to: 'alice', body: 'Queue PAYMENTS has 1,240 items waiting', kind: 'broadcast' }, token);
+    const fromMonitor = alice.conversation('Queue monitor');
+    await fromMonitor.locator('.conversation-preview', { hasText: 'Broadcast: Queue PAYMENTS' }).waitFor(WAIT);
+    await alice.open('Queue monitor');
+    const notice = alice.page.locator('#message-list .broadcast-message');
+    await notice.waitFor(WAIT);
+    assert.match(await notice.innerText(), /BROADCAST\s*from Queue monitor[\s\S]*Queue PAYMENTS has 1,240 items waiting/i);
+    assert.equal(await alice.page.locator('#message-list .message').count(), 0);
+    await alice.shot('broadcast');
+  });
+
   test('a status change shows on the other side', async () => {
     await alice.open('Bob Nguyen');
     await alice.page.locator('#chat-subtitle', { hasText: 'Available' }).waitFor(WAIT);
@@ -171,6 +185,8 @@ describe('the web client', () => {
     await alice.waitOnline();
     await alice.open('Bob Nguyen');
     await alice.messages('Hi Bob, lunch at 12?').waitFor(WAIT);
+    // Bob had read everything: the receipt survives the reload.
+    await alice.page.locator('.receipt.read', { hasText: 'Read' }).waitFor(WAIT);
     assert.equal(await alice.messages('Hi Bob, lunch at 12?').count(), 1);
     assert.equal(await alice.page.locator('#message-list .body', { hasText: 'see you at' }).count(), 1);
   });

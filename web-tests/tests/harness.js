@@ -79,9 +79,10 @@ export class Server {
   }
 
   /** Creates an account through the CLI, straight into the data dir. */
-  addUser(name, displayName, org) {
+  addUser(name, displayName, org, { admin = false } = {}) {
     execFileSync(binary, ['user', 'add', name, '--data-dir', this.dir, '--display-name', displayName,
-      '--org', org, '--password-stdin'], { input: `${PASSWORD}\n`, stdio: ['pipe', 'ignore', 'pipe'] });
+      '--org', org, '--password-stdin', ...(admin ? ['--admin'] : [])],
+    { input: `${PASSWORD}\n`, stdio: ['pipe', 'ignore', 'pipe'] });
   }
 
   async api(method, apiPath, body, token) {

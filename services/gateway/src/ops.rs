@@ -45,7 +45,7 @@ impl Target {
 }
 
 impl Gateway {
-    /// Validates, stores (durably, with the next seq) and fans out a message.
+    /// Validates, stores (durably, with the next seq) and fans out a text message.
     pub async fn send(
         &self,
         sender: &User,
@@ -53,6 +53,32 @@ impl Gateway {
         client_msg_id: String,
         body: String,
     ) -> Result<Appended, ApiError> {
+        self.send_kind(sender, target, client_msg_id, body, MessageKind::Text).await
+    }
+
+    /// [`Gateway::send`] for any kind a client may post: `text`, or `broadcast` from an
+    /// admin account (tools and bots; clients show it as a notice, not as chat).
+    pub async fn send_kind(
+        &self,
+        sender: &User,
+        target: Target,
+        client_msg_id: String,
+        body: String,
+        kind: MessageKind,
+    ) -> Result<Appended, ApiError> {
+        match kind {
+            MessageKind::Text => {}
+            MessageKind::Broadcast if sender.admin => {}
+            MessageKind::Broadcast => {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "only admin accounts may post broadcasts",
+                ));
+            }
+            MessageKind::System => {
+                return Err(ApiError::invalid("system messages are written by the server"));
+            }
+        }
         let max = self.config().max_body_bytes;
         if body.len() > max {
             return Err(ApiError::new(
@@ -79,7 +105,7 @@ impl Gateway {
                 conversation_id,
                 sender: sender.clone(),
                 client_msg_id: Some(client_msg_id),
-                kind: MessageKind::Text,
+                kind,
                 body,
             })
             .await?;

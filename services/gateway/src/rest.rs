@@ -13,12 +13,12 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use switchboard_protocol::ErrorCode;
 use switchboard_protocol::rest::{
     ConversationsResponse, CreateUserRequest, HistoryResponse, LoginRequest, LoginResponse,
-    OpenDirectRequest, PresenceResponse, SendRequest, SendResponse, SetPresenceRequest,
-    UsersResponse,
+    OpenDirectRequest, PresenceResponse, ReadCursor, ReadsResponse, SendRequest, SendResponse,
+    SetPresenceRequest, UsersResponse,
 };
+use switchboard_protocol::{ErrorCode, MessageKind};
 use switchboard_storage::User;
 
 use crate::ops::Target;
@@ -40,6 +40,7 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/conversations", get(conversations))
         .route("/api/v1/conversations/direct", post(open_direct))
         .route("/api/v1/conversations/{id}/messages", get(history))
+        .route("/api/v1/conversations/{id}/reads", get(reads))
         .route("/api/v1/presence", get(presence).put(set_presence))
         .route("/api/v1/admin/provision", post(crate::provision::provision))
         .merge(crate::web::routes())
@@ -227,7 +228,8 @@ async fn send(
     let target = Target::from_fields(req.conversation_id, req.to)?;
     let client_msg_id =
         req.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
-    let appended = gateway.send(&user, target, client_msg_id, req.body).await?;
+    let kind = req.kind.unwrap_or(MessageKind::Text);
+    let appended = gateway.send_kind(&user, target, client_msg_id, req.body, kind).await?;
     let status = if appended.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     let m = appended.message;
     Ok((
@@ -324,4 +326,16 @@ async fn contacts(
 ) -> Result<Json<UsersResponse>, ApiError> {
     let users = gateway.store().contacts(user.id).await?;
     Ok(Json(UsersResponse { users: users.iter().map(User::info).collect() }))
+}
+
+/// Every member's read cursor: what read receipts are drawn from after a (re)load; the
+/// `read` pushes keep them current.
+async fn reads(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Path(id): Path<i64>,
+) -> Result<Json<ReadsResponse>, ApiError> {
+    let cursors = gateway.store().read_cursors(id, &user).await?;
+    let reads = cursors.into_iter().map(|(user, seq)| ReadCursor { user, seq }).collect();
+    Ok(Json(ReadsResponse { conversation_id: id, reads }))
 }

@@ -7,6 +7,7 @@ mod support;
 
 use serde_json::json;
 use support::*;
+use switchboard_protocol::MessageKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// GETs `path` and returns the status line, the lowercased header block and the body.
@@ -140,5 +141,75 @@ async fn contacts_and_conversation_previews() {
         body["users"].as_array().unwrap().iter().map(|u| u["username"].clone()).collect();
     assert_eq!(users, [json!("bob")]);
     client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn read_cursors_of_every_member() {
+    let server = Server::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    let (_, body) = http(
+        server.addr,
+        "POST",
+        "/api/v1/messages",
+        Some(&alice),
+        Some(json!({"to": "bob", "body": "hello", "client_msg_id": "r1"})),
+    )
+    .await;
+    let id = body["conversation_id"].as_i64().unwrap();
+    let mut bobs = server.connect(&bob).await;
+    bobs.request(json!({"type": "read", "conversation_id": id, "seq": 1})).await;
+
+    let path = format!("/api/v1/conversations/{id}/reads");
+    let (status, body) = http(server.addr, "GET", &path, Some(&alice), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"conversation_id": id, "reads": [{"user": "alice", "seq": 0}, {"user": "bob", "seq": 1}]})
+    );
+    let (status, body) = http(server.addr, "GET", &path, Some(&carol), None).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("not_member")));
+    bobs.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admins_post_broadcasts_people_do_not() {
+    let server = Server::start().await;
+    server
+        .gateway
+        .create_user(None, "monitor", "monitor-password".into(), "Queue monitor", "IT", true)
+        .await
+        .unwrap();
+    let monitor = server.login("monitor", "monitor-password").await;
+    let alice = server.user("alice").await;
+    let mut alices = server.connect(&alice).await;
+
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        "/api/v1/messages",
+        Some(&monitor),
+        Some(json!({"to": "alice", "body": "queue PAYMENTS has 1,240 items waiting", "kind": "broadcast"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let message = alices.message().await;
+    assert_eq!((message.kind, message.sender.as_str()), (MessageKind::Broadcast, "monitor"));
+
+    for (kind, code) in [("broadcast", "forbidden"), ("system", "invalid_request")] {
+        let (status, body) = http(
+            server.addr,
+            "POST",
+            "/api/v1/messages",
+            Some(&alice),
+            Some(json!({"to": "monitor", "body": "looks official", "kind": kind})),
+        )
+        .await;
+        assert_eq!(body["code"], code, "{kind}: {status} {body}");
+    }
+    alices.close().await;
     server.stop().await;
 }

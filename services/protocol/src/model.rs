@@ -27,6 +27,9 @@ pub enum MessageKind {
     /// Written by the server: membership changes and similar events. Clients must show it
     /// differently from a person's message.
     System,
+    /// Posted over REST by an admin account for a tool or bot (an alert, an announcement).
+    /// Clients show it as a notice from that account, never as a person's chat.
+    Broadcast,
 }
 
 impl MessageKind {
@@ -34,6 +37,7 @@ impl MessageKind {
         match self {
             Self::Text => "text",
             Self::System => "system",
+            Self::Broadcast => "broadcast",
         }
     }
 
@@ -41,6 +45,7 @@ impl MessageKind {
         match s {
             "text" => Some(Self::Text),
             "system" => Some(Self::System),
+            "broadcast" => Some(Self::Broadcast),
             _ => None,
         }
     }

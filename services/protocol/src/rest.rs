@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Conversation, Message, Presence, PresenceStatus, UserInfo};
+use crate::{Conversation, Message, MessageKind, Presence, PresenceStatus, UserInfo};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
@@ -30,6 +30,9 @@ pub struct SendRequest {
     /// Idempotency key; when absent the server makes one, so the send is not retry-safe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// `text` (the default) or, for admin accounts, `broadcast`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MessageKind>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +58,20 @@ pub struct ConversationsResponse {
     /// conversation list shows under each name.
     #[serde(default)]
     pub last_messages: Vec<Message>,
+}
+
+/// `GET /api/v1/conversations/{id}/reads`: every member's read cursor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadsResponse {
+    pub conversation_id: i64,
+    /// By username.
+    pub reads: Vec<ReadCursor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadCursor {
+    pub user: String,
+    pub seq: i64,
 }
 
 /// `GET /api/v1/users?q=...` (the directory) and `GET /api/v1/contacts`.

@@ -124,6 +124,14 @@ macro_rules! sql_store {
             async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64> {
                 queries::mark_read(&self.$write, conversation, viewer, seq).await
             }
+
+            async fn read_cursors(
+                &self,
+                conversation: i64,
+                viewer: &User,
+            ) -> Result<Vec<(String, i64)>> {
+                queries::read_cursors(&self.$read, conversation, viewer).await
+            }
         }
     };
 }

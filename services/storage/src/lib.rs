@@ -139,4 +139,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<HistoryPage>;
     /// Moves the user's read cursor forward (never back); returns the cursor.
     async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64>;
+    /// `(username, read seq)` of every member, by username; `NotMember` unless `viewer`
+    /// is a member. What read receipts are drawn from.
+    async fn read_cursors(&self, conversation: i64, viewer: &User) -> Result<Vec<(String, i64)>>;
 }

@@ -330,6 +330,12 @@ async fn read_cursors_only_move_forward_and_stop_at_the_end(f: Fixture) -> Fixtu
     assert_eq!(f.store.mark_read(direct.id, &bob, 99).await.unwrap(), 5);
     assert_eq!(f.store.conversation(direct.id, &bob).await.unwrap().read_seq, Some(5));
     assert_eq!(f.store.conversation(direct.id, &alice).await.unwrap().read_seq, Some(0));
+    // Every member sees everyone's cursor; others see nothing.
+    let cursors = f.store.read_cursors(direct.id, &alice).await.unwrap();
+    assert_eq!(cursors, [("alice".to_owned(), 0), ("bob".to_owned(), 5)]);
+    let carol = user(f.store.as_ref(), "carol").await;
+    let err = f.store.read_cursors(direct.id, &carol).await;
+    assert!(matches!(err, Err(StoreError::NotMember { .. })));
     f
 }
 

@@ -103,6 +103,15 @@ class App {
     if (usernames.some((u) => !this.state.users.has(u))) await this.loadContacts().catch(() => {});
   }
 
+  /** Everyone's read cursor, for receipts (the `read` pushes keep them current). */
+  async loadReads(conv) {
+    const { reads } = await this.api('GET', `/conversations/${conv.id}/reads`);
+    for (const { user, seq } of reads) {
+      if (user === this.state.me.username) conv.readSeq = Math.max(conv.readSeq, seq);
+      else conv.reads.set(user, Math.max(conv.reads.get(user) || 0, seq));
+    }
+  }
+
   async loadNewest(conv) {
     const page = await this.api('GET', `/conversations/${conv.id}/messages?limit=${PAGE}`);
     conv.loaded = true;
@@ -197,9 +206,12 @@ class App {
     this.watch([this.state.me.username, ...this.state.watchedPeople()]);
     if (this.selectedId !== null && !this.selected()) this.select(null);
     this.drawList();
-    if (this.selected()) {
+    const open = this.selected();
+    if (open) {
       this.drawChat();
-      this.markRead(this.selected());
+      this.markRead(open);
+      // Read pushes sent while we were away are lost: fetch the cursors again.
+      this.loadReads(open).then(() => this.drawMessages()).catch(() => {});
     }
   }
 
@@ -306,7 +318,7 @@ class App {
     this.drawChat();
     if (!conv.loaded) {
       try {
-        await this.loadNewest(conv);
+        await Promise.all([this.loadNewest(conv), this.loadReads(conv)]);
       } catch (e) {
         this.flash(`Could not load the history: ${e.message}`);
       }

@@ -26,6 +26,7 @@ function previewText(state, conv) {
   const m = conv.preview;
   if (!m) return conv.kind === 'group' ? `${conv.members.length} members` : 'No messages yet';
   if (m.kind === 'system') return m.body;
+  if (m.kind === 'broadcast') return `Broadcast: ${m.body}`;
   const who = m.sender === state.me.username ? 'You' : state.displayName(m.sender).split(' ')[0];
   return conv.kind === 'group' || m.sender === state.me.username ? `${who}: ${m.body}` : m.body;
 }
@@ -133,7 +134,7 @@ export function renderMessages(state, conv, pending) {
   let previous = null; // the message before, for grouping runs of one sender
   let lastDay = null;
   const all = [...conv.ordered(), ...pending.map((p) => ({ ...p, pending: true }))];
-  const mineLast = [...all].reverse().find((m) => m.sender === state.me.username && m.kind !== 'system');
+  const mineLast = [...all].reverse().find((m) => m.sender === state.me.username && m.kind === 'text');
   for (const m of all) {
     const day = new Date(m.ts);
     if (!lastDay || !sameDay(lastDay, day)) {
@@ -141,6 +142,19 @@ export function renderMessages(state, conv, pending) {
       previous = null;
     }
     lastDay = day;
+    if (m.kind === 'broadcast') {
+      // From a tool or bot (an admin account): a notice, never a chat bubble.
+      nodes.push(
+        el('li', { class: 'broadcast-message', dataset: { seq: m.seq }, role: 'note' },
+          el('div', { class: 'broadcast-head' },
+            el('span', { class: 'broadcast-label' }, 'Broadcast'),
+            el('span', { class: 'broadcast-from' }, `from ${state.displayName(m.sender)}`),
+            el('time', { datetime: new Date(m.ts).toISOString() }, formatTime(m.ts))),
+          el('div', { class: 'body' }, renderBody(m.body))),
+      );
+      previous = null;
+      continue;
+    }
     if (m.kind === 'system') {
       nodes.push(
         el('li', { class: 'system-message', dataset: { seq: m.seq } },

@@ -245,4 +245,13 @@ impl Store for RemoteStore {
         };
         Ok(self.client().mark_read(request).await.map_err(status_to_error)?.into_inner().seq)
     }
+
+    async fn read_cursors(&self, conversation: i64, viewer: &User) -> Result<Vec<(String, i64)>> {
+        let request = pb::ConversationRequest {
+            conversation_id: conversation,
+            viewer: Some(user_to_pb(viewer)),
+        };
+        let reply = self.client().read_cursors(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().cursors.into_iter().map(|c| (c.username, c.seq)).collect())
+    }
 }

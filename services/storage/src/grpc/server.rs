@@ -237,4 +237,20 @@ impl Storage for StorageService {
         let viewer = user(r.viewer, "viewer")?;
         reply(self.store.mark_read(r.conversation_id, &viewer, r.seq).await, |seq| pb::Seq { seq })
     }
+
+    async fn read_cursors(
+        &self,
+        request: Request<pb::ConversationRequest>,
+    ) -> Reply<pb::ReadCursorsReply> {
+        let r = request.into_inner();
+        let viewer = user(r.viewer, "viewer")?;
+        reply(self.store.read_cursors(r.conversation_id, &viewer).await, |cursors| {
+            pb::ReadCursorsReply {
+                cursors: cursors
+                    .into_iter()
+                    .map(|(username, seq)| pb::ReadCursor { username, seq })
+                    .collect(),
+            }
+        })
+    }
 }

@@ -443,3 +443,17 @@ pub async fn mark_read(
     tx.commit().await?;
     Ok(read_seq)
 }
+
+/// Every member's read cursor, by username, for a member of the conversation to see.
+pub async fn read_cursors(pool: &Pool, conversation: i64, viewer: &User) -> Result<Vec<(String, i64)>> {
+    let mut conn = pool.acquire().await?;
+    check_member(&mut conn, conversation, viewer).await?;
+    let rows = sqlx::query(
+        "SELECT u.username, m.read_seq FROM members m JOIN users u ON u.id = m.user_id
+         WHERE m.conversation_id = $1 ORDER BY u.username",
+    )
+    .bind(conversation)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get("username")?, row.try_get("read_seq")?))).collect()
+}

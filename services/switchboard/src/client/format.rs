@@ -31,6 +31,10 @@ pub fn message_line(message: &Message) -> String {
             format!("[{when}] #{} {}: {}", message.conversation_id, message.sender, message.body)
         }
         MessageKind::System => format!("[{when}] #{} * {}", message.conversation_id, message.body),
+        MessageKind::Broadcast => {
+            let (id, sender, body) = (message.conversation_id, &message.sender, &message.body);
+            format!("[{when}] #{id} ! broadcast from {sender}: {body}")
+        }
     }
 }
 

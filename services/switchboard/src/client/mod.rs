@@ -130,6 +130,7 @@ pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
         conversation_id,
         body: send.text.join(" "),
         client_msg_id: Some(client_msg_id()),
+        kind: None,
     };
     // Retrying with the same client_msg_id is safe: the server stores the message once.
     let mut attempt = 0;
