@@ -165,6 +165,46 @@ describe('the web client', () => {
     await alice.conversation('Bob Nguyen').locator('.dot.available').waitFor(WAIT);
   });
 
+  test('idle for the configured time goes away, activity comes back', async () => {
+    await bob.open('Alice Martin');
+    await bob.page.locator('#chat-subtitle', { hasText: 'Available' }).waitFor(WAIT);
+    await alice.page.getByRole('button', { name: 'Settings' }).click();
+    await alice.page.getByLabel('Go away after this many idle minutes').fill('0.05'); // 3 s
+    await alice.page.getByRole('button', { name: 'Save' }).click();
+    await alice.page.locator('#settings-dialog').waitFor({ state: 'hidden' });
+    await bob.page.locator('#chat-subtitle', { hasText: 'Away' }).waitFor(WAIT);
+    assert.equal(await alice.page.getByLabel('Your status').inputValue(), 'away');
+    await alice.page.mouse.move(300, 300);
+    await alice.page.mouse.move(320, 310);
+    await bob.page.locator('#chat-subtitle', { hasText: 'Available' }).waitFor(WAIT);
+    // Back to the default, so the other steps are not interrupted by going away.
+    await alice.page.getByRole('button', { name: 'Settings' }).click();
+    await alice.page.getByLabel('Go away after this many idle minutes').fill('10');
+    await alice.page.getByLabel('Go away after this many idle minutes').press('Enter');
+    await alice.page.locator('#settings-dialog').waitFor({ state: 'hidden' });
+  });
+
+  test('scrolling up loads older messages page by page', async () => {
+    const bobsToken = await server.token('bob');
+    for (let n = 1; n <= 80; n += 1) {
+      await server.api('POST', '/messages', { to: 'carol', body: `note ${n}`, client_msg_id: `page-${n}` }, bobsToken);
+    }
+    await carol.conversation('Bob Nguyen').locator('.badge', { hasText: '80' }).waitFor(WAIT);
+    // A fresh page holds none of them: opening loads the newest page only.
+    await carol.page.reload();
+    await carol.waitOnline();
+    await carol.open('Bob Nguyen');
+    await carol.messages('note 80').waitFor(WAIT);
+    assert.equal(await carol.messages('note 1').count(), 0);
+    for (let i = 0; i < 10 && (await carol.messages('note 1').count()) === 0; i += 1) {
+      await carol.page.locator('#messages').evaluate((box) => { box.scrollTop = 0; });
+      await carol.page.waitForTimeout(300);
+    }
+    await carol.messages('note 1').waitFor(WAIT);
+    assert.equal(await carol.page.locator('#message-list .message').count(), 80);
+    await carol.page.locator('#load-older').waitFor({ state: 'hidden' });
+  });
+
   test('a reload keeps history and unread counts', async () => {
     // Carol looks at the group while Alice writes to her directly: one unread for Carol.
     await carol.open('Floor 3 lunch');

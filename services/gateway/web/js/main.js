@@ -161,7 +161,10 @@ class App {
     }
     if (m.sender === this.state.me.username) this.dropPending(conv.id, m.client_msg_id);
     const fresh = this.state.addMessage(m);
-    if (!fresh) return;
+    if (!fresh) {
+      this.drawList(); // the preview may have changed
+      return;
+    }
     if (conv.typing.delete(m.sender) && conv.id === this.selectedId) renderTyping(this.state, conv);
     if (m.sender === this.state.me.username && m.kind === 'text' && m.seq > conv.readSeq) {
       // What I wrote (here, on another device or over REST), I have read, and what came
@@ -257,7 +260,12 @@ class App {
     for (const [convId, list] of this.pending) {
       const failed = list.find((p) => p.frameId === frame.id);
       if (failed) {
-        if (frame.code === 'rate_limited') return; // re-sent on the next reconnect or retry
+        if (frame.code === 'rate_limited') {
+          // Same frame, same key, after the wait the server asked for.
+          const send = this.connection.pendingSends.get(failed.client_msg_id);
+          setTimeout(() => send && this.connection.rawSend(send), frame.retry_after_ms || 1000);
+          return;
+        }
         this.dropPending(convId, failed.client_msg_id);
         this.connection.pendingSends.delete(failed.client_msg_id);
         this.flash(`Not sent: ${frame.message}`);
