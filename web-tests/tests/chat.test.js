@@ -135,8 +135,17 @@ describe('the web client', () => {
     await bob.send('Great, table for three');
     await carol.messages('Great, table for three').waitFor(WAIT);
     await alice.messages('Great, table for three').waitFor(WAIT);
-    await alice.page.locator('.receipt', { hasText: /Read/ }).count();
     await alice.shot('group');
+
+    // Alice (the owner) removes Bob: he sees why, then the group leaves his list.
+    await alice.page.getByRole('button', { name: 'Members' }).click();
+    await alice.page.getByRole('button', { name: 'Remove Bob Nguyen' }).click();
+    await alice.page.locator('#members-list .person', { hasText: 'Bob Nguyen' }).waitFor({ state: 'detached', ...WAIT });
+    await alice.page.getByRole('button', { name: 'Done' }).click();
+    await alice.page.locator('.system-message', { hasText: 'alice removed bob' }).waitFor(WAIT);
+    await carol.page.locator('.system-message', { hasText: 'alice removed bob' }).waitFor(WAIT);
+    await bob.conversation('Floor 3 lunch').waitFor({ state: 'detached', ...WAIT });
+    await bob.page.locator('#no-chat').waitFor(WAIT);
   });
 
   test('a broadcast from a tool looks like a notice, not like chat', async () => {
