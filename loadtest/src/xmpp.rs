@@ -134,8 +134,11 @@ fn parse_one(buf: &[u8]) -> Result<Option<(Option<Frame>, usize)>, XmlError> {
     loop {
         let event = match reader.read_event() {
             Ok(e) => e,
-            // The input ended inside markup: wait for more.
-            Err(quick_xml::Error::Syntax(_)) => return Ok(tail(consumed)),
+            // The input ended inside markup or a reference (`&am`): wait for more.
+            Err(
+                quick_xml::Error::Syntax(_)
+                | quick_xml::Error::IllFormed(quick_xml::errors::IllFormedError::UnclosedReference),
+            ) => return Ok(tail(consumed)),
             Err(e) => return Err(XmlError(e.to_string())),
         };
         let pos = reader.buffer_position() as usize;
