@@ -44,6 +44,9 @@ export const frameHandlers = {
     if (conv.id === this.selectedId) {
       this.drawMessages({ stick: true });
       this.markRead(conv);
+      if (m.sender !== this.state.me.username) {
+        $('announcer').textContent = m.kind === 'text' ? `${this.state.displayName(m.sender)}: ${m.body}` : m.body;
+      }
     } else if (m.sender !== this.state.me.username) {
       this.notify(conv, m);
     }
@@ -108,12 +111,11 @@ export const frameHandlers = {
 
   onPresence(p) {
     if (p.user === this.state.me.username) {
-      // My own status, as others see it (another device may have changed it).
-      if (p.status !== 'offline' || this.myStatus === 'offline') {
-        this.myStatus = p.status;
-        this.myText = p.text;
-        this.drawMe();
-      }
+      // My own status, as others see it (another device may have changed it). This
+      // session is connected, so `offline` here means "appear offline" was chosen.
+      this.myStatus = p.status;
+      this.myText = p.text;
+      this.drawMe();
       return;
     }
     this.state.presence.set(p.user, { status: p.status, text: p.text });
