@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rss_of() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rss_of() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
 start_sb() {
     rm -rf "$OUT/sb-data"
@@ -122,6 +122,7 @@ cols[-2:] = [before, held]
 lines[-1] = "\t".join(cols)
 open(path, "w").write("\n".join(lines) + "\n")
 EOF2
+    RSS_BEFORE= RSS_HELD=
 }
 
 peer_phase() {

@@ -33,10 +33,14 @@ NODE=${EJABBERD_NODE:-ejabberd-bench@localhost}
 DOMAIN=localhost
 PG=(psql -h 127.0.0.1 -p 5432 -U postgres -v ON_ERROR_STOP=1 -q)
 
+# Run as the ejabberd user through setpriv, not su: ejabberdctl's own `su ejabberd` would
+# open a PAM session that resets the open-file limit to 1,024 (the node then refuses
+# connections past ~1,000 with EMFILE).
 ctl() {
     ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-    ERL_MAX_PORTS=32000 ejabberdctl --node "$NODE" --config-dir "$DIR/etc" \
-        --logs "$DIR/log" --spool "$DIR/spool" "$@"
+    (cd "$DIR" && setpriv --reuid=ejabberd --regid=ejabberd --init-groups \
+        env HOME=/var/lib/ejabberd ERL_MAX_PORTS=32000 ejabberdctl --node "$NODE" \
+        --config-dir "$DIR/etc" --logs "$DIR/log" --spool "$DIR/spool" "$@")
 }
 
 install_if_missing() {
@@ -53,6 +57,7 @@ write_config() {
     local sql=$1 mam_db=mnesia
     mkdir -p "$DIR/etc" "$DIR/log" "$DIR/spool"
     [ "$sql" = 1 ] && mam_db=sql
+    echo '{lookup, [file, native]}.' >"$DIR/etc/inetrc"
     cat >"$DIR/etc/ejabberdctl.cfg" <<EOF
 ERL_MAX_PORTS=32000
 ERL_PROCESSES=1000000
@@ -160,7 +165,10 @@ setup_sql() {
 }
 
 node_pid() {
-    pgrep -f "beam.smp.*-sname $NODE" | head -1
+    # ejabberd writes its OS pid there (EJABBERD_PID_PATH in ejabberdctl.cfg).
+    local pid
+    pid=$(cat "$DIR/ejabberd.pid" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
 }
 
 start() {
