@@ -167,6 +167,14 @@ export class Person {
       dialog.dismiss().catch(() => {});
     });
     page.on('pageerror', (e) => this.errors.push(String(e)));
+    // Content-Security-Policy violations and failed loads show up as console errors.
+    // Refused connections while the network is cut are expected, not errors of the page.
+    page.on('console', (message) => {
+      const text = message.text();
+      if (message.type() === 'error' && !/WebSocket|net::ERR_/.test(text)) {
+        this.errors.push(text);
+      }
+    });
   }
 
   /** `via` is the Server or a Proxy in front of it. */
