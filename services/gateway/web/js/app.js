@@ -185,7 +185,7 @@ export class App {
     const at = list.findIndex((p) => p.client_msg_id === clientMsgId);
     if (at >= 0) {
       list.splice(at, 1);
-      if (convId === this.selectedId) this.drawMessages({ stick: true });
+      if (convId === this.selectedId) this.requestDraw({ messages: true, stick: true });
     }
   }
 
@@ -316,6 +316,26 @@ export class App {
   }
 
   // ---- drawing -------------------------------------------------------------------
+
+  /**
+   * Redraws soon, once for everything asked meanwhile: a backfill of hundreds of messages
+   * costs one redraw, not one per message.
+   */
+  requestDraw({ list = false, messages = false, bottom = false, stick = false }) {
+    const want = this.wanted || (this.wanted = { list: false, messages: false, bottom: false, stick: false });
+    want.list ||= list;
+    want.messages ||= messages;
+    want.bottom ||= bottom;
+    want.stick ||= stick;
+    if (this.drawTimer) return;
+    this.drawTimer = setTimeout(() => {
+      const { list: l, messages: m, bottom: b, stick: s } = this.wanted;
+      this.wanted = null;
+      this.drawTimer = null;
+      if (l) this.drawList();
+      if (m) this.drawMessages({ bottom: b, stick: s });
+    }, 16);
+  }
 
   drawList() {
     renderConversationList(this.state, this.selectedId, (id) => this.select(id));

@@ -31,7 +31,7 @@ export const frameHandlers = {
     if (m.sender === this.state.me.username) this.dropPending(conv.id, m.client_msg_id);
     const fresh = this.state.addMessage(m);
     if (!fresh) {
-      this.drawList(); // the preview may have changed
+      this.requestDraw({ list: true }); // the preview may have changed
       return;
     }
     if (conv.typing.delete(m.sender) && conv.id === this.selectedId) renderTyping(this.state, conv);
@@ -42,7 +42,7 @@ export const frameHandlers = {
       this.connection.notify({ type: 'read', conversation_id: conv.id, seq: m.seq });
     }
     if (conv.id === this.selectedId) {
-      this.drawMessages({ stick: true });
+      this.requestDraw({ messages: true, stick: true });
       this.markRead(conv);
       if (m.sender !== this.state.me.username) {
         $('announcer').textContent = m.kind === 'text' ? `${this.state.displayName(m.sender)}: ${m.body}` : m.body;
@@ -51,7 +51,7 @@ export const frameHandlers = {
       this.notify(conv, m);
     }
     if (document.hidden && conv.id === this.selectedId && m.sender !== this.state.me.username) this.notify(conv, m);
-    this.drawList();
+    this.requestDraw({ list: true });
   },
 
   onConversation(c) {
@@ -102,10 +102,10 @@ export const frameHandlers = {
     if (!conv) return;
     if (user === this.state.me.username) {
       conv.readSeq = Math.max(conv.readSeq, seq);
-      this.drawList();
+      this.requestDraw({ list: true });
     } else {
       conv.reads.set(user, Math.max(conv.reads.get(user) || 0, seq));
-      if (id === this.selectedId) this.drawMessages();
+      if (id === this.selectedId) this.requestDraw({ messages: true });
     }
   },
 
