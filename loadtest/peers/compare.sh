@@ -132,13 +132,13 @@ peer_phase() {
         ejsql) "$EJ" start --sql --ttl 7200 ;;
     esac
     idle "$peer"
-    # Broadcast before the rate steps: an overloaded peer may still be busy after them.
-    run "$peer" broadcast "$BC_USERS" 1 1 loadtest/scenarios/broadcast.toml
     for rate in $RATES; do
         for rep in $(seq 1 "$REPS"); do
             run "$peer" one-to-one 2000 "$rate" "$rep" loadtest/scenarios/one-to-one.toml
         done
     done
+    # Broadcast last: a 2,000-occupant room keeps ejabberd busy after the run.
+    run "$peer" broadcast "$BC_USERS" 1 1 loadtest/scenarios/broadcast.toml
     case $peer in
         ej | ejsql) "$EJ" stop ;;
     esac

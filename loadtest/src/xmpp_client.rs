@@ -8,11 +8,13 @@
 //! sender numbers its messages per conversation (1, 2, 3, ...) in the body
 //! (`sblt|SENDER|N|SENT_UNIX_MICROS|filler`, as for Switchboard), and each receiver tracks
 //! every (conversation, sender) stream with the same gap/duplicate/reorder logic. When
-//! traffic stops every sender posts a final marker `sbfin|SENDER|LAST_N` to each of its
+//! traffic stops every sender posts a final marker `sbfin|SENDER|LAST_N|RUN` to each of its
 //! conversations; a receiver waits (up to `drain_secs`) for the marker of every sender it
 //! expects and counts whatever is missing below it as lost. A marker that never arrives
 //! counts as one lost message (`fin_missing` in `kinds`). Messages are not acknowledged
-//! (no XEP-0198), so `acked`/`unacked` stay 0.
+//! (no XEP-0198), so `acked`/`unacked` stay 0. Messages of an earlier run (offline storage
+//! delivers them at sign-in) are recognised by their send time or run id and only counted
+//! in `kinds.earlier_run`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -536,17 +538,27 @@ impl XmppUser {
             },
         };
         if let Some(rest) = body.strip_prefix(FIN).and_then(|r| r.strip_prefix('|')) {
-            if let Some((sender, n)) = rest.split_once('|')
+            let mut parts = rest.split('|');
+            if let (Some(sender), Some(n), Some(run)) = (parts.next(), parts.next(), parts.next())
                 && sender != self.plan.username
                 && let Ok(n) = n.parse::<u64>()
             {
-                self.fins.insert((conversation, sender.to_owned()), n);
+                if run == self.ctx.run_id.to_string() {
+                    self.fins.insert((conversation, sender.to_owned()), n);
+                } else {
+                    stats.kind("earlier_run");
+                }
             }
             return;
         }
         let Some(stamp) = verify::parse(body) else { return };
         if stamp.sender == self.plan.username {
             return; // a room reflects our own messages
+        }
+        // Offline storage hands over, at sign-in, what an earlier run left undelivered.
+        if stamp.sent_us < self.ctx.run_id * 1000 {
+            stats.kind("earlier_run");
+            return;
         }
         let track = self
             .tracks
@@ -579,7 +591,7 @@ impl XmppUser {
             for conversation in conversations {
                 if let Some((to, kind)) = self.address(conversation) {
                     let n = self.sent.get(&conversation).copied().unwrap_or(0);
-                    let body = format!("{FIN}|{}|{n}", self.plan.username);
+                    let body = format!("{FIN}|{}|{n}|{}", self.plan.username, ctx.run_id);
                     xmpp::message(&mut out, &to, kind, &format!("fin-{conversation}"), &body);
                 }
             }
