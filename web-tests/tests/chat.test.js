@@ -53,8 +53,10 @@ describe('the web client', () => {
     await bob.signIn();
 
     // Alice finds Bob in the directory by his building and opens a chat.
-    await alice.page.getByLabel('Search people to start a chat').fill('building 1');
-    await alice.page.getByRole('button', { name: 'Chat with Bob Nguyen' }).click(WAIT);
+    await alice.page.getByLabel('Search people to start a chat').fill('building');
+    await alice.page.getByRole('button', { name: 'Chat with Bob Nguyen' }).waitFor(WAIT);
+    await alice.shot('directory');
+    await alice.page.getByRole('button', { name: 'Chat with Bob Nguyen' }).click();
     await alice.page.locator('#chat-name', { hasText: 'Bob Nguyen' }).waitFor();
     await alice.send('Hi Bob, lunch at 12?');
     await alice.messages('Hi Bob, lunch at 12?').waitFor(WAIT);

@@ -238,6 +238,7 @@ export class App {
   async setStatus(status, text, { auto = false } = {}) {
     this.myStatus = status;
     this.myText = text;
+    this.state.presence.set(this.state.me.username, { status, text });
     if (!auto) this.autoAway = false;
     this.drawMe();
     try {

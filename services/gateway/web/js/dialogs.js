@@ -86,7 +86,7 @@ function setupMembersDialog(app) {
     const members = conv.members.map((u) => app.state.users.get(u) || { username: u, display_name: u, org: '' });
     renderPeople($('members-list'), app.state, members, (u) =>
       u.username === app.state.me.username
-        ? [el('span', { class: 'muted small' }, 'You')]
+        ? []
         : [el('button', {
           type: 'button', class: 'danger small', 'aria-label': `Remove ${u.display_name || u.username}`,
           onclick: () => act(() => app.removeMember(conv.id, u.username)),

@@ -115,6 +115,7 @@ export const frameHandlers = {
       // session is connected, so `offline` here means "appear offline" was chosen.
       this.myStatus = p.status;
       this.myText = p.text;
+      this.state.presence.set(p.user, { status: p.status, text: p.text });
       this.drawMe();
       return;
     }
