@@ -134,6 +134,12 @@ describe('the web client', () => {
     await bob.conversation('Floor 3 lunch').locator('.conversation-preview', { hasText: 'Count me in!' }).waitFor(WAIT);
     await bob.open('Floor 3 lunch');
     await bob.messages('Count me in!').waitFor(WAIT);
+    // Bob is not the owner: he sees who is, and no way to remove others.
+    await bob.page.getByRole('button', { name: 'Members' }).click();
+    await bob.page.locator('#members-list .person', { hasText: 'Alice Martin' }).locator('.tag', { hasText: 'Owner' }).waitFor(WAIT);
+    assert.equal(await bob.page.locator('#members-list button', { hasText: 'Remove' }).count(), 0);
+    await bob.page.keyboard.press('Escape');
+    await bob.page.locator('#members-dialog').waitFor({ state: 'hidden' });
     await bob.send('Great, table for three');
     await carol.messages('Great, table for three').waitFor(WAIT);
     await alice.messages('Great, table for three').waitFor(WAIT);

@@ -133,6 +133,8 @@ async fn contacts_and_conversation_previews() {
     );
     assert_eq!(previews[1]["conversation_id"], conversation.id);
     assert_eq!(previews[1]["kind"], "system");
+    let listed = body["conversations"].as_array().unwrap();
+    assert_eq!((listed[0].get("owner"), &listed[1]["owner"]), (None, &json!("alice")));
 
     // Contacts: the people Alice shares a conversation with, not Carol.
     let (status, body) = http(server.addr, "GET", "/api/v1/contacts", Some(&alice), None).await;

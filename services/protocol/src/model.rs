@@ -88,6 +88,10 @@ pub struct Conversation {
     pub members: Vec<String>,
     /// Seq of the newest message (0 when there is none yet).
     pub last_seq: i64,
+    /// Username of a group's owner (its creator), who may remove members; absent for
+    /// direct conversations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// The viewer's read cursor: the highest seq they marked read. Set in answers and
     /// lists; absent in pushes, which go to every member alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]

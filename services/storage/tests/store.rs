@@ -456,6 +456,11 @@ async fn last_messages_preview_each_conversation(f: Fixture) -> Fixture {
     assert_eq!(seen, [(with_bob.id, 2, "bob"), (group.id, 1, "bob")]);
     assert_eq!(last[0].body, "body of b1");
     assert_eq!(last[1].kind, MessageKind::System);
+    // Groups name their owner (who may remove members); direct conversations have none.
+    let listed = store.conversations_of(alice.id).await.unwrap();
+    let owners: Vec<_> = listed.iter().map(|c| (c.id, c.owner.as_deref())).collect();
+    assert_eq!(owners, [(with_bob.id, None), (_empty.id, None), (group.id, Some("bob"))]);
+    assert_eq!(store.conversation(group.id, &alice).await.unwrap().owner.as_deref(), Some("bob"));
     // Carol sees only her (empty) conversation.
     assert!(store.last_messages(carol.id).await.unwrap().is_empty());
     f

@@ -84,9 +84,12 @@ function setupMembersDialog(app) {
     const conv = app.state.conv(shownFor);
     if (!conv) return;
     const members = conv.members.map((u) => app.state.users.get(u) || { username: u, display_name: u, org: '' });
+    // Only the owner or an admin may remove others (anyone may leave, below).
+    const me = app.state.me;
+    const mayRemove = me.admin || conv.owner === me.username;
     renderPeople($('members-list'), app.state, members, (u) =>
-      u.username === app.state.me.username
-        ? []
+      u.username === conv.owner ? [el('span', { class: 'tag' }, 'Owner')]
+      : u.username === me.username || !mayRemove ? []
         : [el('button', {
           type: 'button', class: 'danger small', 'aria-label': `Remove ${u.display_name || u.username}`,
           onclick: () => act(() => app.removeMember(conv.id, u.username)),

@@ -25,6 +25,7 @@ export class State {
     conv.kind = c.kind;
     conv.name = c.name;
     conv.members = c.members;
+    conv.owner = c.owner;
     conv.lastSeq = Math.max(conv.lastSeq, c.last_seq);
     // A record whose last_seq is below what we hold means the server's data changed
     // under us (a restored backup): start this conversation over.
@@ -94,6 +95,7 @@ export class Conv {
     this.kind = c.kind;
     this.name = c.name;
     this.members = c.members;
+    this.owner = c.owner; // username; groups only
     this.lastSeq = c.last_seq; // newest seq known to exist
     this.readSeq = c.read_seq || 0; // my read cursor
     this.messages = new Map(); // seq -> Message (the loaded window)

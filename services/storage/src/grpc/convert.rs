@@ -69,6 +69,7 @@ pub fn conversation_to_pb(conversation: Conversation) -> pb::Conversation {
         members: conversation.members,
         last_seq: conversation.last_seq,
         read_seq: conversation.read_seq,
+        owner: conversation.owner,
     }
 }
 
@@ -80,6 +81,7 @@ pub fn conversation_from_pb(conversation: pb::Conversation) -> Conversation {
         members: conversation.members,
         last_seq: conversation.last_seq,
         read_seq: conversation.read_seq,
+        owner: conversation.owner,
     }
 }
 

@@ -88,9 +88,11 @@ async fn load_unchecked(
     viewer_id: i64,
 ) -> Result<Conversation> {
     let row = sqlx::query(
-        "SELECT c.kind, c.name, c.last_seq, COALESCE(m.read_seq, 0) AS read_seq
+        "SELECT c.kind, c.name, c.last_seq, COALESCE(m.read_seq, 0) AS read_seq,
+                o.username AS owner
          FROM conversations c
          LEFT JOIN members m ON m.conversation_id = c.id AND m.user_id = $1
+         LEFT JOIN users o ON o.id = c.owner_id
          WHERE c.id = $2",
     )
     .bind(viewer_id)
@@ -112,6 +114,7 @@ async fn load_unchecked(
         name: row.try_get("name")?,
         members,
         last_seq: row.try_get("last_seq")?,
+        owner: row.try_get("owner")?,
         read_seq: Some(row.try_get("read_seq")?),
     })
 }
@@ -129,8 +132,10 @@ pub async fn load(
 pub async fn list(pool: &Pool, user_id: i64) -> Result<Vec<Conversation>> {
     let mut conn = pool.acquire().await?;
     let rows = sqlx::query(
-        "SELECT c.id, c.kind, c.name, c.last_seq, m.read_seq FROM members m
+        "SELECT c.id, c.kind, c.name, c.last_seq, m.read_seq, o.username AS owner
+         FROM members m
          JOIN conversations c ON c.id = m.conversation_id
+         LEFT JOIN users o ON o.id = c.owner_id
          WHERE m.user_id = $1 ORDER BY c.id",
     )
     .bind(user_id)
@@ -146,6 +151,7 @@ pub async fn list(pool: &Pool, user_id: i64) -> Result<Vec<Conversation>> {
                 name: row.try_get("name")?,
                 members: Vec::new(),
                 last_seq: row.try_get("last_seq")?,
+                owner: row.try_get("owner")?,
                 read_seq: Some(row.try_get("read_seq")?),
             })
         })
