@@ -9,7 +9,8 @@
 #   PEERS="sb ej" RATES="500 1000" REPS=1 loadtest/peers/compare.sh   # a subset
 #
 # Settings (environment): BIN (target/release), OUT (/tmp/compare), PEERS ("sb ej ejsql"),
-# IDLE_USERS (5000), RATES ("500 1000 2000 4000 8000"), REPS (3), BC_USERS (2000).
+# IDLE_USERS (5000; 0 skips the idle test), RATES ("500 1000 2000 4000 8000"), REPS (3),
+# BC_USERS (2000; 0 skips the broadcast).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -131,14 +132,15 @@ peer_phase() {
         ej) "$EJ" start --ttl 7200 ;;
         ejsql) "$EJ" start --sql --ttl 7200 ;;
     esac
-    idle "$peer"
+    [ "$IDLE_USERS" -gt 0 ] && idle "$peer"
+    # Broadcast before the rate steps: a peer overloaded by the highest rate stays busy
+    # for a long time after it.
+    [ "$BC_USERS" -gt 0 ] && run "$peer" broadcast "$BC_USERS" 1 1 loadtest/scenarios/broadcast.toml
     for rate in $RATES; do
         for rep in $(seq 1 "$REPS"); do
             run "$peer" one-to-one 2000 "$rate" "$rep" loadtest/scenarios/one-to-one.toml
         done
     done
-    # Broadcast last: a 2,000-occupant room keeps ejabberd busy after the run.
-    run "$peer" broadcast "$BC_USERS" 1 1 loadtest/scenarios/broadcast.toml
     case $peer in
         ej | ejsql) "$EJ" stop ;;
     esac

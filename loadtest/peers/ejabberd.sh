@@ -17,7 +17,7 @@
 #     load tool registers its users there (POST /api/register), or `register` below does;
 #   - mod_mam on for every message (default: always) in mnesia, or with --sql in PostgreSQL
 #     (database ejabberd_bench on 127.0.0.1:5432, ejabberd's own pg.sql schema as shipped
-#     in the Debian package); MUC rooms archive too (mam: true);
+#     in the Debian package, driver package erlang-p1-pgsql); MUC rooms archive too;
 #   - mod_muc with room sizes up to 100,000 (its default cap is 200), occupants' presence
 #     shared only in rooms up to 100 (default 1,000; see the comment in the config);
 #   - the c2s shaper set to `none` and max_fsm_queue raised to 100,000, so the server and
@@ -45,10 +45,17 @@ ctl() {
 }
 
 install_if_missing() {
-    if ! command -v ejabberdctl >/dev/null; then
-        echo "installing Debian's ejabberd..." >&2
+    local sql=$1 want=()
+    command -v ejabberdctl >/dev/null || want+=(ejabberd)
+    # Debian ships ejabberd's PostgreSQL driver separately; without it every SQL query
+    # fails ("Failed to start Erlang application 'p1_pgsql'").
+    if [ "$sql" = 1 ] && ! dpkg-query -W -f '${Status}' erlang-p1-pgsql 2>/dev/null | grep -q installed; then
+        want+=(erlang-p1-pgsql)
+    fi
+    if [ ${#want[@]} -gt 0 ]; then
+        echo "installing ${want[*]}..." >&2
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q ejabberd >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${want[@]}" >/dev/null
         # The package may start its own system instance; this benchmark runs its own node.
         if [ -d /run/systemd/system ]; then systemctl stop ejabberd || true; fi
     fi
@@ -185,7 +192,7 @@ start() {
             *) echo "unknown option $1" >&2; exit 2 ;;
         esac
     done
-    install_if_missing
+    install_if_missing "$sql"
     if [ -n "$(node_pid)" ]; then
         echo "already running (pid $(node_pid)); run '$0 stop' first" >&2
         exit 1
