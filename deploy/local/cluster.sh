@@ -5,6 +5,7 @@
 #
 #   deploy/local/cluster.sh            # database switchboard_local, Redis prefix "local"
 #   DATABASE=postgres://... REDIS=redis://... PREFIX=... deploy/local/cluster.sh
+#   GATEWAY_ARGS="--rate-per-user 0" deploy/local/cluster.sh   # extra gateway flags
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -55,7 +56,7 @@ for n in 1 2 3; do
     start gateway --storage http://127.0.0.1:7100 \
         --router http://127.0.0.1:7201,http://127.0.0.1:7202 \
         --redis "$REDIS" --redis-prefix "$PREFIX" --gateway-id "gw$n" \
-        --listen "127.0.0.1:808$n"
+        --listen "127.0.0.1:808$n" ${GATEWAY_ARGS:-}
 done
 
 sleep 1

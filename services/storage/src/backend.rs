@@ -138,10 +138,11 @@ macro_rules! sql_store {
 
 pub(crate) use sql_store;
 
-/// `sql_queries!(Connection, Pool, Row)` declares the backend's `queries` module: the SQL
-/// of `src/sql/` compiled against that driver's types.
+/// `sql_queries!(Connection, Pool, Row, "extra.rs"..)` declares the backend's `queries`
+/// module: the shared SQL of `src/sql/` (users, conversations, and the named extra files)
+/// compiled against that driver's types.
 macro_rules! sql_queries {
-    ($conn:ty, $pool:ty, $row:ty) => {
+    ($conn:ty, $pool:ty, $row:ty $(, $extra:literal)*) => {
         mod queries {
             use std::collections::BTreeSet;
 
@@ -151,8 +152,7 @@ macro_rules! sql_queries {
             };
 
             use $crate::{
-                Appended, HistoryPage, MAX_PAGE, NewMessage, NewUser, Result, StoreError, User,
-                now_ms,
+                HistoryPage, MAX_PAGE, NewUser, Result, StoreError, User, now_ms,
             };
 
             type Conn = $conn;
@@ -161,7 +161,7 @@ macro_rules! sql_queries {
 
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/users.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/conversations.rs"));
-            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/append.rs"));
+            $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };
 }

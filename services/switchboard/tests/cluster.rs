@@ -279,6 +279,7 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
         (refused["type"].as_str(), refused["code"].as_str()),
         (Some("error"), Some("unavailable"))
     );
+    assert!(!ready(&gw[0]).await, "/readyz must fail while storage is unreachable");
     let (_storage, _) = spawn(&["storage", "--listen", &storage, "--database", &database]);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let acked = loop {

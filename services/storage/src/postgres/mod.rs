@@ -4,15 +4,19 @@
 //! `UPDATE conversations SET last_seq = last_seq + 1 ... RETURNING`, whose row lock is
 //! held until commit, so concurrent writers to one conversation serialise on that row and
 //! seqs stay gapless. Appends go through several appender tasks (one per sender shard)
-//! that commit in groups; each batch locks conversation rows in ascending id order, so
-//! concurrent batches cannot deadlock. The SQL is shared with SQLite (see the crate docs).
+//! that commit in groups of a few set-based statements (`append.rs`); each batch locks
+//! conversation rows in ascending id order, so concurrent batches cannot deadlock. The
+//! rest of the SQL is shared with SQLite (see the crate docs).
 
-// The SQL shared with SQLite, compiled for PostgreSQL.
+// The SQL shared with SQLite, compiled for PostgreSQL (appends have their own, set-based
+// version: `append.rs`).
 crate::backend::sql_queries!(
     sqlx::postgres::PgConnection,
     sqlx::postgres::PgPool,
     sqlx::postgres::PgRow
 );
+
+mod append;
 
 use std::time::Duration;
 
@@ -51,7 +55,7 @@ impl PgStore {
         let batch_pool = pool.clone();
         let appenders = Appenders::spawn(APPENDERS, move |batch| {
             let pool = batch_pool.clone();
-            Box::pin(async move { queries::commit_batch(&pool, &batch).await })
+            Box::pin(async move { append::commit_batch(&pool, &batch).await })
         });
         Ok(Self { pool, appenders })
     }

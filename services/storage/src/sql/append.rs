@@ -1,5 +1,8 @@
-// Storing a batch of appends in one transaction: SQL shared by the SQLite and PostgreSQL
-// stores (included into each backend's `queries` module; see `backend.rs`).
+// Storing a batch of appends in one transaction, a few statements per message: right for
+// in-process SQLite, where a statement costs no round trip (PostgreSQL has a set-based
+// version in `postgres/append.rs`). Included into SQLite's `queries` module.
+
+use crate::{Appended, NewMessage};
 
 /// Stores a batch in one transaction; answers in the batch's order. The outer error
 /// aborts the whole batch (nothing of it is stored); inner errors (not a member, unknown

@@ -10,7 +10,8 @@
 crate::backend::sql_queries!(
     sqlx::sqlite::SqliteConnection,
     sqlx::sqlite::SqlitePool,
-    sqlx::sqlite::SqliteRow
+    sqlx::sqlite::SqliteRow,
+    "append.rs"
 );
 
 use std::path::Path;

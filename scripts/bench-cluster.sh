@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Cluster latency benchmark (docs/benchmarks.md, "Cluster: same vs cross gateway"):
+# starts the local cluster (deploy/local/cluster.sh: 1 storage on PostgreSQL, 2 routers,
+# 3 gateways) on a fresh database and Redis prefix, measures the floors (Redis PUBLISH
+# round trip, Redis lookup, PostgreSQL single-row commit), then runs the load tool's
+# one-to-one scenario with both partners on one gateway ("same") and on two ("cross"),
+# at a light rate and at 5,000 msg/s, ROUNDS times interleaved, and prints medians.
+#
+#   scripts/bench-cluster.sh                # ROUNDS=3 DURATION=15 USERS=2000
+#   ROUNDS=1 DURATION=10 scripts/bench-cluster.sh
+#
+# Loopback only; stops the cluster when done. Results under $OUT (default
+# target/bench-cluster).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+. scripts/services.sh
+ensure_postgres
+ensure_redis
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-15}
+USERS=${USERS:-2000}
+LIGHT=${LIGHT:-100}
+HEAVY=${HEAVY:-5000}
+target_dir=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$target_dir/bench-cluster}
+
+# NO_BUILD=1 uses the release binaries as they are (e.g. while sources are being edited).
+if [ -z "${NO_BUILD:-}" ]; then
+    echo "Building (release) ..." >&2
+    cargo build --release -q -p switchboard -p switchboard-loadtest --bins
+    cargo build --release -q -p switchboard --example floors
+fi
+# Copies, so a rebuild during the run cannot swap binaries under it.
+rm -rf "$OUT" && mkdir -p "$OUT/bin"
+cp "$target_dir/release/switchboard" "$target_dir/release/switchboard-loadtest" \
+    "$target_dir/release/examples/floors" "$OUT/bin/"
+BIN=$OUT/bin/switchboard
+LOADTEST=$OUT/bin/switchboard-loadtest
+
+db=switchboard_bench
+psql postgres://postgres@127.0.0.1:5432/postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+psql postgres://postgres@127.0.0.1:5432/postgres -qc "CREATE DATABASE $db"
+DATABASE=postgres://postgres@127.0.0.1:5432/$db
+PREFIX=bench-$$
+password=bench-admin-password
+printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin --database "$DATABASE" >/dev/null
+
+BIN=$BIN DATABASE=$DATABASE PREFIX=$PREFIX GATEWAY_ARGS="--rate-per-user 0" \
+    deploy/local/cluster.sh >"$OUT/cluster.log" 2>&1 &
+cluster=$!
+cleanup() {
+    kill -INT "$cluster" 2>/dev/null || true
+    wait "$cluster" 2>/dev/null || true
+    redis-cli --scan --pattern "$PREFIX:*" | xargs -r redis-cli del >/dev/null
+}
+trap cleanup EXIT
+for port in 8081 8082; do
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+        sleep 0.2
+    done
+done
+sleep 1
+
+echo "== floors (one at a time, no load) ==" | tee "$OUT/floors.txt"
+"$OUT/bin/floors" redis://127.0.0.1:6379 "$DATABASE" 2000 | tee -a "$OUT/floors.txt"
+
+run() { # round rate placement gateways
+    local dir="$OUT/r$1-$2-$3"
+    echo "== round $1: $2 msg/s, $3 gateway ==" >&2
+    printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/one-to-one.toml \
+        --gateway "$4" --users "$USERS" --rate "$2" --duration "$DURATION" \
+        --admin-user admin --admin-password-stdin --out "$dir" >"$dir.log" 2>&1 || true
+    tail -n 3 "$dir.log" >&2
+}
+for round in $(seq "$ROUNDS"); do
+    for rate in "$LIGHT" "$HEAVY"; do
+        run "$round" "$rate" same ws://127.0.0.1:8081
+        run "$round" "$rate" cross ws://127.0.0.1:8081,ws://127.0.0.1:8082
+    done
+done
+
+python3 - "$OUT" <<'EOF' | tee "$OUT/summary.txt"
+import json, pathlib, statistics, sys
+out = pathlib.Path(sys.argv[1])
+rows = {}
+for result in sorted(out.glob("r*/result.json")):
+    _, rate, placement = result.parent.name.split("-")
+    r = json.loads(result.read_text())
+    rows.setdefault((int(rate), placement), []).append(r)
+print(f"{'offered msg/s':>13} {'placement':>9} {'runs':>4} {'delivered/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'ack p50':>7} {'ack p99':>7} {'lost':>5} {'dup':>4}")
+for (rate, placement), runs in sorted(rows.items()):
+    med = lambda k: statistics.median(float(r.get(k, 0) or 0) for r in runs)
+    print(f"{rate:>13} {placement:>9} {len(runs):>4} {med('delivered_per_s'):>11.0f} {med('p50_ms'):>7.2f} {med('p99_ms'):>7.2f} {med('max_ms'):>7.1f} {med('ack_p50_ms'):>7.2f} {med('ack_p99_ms'):>7.2f} {sum(int(r.get('lost', 0)) for r in runs):>5} {sum(int(r.get('duplicated', 0)) for r in runs):>4}")
+EOF
