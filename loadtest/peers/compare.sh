@@ -9,7 +9,7 @@
 #   PEERS="sb ej" RATES="500 1000" REPS=1 loadtest/peers/compare.sh   # a subset
 #
 # Settings (environment): BIN (target/release), OUT (/tmp/compare), PEERS ("sb ej ejsql"),
-# IDLE_USERS (5000; 0 skips the idle test), RATES ("500 1000 2000 4000 8000"), REPS (3),
+# IDLE_USERS (5000; 0 skips the idle test), RATES ("500 1000 2000 4000 8000"; "" none), REPS (3),
 # BC_USERS (2000; 0 skips the broadcast).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,7 +18,7 @@ BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 OUT=${OUT:-/tmp/compare}
 PEERS=${PEERS:-sb ej ejsql}
 IDLE_USERS=${IDLE_USERS:-5000}
-RATES=${RATES:-500 1000 2000 4000 8000}
+RATES=${RATES-500 1000 2000 4000 8000}
 REPS=${REPS:-3}
 BC_USERS=${BC_USERS:-2000}
 SB_PORT=28080
