@@ -46,10 +46,12 @@ pub async fn serve(
     health.set_serving::<RouterServer<RouterService>>().await;
     let service = RouterService { locator, links: Arc::default() };
     let (draining, drained) = tokio::sync::oneshot::channel::<()>();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(RouterServer::new(service))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+        // Nagle off: a reply's frames go out at once, not after the peer's delayed ACK.
+        .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             let _ = draining.send(());
         });

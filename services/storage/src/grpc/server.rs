@@ -38,10 +38,12 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StorageServer<StorageService>>().await;
     let (draining, drained) = tokio::sync::oneshot::channel::<()>();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(StorageServer::new(StorageService::new(store)))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
+        // Nagle off: a reply's frames go out at once, not after the peer's delayed ACK.
+        .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
             let _ = draining.send(());
         });
