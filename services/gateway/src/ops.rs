@@ -110,15 +110,23 @@ impl Gateway {
             })
             .await?;
         if !appended.duplicate {
-            self.publish(&appended.message, None).await;
+            // Storage read the members in the commit's transaction; an older storage
+            // service sends none, and they are looked up here instead.
+            let members = Some(appended.members.as_slice()).filter(|m| !m.is_empty());
+            self.publish(&appended.message, members, None).await;
         }
         Ok(appended)
     }
 
     /// Pushes a committed message to every member's sessions (and to `extra` users, such
-    /// as someone just removed, who should see the message recording it).
-    async fn publish(&self, message: &Message, extra: Option<i64>) {
-        let members = match self.members(message.conversation_id).await {
+    /// as someone just removed, who should see the message recording it). `members`, when
+    /// known, saves looking them up.
+    async fn publish(&self, message: &Message, members: Option<&[i64]>, extra: Option<i64>) {
+        let members = match members {
+            Some(members) => Ok(Arc::from(members)),
+            None => self.members(message.conversation_id).await,
+        };
+        let members = match members {
             Ok(members) => members,
             Err(e) => {
                 // Live delivery is the fast path; sessions backfill by seq when it fails.
@@ -243,12 +251,13 @@ impl Gateway {
         removed: Option<i64>,
     ) {
         self.inner.hub.forget_members(conversation.id);
-        if let Ok(members) = self.members(conversation.id).await {
+        let members = self.members(conversation.id).await.ok();
+        if let Some(members) = &members {
             let mut users = members.to_vec();
             users.extend(removed);
             self.announce(conversation, &users);
         }
-        self.publish(message, removed).await;
+        self.publish(message, members.as_deref(), removed).await;
     }
 
     pub async fn history(

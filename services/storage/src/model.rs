@@ -49,6 +49,10 @@ pub struct Appended {
     pub message: Message,
     /// True when this `(sender, client_msg_id)` was stored before: `message` is that copy.
     pub duplicate: bool,
+    /// The conversation's members when the message was committed, read in the same
+    /// transaction (so the gateway fans out without another query); empty for a
+    /// duplicate, which is not fanned out again.
+    pub members: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -247,6 +247,11 @@ async fn a_retry_returns_the_first_copy_and_stores_nothing(f: Fixture) -> Fixtur
         let appended = task.await.unwrap();
         assert_eq!(appended.message.seq, 1);
         stored += usize::from(!appended.duplicate);
+        // The stored copy names who to fan it out to; a duplicate is not fanned out.
+        let mut members = appended.members.clone();
+        members.sort();
+        let expected = if appended.duplicate { vec![] } else { vec![alice.id, bob.id] };
+        assert_eq!(members, expected);
     }
     assert_eq!(stored, 1);
     // The key belongs to the sender: bob may use the same one.

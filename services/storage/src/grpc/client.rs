@@ -214,7 +214,11 @@ impl Store for RemoteStore {
         let message = reply
             .message
             .ok_or_else(|| StoreError::Unavailable("storage service sent no message".into()))?;
-        Ok(Appended { message: message_from_pb(message), duplicate: reply.duplicate })
+        Ok(Appended {
+            message: message_from_pb(message),
+            duplicate: reply.duplicate,
+            members: reply.members,
+        })
     }
 
     async fn history(

@@ -127,7 +127,11 @@ pub fn new_message_from_pb(message: pb::NewMessage) -> Result<NewMessage, Status
 }
 
 pub fn appended_to_pb(appended: Appended) -> pb::Appended {
-    pb::Appended { message: Some(message_to_pb(appended.message)), duplicate: appended.duplicate }
+    pb::Appended {
+        message: Some(message_to_pb(appended.message)),
+        duplicate: appended.duplicate,
+        members: appended.members,
+    }
 }
 
 pub fn page_to_pb(page: HistoryPage) -> pb::HistoryPage {

@@ -1,11 +1,12 @@
-//! PostgreSQL's group commit: a whole batch in five statements, whatever its size.
+//! PostgreSQL's group commit: a whole batch in six statements, whatever its size.
 //!
 //! Over a network every statement costs a round trip, so the per-message statements that
 //! suit in-process SQLite (`sql/append.rs`) would cap a storage process at a few hundred
 //! messages per second per appender. Here the batch travels as arrays (`UNNEST`): one
 //! query finds retries, one checks membership, one locks the conversations in ascending
 //! id order (so concurrent batches, from other appenders or other storage replicas,
-//! cannot deadlock), one reserves each conversation's seqs, one inserts every message.
+//! cannot deadlock), one reserves each conversation's seqs, one inserts every message,
+//! and one reads the members each message fans out to.
 //! The behaviour is the SQLite path's, checked by the same storage suite.
 
 use std::collections::{BTreeMap, HashMap};
@@ -95,7 +96,7 @@ pub async fn commit_batch(pool: &PgPool, batch: &[NewMessage]) -> Result<Vec<Res
         if let Some(key) = new.client_msg_id.as_deref() {
             if let Some(message) = stored.get(&(new.sender.id, key.to_owned())) {
                 let message = Message { sender: new.sender.username.clone(), ..message.clone() };
-                outcomes[i] = Some(Ok(Appended { message, duplicate: true }));
+                outcomes[i] = Some(Ok(Appended { message, duplicate: true, members: Vec::new() }));
                 continue;
             }
             if !allowed[i] {
@@ -177,17 +178,34 @@ pub async fn commit_batch(pool: &PgPool, batch: &[NewMessage]) -> Result<Vec<Res
         .bind(ts)
         .execute(&mut *tx)
         .await?;
+        // Members as of this commit (their changes lock the conversation row too).
+        let rows = sqlx::query(
+            "SELECT conversation_id, user_id FROM members WHERE conversation_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut members: HashMap<i64, Vec<i64>> = HashMap::with_capacity(ids.len());
+        for row in rows {
+            members
+                .entry(row.try_get("conversation_id")?)
+                .or_default()
+                .push(row.try_get("user_id")?);
+        }
         for (i, message) in messages {
-            outcomes[i] = Some(Ok(Appended { message, duplicate: false }));
+            let members = members.get(&message.conversation_id).cloned().unwrap_or_default();
+            outcomes[i] = Some(Ok(Appended { message, duplicate: false, members }));
         }
     }
     tx.commit().await?;
 
     for (i, first) in repeats {
         outcomes[i] = match &outcomes[first] {
-            Some(Ok(appended)) => {
-                Some(Ok(Appended { message: appended.message.clone(), duplicate: true }))
-            }
+            Some(Ok(appended)) => Some(Ok(Appended {
+                message: appended.message.clone(),
+                duplicate: true,
+                members: Vec::new(),
+            })),
             _ => Some(Err(StoreError::Unavailable("the first copy was not stored".into()))),
         };
     }

@@ -44,7 +44,7 @@ async fn append_one(conn: &mut Conn, new: &NewMessage) -> Result<Result<Appended
                 client_msg_id: Some(key.clone()),
                 ts: row.try_get("ts")?,
             };
-            return Ok(Ok(Appended { message, duplicate: true }));
+            return Ok(Ok(Appended { message, duplicate: true, members: Vec::new() }));
         }
     }
     match check_member(conn, new.conversation_id, &new.sender).await {
@@ -63,5 +63,10 @@ async fn append_one(conn: &mut Conn, new: &NewMessage) -> Result<Result<Appended
         new.client_msg_id.as_deref(),
     )
     .await?;
-    Ok(Ok(Appended { message, duplicate: false }))
+    let members: Vec<i64> =
+        sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1")
+            .bind(new.conversation_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(Ok(Appended { message, duplicate: false, members }))
 }
