@@ -33,6 +33,22 @@ pub struct UserPlan {
     pub xmpp: Option<crate::xmpp_client::XmppPlan>,
 }
 
+impl UserPlan {
+    /// Where this user's next message goes: one of its groups with probability
+    /// `group_share` (always, without a partner), else its partner; None with neither.
+    pub fn next_conversation(&self, rng: &mut crate::rng::Rng, group_share: f64) -> Option<i64> {
+        let group = |rng: &mut crate::rng::Rng| self.groups[rng.below(self.groups.len())];
+        match (self.direct, self.groups.is_empty()) {
+            (Some(d), true) => Some(d),
+            (None, false) => Some(group(rng)),
+            (Some(d), false) => {
+                Some(if rng.uniform(0.0, 1.0) < group_share { group(rng) } else { d })
+            }
+            (None, true) => None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Provisioned {
     users: Vec<ProvisionedUser>,

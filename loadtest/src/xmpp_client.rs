@@ -469,17 +469,9 @@ impl XmppUser {
 
     async fn send_one(&mut self, c: &mut Conn) -> Result<(), &'static str> {
         let s = &self.ctx.scenario;
-        let conversation = match (self.plan.direct, self.plan.groups.is_empty()) {
-            (Some(d), true) => d,
-            (None, false) => self.plan.groups[self.rng.below(self.plan.groups.len())],
-            (Some(d), false) => {
-                if self.rng.uniform(0.0, 1.0) < s.office.group_share {
-                    self.plan.groups[self.rng.below(self.plan.groups.len())]
-                } else {
-                    d
-                }
-            }
-            (None, true) => return Ok(()),
+        let Some(conversation) = self.plan.next_conversation(&mut self.rng, s.office.group_share)
+        else {
+            return Ok(());
         };
         let Some((to, kind)) = self.address(conversation) else { return Ok(()) };
         let mut out = String::new();
