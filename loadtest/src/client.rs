@@ -207,18 +207,8 @@ impl User {
             return self.broken("connection_error");
         }
 
-        let sends = self.plan.sends && s.rate > 0.0;
-        let interval = f64::from(ctx.senders.max(1)) / s.rate.max(f64::MIN_POSITIVE);
-        let far = ctx.drain_end() + Duration::from_secs(3600);
-        let traffic_start = ctx.traffic_start();
-        let mut next_send =
-            if sends { Instant::now().max(traffic_start) + self.rng.exp(interval) } else { far };
-        let presence_mean = s.office.presence_every_secs;
-        let mut next_presence = if s.chats() && presence_mean > 0.0 {
-            Instant::now().max(traffic_start) + self.rng.exp(presence_mean)
-        } else {
-            far
-        };
+        let Pacing { interval, presence_mean, far, mut next_send, mut next_presence } =
+            Pacing::start(&ctx, &self.plan, &mut self.rng);
         let storm_at = match ctx.storm_at() {
             Some(at) if !self.stormed => at,
             _ => far,
@@ -433,5 +423,39 @@ impl User {
     fn finish(&mut self) {
         let unacked = std::mem::take(&mut self.pending).len() as u64;
         self.ctx.stats.add(Count::Unacked, unacked);
+    }
+}
+
+/// When a simulated user first sends and changes presence, and the mean gaps after that
+/// (exponential, so the run's senders together offer the scenario's rate).
+pub(crate) struct Pacing {
+    /// Mean seconds between this user's sends.
+    pub interval: f64,
+    /// Mean seconds between presence changes.
+    pub presence_mean: f64,
+    /// A time past the end of the run: "never".
+    pub far: Instant,
+    pub next_send: Instant,
+    pub next_presence: Instant,
+}
+
+impl Pacing {
+    pub fn start(ctx: &Ctx, plan: &UserPlan, rng: &mut Rng) -> Self {
+        let s = &ctx.scenario;
+        let interval = f64::from(ctx.senders.max(1)) / s.rate.max(f64::MIN_POSITIVE);
+        let far = ctx.drain_end() + Duration::from_secs(3600);
+        let traffic_start = ctx.traffic_start();
+        let next_send = if plan.sends && s.rate > 0.0 {
+            Instant::now().max(traffic_start) + rng.exp(interval)
+        } else {
+            far
+        };
+        let presence_mean = s.office.presence_every_secs;
+        let next_presence = if s.chats() && presence_mean > 0.0 {
+            Instant::now().max(traffic_start) + rng.exp(presence_mean)
+        } else {
+            far
+        };
+        Self { interval, presence_mean, far, next_send, next_presence }
     }
 }

@@ -28,6 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::client::Pacing;
 use crate::client::unix_us;
 use crate::plan::UserPlan;
 use crate::rng::Rng;
@@ -411,19 +412,8 @@ impl XmppUser {
 
     async fn session(&mut self, mut c: Conn) -> End {
         let ctx = self.ctx.clone();
-        let s = &ctx.scenario;
-        let sends = self.plan.sends && s.rate > 0.0;
-        let interval = f64::from(ctx.senders.max(1)) / s.rate.max(f64::MIN_POSITIVE);
-        let far = ctx.drain_end() + Duration::from_secs(3600);
-        let traffic_start = ctx.traffic_start();
-        let mut next_send =
-            if sends { Instant::now().max(traffic_start) + self.rng.exp(interval) } else { far };
-        let presence_mean = s.office.presence_every_secs;
-        let mut next_presence = if s.chats() && presence_mean > 0.0 {
-            Instant::now().max(traffic_start) + self.rng.exp(presence_mean)
-        } else {
-            far
-        };
+        let Pacing { interval, presence_mean, mut next_send, mut next_presence, .. } =
+            Pacing::start(&ctx, &self.plan, &mut self.rng);
         let traffic_end = ctx.traffic_end();
         loop {
             tokio::select! {
