@@ -75,9 +75,20 @@ echo "== floors (one at a time, no load) ==" | tee "$OUT/floors.txt"
 run() { # round rate placement gateways
     local dir="$OUT/r$1-$2-$3"
     echo "== round $1: $2 msg/s, $3 gateway ==" >&2
-    printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/one-to-one.toml \
+    scripts/cpu-by-role.py snapshot >"$dir.cpu-before"
+    local TIMEFORMAT='%U %S'
+    { time (printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/one-to-one.toml \
         --gateway "$4" --users "$USERS" --rate "$2" --duration "$DURATION" \
-        --admin-user admin --admin-password-stdin --out "$dir" >"$dir.log" 2>&1 || true
+        --admin-user admin --admin-password-stdin --out "$dir" >"$dir.log" 2>&1 || true); } \
+        2>"$dir.time"
+    # CPU per role over the run, per delivered message (the load tool's from `time`: its
+    # process is gone by the second snapshot).
+    scripts/cpu-by-role.py snapshot >"$dir.cpu-after"
+    local delivered tool
+    delivered=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("delivered", 0))' "$dir/result.json" 2>/dev/null || echo 0)
+    tool=$(awk '{print $1 + $2}' "$dir.time")
+    scripts/cpu-by-role.py diff "$dir.cpu-before" "$dir.cpu-after" "$delivered" "$tool" \
+        >"$dir.cpu"
     tail -n 3 "$dir.log" >&2
 }
 # Light runs first: an overloaded run leaves a backlog of sends (its clients left
