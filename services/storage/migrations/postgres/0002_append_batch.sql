@@ -27,7 +27,11 @@ RETURNS TABLE (
     ts              BIGINT,
     members         BIGINT[]
 )
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- The batch's size and contents change every call; re-planning the statement below for
+-- each one (what `auto` mode settles on here) doubles the function's cost.
+SET plan_cache_mode = force_generic_plan
+AS $$
 #variable_conflict use_column
 BEGIN
     -- Lock the conversations first, in ascending id order: concurrent batches (other
