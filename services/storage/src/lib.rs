@@ -40,7 +40,7 @@ use switchboard_protocol::{Conversation, Message, PresenceStatus};
 /// Largest page a history read returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 1000;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("user {user} is not a member of conversation {conversation}")]
     NotMember { conversation: i64, user: String },

@@ -1,29 +1,48 @@
 //! [`RemoteStore`]: the [`Store`] of a gateway in cluster mode, calling the storage
 //! service over one multiplexed HTTP/2 channel.
+//!
+//! Appends are batched: a task takes every append waiting and sends them in one
+//! `AppendMany` call, with at most [`APPENDS_IN_FLIGHT`] calls outstanding. At light load
+//! each append goes alone at once; under load, appends gather while calls are in flight,
+//! so the per-call cost (HTTP/2 stream, headers, a task on each side) is paid per batch.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use switchboard_protocol::{Conversation, Message, PresenceStatus};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
 
 use super::convert::*;
 use super::pb;
+use super::pb::append_outcome::Outcome;
 use super::pb::storage_client::StorageClient;
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, Store, StoreError, User};
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `AppendMany` calls outstanding at once.
+const APPENDS_IN_FLIGHT: usize = 4;
+/// Most appends in one `AppendMany` call (the service's limit).
+const MAX_APPEND_BATCH: usize = super::server::MAX_APPEND_MANY;
+/// Appends waiting for a call; senders wait (backpressure) when it is full.
+const APPEND_QUEUE: usize = 8192;
+
+type AppendJob = (NewMessage, oneshot::Sender<Result<Appended>>);
+
 #[derive(Clone)]
 pub struct RemoteStore {
     client: StorageClient<Channel>,
+    appends: mpsc::Sender<AppendJob>,
 }
 
 impl RemoteStore {
     /// A client for the storage service at `url` (`http://host:port`). Connects lazily
     /// and reconnects by itself, so a storage restart shows as `Unavailable` errors
-    /// meanwhile, never as a dead gateway.
+    /// meanwhile, never as a dead gateway. Must be called inside a tokio runtime: it
+    /// starts the append batcher, which stops when every clone is dropped.
     pub fn connect_lazy(url: &str) -> Result<Self> {
         let endpoint = Endpoint::from_shared(url.to_owned())
             .map_err(|e| StoreError::Invalid(format!("bad storage URL {url:?}: {e}")))?
@@ -32,7 +51,10 @@ impl RemoteStore {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        Ok(Self { client: StorageClient::new(endpoint.connect_lazy()) })
+        let client = StorageClient::new(endpoint.connect_lazy());
+        let (appends, queue) = mpsc::channel(APPEND_QUEUE);
+        tokio::spawn(batch_appends(client.clone(), queue));
+        Ok(Self { client, appends })
     }
 
     fn client(&self) -> StorageClient<Channel> {
@@ -205,20 +227,10 @@ impl Store for RemoteStore {
     }
 
     async fn append(&self, message: NewMessage) -> Result<Appended> {
-        let reply = self
-            .client()
-            .append(new_message_to_pb(message))
-            .await
-            .map_err(status_to_error)?
-            .into_inner();
-        let message = reply
-            .message
-            .ok_or_else(|| StoreError::Unavailable("storage service sent no message".into()))?;
-        Ok(Appended {
-            message: message_from_pb(message),
-            duplicate: reply.duplicate,
-            members: reply.members,
-        })
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the append batcher has stopped".into());
+        self.appends.send((message, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn history(
@@ -257,5 +269,59 @@ impl Store for RemoteStore {
         };
         let reply = self.client().read_cursors(request).await.map_err(status_to_error)?;
         Ok(reply.into_inner().cursors.into_iter().map(|c| (c.username, c.seq)).collect())
+    }
+}
+
+/// Sends waiting appends in `AppendMany` calls until every [`RemoteStore`] is dropped.
+async fn batch_appends(client: StorageClient<Channel>, mut queue: mpsc::Receiver<AppendJob>) {
+    let in_flight = Arc::new(Semaphore::new(APPENDS_IN_FLIGHT));
+    let mut jobs = Vec::new();
+    loop {
+        // A call slot first, then whatever is waiting by then: while all slots are busy,
+        // appends gather into the next batch.
+        let Ok(slot) = Arc::clone(&in_flight).acquire_owned().await else { return };
+        if queue.recv_many(&mut jobs, MAX_APPEND_BATCH).await == 0 {
+            return;
+        }
+        let (messages, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let request =
+                pb::NewMessages { messages: messages.into_iter().map(new_message_to_pb).collect() };
+            match client.append_many(request).await {
+                Ok(reply) => {
+                    let outcomes = reply.into_inner().outcomes;
+                    if outcomes.len() != replies.len() {
+                        let e = format!(
+                            "storage service answered {} of {} appends",
+                            outcomes.len(),
+                            replies.len()
+                        );
+                        for reply in replies {
+                            let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
+                        }
+                        return;
+                    }
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(match outcome.outcome {
+                            Some(Outcome::Appended(appended)) => appended_from_pb(appended),
+                            Some(Outcome::Failure(failure)) => {
+                                Err(failure_to_error(failure, "append refused"))
+                            }
+                            None => Err(StoreError::Unavailable(
+                                "storage service sent an empty outcome".into(),
+                            )),
+                        });
+                    }
+                }
+                Err(status) => {
+                    let e = status_to_error(status);
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(slot);
+        });
     }
 }

@@ -134,6 +134,17 @@ pub fn appended_to_pb(appended: Appended) -> pb::Appended {
     }
 }
 
+pub fn appended_from_pb(appended: pb::Appended) -> Result<Appended, StoreError> {
+    let message = appended
+        .message
+        .ok_or_else(|| StoreError::Unavailable("storage service sent no message".into()))?;
+    Ok(Appended {
+        message: message_from_pb(message),
+        duplicate: appended.duplicate,
+        members: appended.members,
+    })
+}
+
 pub fn page_to_pb(page: HistoryPage) -> pb::HistoryPage {
     pb::HistoryPage {
         messages: page.messages.into_iter().map(message_to_pb).collect(),
@@ -150,34 +161,47 @@ pub fn page_from_pb(page: pb::HistoryPage) -> HistoryPage {
 
 /// A [`StoreError`] as a status whose details say exactly which error it was.
 pub fn error_to_status(error: StoreError) -> Status {
-    let (code, kind, conversation, user) = match &error {
-        StoreError::NotMember { conversation, user } => {
-            (Code::PermissionDenied, "not_member", *conversation, user.clone())
-        }
-        StoreError::ConversationNotFound(id) => {
-            (Code::NotFound, "conversation_not_found", *id, String::new())
-        }
-        StoreError::UserNotFound(name) => (Code::NotFound, "user_not_found", 0, name.clone()),
-        StoreError::UserExists(name) => (Code::AlreadyExists, "user_exists", 0, name.clone()),
-        StoreError::Invalid(_) => (Code::InvalidArgument, "invalid", 0, String::new()),
-        StoreError::Forbidden(_) => (Code::PermissionDenied, "forbidden", 0, String::new()),
-        StoreError::Unavailable(_) => (Code::Unavailable, "unavailable", 0, String::new()),
+    let code = match &error {
+        StoreError::NotMember { .. } | StoreError::Forbidden(_) => Code::PermissionDenied,
+        StoreError::ConversationNotFound(_) | StoreError::UserNotFound(_) => Code::NotFound,
+        StoreError::UserExists(_) => Code::AlreadyExists,
+        StoreError::Invalid(_) => Code::InvalidArgument,
+        StoreError::Unavailable(_) => Code::Unavailable,
     };
-    let message = match &error {
+    let failure = error_to_failure(&error);
+    Status::with_details(code, error.to_string(), failure.encode_to_vec().into())
+}
+
+/// The typed form of `error` that travels in a status's details or in a batch's outcome.
+pub fn error_to_failure(error: &StoreError) -> pb::StoreFailure {
+    let (kind, conversation, user) = match error {
+        StoreError::NotMember { conversation, user } => ("not_member", *conversation, user.clone()),
+        StoreError::ConversationNotFound(id) => ("conversation_not_found", *id, String::new()),
+        StoreError::UserNotFound(name) => ("user_not_found", 0, name.clone()),
+        StoreError::UserExists(name) => ("user_exists", 0, name.clone()),
+        StoreError::Invalid(_) => ("invalid", 0, String::new()),
+        StoreError::Forbidden(_) => ("forbidden", 0, String::new()),
+        StoreError::Unavailable(_) => ("unavailable", 0, String::new()),
+    };
+    let message = match error {
         StoreError::Invalid(m) | StoreError::Unavailable(m) => m.clone(),
         StoreError::Forbidden(what) => (*what).to_owned(),
         _ => String::new(),
     };
-    let failure = pb::StoreFailure { kind: kind.to_owned(), conversation, user, message };
-    Status::with_details(code, error.to_string(), failure.encode_to_vec().into())
+    pb::StoreFailure { kind: kind.to_owned(), conversation, user, message }
 }
 
 /// Rebuilds the [`StoreError`] a status carries. A status without details (the service
 /// unreachable, a deadline, a proxy's answer) means storage is unavailable.
 pub fn status_to_error(status: Status) -> StoreError {
-    let Ok(failure) = pb::StoreFailure::decode(status.details()) else {
-        return StoreError::Unavailable(format!("storage service: {}", status.message()));
-    };
+    match pb::StoreFailure::decode(status.details()) {
+        Ok(failure) => failure_to_error(failure, status.message()),
+        Err(_) => StoreError::Unavailable(format!("storage service: {}", status.message())),
+    }
+}
+
+/// The [`StoreError`] a [`pb::StoreFailure`] describes; `context` words an unknown kind.
+pub fn failure_to_error(failure: pb::StoreFailure, context: &str) -> StoreError {
     match failure.kind.as_str() {
         "not_member" => {
             StoreError::NotMember { conversation: failure.conversation, user: failure.user }
@@ -187,7 +211,8 @@ pub fn status_to_error(status: Status) -> StoreError {
         "user_exists" => StoreError::UserExists(failure.user),
         "invalid" => StoreError::Invalid(failure.message),
         "forbidden" => StoreError::Forbidden(forbidden_action(&failure.message)),
-        _ => StoreError::Unavailable(format!("storage service: {}", status.message())),
+        "unavailable" if !failure.message.is_empty() => StoreError::Unavailable(failure.message),
+        _ => StoreError::Unavailable(format!("storage service: {context}")),
     }
 }
 

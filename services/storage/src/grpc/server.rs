@@ -4,12 +4,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use super::convert::*;
 use super::pb;
+use super::pb::append_outcome::Outcome;
 use super::pb::storage_server::{Storage, StorageServer};
 use crate::{Store, StoreError};
 
@@ -22,6 +24,9 @@ impl StorageService {
         Self { store }
     }
 }
+
+/// Most messages in one `AppendMany` call.
+pub const MAX_APPEND_MANY: usize = 1024;
 
 /// How long in-flight calls may take to finish once shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -225,6 +230,28 @@ impl Storage for StorageService {
     async fn append(&self, request: Request<pb::NewMessage>) -> Reply<pb::Appended> {
         let new = new_message_from_pb(request.into_inner())?;
         reply(self.store.append(new).await, appended_to_pb)
+    }
+
+    async fn append_many(&self, request: Request<pb::NewMessages>) -> Reply<pb::AppendOutcomes> {
+        let messages = request.into_inner().messages;
+        if messages.len() > MAX_APPEND_MANY {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_APPEND_MANY} messages per call"
+            )));
+        }
+        let news = messages.into_iter().map(new_message_from_pb).collect::<Result<Vec<_>, _>>()?;
+        // All at once: they join the appenders' queues together and commit in few groups.
+        let results = join_all(news.into_iter().map(|new| self.store.append(new))).await;
+        let outcomes = results
+            .into_iter()
+            .map(|result| pb::AppendOutcome {
+                outcome: Some(match result {
+                    Ok(appended) => Outcome::Appended(appended_to_pb(appended)),
+                    Err(e) => Outcome::Failure(error_to_failure(&e)),
+                }),
+            })
+            .collect();
+        Ok(Response::new(pb::AppendOutcomes { outcomes }))
     }
 
     async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryPage> {
