@@ -8,11 +8,20 @@
 //!
 //! With several appenders, a message goes to the one chosen by its sender: one sender's
 //! messages (and retries) are then stored in the order sent, by one task.
+//!
+//! A batch costs the database far more than one more message in it (PostgreSQL: about
+//! 300 us of CPU per `append_batch` call against 6 us per message in it). Under steady
+//! load an appender that commits whatever is waiting the moment it is free runs batches
+//! of one or two, back to back, and spends the database's CPU on the per-batch part. So
+//! when the last commit ended moments ago (load is steady), a small batch waits up to
+//! [`LINGER`] for more before it commits; at light load nothing waits.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::{Appended, NewMessage, Result, StoreError};
 
@@ -20,6 +29,12 @@ use crate::{Appended, NewMessage, Result, StoreError};
 const MAX_BATCH: usize = 512;
 /// Appends waiting per appender; senders wait (backpressure) when it is full.
 const QUEUE: usize = 8192;
+/// Longest a batch waits for company (tokio's timer resolution is one millisecond).
+const LINGER: Duration = Duration::from_millis(1);
+/// A batch this big commits at once.
+const LINGER_UNTIL: usize = 32;
+/// A first append arriving this soon after the last commit ended means steady load.
+const BUSY: Duration = Duration::from_millis(2);
 
 /// The outcome of committing one batch: per message, in the batch's order.
 pub(crate) type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<Result<Appended>>>> + Send>>;
@@ -64,7 +79,19 @@ where
     F: Fn(Vec<NewMessage>) -> BatchFuture,
 {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut last_commit = None::<Instant>;
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        if jobs.len() < LINGER_UNTIL && last_commit.is_some_and(|t| t.elapsed() < BUSY) {
+            let deadline = Instant::now() + LINGER;
+            while jobs.len() < LINGER_UNTIL {
+                let room = MAX_BATCH - jobs.len();
+                let more = queue.recv_many(&mut jobs, room);
+                match tokio::time::timeout_at(deadline, more).await {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+        }
         let (batch, replies): (Vec<_>, Vec<_>) =
             jobs.drain(..).map(|j| (j.message, j.reply)).unzip();
         let size = batch.len();
@@ -81,5 +108,6 @@ where
                 }
             }
         }
+        last_commit = Some(Instant::now());
     }
 }

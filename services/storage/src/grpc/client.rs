@@ -23,8 +23,9 @@ use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, Store, StoreErro
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `AppendMany` calls outstanding at once.
-const APPENDS_IN_FLIGHT: usize = 4;
+/// `AppendMany` calls outstanding at once. Two: one being answered while the next
+/// gathers; more only makes each call smaller.
+const APPENDS_IN_FLIGHT: usize = 2;
 /// Most appends in one `AppendMany` call (the service's limit).
 const MAX_APPEND_BATCH: usize = super::server::MAX_APPEND_MANY;
 /// Appends waiting for a call; senders wait (backpressure) when it is full.

@@ -27,9 +27,10 @@ use crate::appender::Appenders;
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User};
 
 /// Appender tasks: batches in flight at once. Each holds one connection while it commits.
-/// Two overlap one batch's commit (fsync) with the next one's work; more would only make
-/// batches smaller, and the work per batch, not per message, dominates.
-const APPENDERS: usize = 2;
+/// One: a batch's cost is mostly per batch, not per message (see `appender.rs`), so more
+/// appenders would only split the load into smaller, costlier batches; one commits
+/// hundreds of messages a millisecond.
+const APPENDERS: usize = 1;
 
 pub struct PgStore {
     pool: PgPool,
