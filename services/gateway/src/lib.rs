@@ -11,6 +11,8 @@
 //! - `hub`: who is connected here, fan-out to their sessions, presence watchers.
 //! - `session`: one WebSocket connection (reader task + writer task).
 //! - `rest`: the HTTP endpoints; `provision`: bulk accounts for load tests.
+//! - `org`: bots, incoming webhooks and org broadcasts (operations and their endpoints);
+//!   `directory`: the CSV directory import.
 //! - `web`: the web client's files (`services/gateway/web/`), compiled in, served at `/`.
 //!
 //! The seams: `Store` (SQLite, PostgreSQL, gRPC), `PresenceTracker` (in-process, Redis)
@@ -18,9 +20,11 @@
 
 pub mod auth;
 pub mod config;
+mod directory;
 mod error;
 mod hub;
 mod ops;
+mod org;
 mod provision;
 mod rate;
 mod rest;
@@ -41,6 +45,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 pub use config::Config;
+pub use directory::{ImportRequest, parse_csv, parse_directory};
 
 /// Where a cluster gateway finds the routers, and its name among the gateways.
 #[derive(Debug, Clone)]
@@ -112,6 +117,11 @@ impl Gateway {
                 let me = me.clone();
                 let on_delivery: OnDelivery = Arc::new(move |mut addressed| {
                     if let Some(inner) = me.upgrade() {
+                        if addressed.to_org {
+                            let org = std::mem::take(&mut addressed.org);
+                            inner.hub.deliver_org(&org, hub::Outbound::from_routed(addressed));
+                            return;
+                        }
                         let (users, skip) =
                             (std::mem::take(&mut addressed.users), addressed.skip_user);
                         inner.hub.deliver(&users, skip, hub::Outbound::from_routed(addressed));

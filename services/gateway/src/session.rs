@@ -7,7 +7,7 @@
 //! the gap from storage before sending it. So every session sees every message of its
 //! conversations once, in seq order, whatever the live path does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
@@ -23,6 +23,8 @@ use crate::{ApiError, Gateway, auth};
 
 /// Messages read from storage per query while filling a gap or syncing.
 const BACKFILL_PAGE: u32 = 500;
+/// Most stored broadcasts sent on sign-in (the newest ones).
+const PENDING_BROADCASTS: u32 = 100;
 /// How long the writer may take to flush its last frames when the session ends.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -122,7 +124,9 @@ async fn run(
     if let Some(since) = since {
         let _ = tx.send(Outbound::Sync { id: None, since }).await;
     }
-    let ticket = hub.register(session_id, user.id, tx.clone());
+    // Broadcasts stored while the user was away, before any live one.
+    let _ = tx.send(Outbound::PendingBroadcasts).await;
+    let ticket = hub.register(session_id, user.id, user.org.as_str().into(), tx.clone());
     gateway.connected(&user).await;
     tracing::debug!(session = session_id, "signed in");
 
@@ -137,7 +141,16 @@ async fn run(
         }
     };
     let last = covered.clone();
-    let writer = Writer { gateway: gateway.clone(), user: user.clone(), sink, covered, last };
+    let writer = Writer {
+        gateway: gateway.clone(),
+        user: user.clone(),
+        sink,
+        covered,
+        last,
+        broadcasts_sent: HashSet::new(),
+        broadcast_cursor: 0,
+        broadcast_saved: 0,
+    };
     let mut writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
 
     let mut draining = gateway.inner.draining.subscribe();
@@ -313,6 +326,14 @@ async fn handle(
                 id.map(|id| ServerFrame::Ok { id: Some(id) })
             }
             ClientFrame::Ping { id } => Some(ServerFrame::Pong { id }),
+            ClientFrame::SearchUsers { id, q, limit } => {
+                let users = gateway.search_users(&q, limit).await?;
+                Some(ServerFrame::Users { id, users })
+            }
+            ClientFrame::AckBroadcast { id, broadcast_id } => {
+                gateway.ack_broadcast(user, broadcast_id).await?;
+                id.map(|id| ServerFrame::Ok { id: Some(id) })
+            }
         })
     }
     .await;
@@ -331,6 +352,13 @@ struct Writer {
     covered: HashMap<i64, i64>,
     /// conversation id -> last seq sent to this session
     last: HashMap<i64, i64>,
+    /// Ids of the org broadcasts sent to this session (each is sent once: the sign-in's
+    /// pending ones and live ones may overlap).
+    broadcasts_sent: HashSet<i64>,
+    /// Highest broadcast id sent; saved as the user's cursor when the session ends.
+    broadcast_cursor: i64,
+    /// The cursor as last saved.
+    broadcast_saved: i64,
 }
 
 enum Stop {
@@ -349,7 +377,25 @@ impl From<axum::Error> for Stop {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
+    async fn run(mut self, rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
+        self.serve(rx, kicked).await;
+        self.save_broadcast_cursor().await;
+    }
+
+    /// Records that this user's sessions have been sent broadcasts up to the cursor, so
+    /// the next sign-in does not send them again. Best effort: if it is lost (a crash),
+    /// they are sent again and clients drop them by id.
+    async fn save_broadcast_cursor(&mut self) {
+        if self.broadcast_cursor > self.broadcast_saved {
+            let store = self.gateway.store();
+            match store.broadcasts_seen(self.user.id, self.broadcast_cursor).await {
+                Ok(()) => self.broadcast_saved = self.broadcast_cursor,
+                Err(e) => tracing::warn!(error = %e, "broadcast cursor not saved"),
+            }
+        }
+    }
+
+    async fn serve(&mut self, mut rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
         loop {
             // Waiting for work and doing it (which may block on a client that does not
             // read) both give way to a kick, so a stalled client is cut off either way.
@@ -399,6 +445,13 @@ impl Writer {
             }
             Outbound::Sync { id, since } => self.sync(id, since).await?,
             Outbound::CatchUp => self.catch_up().await?,
+            Outbound::Broadcast { id, frame } => {
+                if self.broadcasts_sent.insert(id) {
+                    self.sink.feed(WsMessage::Text(frame)).await?;
+                    self.broadcast_cursor = self.broadcast_cursor.max(id);
+                }
+            }
+            Outbound::PendingBroadcasts => self.pending_broadcasts().await?,
         }
         if rx.is_empty() {
             self.sink.flush().await?;
@@ -453,6 +506,25 @@ impl Writer {
                 return Ok(after);
             }
         }
+    }
+
+    /// Sends the broadcasts for this user stored since their sessions were last sent one,
+    /// and saves the cursor at once (so a crash later does not resend them).
+    async fn pending_broadcasts(&mut self) -> Result<(), Stop> {
+        let store = self.gateway.store().clone();
+        let pending = store
+            .pending_broadcasts(&self.user, PENDING_BROADCASTS)
+            .await
+            .map_err(|e| Stop::Storage(e.into()))?;
+        for broadcast in pending {
+            if self.broadcasts_sent.insert(broadcast.id) {
+                self.broadcast_cursor = self.broadcast_cursor.max(broadcast.id);
+                self.sink.feed(text(&ServerFrame::Broadcast { broadcast })).await?;
+            }
+        }
+        self.sink.flush().await?;
+        self.save_broadcast_cursor().await;
+        Ok(())
     }
 
     /// Sends, in every conversation, what storage holds past the last seq sent: the
