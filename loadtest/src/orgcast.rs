@@ -24,6 +24,8 @@ use crate::target::{self, Gateway};
 const CONNECTING: usize = 256;
 /// How long a round waits for the last receipt.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a round waits for the first receipt (none: the broadcast reached nobody).
+const FIRST_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Options {
     pub gateways: Vec<Gateway>,
@@ -154,9 +156,10 @@ pub async fn run(options: Options) -> anyhow::Result<Vec<Round>> {
         let post_ms = t0.elapsed().as_secs_f64() * 1e3;
         let mut times: Vec<f64> = Vec::with_capacity(options.users as usize);
         let mut other: HashMap<i64, usize> = HashMap::new();
-        let deadline = tokio::time::Instant::now() + ROUND_TIMEOUT;
+        let started = tokio::time::Instant::now();
         while times.len() < options.users as usize {
-            match tokio::time::timeout_at(deadline, receipts.recv()).await {
+            let wait = if times.is_empty() { FIRST_TIMEOUT } else { ROUND_TIMEOUT };
+            match tokio::time::timeout_at(started + wait, receipts.recv()).await {
                 Ok(Some((id, at))) if id == sent.id => {
                     times.push(at.duration_since(t0).as_secs_f64() * 1e3);
                 }

@@ -77,6 +77,7 @@ pub enum Command {
     /// Show the presence of everyone you share a conversation with
     Who(WhoArgs),
     /// Post a message from a script or bot (`--token` a bot's token); see the exit codes
+    #[command(after_help = EXIT_CODES)]
     Post(PostArgs),
     /// Manage bot accounts
     Bot {
@@ -94,9 +95,19 @@ pub enum Command {
         command: DirectoryCommand,
     },
     /// Send a broadcast to everyone, or to an org unit and everything under it
-    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = EXIT_CODES
+    )]
     Broadcast(BroadcastArgs),
 }
+
+/// What `post` and `broadcast` exit with (every command does the same).
+const EXIT_CODES: &str = "Exit codes (errors go to stderr):\n  0  done (stdout: conversation and seq, or the broadcast id)\n  \
+    2  bad command line\n  3  the server refused the token\n  \
+    4  refused: not allowed, not a member, not found, invalid or too large (do not retry)\n  \
+    5  server unreachable or unavailable (retry later)\n  6  rate limited (retry later)\n  1  anything else";
 
 #[derive(Args)]
 pub struct PostArgs {

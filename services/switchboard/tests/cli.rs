@@ -216,9 +216,24 @@ fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
 fn help_explains_the_commands() {
     let (success, help, _) = cli(Path::new("/nonexistent"), &["--help"], None);
     assert!(success);
-    for command in ["serve", "user", "login", "send", "listen", "history", "presence", "who"] {
+    for command in [
+        "serve",
+        "user",
+        "login",
+        "send",
+        "listen",
+        "history",
+        "presence",
+        "who",
+        "post",
+        "bot",
+        "webhook",
+        "directory",
+        "broadcast",
+    ] {
         assert!(help.contains(command), "--help lacks {command}: {help}");
     }
+    assert!(help.contains("Exit codes") && help.contains("5  server unreachable"), "{help}");
     let (success, _, stderr) = cli(Path::new("/nonexistent"), &["send", "bob", "hi"], None);
     assert!(!success && stderr.contains("switchboard login"), "{stderr}");
 }
