@@ -353,7 +353,7 @@ struct Writer {
     /// conversation id -> last seq sent to this session
     last: HashMap<i64, i64>,
     /// Ids of the org broadcasts sent to this session (each is sent once: the sign-in's
-    /// pending ones and live ones may overlap).
+    /// pending ones and live ones may overlap). One entry per broadcast the session saw.
     broadcasts_sent: HashSet<i64>,
     /// Highest broadcast id sent; saved as the user's cursor when the session ends.
     broadcast_cursor: i64,
@@ -509,13 +509,17 @@ impl Writer {
     }
 
     /// Sends the broadcasts for this user stored since their sessions were last sent one,
-    /// and saves the cursor at once (so a crash later does not resend them).
+    /// and saves the cursor at once (so a crash later does not resend them). Best effort:
+    /// if storage fails, the session goes on and the next sign-in sends them.
     async fn pending_broadcasts(&mut self) -> Result<(), Stop> {
         let store = self.gateway.store().clone();
-        let pending = store
-            .pending_broadcasts(&self.user, PENDING_BROADCASTS)
-            .await
-            .map_err(|e| Stop::Storage(e.into()))?;
+        let pending = match store.pending_broadcasts(&self.user, PENDING_BROADCASTS).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(error = %e, "pending broadcasts not sent");
+                return Ok(());
+            }
+        };
         for broadcast in pending {
             if self.broadcasts_sent.insert(broadcast.id) {
                 self.broadcast_cursor = self.broadcast_cursor.max(broadcast.id);
