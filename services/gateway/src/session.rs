@@ -148,8 +148,7 @@ async fn run(
         covered,
         last,
         broadcasts_sent: HashSet::new(),
-        broadcast_cursor: 0,
-        broadcast_saved: 0,
+        unflushed_broadcast: None,
     };
     let mut writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
 
@@ -355,10 +354,9 @@ struct Writer {
     /// Ids of the org broadcasts sent to this session (each is sent once: the sign-in's
     /// pending ones and live ones may overlap). One entry per broadcast the session saw.
     broadcasts_sent: HashSet<i64>,
-    /// Highest broadcast id sent; saved as the user's cursor when the session ends.
-    broadcast_cursor: i64,
-    /// The cursor as last saved.
-    broadcast_saved: i64,
+    /// Highest broadcast id written since the last flush; once flushed, the gateway
+    /// records it as the user's cursor (`Gateway::broadcast_sent`).
+    unflushed_broadcast: Option<i64>,
 }
 
 enum Stop {
@@ -377,25 +375,7 @@ impl From<axum::Error> for Stop {
 }
 
 impl Writer {
-    async fn run(mut self, rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
-        self.serve(rx, kicked).await;
-        self.save_broadcast_cursor().await;
-    }
-
-    /// Records that this user's sessions have been sent broadcasts up to the cursor, so
-    /// the next sign-in does not send them again. Best effort: if it is lost (a crash),
-    /// they are sent again and clients drop them by id.
-    async fn save_broadcast_cursor(&mut self) {
-        if self.broadcast_cursor > self.broadcast_saved {
-            let store = self.gateway.store();
-            match store.broadcasts_seen(self.user.id, self.broadcast_cursor).await {
-                Ok(()) => self.broadcast_saved = self.broadcast_cursor,
-                Err(e) => tracing::warn!(error = %e, "broadcast cursor not saved"),
-            }
-        }
-    }
-
-    async fn serve(&mut self, mut rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
         loop {
             // Waiting for work and doing it (which may block on a client that does not
             // read) both give way to a kick, so a stalled client is cut off either way.
@@ -448,15 +428,25 @@ impl Writer {
             Outbound::Broadcast { id, frame } => {
                 if self.broadcasts_sent.insert(id) {
                     self.sink.feed(WsMessage::Text(frame)).await?;
-                    self.broadcast_cursor = self.broadcast_cursor.max(id);
+                    self.unflushed_broadcast = self.unflushed_broadcast.max(Some(id));
                 }
             }
             Outbound::PendingBroadcasts => self.pending_broadcasts().await?,
         }
         if rx.is_empty() {
-            self.sink.flush().await?;
+            self.flush().await?;
         }
         Ok(true)
+    }
+
+    /// Flushes the socket; then the broadcasts written are the user's, and the gateway
+    /// records the cursor (so the next sign-in does not send them again).
+    async fn flush(&mut self) -> Result<(), Stop> {
+        self.sink.flush().await?;
+        if let Some(id) = self.unflushed_broadcast.take() {
+            self.gateway.broadcast_sent(self.user.id, id);
+        }
+        Ok(())
     }
 
     async fn message(&mut self, conversation: i64, seq: i64, frame: Utf8Bytes) -> Result<(), Stop> {
@@ -508,9 +498,8 @@ impl Writer {
         }
     }
 
-    /// Sends the broadcasts for this user stored since their sessions were last sent one,
-    /// and saves the cursor at once (so a crash later does not resend them). Best effort:
-    /// if storage fails, the session goes on and the next sign-in sends them.
+    /// Sends the broadcasts for this user stored since their sessions were last sent one.
+    /// Best effort: if storage fails, the session goes on and the next sign-in sends them.
     async fn pending_broadcasts(&mut self) -> Result<(), Stop> {
         let store = self.gateway.store().clone();
         let pending = match store.pending_broadcasts(&self.user, PENDING_BROADCASTS).await {
@@ -522,13 +511,11 @@ impl Writer {
         };
         for broadcast in pending {
             if self.broadcasts_sent.insert(broadcast.id) {
-                self.broadcast_cursor = self.broadcast_cursor.max(broadcast.id);
+                self.unflushed_broadcast = self.unflushed_broadcast.max(Some(broadcast.id));
                 self.sink.feed(text(&ServerFrame::Broadcast { broadcast })).await?;
             }
         }
-        self.sink.flush().await?;
-        self.save_broadcast_cursor().await;
-        Ok(())
+        self.flush().await
     }
 
     /// Sends, in every conversation, what storage holds past the last seq sent: the

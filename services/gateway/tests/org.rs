@@ -257,7 +257,7 @@ async fn a_broadcast_reaches_exactly_the_org_subtree_live_and_on_connect_with_ac
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut again = server.connect(&f3).await;
     no_broadcast(&mut again, Duration::from_millis(100)).await;
-    // Nor again for b2, who had it live (the cursor is saved when the session ends).
+    // Nor again for b2, who had it live (its cursor was saved after the send).
     on_b2.close().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut on_b2 = server.connect(&b2).await;

@@ -176,8 +176,8 @@ macro_rules! sql_store {
                 queries::pending_broadcasts(&self.$read, user, limit).await
             }
 
-            async fn broadcasts_seen(&self, user_id: i64, upto: i64) -> Result<()> {
-                queries::broadcasts_seen(&self.$write, user_id, upto).await
+            async fn broadcasts_seen(&self, seen: &[(i64, i64)]) -> Result<()> {
+                queries::broadcasts_seen(&self.$write, seen).await
             }
 
             async fn ack_broadcast(&self, id: i64, user: &User) -> Result<()> {

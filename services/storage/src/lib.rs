@@ -178,8 +178,9 @@ pub trait Store: Send + Sync + 'static {
     /// Broadcasts to the user's org unit newer than their broadcast cursor: the newest
     /// `limit`, oldest first. What a session sends on sign-in.
     async fn pending_broadcasts(&self, user: &User, limit: u32) -> Result<Vec<Broadcast>>;
-    /// Moves the user's broadcast cursor forward to `upto`.
-    async fn broadcasts_seen(&self, user_id: i64, upto: i64) -> Result<()>;
+    /// Moves each `(user id, broadcast id)` cursor forward (never back), in one
+    /// transaction: the gateway batches what its sessions were sent.
+    async fn broadcasts_seen(&self, seen: &[(i64, i64)]) -> Result<()>;
     /// Records the user's acknowledgement (`Forbidden` unless it was sent to them,
     /// `Invalid` if it asked for none, `NotFound` if unknown).
     async fn ack_broadcast(&self, id: i64, user: &User) -> Result<()>;

@@ -618,10 +618,15 @@ async fn broadcasts_are_stored_once_and_pending_past_the_cursor(f: Fixture) -> F
     assert_eq!(ids(store.pending_broadcasts(&b2f3, 100).await.unwrap()), [sent.id]);
     assert!(store.pending_broadcasts(&b20, 100).await.unwrap().is_empty());
     // Past the cursor only.
-    store.broadcasts_seen(b2f3.id, sent.id).await.unwrap();
+    store.broadcasts_seen(&[(b2f3.id, sent.id), (b20.id, sent.id)]).await.unwrap();
     assert!(store.pending_broadcasts(&b2f3, 100).await.unwrap().is_empty());
-    store.broadcasts_seen(b2f3.id, 0).await.unwrap(); // never moves back
+    store.broadcasts_seen(&[(b2f3.id, 0)]).await.unwrap(); // never moves back
     assert!(store.pending_broadcasts(&b2f3, 100).await.unwrap().is_empty());
+    // Many users at once (more than one statement's worth).
+    let many: Vec<(i64, i64)> =
+        (1..=1200).map(|id| (id, sent.id)).chain([(b2.id, sent.id)]).collect();
+    store.broadcasts_seen(&many).await.unwrap();
+    assert!(store.pending_broadcasts(&b2, 100).await.unwrap().is_empty());
     // A user created later does not get earlier broadcasts.
     let late = user(store, "late").await;
     assert!(store.pending_broadcasts(&late, 100).await.unwrap().is_empty());

@@ -335,8 +335,10 @@ impl Store for RemoteStore {
         Ok(reply.into_inner().broadcasts.into_iter().map(broadcast_from_pb).collect())
     }
 
-    async fn broadcasts_seen(&self, user_id: i64, upto: i64) -> Result<()> {
-        let request = pb::BroadcastsSeenRequest { user_id, upto };
+    async fn broadcasts_seen(&self, seen: &[(i64, i64)]) -> Result<()> {
+        let seen =
+            seen.iter().map(|&(user_id, upto)| pb::BroadcastCursor { user_id, upto }).collect();
+        let request = pb::BroadcastsSeenRequest { seen };
         self.client().broadcasts_seen(request).await.map_err(status_to_error)?;
         Ok(())
     }

@@ -335,8 +335,9 @@ impl Storage for StorageService {
         &self,
         request: Request<pb::BroadcastsSeenRequest>,
     ) -> Reply<pb::Empty> {
-        let r = request.into_inner();
-        reply(self.store.broadcasts_seen(r.user_id, r.upto).await, |()| pb::Empty {})
+        let seen: Vec<(i64, i64)> =
+            request.into_inner().seen.into_iter().map(|c| (c.user_id, c.upto)).collect();
+        reply(self.store.broadcasts_seen(&seen).await, |()| pb::Empty {})
     }
 
     async fn ack_broadcast(&self, request: Request<pb::AckBroadcastRequest>) -> Reply<pb::Empty> {

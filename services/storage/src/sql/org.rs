@@ -244,13 +244,33 @@ pub async fn pending_broadcasts(pool: &Pool, user: &User, limit: u32) -> Result<
     Ok(broadcasts)
 }
 
-/// Moves the user's broadcast cursor forward to `upto` (never back).
-pub async fn broadcasts_seen(pool: &Pool, user_id: i64, upto: i64) -> Result<()> {
-    sqlx::query("UPDATE users SET broadcast_seen = $2 WHERE id = $1 AND broadcast_seen < $2")
-        .bind(user_id)
-        .bind(upto)
-        .execute(pool)
-        .await?;
+/// Users per `UPDATE` in [`broadcasts_seen`].
+const SEEN_CHUNK: usize = 500;
+
+/// Moves each `(user, upto)` broadcast cursor forward (never back), in one transaction.
+/// Users sharing an `upto` (those one broadcast reached) are updated together, a chunk
+/// of them per statement: one broadcast to 10,000 people costs 20 statements.
+pub async fn broadcasts_seen(pool: &Pool, seen: &[(i64, i64)]) -> Result<()> {
+    let mut by_upto: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for &(user, upto) in seen {
+        by_upto.entry(upto).or_default().push(user);
+    }
+    let mut tx = pool.begin().await?;
+    for (upto, users) in by_upto {
+        for chunk in users.chunks(SEEN_CHUNK) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "UPDATE users SET broadcast_seen = $1 WHERE broadcast_seen < $1 AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(upto);
+            for user in chunk {
+                query = query.bind(*user);
+            }
+            query.execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
 
