@@ -12,10 +12,12 @@
 //! - [`verify`]: message stamps and per-conversation seq checks.
 //! - [`target`]: gateway URLs, the loopback policy, source addresses, OS limits.
 //! - [`stats`], [`report`], [`html`]: measurements, `result.json`, `report.html`.
+//! - [`orgcast`]: the `broadcast-latency` benchmark of org broadcasts.
 
 pub mod client;
 pub mod html;
 mod http;
+pub mod orgcast;
 pub mod plan;
 pub mod report;
 mod rng;

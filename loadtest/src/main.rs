@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchboard_loadtest::run::{Admin, RunConfig, XmppOptions};
 use switchboard_loadtest::scenario::Overrides;
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run a scenario file against one or more gateways
     Run(Box<RunArgs>),
+    /// Time org broadcasts (POST /api/v1/broadcasts) until every online user has them
+    BroadcastLatency(BroadcastLatencyArgs),
     /// (internal) One worker process of a run with --workers
     #[command(name = "__worker", hide = true)]
     Worker { job: PathBuf },
@@ -87,6 +90,64 @@ struct RunArgs {
     allow_remote: bool,
 }
 
+#[derive(clap::Args)]
+struct BroadcastLatencyArgs {
+    /// Gateway URLs, comma-separated; users are spread round-robin (loopback only)
+    #[arg(long, env = "SWITCHBOARD_LOADTEST_GATEWAY", default_value = "ws://127.0.0.1:8080")]
+    gateway: String,
+    /// Users online (provisioned as PREFIX-0 .. PREFIX-(N-1), org unit `loadtest`)
+    #[arg(long, default_value_t = 1000)]
+    users: u32,
+    /// Broadcasts to time, one after the other
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Org-unit path to broadcast to ("" = everyone)
+    #[arg(long, default_value = "loadtest")]
+    to: String,
+    /// Prefix of the provisioned usernames
+    #[arg(long, default_value = "lt-orgcast")]
+    prefix: String,
+    /// An admin's bearer token (broadcasts and provisioning need an admin)
+    #[arg(long, env = "SWITCHBOARD_LOADTEST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// An admin's username (with --admin-password-stdin) instead of a token
+    #[arg(long, conflicts_with = "admin_token")]
+    admin_user: Option<String>,
+    /// Read the admin's password from the first line of standard input
+    #[arg(long, requires = "admin_user")]
+    admin_password_stdin: bool,
+    /// Spread connections over source addresses 127.0.0.1..=127.0.0.N (0: let the OS choose)
+    #[arg(long, default_value_t = 4)]
+    source_addrs: u8,
+}
+
+async fn broadcast_latency(args: BroadcastLatencyArgs) -> anyhow::Result<()> {
+    use switchboard_loadtest::{orgcast, plan, target};
+    let gateways = target::parse_gateways(&args.gateway, false).await?;
+    let admin_token = match (&args.admin_token, &args.admin_user) {
+        (Some(token), _) => token.clone(),
+        (None, Some(user)) if args.admin_password_stdin => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let authority = &gateways.first().context("no gateway")?.authority;
+            plan::admin_login(authority, user, line.trim_end_matches(['\r', '\n'])).await?
+        }
+        _ => anyhow::bail!("give --admin-token, or --admin-user with --admin-password-stdin"),
+    };
+    let sources = target::source_addrs(&gateways, args.source_addrs);
+    orgcast::run(orgcast::Options {
+        gateways,
+        users: args.users,
+        rounds: args.rounds,
+        to: args.to,
+        prefix: args.prefix,
+        admin_token,
+        sources,
+    })
+    .await?;
+    Ok(())
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Protocol {
     Switchboard,
@@ -103,6 +164,13 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::BroadcastLatency(args) => match runtime.block_on(broadcast_latency(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Worker { job } => {
             match runtime.block_on(switchboard_loadtest::worker::serve_child(&job)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -121,3 +121,30 @@ async fn a_violated_threshold_fails_the_exit_status() {
     assert!(json["delivered"].as_u64().unwrap() > 0, "two workers merged: {json}");
     assert_eq!(json["lost"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_latency_times_every_user_and_excludes_other_org_units() {
+    let server = server().await;
+    let gateways =
+        switchboard_loadtest::target::parse_gateways(&format!("ws://{}", server.addr), false)
+            .await
+            .unwrap();
+    let options = |to: &str| switchboard_loadtest::orgcast::Options {
+        gateways: gateways.clone(),
+        users: 30,
+        rounds: 2,
+        to: to.to_owned(),
+        prefix: "ob".to_owned(),
+        admin_token: server.token.clone(),
+        sources: Vec::new(),
+    };
+    let rounds = switchboard_loadtest::orgcast::run(options("loadtest")).await.unwrap();
+    assert_eq!(rounds.len(), 2);
+    for round in &rounds {
+        assert_eq!(round.received, 30);
+        assert!(round.last_ms >= round.median_ms && round.median_ms > 0.0, "{round:?}");
+    }
+    // The provisioned users are not under another org unit: the tool reports the miss.
+    let err = switchboard_loadtest::orgcast::run(options("Elsewhere")).await.unwrap_err();
+    assert!(err.to_string().contains("reached only 0 of 30"), "{err:#}");
+}

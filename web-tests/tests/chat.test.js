@@ -169,6 +169,41 @@ describe('the web client', () => {
     await alice.shot('broadcast');
   });
 
+  test('a webhook post shows under the tool\'s name; an org broadcast as a banner to acknowledge', async () => {
+    const token = await server.token('monitor');
+    const { conversations } = await server.api('GET', '/conversations', undefined, token);
+    const direct = conversations.find((c) => c.kind === 'direct' && c.members.includes('alice'));
+    const hook = await server.api('POST', `/conversations/${direct.id}/webhooks`, { name: 'CI' }, token);
+    const posted = await fetch(`${server.url}${hook.path}`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ text: 'build 4411 failed', username: 'Jenkins', icon_emoji: ':x:' }),
+    });
+    assert.equal(posted.status, 200);
+    const notice = alice.page.locator('#message-list .webhook-message', { hasText: 'build 4411 failed' });
+    await notice.waitFor(WAIT);
+    assert.match(await notice.innerText(), /APP\s*Jenkins[\s\S]*build 4411 failed/i);
+
+    const sent = await server.api('POST', '/broadcasts', { to: 'HQ/Building 2', body: 'Fire drill at 14:00 in Building 2', ack: true, priority: true }, token);
+    const banner = alice.page.locator('#broadcasts .org-broadcast', { hasText: 'Fire drill at 14:00' });
+    await banner.waitFor(WAIT);
+    assert.match(await banner.innerText(), /URGENT BROADCAST\s*from Queue monitor to HQ\/Building 2/i);
+    await alice.shot('org-broadcast');
+    await banner.getByRole('button', { name: 'Acknowledge' }).click();
+    await banner.getByRole('button', { name: 'Acknowledged' }).waitFor(WAIT);
+    let status;
+    for (let i = 0; i < 50; i += 1) {
+      status = await server.api('GET', `/broadcasts/${sent.id}`, undefined, token);
+      if (status.acknowledged.length > 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(status.acknowledged.map((a) => a.user), ['alice']);
+    // Bob (HQ/Building 1) is not under the path: no banner.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await bob.page.locator('#broadcasts .org-broadcast').count(), 0);
+    await banner.getByRole('button', { name: 'Dismiss' }).click();
+    await banner.waitFor({ state: 'detached', ...WAIT });
+  });
+
   test('a status change shows on the other side', async () => {
     await alice.open('Bob Nguyen');
     await alice.page.locator('#chat-subtitle', { hasText: 'Available' }).waitFor(WAIT);

@@ -56,7 +56,7 @@ pub fn random_hex(bytes: usize) -> String {
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn new_token() -> String {
+pub fn new_token() -> String {
     format!("{TOKEN_PREFIX}{}", random_hex(32))
 }
 

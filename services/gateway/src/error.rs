@@ -53,6 +53,7 @@ impl From<StoreError> for ApiError {
             StoreError::UserNotFound(_) => ErrorCode::UserNotFound,
             StoreError::UserExists(_) => ErrorCode::UserExists,
             StoreError::Invalid(_) => ErrorCode::InvalidRequest,
+            StoreError::NotFound(_) => ErrorCode::NotFound,
             StoreError::Forbidden(_) => ErrorCode::Forbidden,
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "storage unavailable");

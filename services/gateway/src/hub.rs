@@ -33,6 +33,10 @@ pub enum Outbound {
     Sync { id: Option<String>, since: BTreeMap<i64, i64> },
     /// Write this frame (if any), then close the connection with this WebSocket close code.
     Close { frame: Option<Utf8Bytes>, code: u16 },
+    /// An org broadcast frame; the writer sends each broadcast id once.
+    Broadcast { id: i64, frame: Utf8Bytes },
+    /// Send the broadcasts for this user stored since their sessions last got one.
+    PendingBroadcasts,
 }
 
 impl Outbound {
@@ -42,7 +46,9 @@ impl Outbound {
 
     /// A delivery that came from another gateway through a router.
     pub fn from_routed(addressed: Addressed) -> Self {
-        if addressed.is_message {
+        if addressed.to_org {
+            Self::Broadcast { id: addressed.seq, frame: addressed.frame.into() }
+        } else if addressed.is_message {
             Self::Message {
                 conversation_id: addressed.conversation_id,
                 seq: addressed.seq,
@@ -59,7 +65,11 @@ impl Outbound {
         let (is_message, conversation_id, seq, frame) = match self {
             Self::Message { conversation_id, seq, frame } => (true, *conversation_id, *seq, frame),
             Self::Frame(frame) => (false, 0, 0, frame),
-            Self::Sync { .. } | Self::CatchUp | Self::Close { .. } => return None,
+            Self::Sync { .. }
+            | Self::CatchUp
+            | Self::Close { .. }
+            | Self::Broadcast { .. }
+            | Self::PendingBroadcasts => return None,
         };
         Some(Addressed {
             users: users.to_vec(),
@@ -68,7 +78,24 @@ impl Outbound {
             conversation_id,
             seq,
             frame: frame.as_str().to_owned(),
+            to_org: false,
+            org: String::new(),
         })
+    }
+
+    /// An org broadcast for every gateway: each delivers it to its own sessions under
+    /// `org` (the router sends it to all of them, without looking anyone up).
+    pub fn routed_broadcast(id: i64, org: &str, frame: &Utf8Bytes) -> Addressed {
+        Addressed {
+            users: Vec::new(),
+            skip_user: None,
+            is_message: false,
+            conversation_id: 0,
+            seq: id,
+            frame: frame.as_str().to_owned(),
+            to_org: true,
+            org: org.to_owned(),
+        }
     }
 }
 
@@ -81,6 +108,8 @@ pub struct Ticket {
 
 struct Session {
     user_id: i64,
+    /// The user's org-unit path when the session signed in, for org broadcasts.
+    org: Arc<str>,
     tx: mpsc::Sender<Outbound>,
     kicked: Arc<Notify>,
     /// usernames this session watches
@@ -137,9 +166,16 @@ impl Hub {
     }
 
     /// Adds a session of `user_id`.
-    pub fn register(&self, id: u64, user_id: i64, tx: mpsc::Sender<Outbound>) -> Ticket {
+    pub fn register(
+        &self,
+        id: u64,
+        user_id: i64,
+        org: Arc<str>,
+        tx: mpsc::Sender<Outbound>,
+    ) -> Ticket {
         let kicked = Arc::new(Notify::new());
-        let session = Session { user_id, tx, kicked: kicked.clone(), watching: HashSet::new() };
+        let session =
+            Session { user_id, org, tx, kicked: kicked.clone(), watching: HashSet::new() };
         let mut state = self.lock();
         state.sessions.insert(id, session);
         state.by_user.entry(user_id).or_default().push(id);
@@ -182,6 +218,24 @@ impl Hub {
                 .collect()
         };
         push_all(targets, &item);
+    }
+
+    /// Pushes `item` to every session here whose user is under the org-unit path `org`
+    /// (everyone for the empty path): an org broadcast's local fan-out. One pass over the
+    /// sessions; no per-user lookup anywhere.
+    pub fn deliver_org(&self, org: &str, item: Outbound) -> usize {
+        let targets: Pushes = {
+            let state = self.lock();
+            state
+                .sessions
+                .values()
+                .filter(|s| switchboard_protocol::org_under(&s.org, org))
+                .map(|s| (s.tx.clone(), s.kicked.clone()))
+                .collect()
+        };
+        let count = targets.len();
+        push_all(targets, &item);
+        count
     }
 
     /// Pushes a presence change to the sessions watching that user.

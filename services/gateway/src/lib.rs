@@ -11,6 +11,8 @@
 //! - `hub`: who is connected here, fan-out to their sessions, presence watchers.
 //! - `session`: one WebSocket connection (reader task + writer task).
 //! - `rest`: the HTTP endpoints; `provision`: bulk accounts for load tests.
+//! - `org`: bots, incoming webhooks and org broadcasts (operations and their endpoints);
+//!   `directory`: the CSV directory import.
 //! - `web`: the web client's files (`services/gateway/web/`), compiled in, served at `/`.
 //!
 //! The seams: `Store` (SQLite, PostgreSQL, gRPC), `PresenceTracker` (in-process, Redis)
@@ -18,9 +20,11 @@
 
 pub mod auth;
 pub mod config;
+mod directory;
 mod error;
 mod hub;
 mod ops;
+mod org;
 mod provision;
 mod rate;
 mod rest;
@@ -38,9 +42,10 @@ use switchboard_router::RouterLinks;
 use switchboard_router::link::OnDelivery;
 use switchboard_storage::Store;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub use config::Config;
+pub use directory::{ImportRequest, parse_csv, parse_directory};
 
 /// Where a cluster gateway finds the routers, and its name among the gateways.
 #[derive(Debug, Clone)]
@@ -70,6 +75,10 @@ struct Inner {
     rate: rate::RateLimiter,
     /// Flips to true when draining starts; sessions watch it and close.
     draining: watch::Sender<bool>,
+    /// `(user, broadcast id)` each session has written, for the task that saves the
+    /// users' broadcast cursors in batches (`save_broadcast_cursors`). Full: dropped (the
+    /// next sign-in sends that broadcast again; clients drop it by id).
+    broadcasts_sent: mpsc::Sender<(i64, i64)>,
 }
 
 impl Gateway {
@@ -106,12 +115,19 @@ impl Gateway {
         config: Config,
     ) -> Self {
         let (draining, _) = watch::channel(false);
+        let (broadcasts_sent, sent) = mpsc::channel(BROADCAST_CURSOR_QUEUE);
+        tokio::spawn(save_broadcast_cursors(store.clone(), sent));
         let rate = rate::RateLimiter::new(config.rate_per_user, config.rate_burst);
         let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
             let router = cluster.map(|c| {
                 let me = me.clone();
                 let on_delivery: OnDelivery = Arc::new(move |mut addressed| {
                     if let Some(inner) = me.upgrade() {
+                        if addressed.to_org {
+                            let org = std::mem::take(&mut addressed.org);
+                            inner.hub.deliver_org(&org, hub::Outbound::from_routed(addressed));
+                            return;
+                        }
                         let (users, skip) =
                             (std::mem::take(&mut addressed.users), addressed.skip_user);
                         inner.hub.deliver(&users, skip, hub::Outbound::from_routed(addressed));
@@ -127,6 +143,7 @@ impl Gateway {
                 config,
                 rate,
                 draining,
+                broadcasts_sent,
             }
         });
         tokio::spawn(forward_presence(inner.presence.subscribe(), Arc::downgrade(&inner)));
@@ -166,6 +183,38 @@ impl Gateway {
     /// Connected WebSocket sessions on this gateway.
     pub fn session_count(&self) -> usize {
         self.inner.hub.session_count()
+    }
+
+    /// A session wrote (and flushed) broadcasts up to `id` to `user`: saved in the
+    /// background, batched with everyone else's.
+    pub(crate) fn broadcast_sent(&self, user: i64, id: i64) {
+        let _ = self.inner.broadcasts_sent.try_send((user, id));
+    }
+}
+
+/// Cursors waiting to be saved, at most (a broadcast to everyone queues one per session).
+const BROADCAST_CURSOR_QUEUE: usize = 65_536;
+/// Most cursors saved in one storage call.
+const BROADCAST_CURSOR_BATCH: usize = 8192;
+
+/// Saves users' broadcast cursors as sessions report them: whatever is queued goes to
+/// storage in one call (one transaction, a statement per 500 users of one broadcast), so
+/// a broadcast to 10,000 people costs a handful of writes, not 10,000. Ends with the
+/// gateway.
+async fn save_broadcast_cursors(store: Arc<dyn Store>, mut sent: mpsc::Receiver<(i64, i64)>) {
+    let mut batch = Vec::with_capacity(BROADCAST_CURSOR_BATCH);
+    while sent.recv_many(&mut batch, BROADCAST_CURSOR_BATCH).await > 0 {
+        // One entry per user: the highest id.
+        let mut highest: std::collections::HashMap<i64, i64> =
+            std::collections::HashMap::with_capacity(batch.len());
+        for (user, id) in batch.drain(..) {
+            let entry = highest.entry(user).or_insert(id);
+            *entry = (*entry).max(id);
+        }
+        let seen: Vec<(i64, i64)> = highest.into_iter().collect();
+        if let Err(e) = store.broadcasts_seen(&seen).await {
+            tracing::warn!(error = %e, users = seen.len(), "broadcast cursors not saved; the next sign-in resends");
+        }
     }
 }
 

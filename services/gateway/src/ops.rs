@@ -16,6 +16,8 @@ use crate::{ApiError, Gateway, auth};
 const MAX_CLIENT_MSG_ID: usize = 128;
 /// Longest presence status text, in characters.
 const MAX_STATUS_TEXT: usize = 200;
+/// Most people one directory search returns when the caller does not say.
+const DIRECTORY_PAGE: u32 = 20;
 /// Most users named in one group creation or member addition.
 const MAX_USERS_PER_REQUEST: usize = 1000;
 
@@ -107,6 +109,9 @@ impl Gateway {
                 client_msg_id: Some(client_msg_id),
                 kind,
                 body,
+                // A bot's messages are marked with its name, so nobody takes them for a
+                // person's.
+                author: sender.bot.then(|| sender.display_name.clone()),
             })
             .await?;
         if !appended.duplicate {
@@ -121,7 +126,12 @@ impl Gateway {
     /// Pushes a committed message to every member's sessions (and to `extra` users, such
     /// as someone just removed, who should see the message recording it). `members`, when
     /// known, saves looking them up.
-    async fn publish(&self, message: &Message, members: Option<&[i64]>, extra: Option<i64>) {
+    pub(crate) async fn publish(
+        &self,
+        message: &Message,
+        members: Option<&[i64]>,
+        extra: Option<i64>,
+    ) {
         let members = match members {
             Some(members) => Ok(Arc::from(members)),
             None => self.members(message.conversation_id).await,
@@ -151,7 +161,7 @@ impl Gateway {
 
     /// Pushes `item` to the sessions of `users` (but `skip_user`'s): here directly, on
     /// other gateways through a router.
-    fn deliver(&self, users: &[i64], skip_user: Option<i64>, item: Outbound) {
+    pub(crate) fn deliver(&self, users: &[i64], skip_user: Option<i64>, item: Outbound) {
         if let Some(router) = &self.inner.router
             && let Some(routed) = item.to_routed(users, skip_user)
             && !router.route(routed)
@@ -376,8 +386,23 @@ impl Gateway {
                 org: org.to_owned(),
                 admin,
                 password_hash,
+                department: String::new(),
+                title: String::new(),
+                bot: false,
             })
             .await?)
+    }
+
+    /// The directory: users matching `query` (username, display name, org path,
+    /// department or title), by display name.
+    pub async fn search_users(
+        &self,
+        query: &str,
+        limit: Option<u32>,
+    ) -> Result<Vec<switchboard_protocol::UserInfo>, ApiError> {
+        let limit = limit.unwrap_or(DIRECTORY_PAGE).clamp(1, switchboard_storage::MAX_PAGE);
+        let users = self.store().search_users(query.trim(), limit).await?;
+        Ok(users.iter().map(User::info).collect())
     }
 
     pub async fn login(

@@ -257,6 +257,9 @@ async fn create(gateway: &Gateway, name: &str, password_hash: String) -> Result<
         org: "loadtest".to_owned(),
         admin: false,
         password_hash,
+        department: String::new(),
+        title: String::new(),
+        bot: false,
     };
     match gateway.store().create_user(new).await {
         Ok(user) => Ok(user),

@@ -43,6 +43,8 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/conversations/{id}/reads", get(reads))
         .route("/api/v1/presence", get(presence).put(set_presence))
         .route("/api/v1/admin/provision", post(crate::provision::provision))
+        .merge(crate::org::routes())
+        .merge(crate::directory::routes())
         .merge(crate::web::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -51,7 +53,7 @@ pub fn routes(gateway: Gateway) -> Router {
 }
 
 /// A JSON body whose rejections (bad JSON, too large) are our JSON errors.
-struct Body<T>(T);
+pub(crate) struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
@@ -89,7 +91,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The signed-in user of a request.
-struct Caller(User);
+pub(crate) struct Caller(pub User);
 
 impl FromRequestParts<Gateway> for Caller {
     type Rejection = ApiError;
@@ -298,9 +300,6 @@ async fn set_presence(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Most people one directory search returns when the caller does not say.
-const DIRECTORY_PAGE: u32 = 20;
-
 #[derive(Deserialize)]
 struct DirectoryQuery {
     #[serde(default)]
@@ -314,9 +313,7 @@ async fn directory(
     Caller(_): Caller,
     Query(q): Query<DirectoryQuery>,
 ) -> Result<Json<UsersResponse>, ApiError> {
-    let limit = q.limit.unwrap_or(DIRECTORY_PAGE).clamp(1, switchboard_storage::MAX_PAGE);
-    let users = gateway.store().search_users(q.q.trim(), limit).await?;
-    Ok(Json(UsersResponse { users: users.iter().map(User::info).collect() }))
+    Ok(Json(UsersResponse { users: gateway.search_users(&q.q, q.limit).await? }))
 }
 
 /// Everyone who shares a conversation with the caller: the names a client shows.

@@ -7,7 +7,7 @@
 //! the gap from storage before sending it. So every session sees every message of its
 //! conversations once, in seq order, whatever the live path does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
@@ -23,6 +23,8 @@ use crate::{ApiError, Gateway, auth};
 
 /// Messages read from storage per query while filling a gap or syncing.
 const BACKFILL_PAGE: u32 = 500;
+/// Most stored broadcasts sent on sign-in (the newest ones).
+const PENDING_BROADCASTS: u32 = 100;
 /// How long the writer may take to flush its last frames when the session ends.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -122,7 +124,9 @@ async fn run(
     if let Some(since) = since {
         let _ = tx.send(Outbound::Sync { id: None, since }).await;
     }
-    let ticket = hub.register(session_id, user.id, tx.clone());
+    // Broadcasts stored while the user was away, before any live one.
+    let _ = tx.send(Outbound::PendingBroadcasts).await;
+    let ticket = hub.register(session_id, user.id, user.org.as_str().into(), tx.clone());
     gateway.connected(&user).await;
     tracing::debug!(session = session_id, "signed in");
 
@@ -137,7 +141,15 @@ async fn run(
         }
     };
     let last = covered.clone();
-    let writer = Writer { gateway: gateway.clone(), user: user.clone(), sink, covered, last };
+    let writer = Writer {
+        gateway: gateway.clone(),
+        user: user.clone(),
+        sink,
+        covered,
+        last,
+        broadcasts_sent: HashSet::new(),
+        unflushed_broadcast: None,
+    };
     let mut writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
 
     let mut draining = gateway.inner.draining.subscribe();
@@ -313,6 +325,14 @@ async fn handle(
                 id.map(|id| ServerFrame::Ok { id: Some(id) })
             }
             ClientFrame::Ping { id } => Some(ServerFrame::Pong { id }),
+            ClientFrame::SearchUsers { id, q, limit } => {
+                let users = gateway.search_users(&q, limit).await?;
+                Some(ServerFrame::Users { id, users })
+            }
+            ClientFrame::AckBroadcast { id, broadcast_id } => {
+                gateway.ack_broadcast(user, broadcast_id).await?;
+                id.map(|id| ServerFrame::Ok { id: Some(id) })
+            }
         })
     }
     .await;
@@ -331,6 +351,12 @@ struct Writer {
     covered: HashMap<i64, i64>,
     /// conversation id -> last seq sent to this session
     last: HashMap<i64, i64>,
+    /// Ids of the org broadcasts sent to this session (each is sent once: the sign-in's
+    /// pending ones and live ones may overlap). One entry per broadcast the session saw.
+    broadcasts_sent: HashSet<i64>,
+    /// Highest broadcast id written since the last flush; once flushed, the gateway
+    /// records it as the user's cursor (`Gateway::broadcast_sent`).
+    unflushed_broadcast: Option<i64>,
 }
 
 enum Stop {
@@ -399,11 +425,28 @@ impl Writer {
             }
             Outbound::Sync { id, since } => self.sync(id, since).await?,
             Outbound::CatchUp => self.catch_up().await?,
+            Outbound::Broadcast { id, frame } => {
+                if self.broadcasts_sent.insert(id) {
+                    self.sink.feed(WsMessage::Text(frame)).await?;
+                    self.unflushed_broadcast = self.unflushed_broadcast.max(Some(id));
+                }
+            }
+            Outbound::PendingBroadcasts => self.pending_broadcasts().await?,
         }
         if rx.is_empty() {
-            self.sink.flush().await?;
+            self.flush().await?;
         }
         Ok(true)
+    }
+
+    /// Flushes the socket; then the broadcasts written are the user's, and the gateway
+    /// records the cursor (so the next sign-in does not send them again).
+    async fn flush(&mut self) -> Result<(), Stop> {
+        self.sink.flush().await?;
+        if let Some(id) = self.unflushed_broadcast.take() {
+            self.gateway.broadcast_sent(self.user.id, id);
+        }
+        Ok(())
     }
 
     async fn message(&mut self, conversation: i64, seq: i64, frame: Utf8Bytes) -> Result<(), Stop> {
@@ -453,6 +496,26 @@ impl Writer {
                 return Ok(after);
             }
         }
+    }
+
+    /// Sends the broadcasts for this user stored since their sessions were last sent one.
+    /// Best effort: if storage fails, the session goes on and the next sign-in sends them.
+    async fn pending_broadcasts(&mut self) -> Result<(), Stop> {
+        let store = self.gateway.store().clone();
+        let pending = match store.pending_broadcasts(&self.user, PENDING_BROADCASTS).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(error = %e, "pending broadcasts not sent");
+                return Ok(());
+            }
+        };
+        for broadcast in pending {
+            if self.broadcasts_sent.insert(broadcast.id) {
+                self.unflushed_broadcast = self.unflushed_broadcast.max(Some(broadcast.id));
+                self.sink.feed(text(&ServerFrame::Broadcast { broadcast })).await?;
+            }
+        }
+        self.flush().await
     }
 
     /// Sends, in every conversation, what storage holds past the last seq sent: the

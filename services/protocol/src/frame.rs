@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Conversation, ErrorCode, Message, Presence, PresenceStatus, UserInfo};
+use crate::{Broadcast, Conversation, ErrorCode, Message, Presence, PresenceStatus, UserInfo};
 
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +117,21 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// Searches the directory (as `GET /api/v1/users?q=`); answered with `users`.
+    SearchUsers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default)]
+        q: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Acknowledges an organisation broadcast that asked for it.
+    AckBroadcast {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        broadcast_id: i64,
+    },
 }
 
 impl ClientFrame {
@@ -137,6 +152,8 @@ impl ClientFrame {
         "watch",
         "unwatch",
         "ping",
+        "search_users",
+        "ack_broadcast",
     ];
 
     /// The request id the client attached, if any.
@@ -156,7 +173,9 @@ impl ClientFrame {
             | Self::SetPresence { id, .. }
             | Self::Watch { id, .. }
             | Self::Unwatch { id, .. }
-            | Self::Ping { id } => id.as_deref(),
+            | Self::Ping { id }
+            | Self::SearchUsers { id, .. }
+            | Self::AckBroadcast { id, .. } => id.as_deref(),
         }
     }
 
@@ -286,6 +305,17 @@ pub enum ServerFrame {
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+    },
+    /// Answer to `search_users`: matching directory entries.
+    Users {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        users: Vec<UserInfo>,
+    },
+    /// An organisation broadcast for this user: pushed live, and on sign-in for those
+    /// sent since the user's sessions last received one.
+    Broadcast {
+        broadcast: Broadcast,
     },
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]

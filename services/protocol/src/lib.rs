@@ -14,7 +14,8 @@ pub mod rest;
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{ClientFrame, ServerFrame};
 pub use model::{
-    Conversation, ConversationKind, Message, MessageKind, Presence, PresenceStatus, UserInfo,
+    Broadcast, Conversation, ConversationKind, Message, MessageKind, Presence, PresenceStatus,
+    UserInfo, org_under,
 };
 
 /// Default maximum size of a message body in bytes (UTF-8), per the delivery contract.

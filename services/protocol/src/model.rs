@@ -17,6 +17,11 @@ pub struct Message {
     pub client_msg_id: Option<String>,
     /// Commit time, milliseconds since the Unix epoch (UTC).
     pub ts: i64,
+    /// Set on automated messages only: the name to show for a bot account's message (its
+    /// display name) or a webhook's (the payload's `username`, else the webhook's name).
+    /// A message with an `author` was not typed by a person; clients mark it as such.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -106,6 +111,45 @@ pub struct UserInfo {
     /// Org-unit path such as `HQ/Building 2/Floor 3`; empty when unknown.
     pub org: String,
     pub admin: bool,
+    /// Department, e.g. `Facilities`; omitted when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub department: String,
+    /// Job title, e.g. `Site manager`; omitted when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// A bot account (made with `switchboard bot add`), not a person; omitted when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
+}
+
+/// An organisation broadcast: one notice to everyone under an org-unit path, stored once
+/// (not one copy per recipient) and outside any conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broadcast {
+    /// Increasing, unique across the server.
+    pub id: i64,
+    /// Username of the account that sent it.
+    pub sender: String,
+    /// The sender's display name, to show as the notice's author.
+    pub author: String,
+    /// The org-unit path it went to: everyone whose `org` is this path or below it; empty
+    /// for everyone.
+    pub org: String,
+    pub body: String,
+    /// Recipients are asked to acknowledge it (`ack_broadcast`); the sender sees who did.
+    pub ack_required: bool,
+    /// Urgent (safety): clients alert even on do-not-disturb.
+    pub priority: bool,
+    /// Milliseconds since the Unix epoch.
+    pub ts: i64,
+}
+
+/// Whether `org` is the org unit `path` or inside it (`HQ/Building 2` holds
+/// `HQ/Building 2/Floor 3` but not `HQ/Building 20`); the empty path holds everyone.
+pub fn org_under(org: &str, path: &str) -> bool {
+    path.is_empty()
+        || org == path
+        || (org.len() > path.len() && org.starts_with(path) && org.as_bytes()[path.len()] == b'/')
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -150,4 +194,19 @@ pub struct Presence {
     pub status: PresenceStatus,
     /// Free text such as "In a meeting until 3"; empty when unset or offline.
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::org_under;
+
+    #[test]
+    fn org_paths_hold_their_subtree_only() {
+        assert!(org_under("HQ/Building 2", "HQ/Building 2"));
+        assert!(org_under("HQ/Building 2/Floor 3", "HQ/Building 2"));
+        assert!(org_under("anything", ""));
+        assert!(!org_under("HQ/Building 20", "HQ/Building 2"));
+        assert!(!org_under("HQ", "HQ/Building 2"));
+        assert!(!org_under("", "HQ"));
+    }
 }

@@ -113,3 +113,101 @@ pub struct PresenceResponse {
 pub struct OpenDirectRequest {
     pub user: String,
 }
+
+/// `POST /api/v1/admin/bots` (admins only): creates a bot account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBotRequest {
+    pub username: String,
+    #[serde(default)]
+    pub display_name: String,
+}
+
+/// A new bot and its API token (shown once; the server keeps only its hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BotCreated {
+    pub user: UserInfo,
+    pub token: String,
+    pub expires_at: i64,
+}
+
+/// `POST /api/v1/conversations/{id}/webhooks` (admins and the group's owner).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhookRequest {
+    /// Shown as the author of posts whose payload names no `username`.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A new incoming webhook. `url` holds the secret: it is shown once and never again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookCreated {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub name: String,
+    /// Path (`/hooks/whk_...`) to POST to, relative to the server's URL.
+    pub path: String,
+}
+
+/// What an incoming webhook accepts: the shape of Slack's incoming webhooks. Fields Slack
+/// knows and Switchboard does not (`icon_emoji`, `channel`, `blocks`, ...) are ignored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookPayload {
+    pub text: String,
+    /// Shown as the author instead of the webhook's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// Answer to a webhook post.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookPosted {
+    pub ok: bool,
+    pub conversation_id: i64,
+    pub seq: i64,
+}
+
+/// `POST /api/v1/broadcasts`: to everyone under `to` (an org-unit path; empty for all).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastRequest {
+    #[serde(default)]
+    pub to: String,
+    pub body: String,
+    #[serde(default)]
+    pub ack: bool,
+    #[serde(default)]
+    pub priority: bool,
+}
+
+/// `GET /api/v1/broadcasts/{id}`: who was sent a broadcast and who acknowledged it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BroadcastStatus {
+    pub broadcast: crate::Broadcast,
+    /// Recipients (everyone under the path now) who acknowledged it, by username.
+    pub acknowledged: Vec<BroadcastAck>,
+    /// Recipients who have not, by username.
+    pub pending: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastAck {
+    pub user: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub ts: i64,
+}
+
+/// Answer to `POST /api/v1/admin/directory` (a CSV import).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// Accounts created, by username.
+    pub created: Vec<String>,
+    /// Accounts whose directory fields changed, by username.
+    pub updated: Vec<String>,
+    /// Rows that matched their account already.
+    pub unchanged: u64,
+    /// True when nothing was written (`?dry_run=true`).
+    #[serde(default)]
+    pub dry_run: bool,
+}

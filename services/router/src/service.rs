@@ -159,6 +159,10 @@ async fn locate(
     locator: RedisLocator,
     addressed: pb::Addressed,
 ) -> (pb::Addressed, Result<Vec<(String, Vec<i64>)>, PresenceError>) {
+    if addressed.to_org {
+        // Goes to every gateway (see `forward`): nothing to look up.
+        return (addressed, Ok(Vec::new()));
+    }
     let located = match tokio::time::timeout(LOCATE_TIMEOUT, locator.locate(&addressed.users)).await
     {
         Ok(located) => located,
@@ -181,6 +185,13 @@ fn forward(
     let targets: Vec<(mpsc::Sender<pb::Addressed>, String, Option<Vec<i64>>)> = {
         let links = links.lock().unwrap_or_else(|e| e.into_inner());
         match located {
+            // An org broadcast goes to every gateway, which finds its own sessions under
+            // the path.
+            Ok(_) if addressed.to_org => links
+                .iter()
+                .filter(|(gateway, _)| gateway.as_str() != origin)
+                .map(|(gateway, q)| (q.clone(), gateway.clone(), None))
+                .collect(),
             Ok(located) => located
                 .into_iter()
                 .filter(|(gateway, _)| gateway != origin)

@@ -132,6 +132,64 @@ macro_rules! sql_store {
             ) -> Result<Vec<(String, i64)>> {
                 queries::read_cursors(&self.$read, conversation, viewer).await
             }
+
+            async fn import_directory(
+                &self,
+                entries: Vec<$crate::DirectoryEntry>,
+                password_hash: String,
+                dry_run: bool,
+            ) -> Result<switchboard_protocol::rest::ImportReport> {
+                queries::import_directory(&self.$write, entries, password_hash, dry_run).await
+            }
+
+            async fn create_webhook(
+                &self,
+                conversation: i64,
+                creator: &User,
+                name: &str,
+                secret_hash: &[u8],
+            ) -> Result<$crate::Webhook> {
+                queries::create_webhook(&self.$write, conversation, creator, name, secret_hash)
+                    .await
+            }
+
+            async fn webhook(&self, id: i64) -> Result<Option<$crate::Webhook>> {
+                queries::webhook(&self.$read, id).await
+            }
+
+            async fn revoke_webhook(&self, id: i64, actor: &User) -> Result<()> {
+                queries::revoke_webhook(&self.$write, id, actor).await
+            }
+
+            async fn create_broadcast(
+                &self,
+                new: $crate::NewBroadcast,
+            ) -> Result<switchboard_protocol::Broadcast> {
+                queries::create_broadcast(&self.$write, new).await
+            }
+
+            async fn pending_broadcasts(
+                &self,
+                user: &User,
+                limit: u32,
+            ) -> Result<Vec<switchboard_protocol::Broadcast>> {
+                queries::pending_broadcasts(&self.$read, user, limit).await
+            }
+
+            async fn broadcasts_seen(&self, seen: &[(i64, i64)]) -> Result<()> {
+                queries::broadcasts_seen(&self.$write, seen).await
+            }
+
+            async fn ack_broadcast(&self, id: i64, user: &User) -> Result<()> {
+                queries::ack_broadcast(&self.$write, id, user).await
+            }
+
+            async fn broadcast_status(
+                &self,
+                id: i64,
+            ) -> Result<(switchboard_protocol::Broadcast, Vec<(String, Option<i64>)>)> {
+                queries::broadcast_status(&self.$read, id).await
+            }
         }
     };
 }
@@ -161,6 +219,7 @@ macro_rules! sql_queries {
 
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/users.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/conversations.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/org.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

@@ -30,12 +30,15 @@ mod model;
 mod postgres;
 mod sqlite;
 
-pub use model::{Appended, HistoryPage, NewMessage, NewUser, User, now_ms};
+pub use model::{
+    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, User, Webhook, now_ms,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
-use switchboard_protocol::{Conversation, Message, PresenceStatus};
+use switchboard_protocol::rest::ImportReport;
+use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 
 /// Largest page a history read returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 1000;
@@ -52,6 +55,9 @@ pub enum StoreError {
     UserExists(String),
     #[error("{0}")]
     Invalid(String),
+    /// No such webhook or broadcast (the string names it, e.g. `webhook 3`).
+    #[error("{0} does not exist")]
+    NotFound(String),
     #[error("only the group's owner or an admin may {0}")]
     Forbidden(&'static str),
     /// The database failed or is unreachable. Nothing was applied; the caller may retry.
@@ -142,4 +148,43 @@ pub trait Store: Send + Sync + 'static {
     /// `(username, read seq)` of every member, by username; `NotMember` unless `viewer`
     /// is a member. What read receipts are drawn from.
     async fn read_cursors(&self, conversation: i64, viewer: &User) -> Result<Vec<(String, i64)>>;
+
+    /// Creates or updates an account per entry, in one transaction (all or nothing); new
+    /// accounts get `password_hash`. With `dry_run` nothing is written. Fails with
+    /// `Invalid` if an entry names a bot account.
+    async fn import_directory(
+        &self,
+        entries: Vec<DirectoryEntry>,
+        password_hash: String,
+        dry_run: bool,
+    ) -> Result<ImportReport>;
+
+    /// A webhook posting into `conversation`; `creator` must be an admin or the group's
+    /// owner (`Forbidden`). Only the secret's hash is stored.
+    async fn create_webhook(
+        &self,
+        conversation: i64,
+        creator: &User,
+        name: &str,
+        secret_hash: &[u8],
+    ) -> Result<Webhook>;
+    /// The webhook, unless unknown or revoked.
+    async fn webhook(&self, id: i64) -> Result<Option<Webhook>>;
+    /// Revokes a webhook; `actor` must be an admin, its creator or the group's owner.
+    async fn revoke_webhook(&self, id: i64, actor: &User) -> Result<()>;
+
+    /// Stores an org broadcast once (one row, whatever the number of recipients).
+    async fn create_broadcast(&self, new: NewBroadcast) -> Result<Broadcast>;
+    /// Broadcasts to the user's org unit newer than their broadcast cursor: the newest
+    /// `limit`, oldest first. What a session sends on sign-in.
+    async fn pending_broadcasts(&self, user: &User, limit: u32) -> Result<Vec<Broadcast>>;
+    /// Moves each `(user id, broadcast id)` cursor forward (never back), in one
+    /// transaction: the gateway batches what its sessions were sent.
+    async fn broadcasts_seen(&self, seen: &[(i64, i64)]) -> Result<()>;
+    /// Records the user's acknowledgement (`Forbidden` unless it was sent to them,
+    /// `Invalid` if it asked for none, `NotFound` if unknown).
+    async fn ack_broadcast(&self, id: i64, user: &User) -> Result<()>;
+    /// The broadcast, and every person now under its path with the time they
+    /// acknowledged it (None: not yet), by username.
+    async fn broadcast_status(&self, id: i64) -> Result<(Broadcast, Vec<(String, Option<i64>)>)>;
 }

@@ -12,6 +12,13 @@ pub struct User {
     /// The status the user chose; others see it while the user has a session.
     pub status: PresenceStatus,
     pub status_text: String,
+    pub department: String,
+    pub title: String,
+    /// A bot account: its messages carry its display name as `author`.
+    pub bot: bool,
+    /// The org-unit subtree this user may broadcast to; empty for none (admins may
+    /// broadcast anywhere).
+    pub broadcast_scope: String,
 }
 
 impl User {
@@ -21,6 +28,9 @@ impl User {
             display_name: self.display_name.clone(),
             org: self.org.clone(),
             admin: self.admin,
+            department: self.department.clone(),
+            title: self.title.clone(),
+            bot: self.bot,
         }
     }
 }
@@ -33,6 +43,9 @@ pub struct NewUser {
     pub admin: bool,
     /// argon2id PHC string; the store never sees the password.
     pub password_hash: String,
+    pub department: String,
+    pub title: String,
+    pub bot: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +55,41 @@ pub struct NewMessage {
     pub client_msg_id: Option<String>,
     pub kind: MessageKind,
     pub body: String,
+    /// The name an automated message shows (a bot's display name, a webhook's name); None
+    /// for people. A `system` message with an author (a webhook post) is stored without
+    /// checking that the sender is a member.
+    pub author: Option<String>,
+}
+
+/// One row of a directory import: an account to create, or whose fields to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    pub username: String,
+    pub display_name: String,
+    pub org: String,
+    pub department: String,
+    pub title: String,
+    pub broadcast_scope: String,
+}
+
+/// An incoming webhook, without its secret (only the secret's SHA-256 is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub name: String,
+    pub secret_hash: Vec<u8>,
+    /// Who made it: posts are stored as `system` messages sent by this user.
+    pub creator: User,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBroadcast {
+    pub sender: User,
+    pub org: String,
+    pub body: String,
+    pub ack_required: bool,
+    pub priority: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

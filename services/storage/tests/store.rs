@@ -14,7 +14,8 @@ use sqlx::Connection;
 use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
-    NewMessage, NewUser, PgStore, SqliteStore, Store, StoreError, User, now_ms,
+    DirectoryEntry, NewBroadcast, NewMessage, NewUser, PgStore, SqliteStore, Store, StoreError,
+    User, now_ms,
 };
 
 enum Backend {
@@ -171,6 +172,9 @@ on_both_backends!(
     membership_changes_are_recorded_in_order,
     the_directory_finds_people_by_name_and_org,
     last_messages_preview_each_conversation,
+    directory_imports_are_all_or_nothing_and_idempotent,
+    webhook_posts_are_system_messages_and_revocable,
+    broadcasts_are_stored_once_and_pending_past_the_cursor,
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -181,6 +185,9 @@ async fn user(store: &dyn Store, name: &str) -> User {
             org: "HQ".into(),
             admin: false,
             password_hash: "not-a-real-hash".into(),
+            department: String::new(),
+            title: String::new(),
+            bot: false,
         })
         .await
         .unwrap()
@@ -193,6 +200,7 @@ fn text(conversation_id: i64, sender: &User, key: &str) -> NewMessage {
         client_msg_id: Some(key.into()),
         kind: MessageKind::Text,
         body: format!("body of {key}"),
+        author: None,
     }
 }
 
@@ -361,6 +369,9 @@ async fn tokens_expire_and_revoke(f: Fixture) -> Fixture {
             org: String::new(),
             admin: false,
             password_hash: "h".into(),
+            department: String::new(),
+            title: String::new(),
+            bot: false,
         })
         .await
         .unwrap_err();
@@ -419,6 +430,9 @@ async fn the_directory_finds_people_by_name_and_org(f: Fixture) -> Fixture {
         org: org.into(),
         admin: false,
         password_hash: "not-a-real-hash".into(),
+        department: String::new(),
+        title: String::new(),
+        bot: false,
     };
     for new in [
         person("amartin", "Alice Martin", "HQ/Building 2/Floor 3"),
@@ -468,5 +482,164 @@ async fn last_messages_preview_each_conversation(f: Fixture) -> Fixture {
     assert_eq!(store.conversation(group.id, &alice).await.unwrap().owner.as_deref(), Some("bob"));
     // Carol sees only her (empty) conversation.
     assert!(store.last_messages(carol.id).await.unwrap().is_empty());
+    f
+}
+
+fn entry(username: &str, org: &str, title: &str) -> DirectoryEntry {
+    DirectoryEntry {
+        username: username.into(),
+        display_name: username.to_uppercase(),
+        org: org.into(),
+        department: "Facilities".into(),
+        title: title.into(),
+        broadcast_scope: String::new(),
+    }
+}
+
+async fn directory_imports_are_all_or_nothing_and_idempotent(f: Fixture) -> Fixture {
+    let store = f.store.as_ref();
+    let ann = user(store, "ann").await;
+    let rows =
+        vec![entry("ann", "HQ/Building 2", "Manager"), entry("ben", "HQ/Building 2/Floor 3", "")];
+    // A dry run reports and writes nothing.
+    let report = store.import_directory(rows.clone(), "!".into(), true).await.unwrap();
+    assert_eq!(
+        (report.created, report.updated, report.dry_run),
+        (vec!["ben".to_owned()], vec!["ann".to_owned()], true)
+    );
+    assert!(matches!(store.user_by_name("ben").await, Err(StoreError::UserNotFound(_))));
+    let report = store.import_directory(rows.clone(), "!".into(), false).await.unwrap();
+    assert_eq!((report.created.len(), report.updated.len(), report.unchanged), (1, 1, 0));
+    let ann_now = store.user_by_name("ann").await.unwrap();
+    assert_eq!(
+        (ann_now.id, ann_now.org.as_str(), ann_now.title.as_str()),
+        (ann.id, "HQ/Building 2", "Manager")
+    );
+    // Again: nothing changes.
+    let report = store.import_directory(rows, "!".into(), false).await.unwrap();
+    assert_eq!((report.created.len(), report.updated.len(), report.unchanged), (0, 0, 2));
+    // Department and title are searchable.
+    assert_eq!(store.search_users("facilit", 10).await.unwrap().len(), 2);
+    assert_eq!(store.search_users("manager", 10).await.unwrap()[0].username, "ann");
+    // A bot in the file fails the whole import: nothing of it is applied.
+    let bot = store
+        .create_user(NewUser {
+            username: "ci".into(),
+            display_name: "CI".into(),
+            org: String::new(),
+            admin: false,
+            password_hash: "!".into(),
+            department: String::new(),
+            title: String::new(),
+            bot: true,
+        })
+        .await
+        .unwrap();
+    assert!(bot.bot);
+    let err = store
+        .import_directory(vec![entry("cat", "HQ", ""), entry("ci", "HQ", "")], "!".into(), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert!(matches!(store.user_by_name("cat").await, Err(StoreError::UserNotFound(_))));
+    f
+}
+
+async fn webhook_posts_are_system_messages_and_revocable(f: Fixture) -> Fixture {
+    let store = f.store.as_ref();
+    let (owner, member, outsider) =
+        (user(store, "owner").await, user(store, "member").await, user(store, "out").await);
+    let (group, _) =
+        store.create_group(&owner, "Ops", std::slice::from_ref(&member)).await.unwrap();
+    let err = store.create_webhook(group.id, &member, "CI", b"hash").await.unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err}");
+    let hook = store.create_webhook(group.id, &owner, "CI", b"hash").await.unwrap();
+    let found = store.webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!((found.secret_hash.as_slice(), found.creator.id), (b"hash".as_slice(), owner.id));
+    // The creator need not be a member for a system message with an author.
+    store.remove_member(&owner, group.id, &owner).await.unwrap();
+    let posted = store
+        .append(NewMessage {
+            conversation_id: group.id,
+            sender: owner.clone(),
+            client_msg_id: None,
+            kind: MessageKind::System,
+            body: "build 4411 failed".into(),
+            author: Some("Jenkins".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(posted.members, vec![member.id]);
+    let page = store.history(group.id, &member, None, None, 10).await.unwrap();
+    let last = page.messages.last().unwrap();
+    assert_eq!(
+        (last.kind, last.author.as_deref(), last.body.as_str()),
+        (MessageKind::System, Some("Jenkins"), "build 4411 failed")
+    );
+    let err = store.revoke_webhook(hook.id, &outsider).await.unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err}");
+    store.revoke_webhook(hook.id, &owner).await.unwrap();
+    assert!(store.webhook(hook.id).await.unwrap().is_none());
+    assert!(matches!(store.revoke_webhook(hook.id, &owner).await, Err(StoreError::NotFound(_))));
+    f
+}
+
+async fn broadcasts_are_stored_once_and_pending_past_the_cursor(f: Fixture) -> Fixture {
+    let store = f.store.as_ref();
+    let admin = user(store, "admin").await;
+    store
+        .import_directory(
+            vec![
+                entry("b2", "HQ/Building 2", ""),
+                entry("b2f3", "HQ/Building 2/Floor 3", ""),
+                entry("b20", "HQ/Building 20", ""),
+                entry("hq", "HQ", ""),
+            ],
+            "!".into(),
+            false,
+        )
+        .await
+        .unwrap();
+    let get = |name: &'static str| async move { store.user_by_name(name).await.unwrap() };
+    let (b2, b2f3, b20) = (get("b2").await, get("b2f3").await, get("b20").await);
+    let sent = store
+        .create_broadcast(NewBroadcast {
+            sender: admin.clone(),
+            org: "HQ/Building 2".into(),
+            body: "Fire drill at 14:00".into(),
+            ack_required: true,
+            priority: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!((sent.sender.as_str(), sent.org.as_str()), ("admin", "HQ/Building 2"));
+    let ids =
+        |list: Vec<switchboard_protocol::Broadcast>| list.iter().map(|b| b.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.pending_broadcasts(&b2f3, 100).await.unwrap()), [sent.id]);
+    assert!(store.pending_broadcasts(&b20, 100).await.unwrap().is_empty());
+    // Past the cursor only.
+    store.broadcasts_seen(&[(b2f3.id, sent.id), (b20.id, sent.id)]).await.unwrap();
+    assert!(store.pending_broadcasts(&b2f3, 100).await.unwrap().is_empty());
+    store.broadcasts_seen(&[(b2f3.id, 0)]).await.unwrap(); // never moves back
+    assert!(store.pending_broadcasts(&b2f3, 100).await.unwrap().is_empty());
+    // Many users at once (more than one statement's worth).
+    let many: Vec<(i64, i64)> =
+        (1..=1200).map(|id| (id, sent.id)).chain([(b2.id, sent.id)]).collect();
+    store.broadcasts_seen(&many).await.unwrap();
+    assert!(store.pending_broadcasts(&b2, 100).await.unwrap().is_empty());
+    // A user created later does not get earlier broadcasts.
+    let late = user(store, "late").await;
+    assert!(store.pending_broadcasts(&late, 100).await.unwrap().is_empty());
+    // Acknowledgements: only recipients, once.
+    store.ack_broadcast(sent.id, &b2).await.unwrap();
+    store.ack_broadcast(sent.id, &b2).await.unwrap();
+    let err = store.ack_broadcast(sent.id, &b20).await.unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err}");
+    assert!(matches!(store.ack_broadcast(sent.id + 100, &b2).await, Err(StoreError::NotFound(_))));
+    let (status, recipients) = store.broadcast_status(sent.id).await.unwrap();
+    assert_eq!(status.body, "Fire drill at 14:00");
+    let acked: Vec<(&str, bool)> =
+        recipients.iter().map(|(u, ts)| (u.as_str(), ts.is_some())).collect();
+    assert_eq!(acked, [("b2", true), ("b2f3", false)]);
     f
 }

@@ -15,7 +15,12 @@ use clap::{Args, Parser, Subcommand};
         then chat from the CLI (`login`, `send`, `listen`, `history`, `presence`, `who`) or \
         any WebSocket client (see docs/protocol.md).",
     after_help = "Quick start:\n  switchboard serve\n  switchboard login --server http://127.0.0.1:8080 --user admin\n  \
-        switchboard user add alice --password-stdin --server http://127.0.0.1:8080"
+        switchboard user add alice --password-stdin --server http://127.0.0.1:8080\n\n\
+        Exit codes (every command; errors go to stderr):\n  \
+        0  done\n  1  any other failure\n  2  bad command line\n  \
+        3  the server refused the token or password (sign in again)\n  \
+        4  refused: not allowed, not a member, not found, invalid or too large (do not retry)\n  \
+        5  server unreachable or unavailable (retry later)\n  6  rate limited (retry later)"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -71,6 +76,157 @@ pub enum Command {
     },
     /// Show the presence of everyone you share a conversation with
     Who(WhoArgs),
+    /// Post a message from a script or bot (`--token` a bot's token); see the exit codes
+    #[command(after_help = EXIT_CODES)]
+    Post(PostArgs),
+    /// Manage bot accounts
+    Bot {
+        #[command(subcommand)]
+        command: BotCommand,
+    },
+    /// Manage incoming webhooks (Slack-compatible JSON posts into a conversation)
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+    /// The organisation directory: import people from CSV, search
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// Send a broadcast to everyone, or to an org unit and everything under it
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = EXIT_CODES
+    )]
+    Broadcast(BroadcastArgs),
+}
+
+/// What `post` and `broadcast` exit with (every command does the same).
+const EXIT_CODES: &str = "Exit codes (errors go to stderr):\n  0  done (stdout: conversation and seq, or the broadcast id)\n  \
+    2  bad command line\n  3  the server refused the token\n  \
+    4  refused: not allowed, not a member, not found, invalid or too large (do not retry)\n  \
+    5  server unreachable or unavailable (retry later)\n  6  rate limited (retry later)\n  1  anything else";
+
+#[derive(Args)]
+pub struct PostArgs {
+    /// Conversation id, or a username (your direct conversation with them)
+    #[arg(long)]
+    pub to: String,
+    /// Idempotency key: a retry with the same key (e.g. a cron job re-run) is stored once
+    #[arg(long)]
+    pub key: Option<String>,
+    /// The message; several words are joined with spaces
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum BotCommand {
+    /// Create a bot account and print its API token (shown once)
+    Add(BotAddArgs),
+}
+
+#[derive(Args)]
+pub struct BotAddArgs {
+    /// The bot's username
+    pub name: String,
+    /// Name shown on its messages [default: the username]
+    #[arg(long, default_value = "")]
+    pub display_name: String,
+    #[command(flatten)]
+    pub target: DirectTarget,
+}
+
+/// Where an admin command writes when it does not go through a running server.
+#[derive(Args)]
+pub struct DirectTarget {
+    /// Write into this data dir directly (the server may be running). Without it or
+    /// --database, the command goes through the server (--server, or the saved login) as
+    /// an admin.
+    #[arg(long, env = "SWITCHBOARD_DATA_DIR", conflicts_with = "database")]
+    pub data_dir: Option<PathBuf>,
+    /// Write into the cluster's PostgreSQL database directly
+    #[arg(long, env = "SWITCHBOARD_DATABASE")]
+    pub database: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum WebhookCommand {
+    /// Create a webhook for a conversation (admins, or the group's owner); prints its URL
+    Add {
+        /// Conversation id
+        conversation: i64,
+        /// Shown as the author of posts that name no `username`
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Revoke a webhook: its URL answers 404 from now on
+    Revoke {
+        /// Webhook id (printed by `webhook add`)
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DirectoryCommand {
+    /// Create or update accounts from a CSV file (header: username, and any of
+    /// display_name, org, department, title, broadcast_scope). All or nothing: a bad line
+    /// changes nothing and is reported with its line number.
+    Import(DirectoryImportArgs),
+    /// Search the directory (name, org path, department, title)
+    Search {
+        /// Text to look for
+        query: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct DirectoryImportArgs {
+    /// The CSV file (`-` for standard input)
+    pub file: PathBuf,
+    /// Report what would change, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read a password for the accounts this import creates from standard input (else
+    /// they cannot sign in with a password)
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub target: DirectTarget,
+}
+
+#[derive(Args)]
+pub struct BroadcastArgs {
+    #[command(subcommand)]
+    pub command: Option<BroadcastCommand>,
+    /// Org-unit path, e.g. "HQ/Building 2": everyone there and below [default: everyone]
+    #[arg(long, default_value = "")]
+    pub to: String,
+    /// Ask every recipient to acknowledge it (see `broadcast status ID`)
+    #[arg(long)]
+    pub ack: bool,
+    /// Urgent (safety): clients alert even on do-not-disturb
+    #[arg(long)]
+    pub priority: bool,
+    /// The text; several words are joined with spaces
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum BroadcastCommand {
+    /// Who acknowledged a broadcast, and who has not yet
+    Status {
+        id: i64,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]

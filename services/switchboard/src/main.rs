@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod client;
+mod org;
 mod serve;
 
 use clap::Parser;
@@ -45,13 +46,38 @@ fn main() -> std::process::ExitCode {
             Command::History(args) => client::history(cli.client, args).await,
             Command::Presence { command } => client::presence(cli.client, command).await,
             Command::Who(args) => client::who(cli.client, args).await,
+            Command::Post(args) => org::post(cli.client, args).await,
+            Command::Bot { command: cli::BotCommand::Add(args) } => {
+                org::bot_add(cli.client, args).await
+            }
+            Command::Webhook { command } => org::webhook(cli.client, command).await,
+            Command::Directory { command } => org::directory(cli.client, command).await,
+            Command::Broadcast(args) => org::broadcast(cli.client, args).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The exit code for a failure (listed in `switchboard --help`), so scripts can tell
+/// "retry later" from "fix something".
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use switchboard_protocol::ErrorCode as C;
+    if let Some(server) = e.downcast_ref::<client::ServerError>() {
+        return match server.body.code {
+            C::Unauthenticated | C::InvalidCredentials => 3,
+            C::RateLimited => 6,
+            C::Unavailable | C::ShuttingDown | C::SlowConsumer | C::Internal => 5,
+            _ => 4,
+        };
+    }
+    if e.chain().any(|cause| cause.downcast_ref::<std::io::Error>().is_some()) {
+        return 5;
+    }
+    1
 }

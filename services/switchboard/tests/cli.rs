@@ -216,9 +216,151 @@ fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
 fn help_explains_the_commands() {
     let (success, help, _) = cli(Path::new("/nonexistent"), &["--help"], None);
     assert!(success);
-    for command in ["serve", "user", "login", "send", "listen", "history", "presence", "who"] {
+    for command in [
+        "serve",
+        "user",
+        "login",
+        "send",
+        "listen",
+        "history",
+        "presence",
+        "who",
+        "post",
+        "bot",
+        "webhook",
+        "directory",
+        "broadcast",
+    ] {
         assert!(help.contains(command), "--help lacks {command}: {help}");
     }
+    assert!(help.contains("Exit codes") && help.contains("5  server unreachable"), "{help}");
     let (success, _, stderr) = cli(Path::new("/nonexistent"), &["send", "bob", "hi"], None);
     assert!(!success && stderr.contains("switchboard login"), "{stderr}");
+}
+
+/// Runs a command; returns its exit code, stdout and stderr.
+fn run(config: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SWITCHBOARD_CONFIG_DIR", config)
+        .env_remove("SWITCHBOARD_SERVER")
+        .env_remove("SWITCHBOARD_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn directory_import_bots_and_broadcasts_from_the_cli_with_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let admin = tmp.path().join("admin");
+    let csv = tmp.path().join("people.csv");
+    std::fs::write(
+        &csv,
+        "username,display_name,org,department,title\n\
+         amartin,Alice Martin,HQ/Building 2/Floor 3,Facilities,Site manager\n\
+         bnguyen,\"Nguyen, Bao\",HQ/Building 1,Finance,\n",
+    )
+    .unwrap();
+    let csv_arg = csv.to_str().unwrap();
+    // Straight into the data dir: a dry run first, then for real, then again (no change).
+    let (code, out, _) =
+        run(&admin, &["directory", "import", csv_arg, "--dry-run", "--data-dir", data_arg], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("2 would be created"), "{out}");
+    let (code, out, _) = run(
+        &admin,
+        &["directory", "import", csv_arg, "--data-dir", data_arg, "--password-stdin"],
+        Some("initial-pass\n"),
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("created amartin") && out.contains("2 created"), "{out}");
+    let (_, out, _) = run(&admin, &["directory", "import", csv_arg, "--data-dir", data_arg], None);
+    assert!(out.contains("0 created, 0 updated, 2 unchanged"), "{out}");
+    // A bad file: exit code 4, the bad lines on stderr, nothing changed.
+    std::fs::write(&csv, "username,org\namartin,HQ/Moved\nbad name,HQ\ncarol,HQ//x\n").unwrap();
+    let (code, out, err) =
+        run(&admin, &["directory", "import", csv_arg, "--data-dir", data_arg], None);
+    assert_eq!(code, 4, "{out} {err}");
+    assert!(err.contains("line 3") && err.contains("line 4") && !err.contains("line 2:"), "{err}");
+
+    let server = Serve::start(&data);
+    let url = server.url.clone();
+    let (code, _, _) = run(
+        &admin,
+        &["login", "--server", &url, "--user", "amartin", "--password-stdin"],
+        Some("initial-pass\n"),
+    );
+    assert_eq!(code, 0);
+    let (_, found, _) = run(&admin, &["directory", "search", "facilities", "--json"], None);
+    let found: serde_json::Value = serde_json::from_str(found.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (found["org"].as_str(), found["title"].as_str()),
+        (Some("HQ/Building 2/Floor 3"), Some("Site manager"))
+    );
+    // Not an admin: bots and broadcasts are refused (4); a bad token is 3; no server is 5.
+    let (code, _, err) = run(&admin, &["bot", "add", "ci"], None);
+    assert_eq!(code, 4, "{err}");
+    let (code, _, err) = run(&admin, &["broadcast", "--to", "HQ", "hello"], None);
+    assert_eq!(code, 4, "{err}");
+    let (code, _, _) = run(&admin, &["post", "--token", "sbt_nope", "--to", "bnguyen", "hi"], None);
+    assert_eq!(code, 3);
+    let (code, _, _) =
+        run(&admin, &["post", "--server", "http://127.0.0.1:9", "--to", "bnguyen", "hi"], None);
+    assert_eq!(code, 5);
+    // A bot made in the data dir posts with its token.
+    let (code, token, _) =
+        run(&admin, &["bot", "add", "ci", "--display-name", "CI", "--data-dir", data_arg], None);
+    assert_eq!(code, 0);
+    let (code, out, err) = run(
+        &admin,
+        &[
+            "post",
+            "--token",
+            token.trim(),
+            "--to",
+            "amartin",
+            "--key",
+            "deploy-1",
+            "deploy",
+            "done",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, again, _) = run(
+        &admin,
+        &[
+            "post",
+            "--token",
+            token.trim(),
+            "--to",
+            "amartin",
+            "--key",
+            "deploy-1",
+            "deploy",
+            "done",
+        ],
+        None,
+    );
+    assert_eq!(out, again, "a retry with the same key is stored once");
+    let (_, history, _) = run(&admin, &["history", "ci", "--json"], None);
+    let m: serde_json::Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+    assert_eq!((m["sender"].as_str(), m["author"].as_str()), (Some("ci"), Some("CI")));
+    drop(server);
 }

@@ -514,3 +514,172 @@ async fn ready(addr: &str) -> bool {
     let _ = stream.read_to_string(&mut response).await;
     response.starts_with("HTTP/1.1 200")
 }
+
+/// POSTs `body` to `path` on `addr` over HTTP/1.1 (no token); the status and JSON body.
+async fn post_json(addr: &str, path: &str, body: &Value) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Runs the CLI as the user whose sign-in is saved in `config`; returns the exit code
+/// and stdout.
+fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env("SWITCHBOARD_CONFIG_DIR", config)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    (output.status.code().unwrap_or(-1), String::from_utf8(output.stdout).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway() {
+    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let redis_url =
+        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let name = format!("sbtest_cluster_org_{}", std::process::id());
+    let prefix = format!("sbtest:cluster-org:{}", std::process::id());
+    let (mut pg, database) = fresh_database(&admin_url, &name).await;
+    let tmp = tempfile::tempdir().unwrap();
+    for (user, org, admin) in [
+        ("admin", "HQ", true),
+        ("alice", "HQ/Building 2", false),
+        ("bob", "HQ/Building 2/Floor 3", false),
+        ("carol", "HQ/Building 20", false),
+        ("dave", "HQ/Building 2", false),
+    ] {
+        let mut args = vec!["user", "add", user, "--password-stdin", "--database", &database];
+        args.extend(["--org", org]);
+        if admin {
+            args.push("--admin");
+        }
+        let mut add = Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+    let (_storage, storage) =
+        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
+    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
+    let (_router, router) =
+        spawn(&[&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat());
+    let (storage_url, router_url) = (format!("http://{storage}"), format!("http://{router}"));
+    let mut gateways = Vec::new();
+    for id in ["gw1", "gw2"] {
+        let args = [
+            &["gateway", "--listen", "127.0.0.1:0", "--gateway-id", id, "--rate-per-user", "0"][..],
+            &["--storage", &storage_url, "--router", &router_url][..],
+            &redis[..],
+        ]
+        .concat();
+        gateways.push(spawn(&args));
+    }
+    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
+    let admin_config = tmp.path().join("admin");
+    let admin_token = login(&gw[0], "admin", &admin_config);
+    let alice_token = login(&gw[0], "alice", &tmp.path().join("alice"));
+    let bob_token = login(&gw[1], "bob", &tmp.path().join("bob"));
+    let carol_token = login(&gw[1], "carol", &tmp.path().join("carol"));
+    let dave_token = login(&gw[0], "dave", &tmp.path().join("dave"));
+    let mut admin = Client::connect(&gw[0], &admin_token).await;
+    let mut alice = Client::connect(&gw[0], &alice_token).await;
+    let mut bob = Client::connect(&gw[1], &bob_token).await;
+    let mut carol = Client::connect(&gw[1], &carol_token).await;
+    all_ready(&gw).await;
+
+    // A webhook into a group spread over both gateways, posted to through either.
+    admin
+        .send(
+            json!({"type": "create_group", "id": "g", "name": "Ops", "members": ["alice", "bob"]}),
+        )
+        .await;
+    let group = admin.expect(|f| f["id"] == "g").await["conversation"]["id"].as_i64().unwrap();
+    let (code, url) =
+        cli(&admin_config, &["webhook", "add", &group.to_string(), "--name", "Monitoring"]);
+    assert_eq!(code, 0);
+    let path = url.trim().split_once(&gw[0]).unwrap().1.to_owned();
+    let (status, answer) =
+        post_json(&gw[1], &path, &json!({"text": "build 4411 failed", "username": "CI"})).await;
+    assert_eq!(status, 200, "{answer}");
+    for client in [&mut alice, &mut bob] {
+        let m = client
+            .expect(|f| {
+                f["type"] == "message"
+                    && f["message"]["kind"] == "system"
+                    && f["message"]["author"] == "CI"
+            })
+            .await;
+        assert_eq!(m["message"]["body"], "build 4411 failed");
+    }
+
+    // A bot: outside the group its post is refused (exit code 4), to a person it works.
+    let bot = Command::new(BIN)
+        .args(["bot", "add", "ci", "--display-name", "CI bot", "--database", &database])
+        .output()
+        .unwrap();
+    assert!(bot.status.success());
+    let bot_token = String::from_utf8(bot.stdout).unwrap().trim().to_owned();
+    let bot_config = tmp.path().join("bot");
+    let server = format!("http://{}", gw[1]);
+    let post = |to: &str| {
+        cli(
+            &bot_config,
+            &["post", "--server", &server, "--token", &bot_token, "--to", to, "deploy done"],
+        )
+    };
+    assert_eq!(post(&group.to_string()).0, 4);
+    assert_eq!(post("alice").0, 0);
+    let m = alice.expect(|f| f["type"] == "message" && f["message"]["sender"] == "ci").await;
+    assert_eq!(m["message"]["author"], "CI bot");
+
+    // A broadcast to HQ/Building 2: live on both gateways, not to Building 20, dave on
+    // his next sign-in; acknowledgements reported.
+    let (code, id) =
+        cli(&admin_config, &["broadcast", "--to", "HQ/Building 2", "--ack", "Fire drill at 14:00"]);
+    assert_eq!(code, 0);
+    let id: i64 = id.trim().parse().unwrap();
+    for client in [&mut alice, &mut bob] {
+        let b = client.expect(|f| f["type"] == "broadcast").await;
+        assert_eq!(
+            (b["broadcast"]["id"].as_i64(), b["broadcast"]["body"].as_str()),
+            (Some(id), Some("Fire drill at 14:00"))
+        );
+    }
+    carol.send(json!({"type": "ping", "id": "p"})).await;
+    let next = carol.expect(|f| f["type"] == "broadcast" || f["id"] == "p").await;
+    assert_eq!(next["type"], "pong", "{next}");
+    let mut dave = Client::connect(&gw[1], &dave_token).await;
+    assert_eq!(dave.expect(|f| f["type"] == "broadcast").await["broadcast"]["id"], id);
+    alice.send(json!({"type": "ack_broadcast", "id": "k", "broadcast_id": id})).await;
+    assert_eq!(alice.expect(|f| f["id"] == "k").await["type"], "ok");
+    let (code, status) = cli(&admin_config, &["broadcast", "status", &id.to_string(), "--json"]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["acknowledged"][0]["user"], "alice");
+    assert_eq!(status["pending"], json!(["bob", "dave"]));
+
+    drop(gateways);
+    forget_prefix(&redis_url, &prefix).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+}

@@ -265,6 +265,7 @@ pub fn answer_id(frame: &ServerFrame) -> Option<&str> {
         | ServerFrame::PresenceList { id, .. }
         | ServerFrame::Ok { id }
         | ServerFrame::Pong { id }
+        | ServerFrame::Users { id, .. }
         | ServerFrame::Error { id, .. } => id.as_deref(),
         _ => None,
     }

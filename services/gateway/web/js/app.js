@@ -284,6 +284,16 @@ export class App {
     }
   }
 
+  notifyBroadcast(b) {
+    if (!document.hidden || (this.myStatus === 'do_not_disturb' && !b.priority)) return;
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    const n = new Notification(`${b.priority ? 'Urgent broadcast' : 'Broadcast'} from ${b.author}`, { body: b.body.slice(0, 200), tag: `broadcast-${b.id}`, icon: '/icon.svg', requireInteraction: b.priority });
+    n.onclick = () => {
+      window.focus();
+      n.close();
+    };
+  }
+
   notify(conv, m) {
     if (!document.hidden || this.myStatus === 'do_not_disturb') return;
     if (!('Notification' in window) || Notification.permission !== 'granted') return;

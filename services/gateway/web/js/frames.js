@@ -2,7 +2,7 @@
 // request): methods of App (app.js), kept apart so each file holds one concern.
 
 import { $, el } from './dom.js';
-import { renderChatHeader, renderTyping } from './views.js';
+import { renderBroadcasts, renderChatHeader, renderTyping } from './views.js';
 
 const TYPING_SHOWN_MS = 6000;
 
@@ -17,6 +17,7 @@ export const frameHandlers = {
       case 'presence': return this.onPresence(frame.presence);
       case 'ack': return this.dropPending(frame.conversation_id, frame.client_msg_id);
       case 'error': return this.onError(frame);
+      case 'broadcast': return this.onBroadcast(frame.broadcast);
       default: return undefined;
     }
   },
@@ -52,6 +53,30 @@ export const frameHandlers = {
     }
     if (document.hidden && conv.id === this.selectedId && m.sender !== this.state.me.username) this.notify(conv, m);
     this.requestDraw({ list: true });
+  },
+
+  /** An org broadcast (live, or stored while away): shown above the chat until dismissed. */
+  onBroadcast(b) {
+    this.broadcasts = this.broadcasts || [];
+    if (this.broadcasts.some((x) => x.id === b.id)) return;
+    this.broadcasts.unshift({ ...b, acked: false, dismissed: false });
+    this.drawBroadcasts();
+    $('announcer').textContent = `Broadcast from ${b.author}: ${b.body}`;
+    // Urgent ones (safety) alert even on do-not-disturb.
+    this.notifyBroadcast(b);
+  },
+
+  drawBroadcasts() {
+    renderBroadcasts(this.broadcasts || [],
+      (b) => {
+        b.acked = true;
+        this.connection.notify({ type: 'ack_broadcast', broadcast_id: b.id });
+        this.drawBroadcasts();
+      },
+      (b) => {
+        b.dismissed = true;
+        this.drawBroadcasts();
+      });
   },
 
   onConversation(c) {

@@ -25,7 +25,7 @@ export function presenceLine(state, username) {
 function previewText(state, conv) {
   const m = conv.preview;
   if (!m) return conv.kind === 'group' ? `${conv.members.length} members` : 'No messages yet';
-  if (m.kind === 'system') return m.body;
+  if (m.kind === 'system') return m.author ? `${m.author}: ${m.body}` : m.body;
   if (m.kind === 'broadcast') return `Broadcast: ${m.body}`;
   const who = m.sender === state.me.username ? 'You' : state.displayName(m.sender).split(' ')[0];
   return conv.kind === 'group' || m.sender === state.me.username ? `${who}: ${m.body}` : m.body;
@@ -156,6 +156,19 @@ export function renderMessages(state, conv, pending) {
       previous = null;
       continue;
     }
+    if (m.kind === 'system' && m.author) {
+      // Posted by a webhook (a tool): a notice under the tool's name.
+      nodes.push(
+        el('li', { class: 'broadcast-message webhook-message', dataset: { seq: m.seq }, role: 'note' },
+          el('div', { class: 'broadcast-head' },
+            el('span', { class: 'broadcast-label' }, 'App'),
+            el('span', { class: 'broadcast-from' }, m.author),
+            el('time', { datetime: new Date(m.ts).toISOString() }, formatTime(m.ts))),
+          el('div', { class: 'body' }, renderBody(m.body))),
+      );
+      previous = null;
+      continue;
+    }
     if (m.kind === 'system') {
       nodes.push(
         el('li', { class: 'system-message', dataset: { seq: m.seq } },
@@ -168,7 +181,7 @@ export function renderMessages(state, conv, pending) {
     }
     const mine = m.sender === state.me.username;
     const continued = previous && previous.sender === m.sender && m.ts - previous.ts < 5 * 60_000;
-    const name = state.displayName(m.sender);
+    const name = m.author || state.displayName(m.sender);
     const bubble = el('div', { class: 'bubble' }, el('div', { class: 'body' }, renderBody(m.body)));
     const meta = el('div', { class: 'meta' }, el('time', { datetime: new Date(m.ts).toISOString(), title: new Date(m.ts).toLocaleString() }, formatTime(m.ts)));
     if (mine && m === mineLast) {
@@ -181,7 +194,8 @@ export function renderMessages(state, conv, pending) {
       el('li', { class: `message${mine ? ' mine' : ''}${continued ? ' continued' : ''}${m.pending ? ' pending' : ''}`, dataset: { seq: m.seq ?? '' } },
         mine || continued ? null : avatar(state, name, { size: 'small' }),
         el('div', { class: 'message-main' },
-          mine || continued ? null : el('div', { class: 'sender' }, name),
+          mine || continued ? null : el('div', { class: 'sender' }, name,
+            m.author ? el('span', { class: 'bot-badge', title: 'An automated account' }, 'BOT') : null),
           bubble,
           meta)),
     );
@@ -204,4 +218,23 @@ export function renderMe(state, status) {
   node.id = 'me-avatar';
   node.append(el('span', { class: `dot ${status}`, title: statusLabel(status) }));
   $('me-avatar').replaceWith(node);
+}
+
+/** Draws the org broadcasts received this session, newest first, with their buttons. */
+export function renderBroadcasts(broadcasts, onAck, onDismiss) {
+  const box = $('broadcasts');
+  const shown = broadcasts.filter((b) => !b.dismissed);
+  box.hidden = shown.length === 0;
+  box.replaceChildren(...shown.map((b) =>
+    el('div', { class: `org-broadcast${b.priority ? ' priority' : ''}`, role: 'alert', dataset: { id: b.id } },
+      el('div', { class: 'broadcast-head' },
+        el('span', { class: 'broadcast-label' }, b.priority ? 'Urgent broadcast' : 'Broadcast'),
+        el('span', { class: 'broadcast-from' }, `from ${b.author}${b.org ? ` to ${b.org}` : ''}`),
+        el('time', { datetime: new Date(b.ts).toISOString() }, formatTime(b.ts))),
+      el('div', { class: 'body' }, renderBody(b.body)),
+      el('div', { class: 'broadcast-actions' },
+        b.ack_required
+          ? el('button', { type: 'button', class: 'primary small ack-button', disabled: b.acked, onclick: () => onAck(b) }, b.acked ? 'Acknowledged' : 'Acknowledge')
+          : null,
+        el('button', { type: 'button', class: 'secondary small dismiss-button', onclick: () => onDismiss(b) }, 'Dismiss')))));
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard_protocol::{Conversation, Message, PresenceStatus};
+use switchboard_protocol::rest::ImportReport;
+use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
 
@@ -18,7 +19,10 @@ use super::convert::*;
 use super::pb;
 use super::pb::append_outcome::Outcome;
 use super::pb::storage_client::StorageClient;
-use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, Store, StoreError, User};
+use crate::{
+    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, Result, Store,
+    StoreError, User, Webhook,
+};
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -270,6 +274,93 @@ impl Store for RemoteStore {
         };
         let reply = self.client().read_cursors(request).await.map_err(status_to_error)?;
         Ok(reply.into_inner().cursors.into_iter().map(|c| (c.username, c.seq)).collect())
+    }
+
+    async fn import_directory(
+        &self,
+        entries: Vec<DirectoryEntry>,
+        password_hash: String,
+        dry_run: bool,
+    ) -> Result<ImportReport> {
+        let request = pb::ImportDirectoryRequest {
+            entries: entries.into_iter().map(entry_to_pb).collect(),
+            password_hash,
+            dry_run,
+        };
+        let reply = self.client().import_directory(request).await.map_err(status_to_error)?;
+        Ok(report_from_pb(reply.into_inner()))
+    }
+
+    async fn create_webhook(
+        &self,
+        conversation: i64,
+        creator: &User,
+        name: &str,
+        secret_hash: &[u8],
+    ) -> Result<Webhook> {
+        let request = pb::CreateWebhookRequest {
+            conversation_id: conversation,
+            creator: Some(user_to_pb(creator)),
+            name: name.to_owned(),
+            secret_hash: secret_hash.to_vec(),
+        };
+        let reply = self.client().create_webhook(request).await.map_err(status_to_error)?;
+        webhook_from_pb(reply.into_inner())
+    }
+
+    async fn webhook(&self, id: i64) -> Result<Option<Webhook>> {
+        let reply =
+            self.client().get_webhook(pb::WebhookId { id }).await.map_err(status_to_error)?;
+        reply.into_inner().webhook.map(webhook_from_pb).transpose()
+    }
+
+    async fn revoke_webhook(&self, id: i64, actor: &User) -> Result<()> {
+        let request = pb::RevokeWebhookRequest { id, actor: Some(user_to_pb(actor)) };
+        self.client().revoke_webhook(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn create_broadcast(&self, new: NewBroadcast) -> Result<Broadcast> {
+        let reply = self
+            .client()
+            .create_broadcast(new_broadcast_to_pb(new))
+            .await
+            .map_err(status_to_error)?;
+        Ok(broadcast_from_pb(reply.into_inner()))
+    }
+
+    async fn pending_broadcasts(&self, user: &User, limit: u32) -> Result<Vec<Broadcast>> {
+        let request = pb::PendingBroadcastsRequest { user: Some(user_to_pb(user)), limit };
+        let reply = self.client().pending_broadcasts(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().broadcasts.into_iter().map(broadcast_from_pb).collect())
+    }
+
+    async fn broadcasts_seen(&self, seen: &[(i64, i64)]) -> Result<()> {
+        let seen =
+            seen.iter().map(|&(user_id, upto)| pb::BroadcastCursor { user_id, upto }).collect();
+        let request = pb::BroadcastsSeenRequest { seen };
+        self.client().broadcasts_seen(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn ack_broadcast(&self, id: i64, user: &User) -> Result<()> {
+        let request = pb::AckBroadcastRequest { id, user: Some(user_to_pb(user)) };
+        self.client().ack_broadcast(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn broadcast_status(&self, id: i64) -> Result<(Broadcast, Vec<(String, Option<i64>)>)> {
+        let reply = self
+            .client()
+            .broadcast_status(pb::BroadcastId { id })
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        let broadcast = reply
+            .broadcast
+            .ok_or_else(|| StoreError::Unavailable("storage service sent no broadcast".into()))?;
+        let recipients = reply.recipients.into_iter().map(|r| (r.username, r.acked_at)).collect();
+        Ok((broadcast_from_pb(broadcast), recipients))
     }
 }
 

@@ -2,11 +2,17 @@
 //! [`StoreError`] and gRPC statuses.
 
 use prost::Message as _;
-use switchboard_protocol::{Conversation, ConversationKind, Message, MessageKind, PresenceStatus};
+use switchboard_protocol::rest::ImportReport;
+use switchboard_protocol::{
+    Broadcast, Conversation, ConversationKind, Message, MessageKind, PresenceStatus,
+};
 use tonic::{Code, Status};
 
 use super::pb;
-use crate::{Appended, HistoryPage, NewMessage, NewUser, StoreError, User};
+use crate::{
+    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, StoreError, User,
+    Webhook,
+};
 
 pub fn user_to_pb(user: &User) -> pb::User {
     pb::User {
@@ -17,6 +23,10 @@ pub fn user_to_pb(user: &User) -> pb::User {
         admin: user.admin,
         status: user.status.as_str().to_owned(),
         status_text: user.status_text.clone(),
+        department: user.department.clone(),
+        title: user.title.clone(),
+        bot: user.bot,
+        broadcast_scope: user.broadcast_scope.clone(),
     }
 }
 
@@ -29,6 +39,10 @@ pub fn user_from_pb(user: pb::User) -> User {
         org: user.org,
         admin: user.admin,
         status_text: user.status_text,
+        department: user.department,
+        title: user.title,
+        bot: user.bot,
+        broadcast_scope: user.broadcast_scope,
     }
 }
 
@@ -46,6 +60,7 @@ pub fn message_to_pb(message: Message) -> pb::Message {
         body: message.body,
         client_msg_id: message.client_msg_id,
         ts: message.ts,
+        author: message.author,
     }
 }
 
@@ -58,6 +73,7 @@ pub fn message_from_pb(message: pb::Message) -> Message {
         body: message.body,
         client_msg_id: message.client_msg_id,
         ts: message.ts,
+        author: message.author,
     }
 }
 
@@ -92,6 +108,9 @@ pub fn new_user_to_pb(user: NewUser) -> pb::NewUser {
         org: user.org,
         admin: user.admin,
         password_hash: user.password_hash,
+        department: user.department,
+        title: user.title,
+        bot: user.bot,
     }
 }
 
@@ -102,6 +121,9 @@ pub fn new_user_from_pb(user: pb::NewUser) -> NewUser {
         org: user.org,
         admin: user.admin,
         password_hash: user.password_hash,
+        department: user.department,
+        title: user.title,
+        bot: user.bot,
     }
 }
 
@@ -112,6 +134,7 @@ pub fn new_message_to_pb(message: NewMessage) -> pb::NewMessage {
         client_msg_id: message.client_msg_id,
         kind: message.kind.as_str().to_owned(),
         body: message.body,
+        author: message.author,
     }
 }
 
@@ -123,6 +146,7 @@ pub fn new_message_from_pb(message: pb::NewMessage) -> Result<NewMessage, Status
         kind: MessageKind::parse(&message.kind)
             .ok_or_else(|| Status::invalid_argument(format!("unknown kind {:?}", message.kind)))?,
         body: message.body,
+        author: message.author,
     })
 }
 
@@ -163,7 +187,9 @@ pub fn page_from_pb(page: pb::HistoryPage) -> HistoryPage {
 pub fn error_to_status(error: StoreError) -> Status {
     let code = match &error {
         StoreError::NotMember { .. } | StoreError::Forbidden(_) => Code::PermissionDenied,
-        StoreError::ConversationNotFound(_) | StoreError::UserNotFound(_) => Code::NotFound,
+        StoreError::ConversationNotFound(_)
+        | StoreError::UserNotFound(_)
+        | StoreError::NotFound(_) => Code::NotFound,
         StoreError::UserExists(_) => Code::AlreadyExists,
         StoreError::Invalid(_) => Code::InvalidArgument,
         StoreError::Unavailable(_) => Code::Unavailable,
@@ -180,11 +206,12 @@ pub fn error_to_failure(error: &StoreError) -> pb::StoreFailure {
         StoreError::UserNotFound(name) => ("user_not_found", 0, name.clone()),
         StoreError::UserExists(name) => ("user_exists", 0, name.clone()),
         StoreError::Invalid(_) => ("invalid", 0, String::new()),
+        StoreError::NotFound(_) => ("not_found", 0, String::new()),
         StoreError::Forbidden(_) => ("forbidden", 0, String::new()),
         StoreError::Unavailable(_) => ("unavailable", 0, String::new()),
     };
     let message = match error {
-        StoreError::Invalid(m) | StoreError::Unavailable(m) => m.clone(),
+        StoreError::Invalid(m) | StoreError::Unavailable(m) | StoreError::NotFound(m) => m.clone(),
         StoreError::Forbidden(what) => (*what).to_owned(),
         _ => String::new(),
     };
@@ -210,6 +237,7 @@ pub fn failure_to_error(failure: pb::StoreFailure, context: &str) -> StoreError 
         "user_not_found" => StoreError::UserNotFound(failure.user),
         "user_exists" => StoreError::UserExists(failure.user),
         "invalid" => StoreError::Invalid(failure.message),
+        "not_found" => StoreError::NotFound(failure.message),
         "forbidden" => StoreError::Forbidden(forbidden_action(&failure.message)),
         "unavailable" if !failure.message.is_empty() => StoreError::Unavailable(failure.message),
         _ => StoreError::Unavailable(format!("storage service: {context}")),
@@ -221,6 +249,118 @@ pub fn failure_to_error(failure: pb::StoreFailure, context: &str) -> StoreError 
 fn forbidden_action(message: &str) -> &'static str {
     match message {
         "remove other members" => "remove other members",
+        "create webhooks for this conversation" => "create webhooks for this conversation",
+        "revoke this webhook" => "revoke this webhook",
+        "acknowledge a broadcast not sent to you" => "acknowledge a broadcast not sent to you",
         _ => "do that",
     }
+}
+
+pub fn entry_to_pb(e: DirectoryEntry) -> pb::DirectoryEntry {
+    pb::DirectoryEntry {
+        username: e.username,
+        display_name: e.display_name,
+        org: e.org,
+        department: e.department,
+        title: e.title,
+        broadcast_scope: e.broadcast_scope,
+    }
+}
+
+pub fn entry_from_pb(e: pb::DirectoryEntry) -> DirectoryEntry {
+    DirectoryEntry {
+        username: e.username,
+        display_name: e.display_name,
+        org: e.org,
+        department: e.department,
+        title: e.title,
+        broadcast_scope: e.broadcast_scope,
+    }
+}
+
+pub fn report_to_pb(r: ImportReport) -> pb::ImportReport {
+    pb::ImportReport {
+        created: r.created,
+        updated: r.updated,
+        unchanged: r.unchanged,
+        dry_run: r.dry_run,
+    }
+}
+
+pub fn report_from_pb(r: pb::ImportReport) -> ImportReport {
+    ImportReport {
+        created: r.created,
+        updated: r.updated,
+        unchanged: r.unchanged,
+        dry_run: r.dry_run,
+    }
+}
+
+pub fn webhook_to_pb(w: Webhook) -> pb::Webhook {
+    pb::Webhook {
+        id: w.id,
+        conversation_id: w.conversation_id,
+        name: w.name,
+        secret_hash: w.secret_hash,
+        creator: Some(user_to_pb(&w.creator)),
+    }
+}
+
+pub fn webhook_from_pb(w: pb::Webhook) -> Result<Webhook, StoreError> {
+    let creator = w.creator.ok_or_else(|| {
+        StoreError::Unavailable("storage service sent a webhook without creator".into())
+    })?;
+    Ok(Webhook {
+        id: w.id,
+        conversation_id: w.conversation_id,
+        name: w.name,
+        secret_hash: w.secret_hash,
+        creator: user_from_pb(creator),
+    })
+}
+
+pub fn broadcast_to_pb(b: Broadcast) -> pb::Broadcast {
+    pb::Broadcast {
+        id: b.id,
+        sender: b.sender,
+        author: b.author,
+        org: b.org,
+        body: b.body,
+        ack_required: b.ack_required,
+        priority: b.priority,
+        ts: b.ts,
+    }
+}
+
+pub fn broadcast_from_pb(b: pb::Broadcast) -> Broadcast {
+    Broadcast {
+        id: b.id,
+        sender: b.sender,
+        author: b.author,
+        org: b.org,
+        body: b.body,
+        ack_required: b.ack_required,
+        priority: b.priority,
+        ts: b.ts,
+    }
+}
+
+pub fn new_broadcast_to_pb(b: NewBroadcast) -> pb::NewBroadcast {
+    pb::NewBroadcast {
+        sender: Some(user_to_pb(&b.sender)),
+        org: b.org,
+        body: b.body,
+        ack_required: b.ack_required,
+        priority: b.priority,
+    }
+}
+
+pub fn new_broadcast_from_pb(b: pb::NewBroadcast) -> Result<NewBroadcast, Status> {
+    Ok(NewBroadcast {
+        sender: user_from_pb(required(b.sender, "sender")?),
+        org: b.org,
+        body: b.body,
+        ack_required: b.ack_required,
+        priority: b.priority,
+    })
 }

@@ -282,4 +282,82 @@ impl Storage for StorageService {
             }
         })
     }
+
+    async fn import_directory(
+        &self,
+        request: Request<pb::ImportDirectoryRequest>,
+    ) -> Reply<pb::ImportReport> {
+        let r = request.into_inner();
+        let entries = r.entries.into_iter().map(entry_from_pb).collect();
+        reply(self.store.import_directory(entries, r.password_hash, r.dry_run).await, report_to_pb)
+    }
+
+    async fn create_webhook(
+        &self,
+        request: Request<pb::CreateWebhookRequest>,
+    ) -> Reply<pb::Webhook> {
+        let r = request.into_inner();
+        let creator = user(r.creator, "creator")?;
+        let created =
+            self.store.create_webhook(r.conversation_id, &creator, &r.name, &r.secret_hash).await;
+        reply(created, webhook_to_pb)
+    }
+
+    async fn get_webhook(&self, request: Request<pb::WebhookId>) -> Reply<pb::MaybeWebhook> {
+        reply(self.store.webhook(request.into_inner().id).await, |w| pb::MaybeWebhook {
+            webhook: w.map(webhook_to_pb),
+        })
+    }
+
+    async fn revoke_webhook(&self, request: Request<pb::RevokeWebhookRequest>) -> Reply<pb::Empty> {
+        let r = request.into_inner();
+        let actor = user(r.actor, "actor")?;
+        reply(self.store.revoke_webhook(r.id, &actor).await, |()| pb::Empty {})
+    }
+
+    async fn create_broadcast(&self, request: Request<pb::NewBroadcast>) -> Reply<pb::Broadcast> {
+        let new = new_broadcast_from_pb(request.into_inner())?;
+        reply(self.store.create_broadcast(new).await, broadcast_to_pb)
+    }
+
+    async fn pending_broadcasts(
+        &self,
+        request: Request<pb::PendingBroadcastsRequest>,
+    ) -> Reply<pb::Broadcasts> {
+        let r = request.into_inner();
+        let who = user(r.user, "user")?;
+        reply(self.store.pending_broadcasts(&who, r.limit).await, |list| pb::Broadcasts {
+            broadcasts: list.into_iter().map(broadcast_to_pb).collect(),
+        })
+    }
+
+    async fn broadcasts_seen(
+        &self,
+        request: Request<pb::BroadcastsSeenRequest>,
+    ) -> Reply<pb::Empty> {
+        let seen: Vec<(i64, i64)> =
+            request.into_inner().seen.into_iter().map(|c| (c.user_id, c.upto)).collect();
+        reply(self.store.broadcasts_seen(&seen).await, |()| pb::Empty {})
+    }
+
+    async fn ack_broadcast(&self, request: Request<pb::AckBroadcastRequest>) -> Reply<pb::Empty> {
+        let r = request.into_inner();
+        let who = user(r.user, "user")?;
+        reply(self.store.ack_broadcast(r.id, &who).await, |()| pb::Empty {})
+    }
+
+    async fn broadcast_status(
+        &self,
+        request: Request<pb::BroadcastId>,
+    ) -> Reply<pb::BroadcastStatusReply> {
+        reply(self.store.broadcast_status(request.into_inner().id).await, |(b, recipients)| {
+            pb::BroadcastStatusReply {
+                broadcast: Some(broadcast_to_pb(b)),
+                recipients: recipients
+                    .into_iter()
+                    .map(|(username, acked_at)| pb::BroadcastRecipient { username, acked_at })
+                    .collect(),
+            }
+        })
+    }
 }

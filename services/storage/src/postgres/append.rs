@@ -4,7 +4,7 @@
 //! processes CPU; per-message statements (what suits in-process SQLite, `sql/append.rs`)
 //! would cap a storage process at a few hundred messages per second per appender. Here
 //! the batch travels as arrays to the `append_batch` function (migration
-//! `0002_append_batch.sql`), called outside an explicit transaction: it locks the
+//! `0002_append_batch.sql`, given the messages' `author` in `0003_directory_bots_broadcasts.sql`), called outside an explicit transaction: it locks the
 //! conversations in ascending id order (so concurrent batches, from other appenders or
 //! other storage replicas, cannot deadlock), finds retries, checks membership, reserves
 //! each conversation's seqs, inserts every message and reads the members each message
@@ -21,13 +21,14 @@ use crate::{Appended, NewMessage, Result, StoreError, now_ms};
 /// the whole batch (nothing of it is stored); inner errors (not a member, unknown
 /// conversation) reject one message and keep the rest.
 pub async fn commit_batch(pool: &PgPool, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
-    let rows = sqlx::query("SELECT * FROM append_batch($1, $2, $3, $4, $5, $6)")
+    let rows = sqlx::query("SELECT * FROM append_batch($1, $2, $3, $4, $5, $6, $7)")
         .bind(batch.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
         .bind(batch.iter().map(|m| m.sender.id).collect::<Vec<_>>())
         .bind(batch.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())
         .bind(batch.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
         .bind(batch.iter().map(|m| m.client_msg_id.as_deref()).collect::<Vec<_>>())
         .bind(now_ms())
+        .bind(batch.iter().map(|m| m.author.as_deref()).collect::<Vec<_>>())
         .fetch_all(pool)
         .await?;
     if rows.len() != batch.len() {
@@ -55,6 +56,7 @@ fn outcome(row: &sqlx::postgres::PgRow, new: &NewMessage) -> Result<Result<Appen
                 body: row.try_get("body")?,
                 client_msg_id: new.client_msg_id.clone(),
                 ts: row.try_get("ts")?,
+                author: row.try_get("author")?,
             };
             let members: Option<Vec<i64>> = row.try_get("members")?;
             let duplicate = outcome == 1;

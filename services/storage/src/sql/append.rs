@@ -26,7 +26,7 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
 async fn append_one(conn: &mut Conn, new: &NewMessage) -> Result<Result<Appended>> {
     if let Some(key) = &new.client_msg_id {
         let row = sqlx::query(
-            "SELECT conversation_id, seq, kind, body, ts FROM messages
+            "SELECT conversation_id, seq, kind, body, ts, author FROM messages
              WHERE sender_id = $1 AND client_msg_id = $2",
         )
         .bind(new.sender.id)
@@ -43,12 +43,15 @@ async fn append_one(conn: &mut Conn, new: &NewMessage) -> Result<Result<Appended
                 body: row.try_get("body")?,
                 client_msg_id: Some(key.clone()),
                 ts: row.try_get("ts")?,
+                author: row.try_get("author")?,
             };
             return Ok(Ok(Appended { message, duplicate: true, members: Vec::new() }));
         }
     }
     match check_member(conn, new.conversation_id, &new.sender).await {
         Ok(_) => {}
+        // System messages (webhook posts) are written by the server, not by a member.
+        Err(StoreError::NotMember { .. }) if new.kind == MessageKind::System => {}
         Err(e @ (StoreError::NotMember { .. } | StoreError::ConversationNotFound(_))) => {
             return Ok(Err(e));
         }
@@ -61,6 +64,7 @@ async fn append_one(conn: &mut Conn, new: &NewMessage) -> Result<Result<Appended
         new.kind,
         &new.body,
         new.client_msg_id.as_deref(),
+        new.author.as_deref(),
     )
     .await?;
     let members: Vec<i64> =

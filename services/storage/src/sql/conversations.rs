@@ -16,6 +16,7 @@ pub async fn insert_message(
     kind: MessageKind,
     body: &str,
     client_msg_id: Option<&str>,
+    author: Option<&str>,
 ) -> Result<Message> {
     let seq: i64 = sqlx::query_scalar(
         "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
@@ -25,8 +26,9 @@ pub async fn insert_message(
     .await?;
     let ts = now_ms();
     sqlx::query(
-        "INSERT INTO messages (conversation_id, seq, sender_id, kind, body, client_msg_id, ts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO messages (conversation_id, seq, sender_id, kind, body, client_msg_id, ts,
+                               author)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(conversation)
     .bind(seq)
@@ -35,6 +37,7 @@ pub async fn insert_message(
     .bind(body)
     .bind(client_msg_id)
     .bind(ts)
+    .bind(author)
     .execute(&mut *conn)
     .await?;
     Ok(Message {
@@ -45,6 +48,7 @@ pub async fn insert_message(
         body: body.to_owned(),
         client_msg_id: client_msg_id.map(str::to_owned),
         ts,
+        author: author.map(str::to_owned),
     })
 }
 
@@ -277,7 +281,7 @@ pub async fn create_group(
     } else {
         format!("{} created the group \"{name}\" with {}", owner.username, names(&others))
     };
-    let message = insert_message(&mut tx, id, owner, MessageKind::System, &body, None).await?;
+    let message = insert_message(&mut tx, id, owner, MessageKind::System, &body, None, None).await?;
     let conversation = load_unchecked(&mut tx, id, owner.id).await?;
     tx.commit().await?;
     Ok((conversation, message))
@@ -305,7 +309,7 @@ pub async fn add_members(
     }
     let body = format!("{} added {}", actor.username, names(&added));
     let message =
-        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None).await?;
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None, None).await?;
     let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
     tx.commit().await?;
     Ok((conversation, message))
@@ -341,7 +345,7 @@ pub async fn remove_member(
         format!("{} removed {}", actor.username, user.username)
     };
     let message =
-        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None).await?;
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None, None).await?;
     let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
     tx.commit().await?;
     Ok((conversation, message))
@@ -357,13 +361,14 @@ fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
         body: row.try_get("body")?,
         client_msg_id: row.try_get("client_msg_id")?,
         ts: row.try_get("ts")?,
+        author: row.try_get("author")?,
     })
 }
 
 /// The newest message of each of the user's conversations that has one, by conversation.
 pub async fn last_messages(pool: &Pool, user_id: i64) -> Result<Vec<Message>> {
     let rows = sqlx::query(
-        "SELECT m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, u.username
+        "SELECT m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author, u.username
          FROM members mine
          JOIN conversations c ON c.id = mine.conversation_id
          JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
@@ -394,7 +399,7 @@ pub async fn history(
         None => ("DESC", 0),
     };
     let sql = format!(
-        "SELECT m.seq, m.kind, m.body, m.client_msg_id, m.ts, u.username
+        "SELECT m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author, u.username
          FROM messages m JOIN users u ON u.id = m.sender_id
          WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq < $3
          ORDER BY m.seq {order} LIMIT $4"

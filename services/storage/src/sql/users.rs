@@ -1,7 +1,8 @@
 // Users and tokens: SQL shared by the SQLite and PostgreSQL stores (included into each
 // backend's `queries` module; see `backend.rs`).
 
-const USER_COLUMNS: &str = "id, username, display_name, org, admin, status, status_text";
+const USER_COLUMNS: &str = "id, username, display_name, org, admin, status, status_text, \
+                            department, title, bot, broadcast_scope";
 
 fn user_from_row(row: &DbRow) -> Result<User> {
     let status: String = row.try_get("status")?;
@@ -13,13 +14,20 @@ fn user_from_row(row: &DbRow) -> Result<User> {
         admin: row.try_get("admin")?,
         status: PresenceStatus::parse(&status).unwrap_or(PresenceStatus::Available),
         status_text: row.try_get("status_text")?,
+        department: row.try_get("department")?,
+        title: row.try_get("title")?,
+        bot: row.try_get("bot")?,
+        broadcast_scope: row.try_get("broadcast_scope")?,
     })
 }
 
 pub async fn create_user(pool: &Pool, user: NewUser) -> Result<User> {
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO users (username, display_name, org, admin, password_hash, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING RETURNING id",
+        "INSERT INTO users (username, display_name, org, admin, password_hash, created_at,
+                            department, title, bot, broadcast_seen)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                 (SELECT COALESCE(MAX(id), 0) FROM broadcasts))
+         ON CONFLICT (username) DO NOTHING RETURNING id",
     )
     .bind(&user.username)
     .bind(&user.display_name)
@@ -27,6 +35,9 @@ pub async fn create_user(pool: &Pool, user: NewUser) -> Result<User> {
     .bind(user.admin)
     .bind(&user.password_hash)
     .bind(now_ms())
+    .bind(&user.department)
+    .bind(&user.title)
+    .bind(user.bot)
     .fetch_optional(pool)
     .await?;
     let Some(id) = id else { return Err(StoreError::UserExists(user.username)) };
@@ -38,6 +49,10 @@ pub async fn create_user(pool: &Pool, user: NewUser) -> Result<User> {
         admin: user.admin,
         status: PresenceStatus::Available,
         status_text: String::new(),
+        department: user.department,
+        title: user.title,
+        bot: user.bot,
+        broadcast_scope: String::new(),
     })
 }
 
@@ -125,7 +140,8 @@ pub async fn search_users(pool: &Pool, query: &str, limit: u32) -> Result<Vec<Us
     let sql = format!(
         "SELECT {USER_COLUMNS} FROM users
          WHERE LOWER(username) LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\'
-            OR LOWER(org) LIKE $1 ESCAPE '\\'
+            OR LOWER(org) LIKE $1 ESCAPE '\\' OR LOWER(department) LIKE $1 ESCAPE '\\'
+            OR LOWER(title) LIKE $1 ESCAPE '\\'
          ORDER BY LOWER(display_name), username LIMIT $2"
     );
     let limit = i64::from(limit.clamp(1, MAX_PAGE));

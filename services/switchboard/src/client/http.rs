@@ -50,6 +50,11 @@ impl Http {
         Ok(Self { authority, server, token })
     }
 
+    /// The server's URL as given (no trailing `/`).
+    pub fn base_url(&self) -> &str {
+        &self.server
+    }
+
     /// The WebSocket URL of the same server.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.authority)

@@ -16,7 +16,7 @@ use switchboard_protocol::rest::{
 use switchboard_protocol::{Conversation, PresenceStatus};
 
 pub use credentials::Credentials;
-pub use http::Http;
+pub use http::{Http, ServerError};
 pub use listen::listen;
 
 use crate::cli::{ClientArgs, HistoryArgs, LoginArgs, PresenceCommand, SendArgs, WhoArgs};
@@ -105,7 +105,7 @@ pub async fn logout(args: ClientArgs) -> anyhow::Result<()> {
 }
 
 /// A random idempotency key, from the standard library's randomly seeded hasher.
-fn client_msg_id() -> String {
+pub fn client_msg_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
@@ -149,7 +149,7 @@ pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn retryable(e: &anyhow::Error) -> bool {
+pub fn retryable(e: &anyhow::Error) -> bool {
     match e.downcast_ref::<http::ServerError>() {
         Some(server) => server.body.code.retryable(),
         // Not an answer from the server: the connection failed.
