@@ -4,7 +4,7 @@
 //! processes CPU; per-message statements (what suits in-process SQLite, `sql/append.rs`)
 //! would cap a storage process at a few hundred messages per second per appender. Here
 //! the batch travels as arrays to the `append_batch` function (migration
-//! `0002_append_batch.sql`, given the messages' `author` in `0003_directory_bots_broadcasts.sql`), called outside an explicit transaction: it locks the
+//! `0003_append_batch.sql`), called outside an explicit transaction: it locks the
 //! conversations in ascending id order (so concurrent batches, from other appenders or
 //! other storage replicas, cannot deadlock), finds retries, checks membership, reserves
 //! each conversation's seqs, inserts every message and reads the members each message
