@@ -37,8 +37,10 @@ LANGUAGE plpgsql
 -- as much as running it for a batch of ten. A cached plan outlives the statistics it was
 -- made with (a new installation's tables are empty; a month later they hold millions of
 -- rows), so it must not depend on them: every table is reached by a lookup on an indexed
--- key given per row (LATERAL, correlated subqueries, `= ANY (ARRAY(...))`), and scans of
--- whole tables are ruled out. Joins left to the planner are between the batch's own rows.
+-- key given per row (LATERAL and correlated scalar subqueries, whose LIMIT keeps the
+-- planner from turning them into joins or hashed subplans that read the whole table;
+-- `= ANY (ARRAY(...))`), and scans of whole tables are ruled out. Joins left to the
+-- planner are between the batch's own rows.
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 AS $$
@@ -60,16 +62,19 @@ BEGIN
         SELECT k.*, p.conversation_id AS prior_c, p.seq AS prior_seq, p.kind AS prior_kind,
                p.body AS prior_body, p.ts AS prior_ts, p.author AS prior_author,
                CASE WHEN p.seq IS NOT NULL THEN 1
-                    WHEN NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = k.c) THEN 2
-                    WHEN k.kind <> 'system' AND NOT EXISTS (
-                        SELECT 1 FROM members mb
-                        WHERE mb.conversation_id = k.c AND mb.user_id = k.s) THEN 3
+                    WHEN (SELECT c.id FROM conversations c WHERE c.id = k.c LIMIT 1) IS NULL
+                        THEN 2
+                    WHEN k.kind <> 'system' AND (
+                        SELECT mb.user_id FROM members mb
+                        WHERE mb.conversation_id = k.c AND mb.user_id = k.s LIMIT 1) IS NULL
+                        THEN 3
                     ELSE 0 END AS verdict
         FROM k
         -- Stored before: a retry.
         LEFT JOIN LATERAL (
             SELECT m.conversation_id, m.seq, m.kind, m.body, m.ts, m.author
             FROM messages m WHERE m.sender_id = k.s AND m.client_msg_id = k.key
+            LIMIT 1
         ) p ON TRUE
     ),
     -- Of the allowed rows, each one's first copy in this batch (itself unless a repeat).
