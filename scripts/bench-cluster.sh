@@ -8,6 +8,7 @@
 #
 #   scripts/bench-cluster.sh                # ROUNDS=3 DURATION=15 USERS=2000
 #   ROUNDS=1 DURATION=10 scripts/bench-cluster.sh
+#   SWITCHBOARD_BIN=/tmp/old/switchboard NO_BUILD=1 scripts/bench-cluster.sh   # another server build
 #
 # Loopback only; stops the cluster when done. Results under $OUT (default
 # target/bench-cluster).
@@ -38,8 +39,10 @@ if curl -s -o /dev/null http://127.0.0.1:8081/healthz; then
     exit 1
 fi
 rm -rf "$OUT" && mkdir -p "$OUT/bin"
-cp "$target_dir/release/switchboard" "$target_dir/release/switchboard-loadtest" \
-    "$target_dir/release/examples/floors" "$OUT/bin/"
+# SWITCHBOARD_BIN=path runs another build of the server (e.g. an older commit's, for a
+# before/after comparison) with this load tool.
+cp "${SWITCHBOARD_BIN:-$target_dir/release/switchboard}" "$OUT/bin/switchboard"
+cp "$target_dir/release/switchboard-loadtest" "$target_dir/release/examples/floors" "$OUT/bin/"
 BIN=$OUT/bin/switchboard
 LOADTEST=$OUT/bin/switchboard-loadtest
 
