@@ -49,7 +49,10 @@ fn close(code: u16, reason: &'static str) -> WsMessage {
 /// Serves one upgraded connection until it closes or the gateway drains.
 pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>) {
     let (mut sink, mut stream) = socket.split();
-    let (user, since) = match sign_in(&gateway, &mut stream, token).await {
+    // Boxed (here and below): an idle session's task holds the state of the await it is
+    // parked on, sized for the largest await in the function; the rare, large ones
+    // (sign-in, a request, a backfill) live on the heap only while they run.
+    let (user, since) = match Box::pin(sign_in(&gateway, &mut stream, token)).await {
         Ok(signed_in) => signed_in,
         Err(e) => {
             let code = match e.code() {
@@ -127,19 +130,20 @@ async fn run(
     // Broadcasts stored while the user was away, before any live one.
     let _ = tx.send(Outbound::PendingBroadcasts).await;
     let ticket = hub.register(session_id, user.id, user.org.as_str().into(), tx.clone());
-    gateway.connected(&user).await;
+    Box::pin(gateway.connected(&user)).await;
     tracing::debug!(session = session_id, "signed in");
 
     // Read the starting seqs after registering: anything committed later is pushed to us.
-    let covered: HashMap<i64, i64> = match gateway.store().conversation_seqs(user.id).await {
-        Ok(seqs) => seqs.into_iter().collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot load conversations");
-            let frame = Some(ApiError::from(e).frame(None).to_json().into());
-            let _ = tx.send(Outbound::Close { frame, code: CLOSE_TRY_LATER }).await;
-            HashMap::new()
-        }
-    };
+    let covered: HashMap<i64, i64> =
+        match Box::pin(gateway.store().conversation_seqs(user.id)).await {
+            Ok(seqs) => seqs.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load conversations");
+                let frame = Some(ApiError::from(e).frame(None).to_json().into());
+                let _ = tx.send(Outbound::Close { frame, code: CLOSE_TRY_LATER }).await;
+                HashMap::new()
+            }
+        };
     let last = covered.clone();
     let writer = Writer {
         gateway: gateway.clone(),
@@ -164,7 +168,7 @@ async fn run(
         match next {
             Some(Ok(WsMessage::Text(t))) => {
                 let reply = match ClientFrame::decode(&t) {
-                    Ok(frame) => handle(&gateway, &user, ticket.id, frame, &tx).await,
+                    Ok(frame) => Box::pin(handle(&gateway, &user, ticket.id, frame, &tx)).await,
                     Err((code, message, id)) => Some(ServerFrame::error(id, code, message)),
                 };
                 if let Some(reply) = reply
@@ -196,7 +200,7 @@ async fn run(
     drop(tx);
     // Leave the hub first (it holds a sender too), so the writer's queue can close.
     hub.unregister(ticket.id);
-    gateway.disconnected(&user).await;
+    Box::pin(gateway.disconnected(&user)).await;
     if !writer.is_finished() && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
         writer.abort();
     }
@@ -423,15 +427,15 @@ impl Writer {
             Outbound::Message { conversation_id, seq, frame } => {
                 self.message(conversation_id, seq, frame).await?
             }
-            Outbound::Sync { id, since } => self.sync(id, since).await?,
-            Outbound::CatchUp => self.catch_up().await?,
+            Outbound::Sync { id, since } => Box::pin(self.sync(id, since)).await?,
+            Outbound::CatchUp => Box::pin(self.catch_up()).await?,
             Outbound::Broadcast { id, frame } => {
                 if self.broadcasts_sent.insert(id) {
                     self.sink.feed(WsMessage::Text(frame)).await?;
                     self.unflushed_broadcast = self.unflushed_broadcast.max(Some(id));
                 }
             }
-            Outbound::PendingBroadcasts => self.pending_broadcasts().await?,
+            Outbound::PendingBroadcasts => Box::pin(self.pending_broadcasts()).await?,
         }
         if rx.is_empty() {
             self.flush().await?;
@@ -453,7 +457,7 @@ impl Writer {
         match self.last.get(&conversation).copied() {
             Some(last) if seq <= last => return Ok(()),
             Some(last) if seq > last + 1 => {
-                let upto = self.backfill(conversation, last, seq).await?;
+                let upto = Box::pin(self.backfill(conversation, last, seq)).await?;
                 self.last.insert(conversation, upto);
             }
             // Not seen before: a conversation we were just added to starts here.
