@@ -11,7 +11,7 @@ use switchboard_gateway::{Config, Gateway};
 use switchboard_protocol::Broadcast;
 use switchboard_protocol::rest::{
     BotCreated, BroadcastRequest, BroadcastStatus, CreateBotRequest, CreateWebhookRequest,
-    ImportReport, SendRequest, SendResponse, UsersResponse, WebhookCreated,
+    ImportReport, SendRequest, UsersResponse, WebhookCreated,
 };
 use switchboard_storage::{PgStore, SqliteStore, Store};
 
@@ -19,7 +19,7 @@ use crate::cli::{
     BotAddArgs, BroadcastArgs, BroadcastCommand, ClientArgs, DirectTarget, DirectoryCommand,
     DirectoryImportArgs, PostArgs, WebhookCommand,
 };
-use crate::client::{Connection, client_msg_id, read_password, retryable};
+use crate::client::{Connection, client_msg_id, post_message, read_password, send_target};
 
 /// The store named by `--data-dir` / `--database`, if either was given.
 async fn direct_store(target: &DirectTarget) -> anyhow::Result<Option<Arc<dyn Store>>> {
@@ -44,10 +44,7 @@ fn gateway_error(e: switchboard_gateway::ApiError) -> anyhow::Error {
 /// unreachable or busy, so a cron job gets a definite answer.
 pub async fn post(args: ClientArgs, post: PostArgs) -> anyhow::Result<()> {
     let connection = Connection::resolve(&args)?;
-    let (to, conversation_id) = match post.to.parse::<i64>() {
-        Ok(id) => (None, Some(id)),
-        Err(_) => (Some(post.to.clone()), None),
-    };
+    let (to, conversation_id) = send_target(&post.to);
     let request = SendRequest {
         to,
         conversation_id,
@@ -55,18 +52,7 @@ pub async fn post(args: ClientArgs, post: PostArgs) -> anyhow::Result<()> {
         client_msg_id: Some(post.key.unwrap_or_else(client_msg_id)),
         kind: None,
     };
-    let mut attempt = 0;
-    let answer: SendResponse = loop {
-        attempt += 1;
-        match connection.http.post("/api/v1/messages", &request).await {
-            Ok(answer) => break answer,
-            Err(e) if attempt < 3 && retryable(&e) => {
-                eprintln!("warning: {e:#}; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let answer = post_message(&connection, &request).await?;
     println!("{} {}", answer.conversation_id, answer.seq);
     Ok(())
 }

@@ -119,12 +119,38 @@ pub fn client_msg_id() -> String {
     format!("cli-{a:016x}{:016x}", hasher.finish())
 }
 
+/// A `--to` value: a conversation id when it is a number, else a username (their direct
+/// conversation). Returns `(to, conversation_id)` as [`SendRequest`] wants them.
+pub fn send_target(to: &str) -> (Option<String>, Option<i64>) {
+    match to.parse::<i64>() {
+        Ok(id) => (None, Some(id)),
+        Err(_) => (Some(to.to_owned()), None),
+    }
+}
+
+/// `POST /api/v1/messages`, retried (up to three attempts) while the server is unreachable
+/// or busy. Retrying is safe: the server stores one message per client_msg_id.
+pub async fn post_message(
+    connection: &Connection,
+    request: &SendRequest,
+) -> anyhow::Result<SendResponse> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match connection.http.post("/api/v1/messages", request).await {
+            Ok(answer) => return Ok(answer),
+            Err(e) if attempt < 3 && retryable(&e) => {
+                eprintln!("warning: {e:#}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
     let connection = Connection::resolve(&args)?;
-    let (to, conversation_id) = match send.to.parse::<i64>() {
-        Ok(id) => (None, Some(id)),
-        Err(_) => (Some(send.to.clone()), None),
-    };
+    let (to, conversation_id) = send_target(&send.to);
     let request = SendRequest {
         to,
         conversation_id,
@@ -132,19 +158,7 @@ pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
         client_msg_id: Some(client_msg_id()),
         kind: None,
     };
-    // Retrying with the same client_msg_id is safe: the server stores the message once.
-    let mut attempt = 0;
-    let answer: SendResponse = loop {
-        attempt += 1;
-        match connection.http.post("/api/v1/messages", &request).await {
-            Ok(answer) => break answer,
-            Err(e) if attempt < 3 && retryable(&e) => {
-                eprintln!("warning: {e:#}; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    let answer = post_message(&connection, &request).await?;
     println!("Sent to {} (conversation {}, seq {})", send.to, answer.conversation_id, answer.seq);
     Ok(())
 }
