@@ -16,8 +16,9 @@ use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use switchboard_storage::{StoreError, User};
 use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 
-use crate::hub::Outbound;
+use crate::hub::{Outbound, Ticket};
 use crate::ops::Target;
 use crate::{ApiError, Gateway, auth};
 
@@ -61,8 +62,11 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>) {
                 ErrorCode::InvalidUtf8 => CLOSE_INVALID_DATA,
                 _ => CLOSE_POLICY,
             };
-            let _ = sink.send(text(&e.frame(None))).await;
-            let _ = sink.send(close(code, "not signed in")).await;
+            let refuse = async move {
+                let _ = sink.send(text(&e.frame(None))).await;
+                let _ = sink.send(close(code, "not signed in")).await;
+            };
+            Box::pin(refuse).await;
             return;
         }
     };
@@ -117,45 +121,9 @@ async fn run(
     sink: Sink,
     mut stream: SplitStream<WebSocket>,
 ) {
-    let (tx, rx) = mpsc::channel(gateway.inner.hub.queue);
-    let hub = &gateway.inner.hub;
-    let session_id = hub.next_session_id();
-    // Queue the welcome (and the resume's backfill) before registering, so they come
-    // before any live push.
-    let welcome = ServerFrame::Welcome { user: user.info(), session_id };
-    let _ = tx.send(Outbound::frame(&welcome)).await;
-    if let Some(since) = since {
-        let _ = tx.send(Outbound::Sync { id: None, since }).await;
-    }
-    // Broadcasts stored while the user was away, before any live one.
-    let _ = tx.send(Outbound::PendingBroadcasts).await;
-    let ticket = hub.register(session_id, user.id, user.org.as_str().into(), tx.clone());
-    Box::pin(gateway.connected(&user)).await;
-    tracing::debug!(session = session_id, "signed in");
-
-    // Read the starting seqs after registering: anything committed later is pushed to us.
-    let covered: HashMap<i64, i64> =
-        match Box::pin(gateway.store().conversation_seqs(user.id)).await {
-            Ok(seqs) => seqs.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot load conversations");
-                let frame = Some(ApiError::from(e).frame(None).to_json().into());
-                let _ = tx.send(Outbound::Close { frame, code: CLOSE_TRY_LATER }).await;
-                HashMap::new()
-            }
-        };
-    let last = covered.clone();
-    let writer = Writer {
-        gateway: gateway.clone(),
-        user: user.clone(),
-        sink,
-        covered,
-        last,
-        broadcasts_sent: HashSet::new(),
-        unflushed_broadcast: None,
-    };
-    let mut writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
-
+    // This function's state is what every idle session keeps: the loop below. Starting
+    // and ending are boxed, so their larger state lives on the heap only while they run.
+    let (tx, ticket, mut writer) = Box::pin(start(&gateway, &user, since, sink)).await;
     let mut draining = gateway.inner.draining.subscribe();
     let end = loop {
         let next = tokio::select! {
@@ -172,7 +140,7 @@ async fn run(
                     Err((code, message, id)) => Some(ServerFrame::error(id, code, message)),
                 };
                 if let Some(reply) = reply
-                    && tx.send(Outbound::frame(&reply)).await.is_err()
+                    && Box::pin(tx.send(Outbound::frame(&reply))).await.is_err()
                 {
                     break None;
                 }
@@ -183,7 +151,7 @@ async fn run(
                     ErrorCode::UnsupportedFrame,
                     "binary frames are not supported; send JSON text frames",
                 );
-                if tx.send(Outbound::frame(&frame)).await.is_err() {
+                if Box::pin(tx.send(Outbound::frame(&frame))).await.is_err() {
                     break None;
                 }
             }
@@ -194,13 +162,73 @@ async fn run(
             Some(Err(e)) => break read_error(e),
         }
     };
+    Box::pin(finish(&gateway, &user, tx, ticket, writer, end)).await;
+}
+
+/// Queues the session's first frames, registers it with the hub, and starts its writer.
+async fn start(
+    gateway: &Gateway,
+    user: &User,
+    since: Option<Since>,
+    sink: Sink,
+) -> (mpsc::Sender<Outbound>, Ticket, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(gateway.inner.hub.queue);
+    let hub = &gateway.inner.hub;
+    let session_id = hub.next_session_id();
+    // Queue the welcome (and the resume's backfill) before registering, so they come
+    // before any live push.
+    let welcome = ServerFrame::Welcome { user: user.info(), session_id };
+    let _ = tx.send(Outbound::frame(&welcome)).await;
+    if let Some(since) = since {
+        let _ = tx.send(Outbound::Sync { id: None, since }).await;
+    }
+    // Broadcasts stored while the user was away, before any live one.
+    let _ = tx.send(Outbound::PendingBroadcasts).await;
+    let ticket = hub.register(session_id, user.id, user.org.as_str().into(), tx.clone());
+    gateway.connected(user).await;
+    tracing::debug!(session = session_id, "signed in");
+
+    // Read the starting seqs after registering: anything committed later is pushed to us.
+    let covered: HashMap<i64, i64> = match gateway.store().conversation_seqs(user.id).await {
+        Ok(seqs) => seqs.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load conversations");
+            let frame = Some(ApiError::from(e).frame(None).to_json().into());
+            let _ = tx.send(Outbound::Close { frame, code: CLOSE_TRY_LATER }).await;
+            HashMap::new()
+        }
+    };
+    let last = covered.clone();
+    let writer = Writer {
+        gateway: gateway.clone(),
+        user: user.clone(),
+        sink,
+        covered,
+        last,
+        broadcasts_sent: HashSet::new(),
+        unflushed_broadcast: None,
+    };
+    let writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
+    (tx, ticket, writer)
+}
+
+/// Ends the session: queues `end` (a close) for the writer, leaves the hub, and waits a
+/// moment for the writer to flush.
+async fn finish(
+    gateway: &Gateway,
+    user: &User,
+    tx: mpsc::Sender<Outbound>,
+    ticket: Ticket,
+    mut writer: JoinHandle<()>,
+    end: Option<Outbound>,
+) {
     if let Some(end) = end {
         let _ = tx.send(end).await;
     }
     drop(tx);
     // Leave the hub first (it holds a sender too), so the writer's queue can close.
-    hub.unregister(ticket.id);
-    Box::pin(gateway.disconnected(&user)).await;
+    gateway.inner.hub.unregister(ticket.id);
+    gateway.disconnected(user).await;
     if !writer.is_finished() && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
         writer.abort();
     }
