@@ -32,7 +32,7 @@ const QUEUE: usize = 8192;
 /// Longest a batch waits for company (tokio's timer resolution is one millisecond).
 const LINGER: Duration = Duration::from_millis(1);
 /// A batch this big commits at once.
-const LINGER_UNTIL: usize = 32;
+const LINGER_UNTIL: usize = 8;
 /// A first append arriving this soon after the last commit ended means steady load.
 const BUSY: Duration = Duration::from_millis(2);
 
