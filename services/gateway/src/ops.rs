@@ -81,16 +81,7 @@ impl Gateway {
                 return Err(ApiError::invalid("system messages are written by the server"));
             }
         }
-        let max = self.config().max_body_bytes;
-        if body.len() > max {
-            return Err(ApiError::new(
-                ErrorCode::MessageTooLarge,
-                format!("the body has {} bytes; the limit is {max}", body.len()),
-            ));
-        }
-        if body.trim().is_empty() {
-            return Err(ApiError::invalid("the body is empty"));
-        }
+        self.check_body(&body)?;
         if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
             return Err(ApiError::invalid(format!(
                 "client_msg_id must have 1 to {MAX_CLIENT_MSG_ID} bytes"
@@ -121,6 +112,21 @@ impl Gateway {
             self.publish(&appended.message, members, None).await;
         }
         Ok(appended)
+    }
+
+    /// A message or broadcast body: not empty, not over the configured size.
+    pub(crate) fn check_body(&self, body: &str) -> Result<(), ApiError> {
+        let max = self.config().max_body_bytes;
+        if body.len() > max {
+            return Err(ApiError::new(
+                ErrorCode::MessageTooLarge,
+                format!("the body has {} bytes; the limit is {max}", body.len()),
+            ));
+        }
+        if body.trim().is_empty() {
+            return Err(ApiError::invalid("the body is empty"));
+        }
+        Ok(())
     }
 
     /// Pushes a committed message to every member's sessions (and to `extra` users, such

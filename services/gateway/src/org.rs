@@ -196,16 +196,7 @@ impl Gateway {
                 format!("{} may not broadcast to {org:?}", sender.username),
             ));
         }
-        let max = self.config().max_body_bytes;
-        if body.len() > max {
-            return Err(ApiError::new(
-                ErrorCode::MessageTooLarge,
-                format!("the body has {} bytes; the limit is {max}", body.len()),
-            ));
-        }
-        if body.trim().is_empty() {
-            return Err(ApiError::invalid("the body is empty"));
-        }
+        self.check_body(&body)?;
         let broadcast = self
             .store()
             .create_broadcast(NewBroadcast {

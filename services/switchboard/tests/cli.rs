@@ -71,27 +71,8 @@ impl Drop for Serve {
 
 /// Runs a client command with its own config dir; returns (success, stdout, stderr).
 fn cli(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("SWITCHBOARD_CONFIG_DIR", config)
-        .env_remove("SWITCHBOARD_SERVER")
-        .env_remove("SWITCHBOARD_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, stdout, stderr) = run(config, args, stdin);
+    (code == 0, stdout, stderr)
 }
 
 fn ok(result: (bool, String, String)) -> String {
