@@ -2,7 +2,7 @@
 # Server memory per idle connection (docs/benchmarks.md, "Bottlenecks", item 5): starts a
 # fresh embedded server, warms it up with 200 users, reads its RSS, holds N idle
 # authenticated connections (presence set) with the load tool's connect-storm scenario,
-# reads its RSS again while they are held, and prints the difference per connection.
+# reads its RSS again once all are established, and prints the difference per connection.
 #
 #   scripts/bench-memory.sh [N]                          # N = 15000 by default
 #   SWITCHBOARD_BIN=/tmp/old/switchboard scripts/bench-memory.sh 15000
@@ -39,13 +39,20 @@ storm() { # users duration out
 storm 200 2 "$OUT/warmup"
 sleep 1
 before=$(rss)
-# Held for 50 s after a 10 s ramp; RSS is read 40 s in, with all N connected.
-storm "$N" 50 "$OUT/held" &
+# Hold N connections (the scenario's ramp, then up to 240 s); RSS is read once all N are
+# established (or after 200 s, on a busy machine), then the load tool is stopped.
+established() { ss -Htn state established "( sport = :$PORT )" | wc -l; }
+storm "$N" 240 "$OUT/held" &
 storm_pid=$!
-sleep 40
+for _ in $(seq 400); do
+    [ "$(established)" -ge "$N" ] && break
+    sleep 0.5
+done
+sleep 3
+connected=$(established)
 held=$(rss)
-wait $storm_pid || true
-connected=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_connected"])' "$OUT/held/result.json")
+kill -INT $storm_pid 2>/dev/null || true
+wait $storm_pid 2>/dev/null || true
 echo "connections held: $connected of $N"
 echo "server RSS: ${before} kB before, ${held} kB held"
 awk -v b="$before" -v h="$held" -v n="$connected" \

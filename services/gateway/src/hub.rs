@@ -3,8 +3,8 @@
 //! Holds every live session's outbound queue, who watches whose presence (presence itself
 //! is the `PresenceTracker`'s; its changes arrive through [`Hub::presence_changed`]), and
 //! a cache of conversation members for fan-out. One std Mutex guards it all: it is held
-//! only to look up or update maps, never across an await, and deliveries are `try_send`s
-//! into bounded queues made after the lock is released.
+//! only to look up or update maps, never across an await, and deliveries are pushes into
+//! sessions' bounded queues ([`crate::queue`]) made after the lock is released.
 //!
 //! In the embedded server this is the whole of "routing": every member's sessions are
 //! here. Cluster mode puts a router between hubs of different gateways.
@@ -17,7 +17,8 @@ use axum::extract::ws::Utf8Bytes;
 use switchboard_protocol::{Presence, ServerFrame};
 use switchboard_router::pb::Addressed;
 use switchboard_storage::User;
-use tokio::sync::{Notify, mpsc};
+
+use crate::queue::Queue;
 
 /// What a session's writer task is asked to do.
 #[derive(Debug, Clone)]
@@ -99,19 +100,10 @@ impl Outbound {
     }
 }
 
-/// A registered session's ids, given back by [`Hub::register`].
-pub struct Ticket {
-    pub id: u64,
-    /// Notified when the session must close because its queue overflowed.
-    pub kicked: Arc<Notify>,
-}
-
 struct Session {
-    user_id: i64,
-    /// The user's org-unit path when the session signed in, for org broadcasts.
-    org: Arc<str>,
-    tx: mpsc::Sender<Outbound>,
-    kicked: Arc<Notify>,
+    /// The user as they signed in (their org-unit path then decides org broadcasts).
+    user: Arc<User>,
+    queue: Queue,
     /// usernames this session watches
     watching: HashSet<String>,
 }
@@ -134,16 +126,13 @@ pub struct Hub {
 }
 
 /// Queued deliveries collected under the lock, sent after it is released.
-type Pushes = Vec<(mpsc::Sender<Outbound>, Arc<Notify>)>;
+type Pushes = Vec<Queue>;
 
+/// A session that cannot keep up is kicked by its full queue; it will reconnect and sync
+/// by seq.
 fn push_all(targets: Pushes, item: &Outbound) {
-    for (tx, kicked) in targets {
-        match tx.try_send(item.clone()) {
-            Ok(()) => {}
-            // The session cannot keep up: close it; it will reconnect and sync by seq.
-            Err(mpsc::error::TrySendError::Full(_)) => kicked.notify_one(),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+    for queue in targets {
+        queue.push(item.clone());
     }
 }
 
@@ -165,21 +154,13 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a session of `user_id`.
-    pub fn register(
-        &self,
-        id: u64,
-        user_id: i64,
-        org: Arc<str>,
-        tx: mpsc::Sender<Outbound>,
-    ) -> Ticket {
-        let kicked = Arc::new(Notify::new());
-        let session =
-            Session { user_id, org, tx, kicked: kicked.clone(), watching: HashSet::new() };
+    /// Adds session `id` of `user`, fed through `queue`.
+    pub fn register(&self, id: u64, user: Arc<User>, queue: Queue) {
+        let user_id = user.id;
+        let session = Session { user, queue, watching: HashSet::new() };
         let mut state = self.lock();
         state.sessions.insert(id, session);
         state.by_user.entry(user_id).or_default().push(id);
-        Ticket { id, kicked }
     }
 
     /// Removes a session and its watches.
@@ -196,10 +177,10 @@ impl Hub {
                 }
             }
         }
-        if let Some(ids) = state.by_user.get_mut(&session.user_id) {
+        if let Some(ids) = state.by_user.get_mut(&session.user.id) {
             ids.retain(|s| *s != id);
             if ids.is_empty() {
-                state.by_user.remove(&session.user_id);
+                state.by_user.remove(&session.user.id);
             }
         }
     }
@@ -214,7 +195,7 @@ impl Hub {
                 .filter_map(|u| state.by_user.get(u))
                 .flatten()
                 .filter_map(|id| state.sessions.get(id))
-                .map(|s| (s.tx.clone(), s.kicked.clone()))
+                .map(|s| s.queue.clone())
                 .collect()
         };
         push_all(targets, &item);
@@ -229,8 +210,8 @@ impl Hub {
             state
                 .sessions
                 .values()
-                .filter(|s| switchboard_protocol::org_under(&s.org, org))
-                .map(|s| (s.tx.clone(), s.kicked.clone()))
+                .filter(|s| switchboard_protocol::org_under(&s.user.org, org))
+                .map(|s| s.queue.clone())
                 .collect()
         };
         let count = targets.len();
@@ -248,7 +229,7 @@ impl Hub {
             watchers
                 .iter()
                 .filter_map(|id| state.sessions.get(id))
-                .map(|s| (s.tx.clone(), s.kicked.clone()))
+                .map(|s| s.queue.clone())
                 .collect()
         };
         push_all(targets, &Outbound::frame(&ServerFrame::Presence { presence }));
@@ -282,7 +263,7 @@ impl Hub {
     pub fn catch_up_all(&self) {
         let targets: Pushes = {
             let state = self.lock();
-            state.sessions.values().map(|s| (s.tx.clone(), s.kicked.clone())).collect()
+            state.sessions.values().map(|s| s.queue.clone()).collect()
         };
         push_all(targets, &Outbound::CatchUp);
     }

@@ -26,6 +26,7 @@ mod hub;
 mod ops;
 mod org;
 mod provision;
+mod queue;
 mod rate;
 mod rest;
 mod session;

@@ -8,6 +8,7 @@
 //! conversations once, in seq order, whatever the live path does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
@@ -15,11 +16,11 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use switchboard_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use switchboard_storage::{StoreError, User};
-use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::hub::{Outbound, Ticket};
+use crate::hub::Outbound;
 use crate::ops::Target;
+use crate::queue::{Queue, Receiver};
 use crate::{ApiError, Gateway, auth};
 
 /// Messages read from storage per query while filling a gap or syncing.
@@ -70,7 +71,7 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>) {
             return;
         }
     };
-    run(gateway, user, since, sink, stream).await;
+    run(gateway, Arc::new(user), since, sink, stream).await;
 }
 
 type Since = BTreeMap<i64, i64>;
@@ -116,14 +117,14 @@ async fn sign_in(
 #[tracing::instrument(name = "session", skip_all, fields(user = %user.username))]
 async fn run(
     gateway: Gateway,
-    user: User,
+    user: Arc<User>,
     since: Option<Since>,
     sink: Sink,
     mut stream: SplitStream<WebSocket>,
 ) {
     // This function's state is what every idle session keeps: the loop below. Starting
     // and ending are boxed, so their larger state lives on the heap only while they run.
-    let (tx, ticket, mut writer) = Box::pin(start(&gateway, &user, since, sink)).await;
+    let (tx, session, mut writer) = Box::pin(start(&gateway, &user, since, sink)).await;
     let mut draining = gateway.inner.draining.subscribe();
     let end = loop {
         let next = tokio::select! {
@@ -136,7 +137,7 @@ async fn run(
         match next {
             Some(Ok(WsMessage::Text(t))) => {
                 let reply = match ClientFrame::decode(&t) {
-                    Ok(frame) => Box::pin(handle(&gateway, &user, ticket.id, frame, &tx)).await,
+                    Ok(frame) => Box::pin(handle(&gateway, &user, session, frame, &tx)).await,
                     Err((code, message, id)) => Some(ServerFrame::error(id, code, message)),
                 };
                 if let Some(reply) = reply
@@ -162,17 +163,19 @@ async fn run(
             Some(Err(e)) => break read_error(e),
         }
     };
-    Box::pin(finish(&gateway, &user, tx, ticket, writer, end)).await;
+    Box::pin(finish(&gateway, &user, tx, session, writer, end)).await;
 }
 
 /// Queues the session's first frames, registers it with the hub, and starts its writer.
+/// Returns the queue, the session id and the writer.
 async fn start(
     gateway: &Gateway,
-    user: &User,
+    user: &Arc<User>,
     since: Option<Since>,
     sink: Sink,
-) -> (mpsc::Sender<Outbound>, Ticket, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(gateway.inner.hub.queue);
+) -> (Queue, u64, JoinHandle<()>) {
+    let tx = Queue::new(gateway.inner.hub.queue);
+    let rx = tx.receiver();
     let hub = &gateway.inner.hub;
     let session_id = hub.next_session_id();
     // Queue the welcome (and the resume's backfill) before registering, so they come
@@ -184,7 +187,7 @@ async fn start(
     }
     // Broadcasts stored while the user was away, before any live one.
     let _ = tx.send(Outbound::PendingBroadcasts).await;
-    let ticket = hub.register(session_id, user.id, user.org.as_str().into(), tx.clone());
+    hub.register(session_id, user.clone(), tx.clone());
     gateway.connected(user).await;
     tracing::debug!(session = session_id, "signed in");
 
@@ -208,8 +211,8 @@ async fn start(
         broadcasts_sent: HashSet::new(),
         unflushed_broadcast: None,
     };
-    let writer = tokio::spawn(writer.run(rx, ticket.kicked.clone()));
-    (tx, ticket, writer)
+    let writer = tokio::spawn(writer.run(rx));
+    (tx, session_id, writer)
 }
 
 /// Ends the session: queues `end` (a close) for the writer, leaves the hub, and waits a
@@ -217,22 +220,22 @@ async fn start(
 async fn finish(
     gateway: &Gateway,
     user: &User,
-    tx: mpsc::Sender<Outbound>,
-    ticket: Ticket,
+    tx: Queue,
+    session: u64,
     mut writer: JoinHandle<()>,
     end: Option<Outbound>,
 ) {
     if let Some(end) = end {
         let _ = tx.send(end).await;
     }
-    drop(tx);
-    // Leave the hub first (it holds a sender too), so the writer's queue can close.
-    gateway.inner.hub.unregister(ticket.id);
+    // Leave the hub, then close the queue: the writer sends what is queued and stops.
+    gateway.inner.hub.unregister(session);
+    tx.close();
     gateway.disconnected(user).await;
     if !writer.is_finished() && tokio::time::timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
         writer.abort();
     }
-    tracing::debug!(session = ticket.id, "closed");
+    tracing::debug!(session, "closed");
 }
 
 fn closing(code: ErrorCode, message: &str, close_code: u16) -> Outbound {
@@ -274,7 +277,7 @@ async fn handle(
     user: &User,
     session: u64,
     frame: ClientFrame,
-    tx: &mpsc::Sender<Outbound>,
+    tx: &Queue,
 ) -> Option<ServerFrame> {
     let id = frame.id().map(str::to_owned);
     let result: Result<Option<ServerFrame>, ApiError> = async {
@@ -374,7 +377,7 @@ async fn handle(
 /// The sending half of a session. See the module docs for the ordering rule.
 struct Writer {
     gateway: Gateway,
-    user: User,
+    user: Arc<User>,
     sink: Sink,
     /// conversation id -> the seq above which this session has sent (or, from `last` on,
     /// will send) everything. Starts at the conversation's last seq when the session
@@ -407,14 +410,14 @@ impl From<axum::Error> for Stop {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Outbound>, kicked: std::sync::Arc<Notify>) {
+    async fn run(mut self, rx: Receiver) {
         loop {
             // Waiting for work and doing it (which may block on a client that does not
             // read) both give way to a kick, so a stalled client is cut off either way.
             let result = tokio::select! {
                 biased;
-                _ = kicked.notified() => Err(Stop::Slow),
-                result = self.next(&mut rx) => result,
+                _ = rx.kicked() => Err(Stop::Slow),
+                result = self.next(&rx) => result,
             };
             let (error, code, reason) = match result {
                 Ok(true) => continue,
@@ -441,7 +444,7 @@ impl Writer {
 
     /// Takes the next queued item and writes it; flushes when the queue runs dry. False
     /// when the session is over.
-    async fn next(&mut self, rx: &mut mpsc::Receiver<Outbound>) -> Result<bool, Stop> {
+    async fn next(&mut self, rx: &Receiver) -> Result<bool, Stop> {
         let Some(item) = rx.recv().await else { return Ok(false) };
         match item {
             Outbound::Close { frame, code } => {
