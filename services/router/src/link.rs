@@ -88,13 +88,24 @@ impl RouterLinks {
         Self { links, next, linked, closing, tasks: std::sync::Mutex::new(tasks) }
     }
 
-    /// Hands a delivery to a connected router. False when none is connected (the
-    /// delivery is dropped; receivers repair messages by seq).
+    /// Hands a delivery to a connected router. When none is connected (every router is
+    /// restarting) it is queued for the first link to come up, so a short outage delays
+    /// deliveries instead of dropping them. False when it is dropped: this gateway is
+    /// closing, or every queue is full (receivers repair messages by seq).
     pub fn route(&self, addressed: pb::Addressed) -> bool {
         if *self.closing.borrow() {
             return false;
         }
-        route_via(&self.links, &self.next, None, addressed).is_ok()
+        match route_via(&self.links, &self.next, None, addressed) {
+            Ok(()) => true,
+            Err(addressed) => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..self.links.len()).any(|i| {
+                    let link = &self.links[(start + i) % self.links.len()];
+                    link.queue.try_send(addressed.clone()).is_ok()
+                })
+            }
+        }
     }
 
     /// Whether at least one router link is up (for `/readyz`).
@@ -250,8 +261,7 @@ async fn run_link(
         rx.recv().await.map(|item| (item, rx))
     });
     let mut deliveries = client.link(stream).await?.into_inner();
-    let others_up =
-        m.links.iter().enumerate().any(|(i, l)| i != m.index && *l.up.borrow());
+    let others_up = m.links.iter().enumerate().any(|(i, l)| i != m.index && *l.up.borrow());
     m.up.send_replace(true);
     if !(clean && others_up) {
         m.linked.send_modify(|n| *n += 1);

@@ -87,8 +87,7 @@ pub async fn serve(
         complete: Arc::new(AtomicBool::new(false)),
     };
     let links: Arc<Links> = Arc::default();
-    let service =
-        RouterService { locator, links: Arc::clone(&links), drain: drain.clone() };
+    let service = RouterService { locator, links: Arc::clone(&links), drain: drain.clone() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = tokio::spawn(
@@ -106,11 +105,13 @@ pub async fn serve(
     }
     let deadline = tokio::time::Instant::now() + DRAIN;
     health.set_not_serving::<RouterServer<RouterService>>().await;
-    tracing::info!(links = links.lock().unwrap_or_else(|e| e.into_inner()).len(), "draining: gateways route through the other routers");
+    tracing::info!(
+        links = links.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        "draining: gateways route through the other routers"
+    );
     start_drain.send_replace(true);
     let mut pumping = drain.pumping.subscribe();
-    let complete =
-        tokio::time::timeout_at(deadline, pumping.wait_for(|n| *n == 0)).await.is_ok();
+    let complete = tokio::time::timeout_at(deadline, pumping.wait_for(|n| *n == 0)).await.is_ok();
     if !complete {
         tracing::warn!(
             gateways = *pumping.borrow(),
@@ -201,7 +202,8 @@ impl Router for RouterService {
                 }
             }
             if told && drain.complete.load(Ordering::SeqCst) {
-                let _ = yield_tx.send(Ok(pb::Deliveries { drained: true, ..Default::default() })).await;
+                let _ =
+                    yield_tx.send(Ok(pb::Deliveries { drained: true, ..Default::default() })).await;
             }
         });
         Ok(Response::new(Box::pin(outbound)))
