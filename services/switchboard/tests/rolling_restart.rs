@@ -116,12 +116,11 @@ async fn every_gateway_and_both_routers_restart_under_load_and_nothing_is_lost()
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     // Then both routers, the same way.
-    for i in 0..routers.len() {
-        let (status, took) = routers[i].0.terminate();
+    for (i, (process, addr)) in routers.iter_mut().enumerate() {
+        let (status, took) = process.terminate();
         assert!(status.success(), "router {i} exited with {status}");
         assert!(took < Duration::from_secs(8), "router {i} took {took:?} to stop");
-        let addr = routers[i].1.clone();
-        routers[i] = router(&addr);
+        *process = router(addr).0;
         // Gateways link again within their backoff (at most 2 s).
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
