@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use switchboard_protocol::{Message, MessageKind, ServerFrame};
+use switchboard_protocol::{ErrorCode, Message, MessageKind, ServerFrame};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -25,6 +25,8 @@ use crate::worker::Ctx;
 const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connection attempts before a user that never got in gives up.
 const FIRST_CONNECT_ATTEMPTS: u32 = 3;
+/// Longest wait a draining gateway's `retry_after_ms` may impose.
+const MAX_RETRY_AFTER_MS: u64 = 60_000;
 
 /// Microseconds since the Unix epoch: the send stamp travels between processes.
 pub fn unix_us() -> u64 {
@@ -60,6 +62,13 @@ pub struct User {
     pending: BTreeMap<String, Pending>,
     next_n: u64,
     stormed: bool,
+    /// Which of the gateways to connect to next (counted from the user's own index): it
+    /// moves on after a failed connection or a draining gateway, as a client behind a
+    /// load balancer ends up elsewhere.
+    gateway_shift: usize,
+    /// A draining gateway's `retry_after_ms` (from its `shutting_down` frame): how long to
+    /// wait before reconnecting after it closes the connection.
+    reconnect_after: Option<u64>,
 }
 
 impl User {
@@ -75,6 +84,8 @@ impl User {
             pending: BTreeMap::new(),
             next_n: 1,
             stormed: false,
+            gateway_shift: 0,
+            reconnect_after: None,
         }
     }
 
@@ -101,6 +112,7 @@ impl User {
                         ctx.stats.add(Count::ConnectFailures, 1);
                         return;
                     }
+                    self.gateway_shift += 1;
                     let cap = ctx.scenario.reconnect.backoff_max_ms.max(100) as f64;
                     let wait = self.rng.uniform(0.0, cap.min(250.0 * 2f64.powi(attempts as i32)));
                     tokio::time::sleep(Duration::from_millis(wait as u64)).await;
@@ -121,8 +133,16 @@ impl User {
                 }
                 End::Broken(why) => {
                     ctx.stats.error(why);
-                    let wait = self.rng.uniform(0.0, 500.0);
-                    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+                    // A draining gateway says when to come back (and to come back
+                    // elsewhere); otherwise a short random wait.
+                    let wait = match self.reconnect_after.take() {
+                        Some(ms) => {
+                            self.gateway_shift += 1;
+                            ms.min(MAX_RETRY_AFTER_MS)
+                        }
+                        None => self.rng.uniform(0.0, 500.0) as u64,
+                    };
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
             }
         }
@@ -134,7 +154,7 @@ impl User {
     async fn connect(&mut self, first: bool) -> Result<Ws, &'static str> {
         let ctx = self.ctx.clone();
         let n = self.plan.index as usize;
-        let gateway = &ctx.gateways[n % ctx.gateways.len()];
+        let gateway = &ctx.gateways[(n + self.gateway_shift) % ctx.gateways.len()];
         let source = (!ctx.sources.is_empty()).then(|| ctx.sources[n % ctx.sources.len()]);
         let began = Instant::now();
         let mut ws = target::connect(gateway, source).await.map_err(|e| {
@@ -302,6 +322,10 @@ impl User {
                     self.ctx.stats.ack_us(p.sent.elapsed().as_micros() as u64);
                     self.ctx.stats.add(Count::Acked, 1);
                 }
+            }
+            Ok(ServerFrame::Error { code: ErrorCode::ShuttingDown, retry_after_ms, .. }) => {
+                self.ctx.stats.kind(ErrorCode::ShuttingDown.as_str());
+                self.reconnect_after = Some(retry_after_ms.unwrap_or(0));
             }
             Ok(ServerFrame::Error { code, .. }) => self.ctx.stats.error(code.as_str()),
             Ok(_) => {}

@@ -304,7 +304,7 @@ describe('the web client', () => {
     // 2. The server restarts. Alice writes while it is down (the send waits); Bob's REST
     //    sends land after the restart, before or after her reconnect.
     await server.stop();
-    await alice.page.locator('#connection-banner.offline').waitFor(WAIT);
+    await alice.page.locator('#connection-banner.offline', { hasText: 'The server is restarting' }).waitFor(WAIT);
     await alice.shot('offline');
     await alice.send('written while the server was down');
     await alice.page.locator('.message.pending', { hasText: 'written while the server was down' }).waitFor(WAIT);
@@ -314,6 +314,12 @@ describe('the web client', () => {
     }
     await alice.waitOnline();
     await bob.waitOnline();
+    // The draining server named a delay; the page waited that long before reconnecting.
+    const told = alice.sockets.findLast((s) => s.retryAfterMs !== null);
+    assert.ok(told, 'the server sent shutting_down with retry_after_ms');
+    const next = alice.sockets[alice.sockets.indexOf(told) + 1];
+    assert.ok(next.openedAt - told.closedAt >= told.retryAfterMs - 250,
+      `reconnected ${next.openedAt - told.closedAt} ms after the close; asked to wait ${told.retryAfterMs} ms`);
     for (const n of [1, 2, 3, 4, 5]) {
       await alice.messages(`while you were away ${n}`).waitFor(WAIT);
       assert.equal(await alice.messages(`while you were away ${n}`).count(), 1);

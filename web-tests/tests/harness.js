@@ -167,6 +167,22 @@ export class Person {
       dialog.dismiss().catch(() => {});
     });
     page.on('pageerror', (e) => this.errors.push(String(e)));
+    // Every WebSocket the page opens: when it opened and closed, and the reconnect delay
+    // a draining server asked for (`shutting_down` with `retry_after_ms`).
+    this.sockets = [];
+    page.on('websocket', (ws) => {
+      const socket = { openedAt: Date.now(), closedAt: null, retryAfterMs: null };
+      this.sockets.push(socket);
+      ws.on('framereceived', ({ payload }) => {
+        try {
+          const frame = JSON.parse(payload);
+          if (frame.type === 'error' && frame.code === 'shutting_down') socket.retryAfterMs = frame.retry_after_ms;
+        } catch {
+          // not JSON: not ours to check
+        }
+      });
+      ws.on('close', () => { socket.closedAt = Date.now(); });
+    });
     // Content-Security-Policy violations and failed loads show up as console errors.
     // Refused connections while the network is cut are expected, not errors of the page.
     page.on('console', (message) => {

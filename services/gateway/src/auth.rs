@@ -56,6 +56,15 @@ pub fn random_hex(bytes: usize) -> String {
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A uniformly random number in `0..n` (0 when `n` is 0).
+pub fn random_below(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    // 64 random bits: the modulo bias is below 2^-40 for any n a delay takes.
+    OsRng.next_u64() % n
+}
+
 pub fn new_token() -> String {
     format!("{TOKEN_PREFIX}{}", random_hex(32))
 }

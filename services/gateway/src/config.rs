@@ -25,6 +25,10 @@ pub struct Config {
     pub token_ttl: Duration,
     /// Most users one session may watch.
     pub max_watch: usize,
+    /// When the gateway drains, each session is told to reconnect after a random delay
+    /// between 0 and this (`retry_after_ms` of `shutting_down`), so its clients arrive at
+    /// the other gateways spread out instead of all at once.
+    pub reconnect_spread: Duration,
 }
 
 impl Default for Config {
@@ -38,6 +42,7 @@ impl Default for Config {
             auth_timeout: Duration::from_secs(10),
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             max_watch: 2000,
+            reconnect_spread: Duration::from_secs(5),
         }
     }
 }

@@ -279,37 +279,80 @@ async fn refresh_watchers(inner: &Inner) {
     }
 }
 
-/// Serves `gateway` on `listener` until `shutdown` resolves, then drains: stops accepting,
-/// tells every session to reconnect (`shutting_down`), and waits up to `drain_timeout`
-/// for them to finish.
+/// How long the router links may take, once the sessions are gone, to hand what they
+/// queued to the routers.
+const LINKS_CLOSE: Duration = Duration::from_secs(3);
+/// How long taking this gateway's presence out of Redis may take on the way out.
+const PRESENCE_LEAVE: Duration = Duration::from_secs(2);
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then drains, in this order:
+///
+/// 1. stop accepting connections; `/readyz` fails;
+/// 2. every session finishes the request it is running (an in-flight send is committed
+///    and acked), is sent `shutting_down` with a random `retry_after_ms` (up to
+///    [`Config::reconnect_spread`], so its clients do not all reconnect to the other
+///    gateways at once) and closed, and leaves presence; in-flight REST requests finish;
+/// 3. the router links send what they queued (deliveries of those last sends) and end;
+/// 4. whatever presence this gateway still holds is removed.
+///
+/// Steps 1-2 take at most `drain_timeout`; then 3 and 4 a few seconds at most.
 pub async fn run(
     listener: TcpListener,
     gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain_timeout: Duration,
 ) -> std::io::Result<()> {
-    let draining = gateway.inner.draining.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("draining: closing sessions and refusing new connections");
-        draining.send_replace(true);
-    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // Frames are small and latency matters: do not let Nagle hold them back.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, gateway.app()).with_graceful_shutdown(signal).await?;
+    let mut server = tokio::spawn(
+        axum::serve(listener, gateway.app())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        result = &mut server => return result.unwrap_or(Ok(())),
+        _ = shutdown => {}
+    }
+    let deadline = tokio::time::Instant::now() + drain_timeout;
+    tracing::info!(
+        sessions = gateway.session_count(),
+        "draining: closing sessions and refusing new connections"
+    );
+    gateway.inner.draining.send_replace(true);
+    let _ = stop.send(());
     // A session leaves the hub only after its writer has flushed the close frame, so an
     // empty hub means every client has been told.
     let drained = async {
+        if let Ok(result) = (&mut server).await {
+            result?;
+        }
         while gateway.session_count() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Ok::<(), std::io::Error>(())
     };
-    if tokio::time::timeout(drain_timeout, drained).await.is_err() {
-        tracing::warn!(left = gateway.session_count(), "drain timed out");
+    match tokio::time::timeout_at(deadline, drained).await {
+        Ok(result) => result?,
+        Err(_) => {
+            tracing::warn!(left = gateway.session_count(), "drain timed out");
+            server.abort();
+        }
     }
+    if let Some(router) = &gateway.inner.router {
+        router.close(LINKS_CLOSE).await;
+    }
+    match tokio::time::timeout(PRESENCE_LEAVE, gateway.inner.presence.leave()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot take this gateway out of presence"),
+        Err(_) => tracing::warn!("taking this gateway out of presence timed out"),
+    }
+    tracing::info!("drained");
     Ok(())
 }

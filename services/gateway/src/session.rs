@@ -129,9 +129,7 @@ async fn run(
     let end = loop {
         let next = tokio::select! {
             next = stream.next() => next,
-            _ = draining.wait_for(|d| *d) => {
-                break Some(closing(ErrorCode::ShuttingDown, "the server is restarting; reconnect and sync", CLOSE_RESTART));
-            }
+            _ = draining.wait_for(|d| *d) => break Some(shutting_down(&gateway)),
             _ = &mut writer => break None,
         };
         match next {
@@ -236,6 +234,19 @@ async fn finish(
         writer.abort();
     }
     tracing::debug!(session, "closed");
+}
+
+/// The farewell of a draining gateway: reconnect (to another gateway) after a random
+/// delay up to [`crate::Config::reconnect_spread`], then sync.
+fn shutting_down(gateway: &Gateway) -> Outbound {
+    let spread = gateway.config().reconnect_spread.as_millis() as u64;
+    let frame = ServerFrame::Error {
+        id: None,
+        code: ErrorCode::ShuttingDown,
+        message: "this gateway is restarting; reconnect after retry_after_ms and sync".into(),
+        retry_after_ms: Some(auth::random_below(spread + 1)),
+    };
+    Outbound::Close { frame: Some(frame.to_json().into()), code: CLOSE_RESTART }
 }
 
 fn closing(code: ErrorCode, message: &str, close_code: u16) -> Outbound {

@@ -333,10 +333,15 @@ async fn history_survives_a_restart_and_seq_continues() {
     let stopping = tokio::spawn(async move { alice.until_closed().await });
     let tmp = server.stop().await;
     let (frames, code) = stopping.await.unwrap();
+    // ... and when to come back: a random delay within the reconnect spread.
+    let spread = config.reconnect_spread.as_millis() as u64;
     assert!(
-        frames
-            .iter()
-            .any(|f| matches!(f, ServerFrame::Error { code: ErrorCode::ShuttingDown, .. }))
+        frames.iter().any(|f| matches!(
+            f,
+            ServerFrame::Error { code: ErrorCode::ShuttingDown, retry_after_ms: Some(ms), .. }
+                if *ms <= spread
+        )),
+        "{frames:?}"
     );
     assert_eq!(code, Some(1012));
 

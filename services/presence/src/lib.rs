@@ -64,6 +64,12 @@ pub trait PresenceTracker: Send + Sync + 'static {
     fn recovered(&self) -> watch::Receiver<u64> {
         watch::channel(0).1
     }
+    /// The gateway is shutting down: stop announcing it and take whatever sessions it
+    /// still holds offline now (not after the heartbeat TTL). Nothing may be recorded
+    /// after this. In-process trackers have nothing to leave: the default does nothing.
+    async fn leave(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Capacity of the change channel of each tracker.

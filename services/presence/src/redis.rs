@@ -96,6 +96,10 @@ impl RedisPresence {
             mine: std::sync::Mutex::default(),
             recovered: watch::channel(0).0,
         });
+        // A previous run under the same id (a crash, then a restart within the TTL) may
+        // have left sessions behind that this run would otherwise keep alive for ever.
+        let gateway = inner.config.gateway.clone();
+        inner.reap(&gateway).await?;
         inner.heartbeat().await?;
         // Subscribe before returning, so no change announced after `connect` is missed.
         let mut pubsub = client.get_async_pubsub().await?;
@@ -105,16 +109,6 @@ impl RedisPresence {
             tokio::spawn(beat(Arc::clone(&inner))),
         ];
         Ok(Self { inner, tasks })
-    }
-
-    /// Leaves the cluster cleanly: stops heartbeating and takes this gateway's remaining
-    /// users offline now instead of after the TTL.
-    pub async fn leave(self) -> Result<()> {
-        for task in &self.tasks {
-            task.abort();
-        }
-        let gateway = self.inner.config.gateway.clone();
-        self.inner.reap(&gateway).await
     }
 
     /// Stops heartbeating without cleaning up, as a crashed gateway would (for tests).
@@ -417,6 +411,16 @@ impl PresenceTracker for RedisPresence {
 
     fn recovered(&self) -> watch::Receiver<u64> {
         self.inner.recovered.subscribe()
+    }
+
+    /// Stops heartbeating and takes this gateway's remaining users offline now instead
+    /// of after the TTL.
+    async fn leave(&self) -> Result<()> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let gateway = self.inner.config.gateway.clone();
+        self.inner.reap(&gateway).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Presence> {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
 use switchboard_presence::{PresenceError, RedisLocator};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -27,16 +28,51 @@ const LOCATE_AHEAD: usize = 64;
 /// How long a presence lookup may take before the route goes to every gateway instead
 /// (Redis is down or reconnecting).
 const LOCATE_TIMEOUT: Duration = Duration::from_millis(250);
-/// How long in-flight work may take to finish once shutdown starts.
+/// How long gateways have, once shutdown starts, to move their routes to other routers.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long after that the links have to send what is queued for their gateways.
+const FLUSH: Duration = Duration::from_secs(2);
 
 struct RouterService {
     locator: RedisLocator,
     /// gateway id -> its link's queue. std Mutex: never held across an await.
     links: Arc<Links>,
+    drain: Drain,
 }
 
-/// Serves the router on `listener` (with gRPC health) until `shutdown` resolves.
+/// What the links need to know about shutdown. See `router.proto` for the drain.
+#[derive(Clone)]
+struct Drain {
+    /// Flips to true when shutdown starts: links tell their gateway, new links are refused.
+    started: watch::Receiver<bool>,
+    /// Links whose gateway is still sending routes (each pump holds a [`Pumping`]).
+    pumping: Arc<watch::Sender<usize>>,
+    /// Set before the links end: whether every gateway's routes were forwarded in time,
+    /// so the links can tell gateways that nothing was lost (`drained`).
+    complete: Arc<AtomicBool>,
+}
+
+/// Counts one pump in [`Drain::pumping`] while it lives.
+struct Pumping(Arc<watch::Sender<usize>>);
+
+impl Pumping {
+    fn new(count: &Arc<watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Pumping {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Serves the router on `listener` (with gRPC health) until `shutdown` resolves, then
+/// drains: health turns NOT_SERVING, every linked gateway is told to route elsewhere and
+/// to end its stream once it has sent what it queued here; when all have (or [`DRAIN`]
+/// is up) each link gets what is still queued for it and ends. So a router restarted
+/// while gateways are linked to another router loses no delivery.
 pub async fn serve(
     listener: TcpListener,
     locator: RedisLocator,
@@ -44,24 +80,55 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RouterServer<RouterService>>().await;
-    let service = RouterService { locator, links: Arc::default() };
-    let (draining, drained) = tokio::sync::oneshot::channel::<()>();
+    let (start_drain, started) = watch::channel(false);
+    let drain = Drain {
+        started,
+        pumping: Arc::new(watch::channel(0).0),
+        complete: Arc::new(AtomicBool::new(false)),
+    };
+    let links: Arc<Links> = Arc::default();
+    let service = RouterService { locator, links: Arc::clone(&links), drain: drain.clone() };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(RouterServer::new(service))
-        // Nagle off: a reply's frames go out at once, not after the peer's delayed ACK.
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown.await;
-            let _ = draining.send(());
-        });
-    // Links are endless streams: after the drain period, stop regardless.
+    let mut server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(RouterServer::new(service))
+            // Nagle off: a reply's frames go out at once, not after the peer's delayed ACK.
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopped.await;
+            }),
+    );
     tokio::select! {
-        result = server => result,
-        _ = async {
-            let _ = drained.await;
-            tokio::time::sleep(DRAIN).await;
-        } => Ok(()),
+        result = &mut server => return result.unwrap_or(Ok(())),
+        _ = shutdown => {}
+    }
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    health.set_not_serving::<RouterServer<RouterService>>().await;
+    tracing::info!(
+        links = links.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        "draining: gateways route through the other routers"
+    );
+    start_drain.send_replace(true);
+    let mut pumping = drain.pumping.subscribe();
+    let complete = tokio::time::timeout_at(deadline, pumping.wait_for(|n| *n == 0)).await.is_ok();
+    if !complete {
+        tracing::warn!(
+            gateways = *pumping.borrow(),
+            "drain timed out: gateways still sending; their later routes are dropped"
+        );
+    }
+    drain.complete.store(complete, Ordering::SeqCst);
+    // Dropping the queues' senders lets each link send what is queued and end.
+    links.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    let _ = stop.send(());
+    match tokio::time::timeout_at(deadline + FLUSH, &mut server).await {
+        Ok(result) => result.unwrap_or(Ok(())),
+        Err(_) => {
+            tracing::warn!("drain timed out; closing remaining links");
+            server.abort();
+            Ok(())
+        }
     }
 }
 
@@ -75,6 +142,9 @@ impl Router for RouterService {
         &self,
         request: Request<Streaming<pb::GatewayToRouter>>,
     ) -> Result<Response<Self::LinkStream>, Status> {
+        if *self.drain.started.borrow() {
+            return Err(Status::unavailable("this router is draining; link to another"));
+        }
         let mut inbound = request.into_inner();
         let gateway = match inbound.message().await? {
             Some(pb::GatewayToRouter { kind: Some(Kind::Hello(hello)) })
@@ -91,9 +161,17 @@ impl Router for RouterService {
         // Routes from this gateway, forwarded to the others.
         let (locator, links, origin) =
             (self.locator.clone(), Arc::clone(&self.links), gateway.clone());
+        let pumping = Pumping::new(&self.drain.pumping);
+        let draining = self.drain.started.clone();
         tokio::spawn(async move {
             pump(inbound, &locator, &links, &origin).await;
+            drop(pumping);
             tracing::info!(gateway = %origin, "gateway unlinked");
+            // While draining the link stays until every gateway is done: routes from the
+            // others may still be on their way to this one.
+            if *draining.borrow() {
+                return;
+            }
             let mut links = links.lock().unwrap_or_else(|e| e.into_inner());
             // Only if it is still this link (the gateway may have linked again).
             if links.get(&origin).is_some_and(|q| q.same_channel(&queue)) {
@@ -102,13 +180,30 @@ impl Router for RouterService {
         });
 
         // Deliveries for this gateway, batched: everything queued goes in one message.
+        let mut drain = self.drain.clone();
         let outbound = async_stream(move |yield_tx| async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
-            while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let items = std::mem::take(&mut batch);
-                if yield_tx.send(Ok(pb::Deliveries { items })).await.is_err() {
+            let mut told = false;
+            loop {
+                let message = tokio::select! {
+                    n = queued.recv_many(&mut batch, MAX_BATCH) => {
+                        if n == 0 {
+                            break;
+                        }
+                        pb::Deliveries { items: std::mem::take(&mut batch), ..Default::default() }
+                    }
+                    _ = drain.started.wait_for(|d| *d), if !told => {
+                        told = true;
+                        pb::Deliveries { draining: true, ..Default::default() }
+                    }
+                };
+                if yield_tx.send(Ok(message)).await.is_err() {
                     return;
                 }
+            }
+            if told && drain.complete.load(Ordering::SeqCst) {
+                let _ =
+                    yield_tx.send(Ok(pb::Deliveries { drained: true, ..Default::default() })).await;
             }
         });
         Ok(Response::new(Box::pin(outbound)))

@@ -256,9 +256,14 @@ pub struct LimitArgs {
     /// Messages one user may send in a burst
     #[arg(long, env = "SWITCHBOARD_RATE_BURST", default_value_t = 100.0)]
     pub rate_burst: f64,
-    /// Seconds to wait for sessions to close on shutdown
+    /// Seconds to wait for sessions to close on shutdown (SIGTERM); then the router links
+    /// and presence take up to 5 s more
     #[arg(long, env = "SWITCHBOARD_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
+    /// On shutdown, clients are told to reconnect after a random delay of up to this many
+    /// milliseconds, so they do not all reconnect to the other gateways at once
+    #[arg(long, env = "SWITCHBOARD_RECONNECT_SPREAD_MS", default_value_t = 5000)]
+    pub reconnect_spread_ms: u64,
 }
 
 #[derive(Args)]

@@ -18,6 +18,7 @@ fn config(limits: &LimitArgs) -> Config {
         max_frame_bytes: limits.max_frame_bytes,
         rate_per_user: limits.rate_per_user,
         rate_burst: limits.rate_burst,
+        reconnect_spread: Duration::from_millis(limits.reconnect_spread_ms),
         ..Config::default()
     }
 }

@@ -7,6 +7,8 @@ const PING_EVERY_MS = 25_000;
 const PONG_WITHIN_MS = 10_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
+// Longest wait a draining server's `retry_after_ms` may impose.
+const RESTART_WAIT_MAX_MS = 60_000;
 
 export class Connection {
   /**
@@ -28,6 +30,7 @@ export class Connection {
     this.pendingSends = new Map(); // client_msg_id -> send frame, until acked
     this.attempt = 0;
     this.retryTimer = null;
+    this.restartInMs = null; // the draining server's retry_after_ms, until the close
     this.pingTimer = null;
     this.pongTimer = null;
     this.stopped = false;
@@ -80,6 +83,11 @@ export class Connection {
         for (const send of this.pendingSends.values()) this.rawSend(send);
         return;
       }
+      if (frame.type === 'error' && frame.code === 'shutting_down') {
+        // The gateway is going away and says when to come back (spread so that its
+        // clients do not all arrive at the other gateways at once).
+        this.restartInMs = Number.isFinite(frame.retry_after_ms) ? frame.retry_after_ms : null;
+      }
       if (frame.type === 'error' && !signedIn && frame.code === 'unauthenticated') {
         this.stopped = true;
         this.onState('unauthenticated');
@@ -103,12 +111,16 @@ export class Connection {
       for (const { reject } of this.waiting.values()) reject(Object.assign(new Error('offline'), { code: 'offline' }));
       this.waiting.clear();
       if (this.stopped) return;
-      // Draining server or a slow session: come back soon, spread out. Else back off.
-      const soon = event.code === 1012 || (event.code === 1013 && signedIn);
+      // A draining server names the delay; a slow session comes back soon, spread out;
+      // anything else backs off.
+      const restarting = event.code === 1012;
+      const soon = restarting || (event.code === 1013 && signedIn);
       const ceiling = soon ? 2000 : Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
-      const delay = Math.floor(Math.random() * ceiling);
+      let delay = Math.floor(Math.random() * ceiling);
+      if (restarting && this.restartInMs !== null) delay = Math.min(this.restartInMs, RESTART_WAIT_MAX_MS);
+      this.restartInMs = null;
       this.attempt += 1;
-      this.onState('offline', { retryInMs: delay, retryAt: Date.now() + delay });
+      this.onState('offline', { retryInMs: delay, retryAt: Date.now() + delay, restarting });
       this.retryTimer = setTimeout(() => this.open(), delay);
     });
   }

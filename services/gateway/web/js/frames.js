@@ -189,7 +189,7 @@ export const frameHandlers = {
       const draw = () => {
         const seconds = Math.max(0, Math.ceil((detail.retryAt - Date.now()) / 1000));
         banner.replaceChildren(
-          el('strong', {}, 'You are offline. '),
+          el('strong', {}, detail.restarting ? 'The server is restarting. ' : 'You are offline. '),
           `Messages you write are sent when the connection is back. Reconnecting${seconds ? ` in ${seconds} s` : ''}… `,
           el('button', { type: 'button', class: 'link-button', onclick: () => this.connection.reconnectNow() }, 'Retry now'),
         );

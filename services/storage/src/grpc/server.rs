@@ -32,7 +32,7 @@ pub const MAX_APPEND_MANY: usize = 1024;
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `store` on `listener` (with the standard gRPC health service) until `shutdown`
-/// resolves. Then it stops accepting, lets in-flight calls finish (up to [`DRAIN`]:
+/// resolves. Then it reports NOT_SERVING, stops accepting, lets in-flight calls finish (up to [`DRAIN`]:
 /// clients hold their HTTP/2 connections open, so it does not wait for them to leave),
 /// and returns.
 pub async fn serve(
@@ -44,12 +44,16 @@ pub async fn serve(
     health.set_serving::<StorageServer<StorageService>>().await;
     let (draining, drained) = tokio::sync::oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let reporter = health.clone();
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(StorageServer::new(StorageService::new(store)))
         // Nagle off: a reply's frames go out at once, not after the peer's delayed ACK.
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.await;
+            // Probes see it at once; clients' new calls go to other replicas.
+            reporter.set_not_serving::<StorageServer<StorageService>>().await;
+            tracing::info!("draining: finishing in-flight calls");
             let _ = draining.send(());
         });
     tokio::select! {

@@ -1,0 +1,142 @@
+//! Helpers for tests that run the cluster's roles as real processes: spawning
+//! `switchboard` roles, a PostgreSQL database and a Redis key prefix per test, readiness.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sqlx::Connection;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// Sends SIGTERM (what Kubernetes sends a pod) and waits for the process to exit;
+    /// returns how it exited and how long it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let started = std::time::Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill(1) is installed");
+        assert!(sent.success(), "kill -TERM failed");
+        let status = self.0.wait().unwrap();
+        (status, started.elapsed())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `switchboard ARGS` and returns it with the address from its "listening on" line.
+pub fn spawn(args: &[&str]) -> (Proc, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SWITCHBOARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("exited before listening").unwrap();
+        if let Some((_, rest)) = line.split_once("listening on http://") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (Proc(child), addr)
+}
+
+/// Creates (afresh) database `name`; returns the admin connection and the new one's URL.
+pub async fn fresh_database(admin_url: &str, name: &str) -> (sqlx::PgConnection, String) {
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    (admin, format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0))
+}
+
+/// Creates `users` (password `{user}-password`) with the CLI, straight in the database.
+pub fn add_users(database: &str, users: &[&str]) {
+    for user in users {
+        let mut add = Command::new(BIN)
+            .args(["user", "add", user, "--password-stdin", "--database", database])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+}
+
+/// Deletes every Redis key under `prefix`.
+pub async fn forget_prefix(redis_url: &str, prefix: &str) {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.unwrap();
+    }
+}
+
+/// Waits until every gateway in `gateways` answers `/readyz` with 200, then a moment more
+/// for each one's other router links.
+pub async fn all_ready(gateways: &[String]) {
+    for addr in gateways {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !ready(addr).await {
+            assert!(std::time::Instant::now() < deadline, "{addr} never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// `GET /readyz` answers 200.
+pub async fn ready(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else { return false };
+    let request = format!("GET /readyz HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    response.starts_with("HTTP/1.1 200")
+}
+
+/// POSTs `body` to `path` on `addr` over HTTP/1.1 (no token); the status and JSON body.
+pub async fn post_json(
+    addr: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
