@@ -163,6 +163,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     concurrent_writers_get_gapless_increasing_seqs,
     a_retry_returns_the_first_copy_and_stores_nothing,
+    a_rejected_message_does_not_hold_back_the_rest_of_its_batch,
     only_members_write_and_read,
     a_direct_conversation_is_one_per_pair,
     history_pages_both_ways,
@@ -267,6 +268,58 @@ async fn a_retry_returns_the_first_copy_and_stores_nothing(f: Fixture) -> Fixtur
     assert_eq!((bobs.message.seq, bobs.duplicate), (2, false));
     let page = f.store.history(direct.id, &alice, None, None, 100).await.unwrap();
     assert_eq!(page.messages.len(), 2);
+    f
+}
+
+async fn a_rejected_message_does_not_hold_back_the_rest_of_its_batch(f: Fixture) -> Fixture {
+    let [alice, bob, eve] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "eve").await,
+    ];
+    let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    // Sent together, so the appender commits them in the same batches: good messages,
+    // a non-member's, one to a conversation that does not exist, and retries.
+    let mut sends = Vec::new();
+    for n in 0..30 {
+        let (sender, conversation, key) = match n % 5 {
+            0 => (eve.clone(), direct.id, format!("eve-{n}")),
+            1 => (alice.clone(), 4242, format!("lost-{n}")),
+            2 => (alice.clone(), direct.id, "retried".to_owned()),
+            _ => (bob.clone(), direct.id, format!("bob-{n}")),
+        };
+        let store = f.store.clone();
+        sends.push(tokio::spawn(async move {
+            (n, store.append(text(conversation, &sender, &key)).await)
+        }));
+    }
+    let mut stored = BTreeSet::new();
+    let mut retried_seq = BTreeSet::new();
+    for send in sends {
+        let (n, outcome) = send.await.unwrap();
+        match n % 5 {
+            0 => assert!(matches!(outcome, Err(StoreError::NotMember { .. })), "{outcome:?}"),
+            1 => assert!(matches!(outcome, Err(StoreError::ConversationNotFound(4242)))),
+            2 => {
+                let appended = outcome.unwrap();
+                retried_seq.insert(appended.message.seq);
+                if !appended.duplicate {
+                    stored.insert(appended.message.seq);
+                }
+            }
+            _ => {
+                let appended = outcome.unwrap();
+                assert!(!appended.duplicate);
+                assert_eq!(appended.members.len(), 2);
+                stored.insert(appended.message.seq);
+            }
+        }
+    }
+    // One copy of the retried message, all twelve of bob's, no seq skipped.
+    assert_eq!(retried_seq.len(), 1);
+    assert_eq!(stored, (1..=13).collect::<BTreeSet<i64>>());
+    let page = f.store.history(direct.id, &alice, None, None, 100).await.unwrap();
+    assert_eq!(page.messages.len(), 13);
     f
 }
 

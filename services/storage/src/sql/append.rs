@@ -1,76 +1,232 @@
-// Storing a batch of appends in one transaction, a few statements per message: right for
-// in-process SQLite, where a statement costs no round trip (PostgreSQL has a set-based
-// version in `postgres/append.rs`). Included into SQLite's `queries` module.
+// Storing a batch of appends in one SQLite transaction with a fixed number of statements
+// per batch, whatever its size. Each statement is a round trip to sqlx's SQLite worker
+// thread (two thread wake-ups), which cost more than the statement itself: one statement
+// per step for the whole batch, not several per message. (sqlx caches the prepared
+// statements by text, so the common batch sizes are not parsed again.) (PostgreSQL has its own
+// set-based version in `postgres/append.rs`.) Included into SQLite's `queries` module.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Sqlite};
 
 use crate::{Appended, NewMessage};
 
+/// Most rows per multi-row statement: 8 parameters each, well under SQLite's 32,766.
+const ROWS_PER_STATEMENT: usize = 500;
+
 /// Stores a batch in one transaction; answers in the batch's order. The outer error
 /// aborts the whole batch (nothing of it is stored); inner errors (not a member, unknown
-/// conversation) reject one message and keep the rest.
-///
-/// Messages are stored in conversation order (stable, so one conversation keeps its
-/// order): every transaction then locks conversation rows in ascending id order, and
-/// concurrent batches (other appenders, other storage replicas) cannot deadlock.
+/// conversation) reject one message and keep the rest. Messages of one conversation take
+/// consecutive seqs in batch order. SQLite has one writer, so there is no lock order to
+/// keep.
 pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by_key(|&i| batch[i].conversation_id);
     let mut tx = pool.begin().await?;
-    let mut outcomes: Vec<Option<Result<Appended>>> = (0..batch.len()).map(|_| None).collect();
-    for i in order {
-        outcomes[i] = Some(append_one(&mut tx, &batch[i]).await?);
+    let stored = stored_copies(&mut tx, batch).await?;
+    let (mut next_seq, members_of) = conversations_and_membership(&mut tx, batch).await?;
+
+    let ts = now_ms();
+    // Per message: Ok((message, duplicate)) or its rejection.
+    let mut outcomes: Vec<Result<(Message, bool)>> = Vec::with_capacity(batch.len());
+    let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
+    let mut keys_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
+    for (i, new) in batch.iter().enumerate() {
+        if let Some(key) = new.client_msg_id.as_deref() {
+            if let Some(copy) = stored.get(&(new.sender.id, key)) {
+                outcomes.push(Ok((copy.clone(), true)));
+                continue;
+            }
+            // The same key twice in one batch: the second is a retry of the first.
+            if let Some(&first) = keys_in_batch.get(&(new.sender.id, key))
+                && let Ok((message, _)) = &outcomes[first]
+            {
+                let copy = message.clone();
+                outcomes.push(Ok((copy, true)));
+                continue;
+            }
+        }
+        let Some(last_seq) = next_seq.get_mut(&new.conversation_id) else {
+            outcomes.push(Err(StoreError::ConversationNotFound(new.conversation_id)));
+            continue;
+        };
+        // System messages (webhook posts) are written by the server, not by a member.
+        if new.kind != MessageKind::System
+            && !members_of.contains(&(new.conversation_id, new.sender.id))
+        {
+            outcomes.push(Err(StoreError::NotMember {
+                conversation: new.conversation_id,
+                user: new.sender.username.clone(),
+            }));
+            continue;
+        }
+        *last_seq += 1;
+        if let Some(key) = new.client_msg_id.as_deref() {
+            keys_in_batch.insert((new.sender.id, key), i);
+        }
+        fresh.push(i);
+        outcomes.push(Ok((
+            Message {
+                conversation_id: new.conversation_id,
+                seq: *last_seq,
+                sender: new.sender.username.clone(),
+                kind: new.kind,
+                body: new.body.clone(),
+                client_msg_id: new.client_msg_id.clone(),
+                ts,
+                author: new.author.clone(),
+            },
+            false,
+        )));
+    }
+
+    let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
+    if !fresh.is_empty() {
+        for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (conversation_id, seq, sender_id, kind, body, \
+                 client_msg_id, ts, author) ",
+            );
+            insert.push_values(chunk, |mut row, &i| {
+                let new = &batch[i];
+                let seq = outcomes[i].as_ref().map_or(0, |(m, _)| m.seq);
+                row.push_bind(new.conversation_id)
+                    .push_bind(seq)
+                    .push_bind(new.sender.id)
+                    .push_bind(new.kind.as_str())
+                    .push_bind(new.body.as_str())
+                    .push_bind(new.client_msg_id.as_deref())
+                    .push_bind(ts)
+                    .push_bind(new.author.as_deref());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        let mut touched: Vec<(i64, i64)> = fresh
+            .iter()
+            .map(|&i| batch[i].conversation_id)
+            .map(|c| (c, next_seq[&c]))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for chunk in touched.chunks(ROWS_PER_STATEMENT) {
+            let mut update =
+                QueryBuilder::<Sqlite>::new("UPDATE conversations SET last_seq = v.column2 FROM (");
+            update.push_values(chunk, |mut row, (conversation, seq)| {
+                row.push_bind(*conversation).push_bind(*seq);
+            });
+            update.push(") AS v WHERE conversations.id = v.column1");
+            update.build().execute(&mut *tx).await?;
+        }
+        // Members as of this commit, for the fan-out.
+        for chunk in touched.chunks(ROWS_PER_STATEMENT) {
+            let mut select = QueryBuilder::<Sqlite>::new(
+                "SELECT conversation_id, user_id FROM members WHERE conversation_id IN (",
+            );
+            let mut ids = select.separated(", ");
+            for (conversation, _) in chunk {
+                ids.push_bind(*conversation);
+            }
+            select.push(")");
+            let rows: Vec<(i64, i64)> =
+                select.build_query_as().fetch_all(&mut *tx).await?;
+            for (conversation, user) in rows {
+                members.entry(conversation).or_default().push(user);
+            }
+        }
     }
     tx.commit().await?;
-    Ok(outcomes.into_iter().flatten().collect())
+
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.map(|(message, duplicate)| {
+                let members = match duplicate {
+                    true => Vec::new(),
+                    false => members.get(&message.conversation_id).cloned().unwrap_or_default(),
+                };
+                Appended { message, duplicate, members }
+            })
+        })
+        .collect())
 }
 
-async fn append_one(conn: &mut Conn, new: &NewMessage) -> Result<Result<Appended>> {
-    if let Some(key) = &new.client_msg_id {
-        let row = sqlx::query(
-            "SELECT conversation_id, seq, kind, body, ts, author FROM messages
-             WHERE sender_id = $1 AND client_msg_id = $2",
-        )
-        .bind(new.sender.id)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(row) = row {
-            let kind: String = row.try_get("kind")?;
+/// Messages of this batch stored before (retries), by (sender id, client_msg_id).
+async fn stored_copies<'a>(
+    conn: &mut Conn,
+    batch: &'a [NewMessage],
+) -> Result<HashMap<(i64, &'a str), Message>> {
+    let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
+    let mut stored = HashMap::new();
+    for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT v.column1, v.column2, m.conversation_id, m.seq, m.kind, m.body, m.ts, \
+             m.author FROM (",
+        );
+        select.push_values(chunk, |mut row, new| {
+            row.push_bind(new.sender.id).push_bind(new.client_msg_id.as_deref());
+        });
+        select.push(
+            ") AS v JOIN messages m ON m.sender_id = v.column1 AND m.client_msg_id = v.column2 \
+             AND m.client_msg_id IS NOT NULL",
+        );
+        for row in select.build().fetch_all(&mut *conn).await? {
+            let sender: i64 = row.try_get(0)?;
+            let key: String = row.try_get(1)?;
+            // The key as the batch holds it (the map borrows the batch, not the row).
+            let Some(new) = chunk
+                .iter()
+                .find(|m| m.sender.id == sender && m.client_msg_id.as_deref() == Some(&key))
+            else {
+                continue;
+            };
+            let kind: String = row.try_get(4)?;
             let message = Message {
-                conversation_id: row.try_get("conversation_id")?,
-                seq: row.try_get("seq")?,
+                conversation_id: row.try_get(2)?,
+                seq: row.try_get(3)?,
                 sender: new.sender.username.clone(),
                 kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Text),
-                body: row.try_get("body")?,
-                client_msg_id: Some(key.clone()),
-                ts: row.try_get("ts")?,
-                author: row.try_get("author")?,
+                body: row.try_get(5)?,
+                client_msg_id: Some(key),
+                ts: row.try_get(6)?,
+                author: row.try_get(7)?,
             };
-            return Ok(Ok(Appended { message, duplicate: true, members: Vec::new() }));
+            if let Some(key) = new.client_msg_id.as_deref() {
+                stored.insert((sender, key), message);
+            }
         }
     }
-    match check_member(conn, new.conversation_id, &new.sender).await {
-        Ok(_) => {}
-        // System messages (webhook posts) are written by the server, not by a member.
-        Err(StoreError::NotMember { .. }) if new.kind == MessageKind::System => {}
-        Err(e @ (StoreError::NotMember { .. } | StoreError::ConversationNotFound(_))) => {
-            return Ok(Err(e));
+    Ok(stored)
+}
+
+/// For the batch's conversations: the last seq of each that exists, and which
+/// (conversation, sender) pairs are memberships.
+async fn conversations_and_membership(
+    conn: &mut Conn,
+    batch: &[NewMessage],
+) -> Result<(HashMap<i64, i64>, std::collections::HashSet<(i64, i64)>)> {
+    let mut pairs: Vec<(i64, i64)> =
+        batch.iter().map(|m| (m.conversation_id, m.sender.id)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut last_seq = HashMap::new();
+    let mut members = std::collections::HashSet::new();
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let mut select = QueryBuilder::<Sqlite>::new(
+            "SELECT v.column1, v.column2, c.last_seq, m.user_id IS NOT NULL FROM (",
+        );
+        select.push_values(chunk, |mut row, (conversation, sender)| {
+            row.push_bind(*conversation).push_bind(*sender);
+        });
+        select.push(
+            ") AS v JOIN conversations c ON c.id = v.column1 \
+             LEFT JOIN members m ON m.conversation_id = v.column1 AND m.user_id = v.column2",
+        );
+        let rows: Vec<(i64, i64, i64, i64)> =
+            select.build_query_as().fetch_all(&mut *conn).await?;
+        for (conversation, sender, seq, member) in rows {
+            last_seq.insert(conversation, seq);
+            if member != 0 {
+                members.insert((conversation, sender));
+            }
         }
-        Err(e) => return Err(e),
     }
-    let message = insert_message(
-        conn,
-        new.conversation_id,
-        &new.sender,
-        new.kind,
-        &new.body,
-        new.client_msg_id.as_deref(),
-        new.author.as_deref(),
-    )
-    .await?;
-    let members: Vec<i64> =
-        sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1")
-            .bind(new.conversation_id)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(Ok(Appended { message, duplicate: false, members }))
+    Ok((last_seq, members))
 }
