@@ -31,7 +31,8 @@ mod postgres;
 mod sqlite;
 
 pub use model::{
-    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, User, Webhook, now_ms,
+    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, SearchPage,
+    SearchQuery, SearchSort, SearchTerm, User, Webhook, now_ms,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -42,6 +43,10 @@ use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 
 /// Largest page a history read returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 1000;
+/// Largest page of search results.
+pub const MAX_SEARCH_PAGE: u32 = 100;
+/// Deepest a search pages: ranking the results past it costs more than anyone reads.
+pub const MAX_SEARCH_OFFSET: u32 = 1000;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -143,6 +148,11 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> Result<HistoryPage>;
+    /// Full-text search over the messages of `viewer`'s conversations only (a conversation
+    /// they are not a member of is never read, whatever `query.conversations` says).
+    /// Deleted messages and edit/delete entries are not found; an edited message is found
+    /// by its new text.
+    async fn search(&self, viewer: &User, query: &SearchQuery) -> Result<SearchPage>;
     /// Moves the user's read cursor forward (never back); returns the cursor.
     async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64>;
     /// `(username, read seq)` of every member, by username; `NotMember` unless `viewer`

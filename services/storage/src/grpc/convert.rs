@@ -10,8 +10,8 @@ use tonic::{Code, Status};
 
 use super::pb;
 use crate::{
-    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, StoreError, User,
-    Webhook,
+    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, SearchPage,
+    SearchQuery, SearchSort, SearchTerm, StoreError, User, Webhook,
 };
 
 pub fn user_to_pb(user: &User) -> pb::User {
@@ -178,6 +178,85 @@ pub fn page_to_pb(page: HistoryPage) -> pb::HistoryPage {
 
 pub fn page_from_pb(page: pb::HistoryPage) -> HistoryPage {
     HistoryPage {
+        messages: page.messages.into_iter().map(message_from_pb).collect(),
+        has_more: page.has_more,
+    }
+}
+
+pub fn search_to_pb(viewer: &User, query: &SearchQuery) -> pb::SearchRequest {
+    pb::SearchRequest {
+        viewer: Some(user_to_pb(viewer)),
+        terms: query
+            .terms
+            .iter()
+            .map(|term| match term {
+                SearchTerm::Word(w) => pb::SearchTerm { kind: "word".into(), words: vec![w.clone()] },
+                SearchTerm::Prefix(p) => {
+                    pb::SearchTerm { kind: "prefix".into(), words: vec![p.clone()] }
+                }
+                SearchTerm::Phrase(words) => {
+                    pb::SearchTerm { kind: "phrase".into(), words: words.clone() }
+                }
+            })
+            .collect(),
+        from: query.from,
+        conversations: query.conversations.clone().map(|ids| pb::ConversationFilter { ids }),
+        after: query.after,
+        before: query.before,
+        sort: match query.sort {
+            SearchSort::Relevance => "relevance",
+            SearchSort::Recent => "recent",
+        }
+        .into(),
+        offset: query.offset,
+        limit: query.limit,
+    }
+}
+
+pub fn search_from_pb(request: pb::SearchRequest) -> Result<(User, SearchQuery), Status> {
+    let viewer = user_from_pb(required(request.viewer, "viewer")?);
+    let terms = request
+        .terms
+        .into_iter()
+        .map(|term| {
+            let mut words = term.words;
+            match (term.kind.as_str(), words.len()) {
+                ("word", 1) => Ok(SearchTerm::Word(words.remove(0))),
+                ("prefix", 1) => Ok(SearchTerm::Prefix(words.remove(0))),
+                ("phrase", 1..) => Ok(SearchTerm::Phrase(words)),
+                (kind, n) => {
+                    Err(Status::invalid_argument(format!("bad search term: {kind} of {n} words")))
+                }
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let sort = match request.sort.as_str() {
+        "relevance" | "" => SearchSort::Relevance,
+        "recent" => SearchSort::Recent,
+        other => return Err(Status::invalid_argument(format!("unknown sort {other:?}"))),
+    };
+    let query = SearchQuery {
+        terms,
+        from: request.from,
+        conversations: request.conversations.map(|c| c.ids),
+        after: request.after,
+        before: request.before,
+        sort,
+        offset: request.offset,
+        limit: request.limit,
+    };
+    Ok((viewer, query))
+}
+
+pub fn search_page_to_pb(page: SearchPage) -> pb::SearchReply {
+    pb::SearchReply {
+        messages: page.messages.into_iter().map(message_to_pb).collect(),
+        has_more: page.has_more,
+    }
+}
+
+pub fn search_page_from_pb(page: pb::SearchReply) -> SearchPage {
+    SearchPage {
         messages: page.messages.into_iter().map(message_from_pb).collect(),
         has_more: page.has_more,
     }

@@ -265,6 +265,11 @@ impl Storage for StorageService {
         reply(page, page_to_pb)
     }
 
+    async fn search(&self, request: Request<pb::SearchRequest>) -> Reply<pb::SearchReply> {
+        let (viewer, query) = search_from_pb(request.into_inner())?;
+        reply(self.store.search(&viewer, &query).await, search_page_to_pb)
+    }
+
     async fn mark_read(&self, request: Request<pb::MarkReadRequest>) -> Reply<pb::Seq> {
         let r = request.into_inner();
         let viewer = user(r.viewer, "viewer")?;
