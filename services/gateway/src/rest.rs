@@ -15,8 +15,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use switchboard_protocol::rest::{
     ConversationsResponse, CreateUserRequest, HistoryResponse, LoginRequest, LoginResponse,
-    OpenDirectRequest, PresenceResponse, ReadCursor, ReadsResponse, SendRequest, SendResponse,
-    SetPresenceRequest, UsersResponse,
+    OpenDirectRequest, PresenceResponse, ReadCursor, ReadsResponse, SearchParams, SearchResponse,
+    SendRequest, SendResponse, SetPresenceRequest, UsersResponse,
 };
 use switchboard_protocol::{ErrorCode, MessageKind};
 use switchboard_storage::User;
@@ -42,6 +42,7 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/conversations/{id}/messages", get(history))
         .route("/api/v1/conversations/{id}/reads", get(reads))
         .route("/api/v1/presence", get(presence).put(set_presence))
+        .route("/api/v1/search", get(search))
         .route("/api/v1/admin/provision", post(crate::provision::provision))
         .merge(crate::org::routes())
         .merge(crate::directory::routes())
@@ -336,4 +337,13 @@ async fn reads(
     let cursors = gateway.store().read_cursors(id, &user).await?;
     let reads = cursors.into_iter().map(|(user, seq)| ReadCursor { user, seq }).collect();
     Ok(Json(ReadsResponse { conversation_id: id, reads }))
+}
+
+/// Message search over the caller's conversations (see `SearchParams`).
+async fn search(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    Ok(Json(gateway.search(&user, params).await?))
 }

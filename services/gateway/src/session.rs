@@ -375,6 +375,34 @@ async fn handle(
                 let users = gateway.search_users(&q, limit).await?;
                 Some(ServerFrame::Users { id, users })
             }
+            ClientFrame::Search {
+                id,
+                q,
+                from,
+                in_conversation,
+                before,
+                after,
+                sort,
+                offset,
+                limit,
+            } => {
+                let params = switchboard_protocol::rest::SearchParams {
+                    q,
+                    from,
+                    in_conversation,
+                    before,
+                    after,
+                    sort,
+                    offset,
+                    limit,
+                };
+                let found = gateway.search(user, params).await?;
+                Some(ServerFrame::SearchResults {
+                    id,
+                    results: found.results,
+                    has_more: found.has_more,
+                })
+            }
             ClientFrame::AckBroadcast { id, broadcast_id } => {
                 gateway.ack_broadcast(user, broadcast_id).await?;
                 id.map(|id| ServerFrame::Ok { id: Some(id) })

@@ -56,6 +56,27 @@ impl MessageKind {
     }
 }
 
+/// One search result: the message as it reads now, and where the search words are in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub message: Message,
+    /// The body (or, for a long body, an excerpt around the first match, with `…` where
+    /// it was cut) in pieces: even positions are plain text, odd positions matched the
+    /// search. Joined, they are the excerpt. Draw the odd ones highlighted, as text.
+    pub highlight: Vec<String>,
+}
+
+/// Order of search results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchSort {
+    /// Best match first, newest first among equals.
+    #[default]
+    Relevance,
+    /// Newest first.
+    Recent,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationKind {
