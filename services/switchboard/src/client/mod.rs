@@ -4,6 +4,7 @@ mod credentials;
 mod format;
 mod http;
 mod listen;
+mod search;
 
 use std::io::BufRead;
 
@@ -18,6 +19,7 @@ use switchboard_protocol::{Conversation, PresenceStatus};
 pub use credentials::Credentials;
 pub use http::{Http, ServerError};
 pub use listen::listen;
+pub use search::search;
 
 use crate::cli::{ClientArgs, HistoryArgs, LoginArgs, PresenceCommand, SendArgs, WhoArgs};
 
