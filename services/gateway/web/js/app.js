@@ -9,6 +9,7 @@ import { Connection } from './connection.js';
 import { setupDialogs } from './dialogs.js';
 import { $ } from './dom.js';
 import { frameHandlers } from './frames.js';
+import { searchMethods } from './search.js';
 import { State } from './state.js';
 import { uiMethods } from './ui.js';
 import { renderChatHeader, renderConversationList, renderMe, renderMessages, renderTyping } from './views.js';
@@ -57,6 +58,7 @@ export class App {
     renderMe(this.state, this.myStatus);
     setupDialogs(this);
     this.wireUi();
+    this.wireSearch();
     await Promise.all([this.loadConversations(), this.loadContacts()]);
     this.connection.start();
     setInterval(() => this.tick(), 1000);
@@ -383,4 +385,4 @@ export class App {
   }
 }
 
-Object.assign(App.prototype, frameHandlers, uiMethods);
+Object.assign(App.prototype, frameHandlers, uiMethods, searchMethods);
