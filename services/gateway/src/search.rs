@@ -132,7 +132,8 @@ pub fn parse(q: &str) -> Result<Parsed, ApiError> {
 
 /// Milliseconds since the Unix epoch at the start (UTC) of a `YYYY-MM-DD` day.
 pub fn day_start(date: &str, operator: &str) -> Result<i64, ApiError> {
-    let bad = || ApiError::invalid(format!("{operator}: wants a date like 2027-01-31, not {date:?}"));
+    let bad =
+        || ApiError::invalid(format!("{operator}: wants a date like 2027-01-31, not {date:?}"));
     let mut parts = date.splitn(3, '-');
     let mut next = |len: usize| {
         parts
@@ -232,7 +233,8 @@ impl Gateway {
         let parsed = parse(&params.q)?;
         let from = params.from.or(parsed.from);
         let in_conversation = params.in_conversation.or(parsed.in_conversation);
-        let mut after = params.after.or(parsed.after).map(|d| day_start(&d, "after")).transpose()?;
+        let mut after =
+            params.after.or(parsed.after).map(|d| day_start(&d, "after")).transpose()?;
         let mut before =
             params.before.or(parsed.before).map(|d| day_start(&d, "before")).transpose()?;
         if let Some(on) = parsed.on {
@@ -313,9 +315,10 @@ mod tests {
 
     #[test]
     fn queries_take_words_phrases_prefixes_and_operators() {
-        let parsed =
-            parse(r#"Budget "next year" budg* budget-2027 from:alice in:"Floor 3" before:2027-01-31 x:y"#)
-                .unwrap();
+        let parsed = parse(
+            r#"Budget "next year" budg* budget-2027 from:alice in:"Floor 3" before:2027-01-31 x:y"#,
+        )
+        .unwrap();
         assert_eq!(
             parsed.terms,
             [
@@ -354,7 +357,10 @@ mod tests {
             ["The ", "Budget", ": ", "planning", ", budgets"]
         );
         let phrase = [SearchTerm::Phrase(vec!["budget".into(), "2027".into()])];
-        assert_eq!(highlight("budget-2027 and budget", &phrase), ["", "budget-2027", " and budget"]);
+        assert_eq!(
+            highlight("budget-2027 and budget", &phrase),
+            ["", "budget-2027", " and budget"]
+        );
         assert_eq!(highlight("nothing here", &phrase), ["nothing here"]);
         // A long body: an excerpt around the first match.
         let body = format!("{} needle {}", "é".repeat(200), "z".repeat(400));

@@ -48,14 +48,11 @@ async fn people_find_their_own_conversations_words_and_nothing_else() {
     let group = b.request(json!({"type": "create_group", "name": "Finance", "members": ["eve"]}));
     let ServerFrame::Conversation { conversation, .. } = group.await else { panic!() };
     let finance = conversation.id;
-    e.send_message(json!({"conversation_id": finance}), "e1", "secret budget 2027 figures")
-        .await;
+    e.send_message(json!({"conversation_id": finance}), "e1", "secret budget 2027 figures").await;
 
     // Over the WebSocket: alice finds her two, never the group she is not in.
     let answer = a.request(json!({"type": "search", "q": "budget"})).await;
-    let ServerFrame::SearchResults { results, has_more, .. } = answer else {
-        panic!("{answer:?}")
-    };
+    let ServerFrame::SearchResults { results, has_more, .. } = answer else { panic!("{answer:?}") };
     assert_eq!(results.len(), 2, "{results:?}");
     assert!(!has_more);
     assert!(results.iter().all(|r| !r.message.body.contains("secret")));

@@ -773,8 +773,7 @@ async fn search_matches_words_phrases_prefixes_and_filters(f: Fixture) -> Fixtur
     assert_eq!(found(s, &bob, &phrase(&["budget", "2027"])).await, [(ab.id, 1)]);
     assert_eq!(found(s, &bob, &phrase(&["2027", "budget"])).await, [(ab.id, 2)]);
     // A prefix.
-    let prefix =
-        SearchQuery { terms: vec![SearchTerm::Prefix("budg".into())], ..words(&[]) };
+    let prefix = SearchQuery { terms: vec![SearchTerm::Prefix("budg".into())], ..words(&[]) };
     assert_eq!(found(s, &bob, &prefix).await.len(), 3);
     // From one sender.
     let from_bob = SearchQuery { from: Some(bob.id), ..words(&["2027"]) };

@@ -190,7 +190,9 @@ pub fn search_to_pb(viewer: &User, query: &SearchQuery) -> pb::SearchRequest {
             .terms
             .iter()
             .map(|term| match term {
-                SearchTerm::Word(w) => pb::SearchTerm { kind: "word".into(), words: vec![w.clone()] },
+                SearchTerm::Word(w) => {
+                    pb::SearchTerm { kind: "word".into(), words: vec![w.clone()] }
+                }
                 SearchTerm::Prefix(p) => {
                     pb::SearchTerm { kind: "prefix".into(), words: vec![p.clone()] }
                 }
