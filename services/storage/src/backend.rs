@@ -121,6 +121,18 @@ macro_rules! sql_store {
                 queries::history(&self.$read, conversation, viewer, after, before, limit).await
             }
 
+            async fn change_message(
+                &self,
+                editor: &User,
+                conversation: i64,
+                seq: i64,
+                body: Option<&str>,
+                client_msg_id: Option<&str>,
+            ) -> Result<Appended> {
+                queries::change_message(&self.$write, editor, conversation, seq, body, client_msg_id)
+                    .await
+            }
+
             async fn search(
                 &self,
                 viewer: &User,
@@ -229,6 +241,7 @@ macro_rules! sql_queries {
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/conversations.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/org.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/search.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/edits.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

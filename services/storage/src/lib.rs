@@ -65,6 +65,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("only the group's owner or an admin may {0}")]
     Forbidden(&'static str),
+    /// Someone tried to edit or delete a message they did not send.
+    #[error("only its sender may change message {conversation}:{seq}")]
+    NotAuthor { conversation: i64, seq: i64 },
     /// The database failed or is unreachable. Nothing was applied; the caller may retry.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -148,6 +151,19 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> Result<HistoryPage>;
+    /// Edits (`body` Some: the new text) or deletes (None) message `seq`, which `editor`
+    /// must have sent (`NotAuthor`; `NotFound` if it does not exist or was deleted;
+    /// `Invalid` for system messages). Stores an `edit` or `delete` entry with the next
+    /// seq (returned, with the members to fan it out to) and changes the message in the
+    /// same transaction. A retry with the same `client_msg_id` returns the first entry.
+    async fn change_message(
+        &self,
+        editor: &User,
+        conversation: i64,
+        seq: i64,
+        body: Option<&str>,
+        client_msg_id: Option<&str>,
+    ) -> Result<Appended>;
     /// Full-text search over the messages of `viewer`'s conversations only (a conversation
     /// they are not a member of is never read, whatever `query.conversations` says).
     /// Deleted messages and edit/delete entries are not found; an edited message is found

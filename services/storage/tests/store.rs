@@ -179,6 +179,7 @@ on_both_backends!(
     search_finds_only_what_the_searcher_may_read,
     search_matches_words_phrases_prefixes_and_filters,
     search_ranks_and_pages,
+    edits_and_deletions_are_entries_with_their_own_seq,
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -822,5 +823,61 @@ async fn search_ranks_and_pages(f: Fixture) -> Fixture {
     assert_eq!(seen, (1..=25).collect::<BTreeSet<i64>>());
     let too_deep = SearchQuery { offset: 100_000, ..words(&["invoice"]) };
     assert!(matches!(s.search(&bob, &too_deep).await, Err(StoreError::Invalid(_))));
+    f
+}
+
+async fn edits_and_deletions_are_entries_with_their_own_seq(f: Fixture) -> Fixture {
+    let [alice, bob, eve] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "eve").await,
+    ];
+    let s = f.store.as_ref();
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    s.append(said(ab.id, &alice, "a1", "lunch at noon?")).await.unwrap();
+    s.append(said(ab.id, &bob, "b1", "ok")).await.unwrap();
+
+    // Only the sender changes a message; others are refused and nothing is stored.
+    let err = s.change_message(&bob, ab.id, 1, Some("hacked"), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotAuthor { seq: 1, .. }), "{err}");
+    let err = s.change_message(&eve, ab.id, 1, None, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotMember { .. }), "{err}");
+    let err = s.change_message(&alice, ab.id, 99, None, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+    // An edit is an entry with the next seq; the message reads the new text.
+    let edit = s.change_message(&alice, ab.id, 1, Some("lunch at one?"), Some("e1")).await;
+    let edit = edit.unwrap();
+    let m = &edit.message;
+    assert_eq!((m.seq, m.kind, m.ref_seq, m.body.as_str()), (3, MessageKind::Edit, Some(1), "lunch at one?"));
+    let mut members = edit.members.clone();
+    members.sort();
+    assert_eq!(members, [alice.id, bob.id]);
+    let again = s.change_message(&alice, ab.id, 1, Some("lunch at one?"), Some("e1")).await;
+    assert_eq!((again.as_ref().unwrap().duplicate, again.unwrap().message.seq), (true, 3));
+    let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 3);
+    assert_eq!(page.messages[0].body, "lunch at one?");
+    assert_eq!(page.messages[0].edited_at, Some(m.ts));
+    // Search follows the edit: the new text is found, the old is not, the entry never.
+    assert!(found(s, &bob, &words(&["noon"])).await.is_empty());
+    assert_eq!(found(s, &bob, &words(&["lunch"])).await, [(ab.id, 1)]);
+
+    // A deletion: an entry, a tombstone in history, gone from search, not changeable.
+    let gone = s.change_message(&alice, ab.id, 1, None, Some("d1")).await.unwrap();
+    assert_eq!((gone.message.seq, gone.message.kind, gone.message.ref_seq), (4, MessageKind::Delete, Some(1)));
+    let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
+    assert!(page.messages[0].deleted && page.messages[0].body.is_empty());
+    assert!(page.messages.iter().all(|m| !m.body.contains("lunch") || m.kind == MessageKind::Edit));
+    assert!(found(s, &bob, &words(&["lunch"])).await.is_empty());
+    let err = s.change_message(&alice, ab.id, 1, Some("back"), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // The conversation list previews the newest message, not an entry.
+    let previews = s.last_messages(bob.id).await.unwrap();
+    assert_eq!((previews[0].seq, previews[0].body.as_str()), (2, "ok"));
+    // System messages are the server's record and cannot be changed.
+    let (group, _) = s.create_group(&alice, "Ops", std::slice::from_ref(&bob)).await.unwrap();
+    let err = s.change_message(&alice, group.id, 1, Some("x"), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     f
 }

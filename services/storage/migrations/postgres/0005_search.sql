@@ -12,6 +12,7 @@ CREATE EXTENSION IF NOT EXISTS btree_gin;
 ALTER TABLE messages ADD COLUMN original_body TEXT;
 ALTER TABLE messages ADD COLUMN edited_at BIGINT;
 ALTER TABLE messages ADD COLUMN deleted_at BIGINT;
+ALTER TABLE messages ADD COLUMN ref_seq BIGINT;
 
 -- The words of the body as it reads now ('simple': lower-cased words, no stemming and no
 -- stop words, whatever the language). Punctuation is blanked first, so words split as

@@ -9,6 +9,8 @@ ALTER TABLE messages ADD COLUMN edited_at INTEGER;
 -- When the sender deleted it: history shows a tombstone, search no longer finds it; the
 -- text stays for the compliance export until retention removes the row.
 ALTER TABLE messages ADD COLUMN deleted_at INTEGER;
+-- On an edit or delete entry: the seq of the message it changed.
+ALTER TABLE messages ADD COLUMN ref_seq INTEGER;
 
 -- The search index. Contentless (the text lives in messages only); each row's rowid is
 -- conversation_id * 2^32 + seq, so a message finds its entry without a lookup table.

@@ -258,6 +258,25 @@ impl Store for RemoteStore {
         ))
     }
 
+    async fn change_message(
+        &self,
+        editor: &User,
+        conversation: i64,
+        seq: i64,
+        body: Option<&str>,
+        client_msg_id: Option<&str>,
+    ) -> Result<Appended> {
+        let request = pb::ChangeMessageRequest {
+            editor: Some(user_to_pb(editor)),
+            conversation_id: conversation,
+            seq,
+            body: body.map(str::to_owned),
+            client_msg_id: client_msg_id.map(str::to_owned),
+        };
+        let reply = self.client().change_message(request).await.map_err(status_to_error)?;
+        appended_from_pb(reply.into_inner())
+    }
+
     async fn search(&self, viewer: &User, query: &SearchQuery) -> Result<SearchPage> {
         let request = search_to_pb(viewer, query);
         let reply = self.client().search(request).await.map_err(status_to_error)?;

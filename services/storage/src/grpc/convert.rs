@@ -61,6 +61,9 @@ pub fn message_to_pb(message: Message) -> pb::Message {
         client_msg_id: message.client_msg_id,
         ts: message.ts,
         author: message.author,
+        ref_seq: message.ref_seq,
+        edited_at: message.edited_at,
+        deleted: message.deleted,
     }
 }
 
@@ -74,6 +77,9 @@ pub fn message_from_pb(message: pb::Message) -> Message {
         client_msg_id: message.client_msg_id,
         ts: message.ts,
         author: message.author,
+        ref_seq: message.ref_seq,
+        edited_at: message.edited_at,
+        deleted: message.deleted,
     }
 }
 
@@ -267,7 +273,9 @@ pub fn search_page_from_pb(page: pb::SearchReply) -> SearchPage {
 /// A [`StoreError`] as a status whose details say exactly which error it was.
 pub fn error_to_status(error: StoreError) -> Status {
     let code = match &error {
-        StoreError::NotMember { .. } | StoreError::Forbidden(_) => Code::PermissionDenied,
+        StoreError::NotMember { .. } | StoreError::Forbidden(_) | StoreError::NotAuthor { .. } => {
+            Code::PermissionDenied
+        }
         StoreError::ConversationNotFound(_)
         | StoreError::UserNotFound(_)
         | StoreError::NotFound(_) => Code::NotFound,
@@ -289,11 +297,13 @@ pub fn error_to_failure(error: &StoreError) -> pb::StoreFailure {
         StoreError::Invalid(_) => ("invalid", 0, String::new()),
         StoreError::NotFound(_) => ("not_found", 0, String::new()),
         StoreError::Forbidden(_) => ("forbidden", 0, String::new()),
+        StoreError::NotAuthor { conversation, .. } => ("not_author", *conversation, String::new()),
         StoreError::Unavailable(_) => ("unavailable", 0, String::new()),
     };
     let message = match error {
         StoreError::Invalid(m) | StoreError::Unavailable(m) | StoreError::NotFound(m) => m.clone(),
         StoreError::Forbidden(what) => (*what).to_owned(),
+        StoreError::NotAuthor { seq, .. } => seq.to_string(),
         _ => String::new(),
     };
     pb::StoreFailure { kind: kind.to_owned(), conversation, user, message }
@@ -320,6 +330,10 @@ pub fn failure_to_error(failure: pb::StoreFailure, context: &str) -> StoreError 
         "invalid" => StoreError::Invalid(failure.message),
         "not_found" => StoreError::NotFound(failure.message),
         "forbidden" => StoreError::Forbidden(forbidden_action(&failure.message)),
+        "not_author" => StoreError::NotAuthor {
+            conversation: failure.conversation,
+            seq: failure.message.parse().unwrap_or(0),
+        },
         "unavailable" if !failure.message.is_empty() => StoreError::Unavailable(failure.message),
         _ => StoreError::Unavailable(format!("storage service: {context}")),
     }

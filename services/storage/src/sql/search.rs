@@ -10,8 +10,8 @@ use crate::{MAX_SEARCH_OFFSET, MAX_SEARCH_PAGE, SearchPage, SearchQuery, SearchS
 const SEARCHABLE: &str = "m.deleted_at IS NULL AND m.kind IN ('text', 'broadcast', 'system')";
 
 /// The columns `message_from_row` reads, for a query over `messages m JOIN users u`.
-const FOUND: &str =
-    "m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author, u.username";
+const FOUND: &str = "m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author, \
+     m.ref_seq, m.edited_at, m.deleted_at, u.username";
 
 pub async fn search(pool: &Pool, viewer: &User, query: &SearchQuery) -> Result<SearchPage> {
     if query.offset > MAX_SEARCH_OFFSET {

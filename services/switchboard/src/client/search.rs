@@ -85,6 +85,9 @@ mod tests {
                 client_msg_id: None,
                 ts: 0,
                 author: None,
+                ref_seq: None,
+                edited_at: None,
+                deleted: false,
             },
             highlight: vec!["the ".into(), "budget".into(), "\nis late".into()],
         };
