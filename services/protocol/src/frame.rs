@@ -129,6 +129,24 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Replaces the text of one of the user's own messages. Answered with `ack` (the seq of
+    /// the `edit` entry); every member's sessions get the entry as a `message`.
+    Edit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversation_id: i64,
+        seq: i64,
+        client_msg_id: String,
+        body: String,
+    },
+    /// Deletes one of the user's own messages; answered like `edit`.
+    Delete {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversation_id: i64,
+        seq: i64,
+        client_msg_id: String,
+    },
     /// Searches the messages of the user's conversations; answered with `search_results`.
     /// The fields are those of [`crate::rest::SearchParams`].
     Search {
@@ -179,6 +197,8 @@ impl ClientFrame {
         "ping",
         "search_users",
         "search",
+        "edit",
+        "delete",
         "ack_broadcast",
     ];
 
@@ -202,6 +222,8 @@ impl ClientFrame {
             | Self::Ping { id }
             | Self::SearchUsers { id, .. }
             | Self::Search { id, .. }
+            | Self::Edit { id, .. }
+            | Self::Delete { id, .. }
             | Self::AckBroadcast { id, .. } => id.as_deref(),
         }
     }

@@ -214,6 +214,16 @@ pub struct ImportReport {
     pub dry_run: bool,
 }
 
+/// `PATCH /api/v1/conversations/{id}/messages/{seq}`: new text for one's own message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequest {
+    pub body: String,
+    /// Idempotency key, as for a send; when absent the server makes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+}
+
 /// A message search (`GET /api/v1/search?q=...`, and the WebSocket `search` frame): only
 /// the searcher's conversations are searched. `q` holds words, `"phrases"`, `prefix*` and
 /// the operators `from:`, `in:`, `before:`, `after:` and `on:`; the other fields do the

@@ -129,8 +129,15 @@ macro_rules! sql_store {
                 body: Option<&str>,
                 client_msg_id: Option<&str>,
             ) -> Result<Appended> {
-                queries::change_message(&self.$write, editor, conversation, seq, body, client_msg_id)
-                    .await
+                queries::change_message(
+                    &self.$write,
+                    editor,
+                    conversation,
+                    seq,
+                    body,
+                    client_msg_id,
+                )
+                .await
             }
 
             async fn search(

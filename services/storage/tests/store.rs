@@ -849,7 +849,10 @@ async fn edits_and_deletions_are_entries_with_their_own_seq(f: Fixture) -> Fixtu
     let edit = s.change_message(&alice, ab.id, 1, Some("lunch at one?"), Some("e1")).await;
     let edit = edit.unwrap();
     let m = &edit.message;
-    assert_eq!((m.seq, m.kind, m.ref_seq, m.body.as_str()), (3, MessageKind::Edit, Some(1), "lunch at one?"));
+    assert_eq!(
+        (m.seq, m.kind, m.ref_seq, m.body.as_str()),
+        (3, MessageKind::Edit, Some(1), "lunch at one?")
+    );
     let mut members = edit.members.clone();
     members.sort();
     assert_eq!(members, [alice.id, bob.id]);
@@ -865,7 +868,10 @@ async fn edits_and_deletions_are_entries_with_their_own_seq(f: Fixture) -> Fixtu
 
     // A deletion: an entry, a tombstone in history, gone from search, not changeable.
     let gone = s.change_message(&alice, ab.id, 1, None, Some("d1")).await.unwrap();
-    assert_eq!((gone.message.seq, gone.message.kind, gone.message.ref_seq), (4, MessageKind::Delete, Some(1)));
+    assert_eq!(
+        (gone.message.seq, gone.message.kind, gone.message.ref_seq),
+        (4, MessageKind::Delete, Some(1))
+    );
     let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
     assert!(page.messages[0].deleted && page.messages[0].body.is_empty());
     assert!(page.messages.iter().all(|m| !m.body.contains("lunch") || m.kind == MessageKind::Edit));
