@@ -363,6 +363,31 @@ describe('the web client', () => {
     await alice.page.locator('#message-results').waitFor({ state: 'hidden' });
   });
 
+  test('one\'s own message can be edited and deleted; the other side sees it live', async () => {
+    await alice.open('Bob Nguyen');
+    await bob.open('Alice Martin');
+    await alice.send('Meet at 12:00?');
+    await bob.messages('Meet at 12:00?').waitFor(WAIT);
+    const mine = alice.page.locator('#message-list .message.mine', { hasText: 'Meet at 12:00?' });
+    await mine.getByRole('button', { name: 'Edit message' }).click();
+    const box = alice.page.getByLabel('Message', { exact: true });
+    assert.equal(await box.inputValue(), 'Meet at 12:00?');
+    await box.fill('Meet at 12:30?');
+    await box.press('Enter');
+    const edited = bob.page.locator('#message-list .message', { hasText: 'Meet at 12:30?' });
+    await edited.locator('.edited').waitFor(WAIT);
+    assert.equal(await bob.messages('Meet at 12:00?').count(), 0);
+    // Only the sender gets the actions.
+    assert.equal(await edited.getByRole('button', { name: 'Edit message' }).count(), 0);
+    const minePrev = alice.page.locator('#message-list .message.mine', { hasText: 'Meet at 12:30?' });
+    await minePrev.getByRole('button', { name: 'Delete message' }).click();
+    await alice.page.getByRole('button', { name: 'Confirm delete' }).click();
+    await bob.messages('This message was deleted').last().waitFor(WAIT);
+    assert.equal(await bob.messages('Meet at 12:30?').count(), 0);
+    await alice.messages('This message was deleted').last().waitFor(WAIT);
+    await bob.shot('deleted');
+  });
+
   test('a phone-sized window shows one pane at a time', async () => {
     const phone = await Person.open(browser, proxy, 'carol', { width: 390, height: 780 });
     await phone.signIn(); // a fresh context holds no sign-in
