@@ -69,6 +69,10 @@ pub enum Command {
     Listen(ListenArgs),
     /// Print a conversation's history
     History(HistoryArgs),
+    /// Replace the text of one of your messages (everyone sees it edited)
+    Edit(EditArgs),
+    /// Delete one of your messages (everyone sees it deleted)
+    Delete(DeleteArgs),
     /// Search the messages of your conversations
     #[command(after_help = SEARCH_HELP)]
     Search(SearchArgs),
@@ -391,6 +395,25 @@ pub struct HistoryArgs {
     /// Print messages as JSON lines
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    /// A username (your direct conversation) or a conversation id
+    pub conversation: String,
+    /// The message's seq (shown by `history` and `search` as #CONVERSATION:SEQ)
+    pub seq: i64,
+    /// The new text; several words are joined with spaces
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// A username (your direct conversation) or a conversation id
+    pub conversation: String,
+    /// The message's seq
+    pub seq: i64,
 }
 
 const SEARCH_HELP: &str = "The query:\n  \

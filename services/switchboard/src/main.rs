@@ -45,6 +45,8 @@ fn main() -> std::process::ExitCode {
             Command::Listen(args) => client::listen(cli.client, args).await,
             Command::History(args) => client::history(cli.client, args).await,
             Command::Search(args) => client::search(cli.client, args).await,
+            Command::Edit(args) => client::edit(cli.client, args).await,
+            Command::Delete(args) => client::delete(cli.client, args).await,
             Command::Presence { command } => client::presence(cli.client, command).await,
             Command::Who(args) => client::who(cli.client, args).await,
             Command::Post(args) => org::post(cli.client, args).await,

@@ -385,6 +385,26 @@ fn people_search_their_messages_from_the_cli() {
     assert!(stderr.contains("user_not_found"), "{stderr}");
     let (code, _, stderr) = run(&alice, &["search", "budget", "--before", "soon"], None);
     assert!(code == 4 && stderr.contains("invalid_request"), "{stderr}");
+
+    // Edit and delete from the CLI; search and history follow.
+    let hit: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    let (conv, seq) =
+        (hit["message"]["conversation_id"].to_string(), hit["message"]["seq"].to_string());
+    let (code, _, stderr) = run(&alice, &["edit", &conv, &seq, "not", "mine"], None);
+    assert!(code == 4 && stderr.contains("forbidden"), "{stderr}");
+    ok(cli(&admin, &["edit", &conv, &seq, "Budget 2028 is approved"], None));
+    assert!(
+        ok(cli(&alice, &["search", "2027", "--from", "admin"], None)).contains("nothing found")
+    );
+    let history = ok(cli(&alice, &["history", "admin"], None));
+    assert!(history.contains("Budget 2028 is approved (edited)"), "{history}");
+    let deleted = ok(cli(&admin, &["delete", &conv, &seq], None));
+    assert!(deleted.contains("Deleted message"), "{deleted}");
+    let history = ok(cli(&alice, &["history", "admin"], None));
+    assert!(
+        history.contains("admin: (deleted)") && !history.contains("admin: Budget 2028"),
+        "{history}"
+    );
     let (stopped, _) = server.stop();
     assert!(stopped);
 }

@@ -136,7 +136,8 @@ export class Conv {
       // An edit or delete entry changes the message it names (history already shows
       // older changes applied, so applying one twice does no harm).
       for (const target of [this.messages.get(m.ref_seq), this.preview]) {
-        if (!target || target.seq !== m.ref_seq) continue;
+        // An edit entry of a message deleted since comes without its text: skip it.
+        if (!target || target.seq !== m.ref_seq || (m.kind === 'edit' && m.deleted)) continue;
         if (m.kind === 'edit') Object.assign(target, { body: m.body, edited_at: m.ts });
         else Object.assign(target, { body: '', deleted: true });
       }

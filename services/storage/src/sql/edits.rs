@@ -80,8 +80,10 @@ pub async fn change_message(
              WHERE conversation_id = $3 AND seq = $4",
         )
         .bind(text),
+        // The edit entries of a deleted message go too: they hold its earlier texts.
         None => sqlx::query(
-            "UPDATE messages SET deleted_at = $1 WHERE conversation_id = $2 AND seq = $3",
+            "UPDATE messages SET deleted_at = $1
+             WHERE conversation_id = $2 AND (seq = $3 OR (kind = 'edit' AND ref_seq = $3))",
         ),
     };
     changed.bind(entry.ts).bind(conversation).bind(seq).execute(&mut *tx).await?;
