@@ -35,7 +35,7 @@ pub use model::{
     SearchQuery, SearchSort, SearchTerm, User, Webhook, now_ms,
 };
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
 
 use async_trait::async_trait;
 use switchboard_protocol::rest::ImportReport;
