@@ -7,6 +7,16 @@
 /// Longest group name accepted, in characters.
 const MAX_GROUP_NAME: usize = 200;
 
+/// What a stored message may carry besides its sender, kind and body.
+#[derive(Default, Clone, Copy)]
+pub struct Extras<'a> {
+    pub client_msg_id: Option<&'a str>,
+    /// The name an automated message shows (bots, webhooks).
+    pub author: Option<&'a str>,
+    /// On an edit or delete entry: the seq of the message it changes.
+    pub ref_seq: Option<i64>,
+}
+
 /// Assigns the next seq of `conversation` and stores the message, inside the caller's
 /// transaction. The caller has checked membership.
 pub async fn insert_message(
@@ -15,10 +25,9 @@ pub async fn insert_message(
     sender: &User,
     kind: MessageKind,
     body: &str,
-    client_msg_id: Option<&str>,
-    author: Option<&str>,
-    ref_seq: Option<i64>,
+    extras: Extras<'_>,
 ) -> Result<Message> {
+    let Extras { client_msg_id, author, ref_seq } = extras;
     let seq: i64 = sqlx::query_scalar(
         "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
     )
@@ -286,7 +295,7 @@ pub async fn create_group(
     } else {
         format!("{} created the group \"{name}\" with {}", owner.username, names(&others))
     };
-    let message = insert_message(&mut tx, id, owner, MessageKind::System, &body, None, None, None)
+    let message = insert_message(&mut tx, id, owner, MessageKind::System, &body, Extras::default())
         .await?;
     let conversation = load_unchecked(&mut tx, id, owner.id).await?;
     tx.commit().await?;
@@ -315,7 +324,7 @@ pub async fn add_members(
     }
     let body = format!("{} added {}", actor.username, names(&added));
     let message =
-        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None, None, None)
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, Extras::default())
         .await?;
     let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
     tx.commit().await?;
@@ -352,7 +361,7 @@ pub async fn remove_member(
         format!("{} removed {}", actor.username, user.username)
     };
     let message =
-        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None, None, None)
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, Extras::default())
         .await?;
     let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
     tx.commit().await?;

@@ -68,9 +68,7 @@ pub async fn change_message(
         editor,
         entry_kind,
         body.unwrap_or(""),
-        client_msg_id,
-        None,
-        Some(seq),
+        Extras { client_msg_id, author: None, ref_seq: Some(seq) },
     )
     .await?;
     let changed = match body {
