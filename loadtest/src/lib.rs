@@ -13,6 +13,7 @@
 //! - [`target`]: gateway URLs, the loopback policy, source addresses, OS limits.
 //! - [`stats`], [`report`], [`html`]: measurements, `result.json`, `report.html`.
 //! - [`orgcast`]: the `broadcast-latency` benchmark of org broadcasts.
+//! - [`searchbench`]: `search-seed` and `search-bench`, the message search benchmark.
 
 pub mod client;
 pub mod html;
@@ -23,6 +24,7 @@ pub mod report;
 mod rng;
 pub mod run;
 pub mod scenario;
+pub mod searchbench;
 pub mod stats;
 pub mod target;
 pub mod verify;

@@ -31,9 +31,67 @@ enum Command {
     Run(Box<RunArgs>),
     /// Time org broadcasts (POST /api/v1/broadcasts) until every online user has them
     BroadcastLatency(BroadcastLatencyArgs),
+    /// Fill an empty database with a synthetic history for the search benchmark
+    SearchSeed(SearchSeedArgs),
+    /// Time message search (Store::search) on a seeded database
+    SearchBench(SearchBenchArgs),
     /// (internal) One worker process of a run with --workers
     #[command(name = "__worker", hide = true)]
     Worker { job: PathBuf },
+}
+
+/// A database for the search benchmark: exactly one of the two.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct SearchTarget {
+    /// PostgreSQL URL of an empty database (search-seed) or a seeded one
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Data dir of an embedded server (SQLite), empty or seeded
+    #[arg(long)]
+    sqlite: Option<PathBuf>,
+}
+
+impl SearchTarget {
+    fn target(self) -> switchboard_loadtest::searchbench::Target {
+        use switchboard_loadtest::searchbench::Target;
+        match (self.postgres, self.sqlite) {
+            (Some(url), _) => Target::Postgres(url),
+            (None, Some(dir)) => Target::Sqlite(dir),
+            (None, None) => unreachable!("clap requires one"),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct SearchSeedArgs {
+    #[command(flatten)]
+    target: SearchTarget,
+    /// Messages to store
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// Groups of about 25 members (80% of the messages)
+    #[arg(long, default_value_t = 2_000)]
+    groups: usize,
+    /// Direct conversations between random pairs (20% of the messages)
+    #[arg(long, default_value_t = 20_000)]
+    directs: usize,
+    /// Random seed: the same seed makes the same history
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct SearchBenchArgs {
+    #[command(flatten)]
+    target: SearchTarget,
+    /// Searchers (random users) timed per kind of query
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    #[arg(long, default_value_t = 11)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -171,6 +229,27 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::SearchSeed(args) => {
+            use switchboard_loadtest::searchbench::{SeedOptions, seed};
+            let options = SeedOptions {
+                target: args.target.target(),
+                messages: args.messages,
+                users: args.users,
+                groups: args.groups,
+                directs: args.directs,
+                seed: args.seed,
+            };
+            report(runtime.block_on(seed(options)))
+        }
+        Command::SearchBench(args) => {
+            use switchboard_loadtest::searchbench::{BenchOptions, bench};
+            let options = BenchOptions {
+                target: args.target.target(),
+                queries: args.queries,
+                seed: args.seed,
+            };
+            report(runtime.block_on(bench(options)))
+        }
         Command::Worker { job } => {
             match runtime.block_on(switchboard_loadtest::worker::serve_child(&job)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -253,4 +332,15 @@ fn admin(args: &RunArgs) -> anyhow::Result<Admin> {
         user: user.clone(),
         password: line.trim_end_matches(['\r', '\n']).to_owned(),
     })
+}
+
+/// Exit status 0, or 2 with the error on stderr.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -54,7 +54,7 @@ impl From<StoreError> for ApiError {
             StoreError::UserExists(_) => ErrorCode::UserExists,
             StoreError::Invalid(_) => ErrorCode::InvalidRequest,
             StoreError::NotFound(_) => ErrorCode::NotFound,
-            StoreError::Forbidden(_) => ErrorCode::Forbidden,
+            StoreError::Forbidden(_) | StoreError::NotAuthor { .. } => ErrorCode::Forbidden,
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "storage unavailable");
                 return Self::new(ErrorCode::Unavailable, "storage is unavailable; retry");

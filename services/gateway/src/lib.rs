@@ -29,6 +29,7 @@ mod provision;
 mod queue;
 mod rate;
 mod rest;
+mod search;
 mod session;
 mod web;
 

@@ -80,6 +80,9 @@ impl Gateway {
             MessageKind::System => {
                 return Err(ApiError::invalid("system messages are written by the server"));
             }
+            MessageKind::Edit | MessageKind::Delete => {
+                return Err(ApiError::invalid("edit and delete a message with edit and delete"));
+            }
         }
         self.check_body(&body)?;
         if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
@@ -108,6 +111,38 @@ impl Gateway {
         if !appended.duplicate {
             // Storage read the members in the commit's transaction; an older storage
             // service sends none, and they are looked up here instead.
+            let members = Some(appended.members.as_slice()).filter(|m| !m.is_empty());
+            self.publish(&appended.message, members, None).await;
+        }
+        Ok(appended)
+    }
+
+    /// Edits (`body` Some) or deletes one of `editor`'s messages: stores the entry
+    /// recording it (with its own seq) and fans it out like a message, so every session
+    /// applies it live and a backfill by seq brings it too.
+    pub async fn change_message(
+        &self,
+        editor: &User,
+        conversation: i64,
+        seq: i64,
+        body: Option<String>,
+        client_msg_id: String,
+    ) -> Result<Appended, ApiError> {
+        if let Some(body) = &body {
+            self.check_body(body)?;
+        }
+        if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID {
+            return Err(ApiError::invalid(format!(
+                "client_msg_id must have 1 to {MAX_CLIENT_MSG_ID} bytes"
+            )));
+        }
+        // Edits count against the sender's rate like sends: each is a stored message.
+        self.inner.rate.check(editor.id).map_err(ApiError::rate_limited)?;
+        let appended = self
+            .store()
+            .change_message(editor, conversation, seq, body.as_deref(), Some(&client_msg_id))
+            .await?;
+        if !appended.duplicate {
             let members = Some(appended.members.as_slice()).filter(|m| !m.is_empty());
             self.publish(&appended.message, members, None).await;
         }

@@ -14,9 +14,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use switchboard_protocol::rest::{
-    ConversationsResponse, CreateUserRequest, HistoryResponse, LoginRequest, LoginResponse,
-    OpenDirectRequest, PresenceResponse, ReadCursor, ReadsResponse, SendRequest, SendResponse,
-    SetPresenceRequest, UsersResponse,
+    ConversationsResponse, CreateUserRequest, EditRequest, HistoryResponse, LoginRequest,
+    LoginResponse, OpenDirectRequest, PresenceResponse, ReadCursor, ReadsResponse, SearchParams,
+    SearchResponse, SendRequest, SendResponse, SetPresenceRequest, UsersResponse,
 };
 use switchboard_protocol::{ErrorCode, MessageKind};
 use switchboard_storage::User;
@@ -41,7 +41,12 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/conversations/direct", post(open_direct))
         .route("/api/v1/conversations/{id}/messages", get(history))
         .route("/api/v1/conversations/{id}/reads", get(reads))
+        .route(
+            "/api/v1/conversations/{id}/messages/{seq}",
+            axum::routing::patch(edit_message).delete(delete_message),
+        )
         .route("/api/v1/presence", get(presence).put(set_presence))
+        .route("/api/v1/search", get(search))
         .route("/api/v1/admin/provision", post(crate::provision::provision))
         .merge(crate::org::routes())
         .merge(crate::directory::routes())
@@ -232,19 +237,7 @@ async fn send(
     let client_msg_id =
         req.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
     let kind = req.kind.unwrap_or(MessageKind::Text);
-    let appended = gateway.send_kind(&user, target, client_msg_id, req.body, kind).await?;
-    let status = if appended.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    let m = appended.message;
-    Ok((
-        status,
-        Json(SendResponse {
-            conversation_id: m.conversation_id,
-            seq: m.seq,
-            ts: m.ts,
-            client_msg_id: m.client_msg_id.unwrap_or_default(),
-            duplicate: appended.duplicate,
-        }),
-    ))
+    Ok(stored(gateway.send_kind(&user, target, client_msg_id, req.body, kind).await?))
 }
 
 async fn conversations(
@@ -336,4 +329,54 @@ async fn reads(
     let cursors = gateway.store().read_cursors(id, &user).await?;
     let reads = cursors.into_iter().map(|(user, seq)| ReadCursor { user, seq }).collect();
     Ok(Json(ReadsResponse { conversation_id: id, reads }))
+}
+
+/// Message search over the caller's conversations (see `SearchParams`).
+async fn search(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    Ok(Json(gateway.search(&user, params).await?))
+}
+
+/// The answer to a send, edit or delete: `201` when stored now, `200` for a retry.
+fn stored(appended: switchboard_storage::Appended) -> (StatusCode, Json<SendResponse>) {
+    let status = if appended.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let m = appended.message;
+    let response = SendResponse {
+        conversation_id: m.conversation_id,
+        seq: m.seq,
+        ts: m.ts,
+        client_msg_id: m.client_msg_id.unwrap_or_default(),
+        duplicate: appended.duplicate,
+    };
+    (status, Json(response))
+}
+
+/// Replaces the text of one of the caller's messages (an `edit` entry is stored).
+async fn edit_message(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Path((id, seq)): Path<(i64, i64)>,
+    Body(req): Body<EditRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key = req.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
+    Ok(stored(gateway.change_message(&user, id, seq, Some(req.body), key).await?))
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    client_msg_id: Option<String>,
+}
+
+/// Deletes one of the caller's messages (a `delete` entry is stored).
+async fn delete_message(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Path((id, seq)): Path<(i64, i64)>,
+    Query(q): Query<DeleteQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let key = q.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
+    Ok(stored(gateway.change_message(&user, id, seq, None, key).await?))
 }

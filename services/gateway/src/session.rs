@@ -282,6 +282,18 @@ fn classify(e: axum::Error) -> Option<(ErrorCode, String, u16)> {
     }
 }
 
+/// The `ack` answering a send, edit or delete.
+fn ack(id: Option<String>, a: switchboard_storage::Appended) -> ServerFrame {
+    ServerFrame::Ack {
+        id,
+        client_msg_id: a.message.client_msg_id.unwrap_or_default(),
+        conversation_id: a.message.conversation_id,
+        seq: a.message.seq,
+        ts: a.message.ts,
+        duplicate: a.duplicate,
+    }
+}
+
 /// Runs one request; returns the frame answering it, if any.
 async fn handle(
     gateway: &Gateway,
@@ -301,14 +313,7 @@ async fn handle(
             ClientFrame::Send { id, conversation_id, to, client_msg_id, body } => {
                 let target = Target::from_fields(conversation_id, to)?;
                 let a = gateway.send(user, target, client_msg_id, body).await?;
-                Some(ServerFrame::Ack {
-                    id,
-                    client_msg_id: a.message.client_msg_id.unwrap_or_default(),
-                    conversation_id: a.message.conversation_id,
-                    seq: a.message.seq,
-                    ts: a.message.ts,
-                    duplicate: a.duplicate,
-                })
+                Some(ack(id, a))
             }
             ClientFrame::OpenDirect { id, user: other } => {
                 let conversation = gateway.open_direct(user, &other).await?;
@@ -374,6 +379,45 @@ async fn handle(
             ClientFrame::SearchUsers { id, q, limit } => {
                 let users = gateway.search_users(&q, limit).await?;
                 Some(ServerFrame::Users { id, users })
+            }
+            ClientFrame::Edit { id, conversation_id, seq, client_msg_id, body } => {
+                let a = gateway
+                    .change_message(user, conversation_id, seq, Some(body), client_msg_id)
+                    .await?;
+                Some(ack(id, a))
+            }
+            ClientFrame::Delete { id, conversation_id, seq, client_msg_id } => {
+                let a =
+                    gateway.change_message(user, conversation_id, seq, None, client_msg_id).await?;
+                Some(ack(id, a))
+            }
+            ClientFrame::Search {
+                id,
+                q,
+                from,
+                in_conversation,
+                before,
+                after,
+                sort,
+                offset,
+                limit,
+            } => {
+                let params = switchboard_protocol::rest::SearchParams {
+                    q,
+                    from,
+                    in_conversation,
+                    before,
+                    after,
+                    sort,
+                    offset,
+                    limit,
+                };
+                let found = gateway.search(user, params).await?;
+                Some(ServerFrame::SearchResults {
+                    id,
+                    results: found.results,
+                    has_more: found.has_more,
+                })
             }
             ClientFrame::AckBroadcast { id, broadcast_id } => {
                 gateway.ack_broadcast(user, broadcast_id).await?;

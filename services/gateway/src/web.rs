@@ -44,6 +44,7 @@ static ASSETS: &[Asset] = &[
     asset!("/js/dom.js", "js/dom.js", JS),
     asset!("/js/views.js", "js/views.js", JS),
     asset!("/js/dialogs.js", "js/dialogs.js", JS),
+    asset!("/js/search.js", "js/search.js", JS),
 ];
 
 /// Scripts and styles come only from this server, as files: no inline script or style

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Broadcast, Conversation, ErrorCode, Message, Presence, PresenceStatus, UserInfo};
+use crate::{
+    Broadcast, Conversation, ErrorCode, Message, Presence, PresenceStatus, SearchHit, SearchSort,
+    UserInfo,
+};
 
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +129,46 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Replaces the text of one of the user's own messages. Answered with `ack` (the seq of
+    /// the `edit` entry); every member's sessions get the entry as a `message`.
+    Edit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversation_id: i64,
+        seq: i64,
+        client_msg_id: String,
+        body: String,
+    },
+    /// Deletes one of the user's own messages; answered like `edit`.
+    Delete {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversation_id: i64,
+        seq: i64,
+        client_msg_id: String,
+    },
+    /// Searches the messages of the user's conversations; answered with `search_results`.
+    /// The fields are those of [`crate::rest::SearchParams`].
+    Search {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default)]
+        q: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+        in_conversation: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sort: Option<SearchSort>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Acknowledges an organisation broadcast that asked for it.
     AckBroadcast {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +196,9 @@ impl ClientFrame {
         "unwatch",
         "ping",
         "search_users",
+        "search",
+        "edit",
+        "delete",
         "ack_broadcast",
     ];
 
@@ -175,6 +221,9 @@ impl ClientFrame {
             | Self::Unwatch { id, .. }
             | Self::Ping { id }
             | Self::SearchUsers { id, .. }
+            | Self::Search { id, .. }
+            | Self::Edit { id, .. }
+            | Self::Delete { id, .. }
             | Self::AckBroadcast { id, .. } => id.as_deref(),
         }
     }
@@ -311,6 +360,13 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         users: Vec<UserInfo>,
+    },
+    /// Answer to `search`: the page of results.
+    SearchResults {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        results: Vec<SearchHit>,
+        has_more: bool,
     },
     /// An organisation broadcast for this user: pushed live, and on sign-in for those
     /// sent since the user's sessions last received one.

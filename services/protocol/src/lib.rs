@@ -15,7 +15,7 @@ pub use error::{ErrorBody, ErrorCode};
 pub use frame::{ClientFrame, ServerFrame};
 pub use model::{
     Broadcast, Conversation, ConversationKind, Message, MessageKind, Presence, PresenceStatus,
-    UserInfo, org_under,
+    SearchHit, SearchSort, UserInfo, org_under,
 };
 
 /// Default maximum size of a message body in bytes (UTF-8), per the delivery contract.

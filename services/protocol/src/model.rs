@@ -22,6 +22,23 @@ pub struct Message {
     /// A message with an `author` was not typed by a person; clients mark it as such.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// On an `edit` or `delete` entry: the seq of the message it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_seq: Option<i64>,
+    /// When the message was last edited; its `body` is the edited text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// The sender deleted it: `body` is empty. It keeps its place (its seq) in history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+impl Message {
+    /// Whether it is shown as a message of its own (not an edit or delete entry, which
+    /// change another message).
+    pub fn is_content(&self) -> bool {
+        !matches!(self.kind, MessageKind::Edit | MessageKind::Delete)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -35,6 +52,11 @@ pub enum MessageKind {
     /// Posted over REST by an admin account for a tool or bot (an alert, an announcement).
     /// Clients show it as a notice from that account, never as a person's chat.
     Broadcast,
+    /// The sender changed the text of message `ref_seq`; `body` is the new text. Apply it
+    /// to that message (history already shows it edited); do not show it on its own.
+    Edit,
+    /// The sender deleted message `ref_seq`; `body` is empty. Remove that message's text.
+    Delete,
 }
 
 impl MessageKind {
@@ -43,6 +65,8 @@ impl MessageKind {
             Self::Text => "text",
             Self::System => "system",
             Self::Broadcast => "broadcast",
+            Self::Edit => "edit",
+            Self::Delete => "delete",
         }
     }
 
@@ -51,9 +75,32 @@ impl MessageKind {
             "text" => Some(Self::Text),
             "system" => Some(Self::System),
             "broadcast" => Some(Self::Broadcast),
+            "edit" => Some(Self::Edit),
+            "delete" => Some(Self::Delete),
             _ => None,
         }
     }
+}
+
+/// One search result: the message as it reads now, and where the search words are in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub message: Message,
+    /// The body (or, for a long body, an excerpt around the first match, with `…` where
+    /// it was cut) in pieces: even positions are plain text, odd positions matched the
+    /// search. Joined, they are the excerpt. Draw the odd ones highlighted, as text.
+    pub highlight: Vec<String>,
+}
+
+/// Order of search results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchSort {
+    /// Best match first, newest first among equals.
+    #[default]
+    Relevance,
+    /// Newest first.
+    Recent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Conversation, Message, MessageKind, Presence, PresenceStatus, UserInfo};
+use crate::{
+    Conversation, Message, MessageKind, Presence, PresenceStatus, SearchHit, SearchSort, UserInfo,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
@@ -210,4 +212,54 @@ pub struct ImportReport {
     /// True when nothing was written (`?dry_run=true`).
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// `PATCH /api/v1/conversations/{id}/messages/{seq}`: new text for one's own message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditRequest {
+    pub body: String,
+    /// Idempotency key, as for a send; when absent the server makes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<String>,
+}
+
+/// A message search (`GET /api/v1/search?q=...`, and the WebSocket `search` frame): only
+/// the searcher's conversations are searched. `q` holds words, `"phrases"`, `prefix*` and
+/// the operators `from:`, `in:`, `before:`, `after:` and `on:`; the other fields do the
+/// same as those operators and win over them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    #[serde(default)]
+    pub q: String,
+    /// Only messages sent by this username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Only this conversation: an id, a group's name, or a username (your direct
+    /// conversation with them).
+    #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    pub in_conversation: Option<String>,
+    /// Only messages sent before this day (`YYYY-MM-DD`, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Only messages sent on or after this day (`YYYY-MM-DD`, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<SearchSort>,
+    /// Results to skip: the previous pages' results (at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
+    /// Results per page: default 20, at most 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Answer to a message search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub results: Vec<SearchHit>,
+    /// More results exist: ask again with `offset` + the number of results so far.
+    pub has_more: bool,
 }

@@ -121,6 +121,33 @@ macro_rules! sql_store {
                 queries::history(&self.$read, conversation, viewer, after, before, limit).await
             }
 
+            async fn change_message(
+                &self,
+                editor: &User,
+                conversation: i64,
+                seq: i64,
+                body: Option<&str>,
+                client_msg_id: Option<&str>,
+            ) -> Result<Appended> {
+                queries::change_message(
+                    &self.$write,
+                    editor,
+                    conversation,
+                    seq,
+                    body,
+                    client_msg_id,
+                )
+                .await
+            }
+
+            async fn search(
+                &self,
+                viewer: &User,
+                query: &$crate::SearchQuery,
+            ) -> Result<$crate::SearchPage> {
+                queries::search(&self.$read, viewer, query).await
+            }
+
             async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64> {
                 queries::mark_read(&self.$write, conversation, viewer, seq).await
             }
@@ -220,6 +247,8 @@ macro_rules! sql_queries {
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/users.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/conversations.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/org.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/search.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/edits.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

@@ -31,10 +31,11 @@ mod postgres;
 mod sqlite;
 
 pub use model::{
-    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, User, Webhook, now_ms,
+    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, SearchPage,
+    SearchQuery, SearchSort, SearchTerm, User, Webhook, now_ms,
 };
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
 
 use async_trait::async_trait;
 use switchboard_protocol::rest::ImportReport;
@@ -42,6 +43,10 @@ use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 
 /// Largest page a history read returns, whatever the caller asks for.
 pub const MAX_PAGE: u32 = 1000;
+/// Largest page of search results.
+pub const MAX_SEARCH_PAGE: u32 = 100;
+/// Deepest a search pages: ranking the results past it costs more than anyone reads.
+pub const MAX_SEARCH_OFFSET: u32 = 1000;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -60,6 +65,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("only the group's owner or an admin may {0}")]
     Forbidden(&'static str),
+    /// Someone tried to edit or delete a message they did not send.
+    #[error("only its sender may change message {conversation}:{seq}")]
+    NotAuthor { conversation: i64, seq: i64 },
     /// The database failed or is unreachable. Nothing was applied; the caller may retry.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -143,6 +151,24 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> Result<HistoryPage>;
+    /// Edits (`body` Some: the new text) or deletes (None) message `seq`, which `editor`
+    /// must have sent (`NotAuthor`; `NotFound` if it does not exist or was deleted;
+    /// `Invalid` for system messages). Stores an `edit` or `delete` entry with the next
+    /// seq (returned, with the members to fan it out to) and changes the message in the
+    /// same transaction. A retry with the same `client_msg_id` returns the first entry.
+    async fn change_message(
+        &self,
+        editor: &User,
+        conversation: i64,
+        seq: i64,
+        body: Option<&str>,
+        client_msg_id: Option<&str>,
+    ) -> Result<Appended>;
+    /// Full-text search over the messages of `viewer`'s conversations only (a conversation
+    /// they are not a member of is never read, whatever `query.conversations` says).
+    /// Deleted messages and edit/delete entries are not found; an edited message is found
+    /// by its new text.
+    async fn search(&self, viewer: &User, query: &SearchQuery) -> Result<SearchPage>;
     /// Moves the user's read cursor forward (never back); returns the cursor.
     async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64>;
     /// `(username, read seq)` of every member, by username; `NotMember` unless `viewer`

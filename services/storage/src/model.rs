@@ -117,3 +117,53 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// One thing a search looks for. Words are lower-case runs of letters and digits (the
+/// gateway's query parser makes them so), which both engines tokenize alike and which
+/// cannot carry query syntax into either engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchTerm {
+    /// The whole word.
+    Word(String),
+    /// Any word starting with this (`budg*`).
+    Prefix(String),
+    /// These words in this order, next to each other (`"budget 2027"`).
+    Phrase(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchSort {
+    /// Best match first (PostgreSQL `ts_rank`, SQLite `bm25`), newest first among equals.
+    #[default]
+    Relevance,
+    /// Newest first.
+    Recent,
+}
+
+/// A message search, always limited to the searcher's own conversations.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SearchQuery {
+    /// All must match. Empty: every message passing the filters (then newest first).
+    pub terms: Vec<SearchTerm>,
+    /// Only messages sent by this user id.
+    pub from: Option<i64>,
+    /// Only these conversations (still only those the searcher is a member of).
+    pub conversations: Option<Vec<i64>>,
+    /// Only messages with `ts >= after` (milliseconds).
+    pub after: Option<i64>,
+    /// Only messages with `ts < before` (milliseconds).
+    pub before: Option<i64>,
+    pub sort: SearchSort,
+    /// Results to skip (paging); at most [`crate::MAX_SEARCH_OFFSET`].
+    pub offset: u32,
+    /// Results to return; capped at [`crate::MAX_SEARCH_PAGE`].
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPage {
+    /// Best first (or newest first), as the query's sort says.
+    pub messages: Vec<Message>,
+    /// More results exist past this page.
+    pub has_more: bool,
+}

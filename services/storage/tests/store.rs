@@ -14,8 +14,8 @@ use sqlx::Connection;
 use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
-    DirectoryEntry, NewBroadcast, NewMessage, NewUser, PgStore, SqliteStore, Store, StoreError,
-    User, now_ms,
+    DirectoryEntry, NewBroadcast, NewMessage, NewUser, PgStore, SearchQuery, SearchSort,
+    SearchTerm, SqliteStore, Store, StoreError, User, now_ms,
 };
 
 enum Backend {
@@ -176,6 +176,10 @@ on_both_backends!(
     directory_imports_are_all_or_nothing_and_idempotent,
     webhook_posts_are_system_messages_and_revocable,
     broadcasts_are_stored_once_and_pending_past_the_cursor,
+    search_finds_only_what_the_searcher_may_read,
+    search_matches_words_phrases_prefixes_and_filters,
+    search_ranks_and_pages,
+    edits_and_deletions_are_entries_with_their_own_seq,
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -694,5 +698,193 @@ async fn broadcasts_are_stored_once_and_pending_past_the_cursor(f: Fixture) -> F
     let acked: Vec<(&str, bool)> =
         recipients.iter().map(|(u, ts)| (u.as_str(), ts.is_some())).collect();
     assert_eq!(acked, [("b2", true), ("b2f3", false)]);
+    f
+}
+
+fn said(conversation_id: i64, sender: &User, key: &str, body: &str) -> NewMessage {
+    NewMessage { body: body.into(), ..text(conversation_id, sender, key) }
+}
+
+fn words(terms: &[&str]) -> SearchQuery {
+    SearchQuery {
+        terms: terms.iter().map(|w| SearchTerm::Word((*w).into())).collect(),
+        limit: 20,
+        ..SearchQuery::default()
+    }
+}
+
+/// `(conversation, seq)` of each result, in order.
+async fn found(store: &dyn Store, viewer: &User, query: &SearchQuery) -> Vec<(i64, i64)> {
+    let page = store.search(viewer, query).await.unwrap();
+    page.messages.iter().map(|m| (m.conversation_id, m.seq)).collect()
+}
+
+async fn search_finds_only_what_the_searcher_may_read(f: Fixture) -> Fixture {
+    let [alice, bob, eve] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "eve").await,
+    ];
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    let (be, _) = f.store.open_direct(&bob, &eve).await.unwrap();
+    let s = f.store.as_ref();
+    s.append(said(ab.id, &alice, "a1", "The budget for 2027 is ready")).await.unwrap();
+    s.append(said(be.id, &eve, "e1", "secret budget numbers")).await.unwrap();
+    s.append(said(be.id, &bob, "b1", "budget budget budget")).await.unwrap();
+
+    assert_eq!(found(s, &alice, &words(&["budget"])).await, [(ab.id, 1)]);
+    assert_eq!(found(s, &eve, &words(&["budget"])).await.len(), 2);
+    assert_eq!(found(s, &bob, &words(&["budget"])).await.len(), 3);
+    // Naming a conversation one is not in reads nothing from it.
+    let nosy = SearchQuery { conversations: Some(vec![be.id]), ..words(&["budget"]) };
+    assert!(found(s, &alice, &nosy).await.is_empty());
+    let nosy = SearchQuery { conversations: Some(vec![be.id]), ..SearchQuery::default() };
+    assert!(found(s, &alice, &nosy).await.is_empty());
+    // Someone who left a group no longer finds its messages.
+    let (group, _) = s.create_group(&bob, "Ops", std::slice::from_ref(&alice)).await.unwrap();
+    s.append(said(group.id, &bob, "b2", "quarterly budget review")).await.unwrap();
+    assert_eq!(found(s, &alice, &words(&["quarterly"])).await, [(group.id, 2)]);
+    s.remove_member(&alice, group.id, &alice).await.unwrap();
+    assert!(found(s, &alice, &words(&["quarterly"])).await.is_empty());
+    // Search words are letters and digits only: query syntax cannot get through.
+    let injected = words(&["budget\" OR \"c1"]);
+    assert!(matches!(s.search(&alice, &injected).await, Err(StoreError::Invalid(_))));
+    f
+}
+
+async fn search_matches_words_phrases_prefixes_and_filters(f: Fixture) -> Fixture {
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    let s = f.store.as_ref();
+    let first = s.append(said(ab.id, &alice, "1", "The budget-2027 plan, v2")).await.unwrap();
+    s.append(said(ab.id, &bob, "2", "2027 budget: too high")).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let third = s.append(said(ab.id, &alice, "3", "Budgeting for 2027 in Zürich")).await.unwrap();
+
+    // Words: all of them, anywhere, any case.
+    assert_eq!(found(s, &bob, &words(&["budget", "2027"])).await.len(), 2);
+    assert_eq!(found(s, &bob, &words(&["zürich"])).await, [(ab.id, 3)]);
+    assert!(found(s, &bob, &words(&["budge"])).await.is_empty(), "whole words only");
+    // A phrase: these words, in this order, side by side (punctuation splits words).
+    let phrase = |w: &[&str]| SearchQuery {
+        terms: vec![SearchTerm::Phrase(w.iter().map(|w| (*w).to_owned()).collect())],
+        limit: 20,
+        ..SearchQuery::default()
+    };
+    assert_eq!(found(s, &bob, &phrase(&["budget", "2027"])).await, [(ab.id, 1)]);
+    assert_eq!(found(s, &bob, &phrase(&["2027", "budget"])).await, [(ab.id, 2)]);
+    // A prefix.
+    let prefix = SearchQuery { terms: vec![SearchTerm::Prefix("budg".into())], ..words(&[]) };
+    assert_eq!(found(s, &bob, &prefix).await.len(), 3);
+    // From one sender.
+    let from_bob = SearchQuery { from: Some(bob.id), ..words(&["2027"]) };
+    assert_eq!(found(s, &alice, &from_bob).await, [(ab.id, 2)]);
+    // Dates: after is inclusive, before exclusive.
+    let ts3 = third.message.ts;
+    let after = SearchQuery { after: Some(ts3), ..words(&["2027"]) };
+    assert_eq!(found(s, &alice, &after).await, [(ab.id, 3)]);
+    let before = SearchQuery { before: Some(ts3), sort: SearchSort::Recent, ..words(&["2027"]) };
+    assert_eq!(found(s, &alice, &before).await, [(ab.id, 2), (ab.id, 1)]);
+    let window = SearchQuery {
+        after: Some(first.message.ts),
+        before: Some(first.message.ts + 1),
+        ..words(&["plan"])
+    };
+    assert_eq!(found(s, &alice, &window).await, [(ab.id, 1)]);
+    // No words: the newest messages passing the filters.
+    let only_alice = SearchQuery { from: Some(alice.id), ..words(&[]) };
+    assert_eq!(found(s, &bob, &only_alice).await, [(ab.id, 3), (ab.id, 1)]);
+    f
+}
+
+async fn search_ranks_and_pages(f: Fixture) -> Fixture {
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    let s = f.store.as_ref();
+    s.append(said(ab.id, &alice, "best", "invoice invoice invoice overdue")).await.unwrap();
+    for n in 0..24 {
+        let body = format!("note {n}: the invoice and a lot of other words around it");
+        s.append(said(ab.id, &alice, &format!("n{n}"), &body)).await.unwrap();
+    }
+    // The best match first although it is the oldest; then newest first among equals.
+    let ranked = found(s, &bob, &words(&["invoice"])).await;
+    assert_eq!(ranked[0], (ab.id, 1));
+    assert_eq!(ranked[1], (ab.id, 25));
+    let recent = SearchQuery { sort: SearchSort::Recent, ..words(&["invoice"]) };
+    assert_eq!(found(s, &bob, &recent).await[0], (ab.id, 25));
+    // Pages: 10, 10, 5, each result once.
+    let mut seen = BTreeSet::new();
+    for (offset, size, more) in [(0, 10, true), (10, 10, true), (20, 5, false)] {
+        let query = SearchQuery { offset, limit: 10, ..words(&["invoice"]) };
+        let page = s.search(&bob, &query).await.unwrap();
+        assert_eq!((page.messages.len(), page.has_more), (size, more), "offset {offset}");
+        seen.extend(page.messages.iter().map(|m| m.seq));
+    }
+    assert_eq!(seen, (1..=25).collect::<BTreeSet<i64>>());
+    let too_deep = SearchQuery { offset: 100_000, ..words(&["invoice"]) };
+    assert!(matches!(s.search(&bob, &too_deep).await, Err(StoreError::Invalid(_))));
+    f
+}
+
+async fn edits_and_deletions_are_entries_with_their_own_seq(f: Fixture) -> Fixture {
+    let [alice, bob, eve] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "eve").await,
+    ];
+    let s = f.store.as_ref();
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    s.append(said(ab.id, &alice, "a1", "lunch at noon?")).await.unwrap();
+    s.append(said(ab.id, &bob, "b1", "ok")).await.unwrap();
+
+    // Only the sender changes a message; others are refused and nothing is stored.
+    let err = s.change_message(&bob, ab.id, 1, Some("hacked"), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotAuthor { seq: 1, .. }), "{err}");
+    let err = s.change_message(&eve, ab.id, 1, None, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotMember { .. }), "{err}");
+    let err = s.change_message(&alice, ab.id, 99, None, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+    // An edit is an entry with the next seq; the message reads the new text.
+    let edit = s.change_message(&alice, ab.id, 1, Some("lunch at one?"), Some("e1")).await;
+    let edit = edit.unwrap();
+    let m = &edit.message;
+    assert_eq!(
+        (m.seq, m.kind, m.ref_seq, m.body.as_str()),
+        (3, MessageKind::Edit, Some(1), "lunch at one?")
+    );
+    let mut members = edit.members.clone();
+    members.sort();
+    assert_eq!(members, [alice.id, bob.id]);
+    let again = s.change_message(&alice, ab.id, 1, Some("lunch at one?"), Some("e1")).await;
+    assert_eq!((again.as_ref().unwrap().duplicate, again.unwrap().message.seq), (true, 3));
+    let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 3);
+    assert_eq!(page.messages[0].body, "lunch at one?");
+    assert_eq!(page.messages[0].edited_at, Some(m.ts));
+    // Search follows the edit: the new text is found, the old is not, the entry never.
+    assert!(found(s, &bob, &words(&["noon"])).await.is_empty());
+    assert_eq!(found(s, &bob, &words(&["lunch"])).await, [(ab.id, 1)]);
+
+    // A deletion: an entry, a tombstone in history, gone from search, not changeable.
+    let gone = s.change_message(&alice, ab.id, 1, None, Some("d1")).await.unwrap();
+    assert_eq!(
+        (gone.message.seq, gone.message.kind, gone.message.ref_seq),
+        (4, MessageKind::Delete, Some(1))
+    );
+    let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
+    assert!(page.messages[0].deleted && page.messages[0].body.is_empty());
+    // Its edit entries lose their text too: they held earlier versions of it.
+    assert!(page.messages.iter().all(|m| !m.body.contains("lunch")), "{page:?}");
+    assert!(found(s, &bob, &words(&["lunch"])).await.is_empty());
+    let err = s.change_message(&alice, ab.id, 1, Some("back"), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // The conversation list previews the newest message, not an entry.
+    let previews = s.last_messages(bob.id).await.unwrap();
+    assert_eq!((previews[0].seq, previews[0].body.as_str()), (2, "ok"));
+    // System messages are the server's record and cannot be changed.
+    let (group, _) = s.create_group(&alice, "Ops", std::slice::from_ref(&bob)).await.unwrap();
+    let err = s.change_message(&alice, group.id, 1, Some("x"), None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     f
 }

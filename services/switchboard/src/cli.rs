@@ -69,6 +69,13 @@ pub enum Command {
     Listen(ListenArgs),
     /// Print a conversation's history
     History(HistoryArgs),
+    /// Replace the text of one of your messages (everyone sees it edited)
+    Edit(EditArgs),
+    /// Delete one of your messages (everyone sees it deleted)
+    Delete(DeleteArgs),
+    /// Search the messages of your conversations
+    #[command(after_help = SEARCH_HELP)]
+    Search(SearchArgs),
     /// Set your presence
     Presence {
         #[command(subcommand)]
@@ -386,6 +393,65 @@ pub struct HistoryArgs {
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     /// Print messages as JSON lines
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    /// A username (your direct conversation) or a conversation id
+    pub conversation: String,
+    /// The message's seq (shown by `history` and `search` as #CONVERSATION:SEQ)
+    pub seq: i64,
+    /// The new text; several words are joined with spaces
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// A username (your direct conversation) or a conversation id
+    pub conversation: String,
+    /// The message's seq
+    pub seq: i64,
+}
+
+const SEARCH_HELP: &str = "The query:\n  \
+    budget 2027          messages with both words (whole words, any case)\n  \
+    \"budget 2027\"        the phrase: these words, in this order\n  \
+    budg*                words starting with budg\n  \
+    from:alice           sent by alice (or --from)\n  \
+    in:Ops  in:bob  in:12   in the group Ops, your direct conversation with bob, conversation 12 (or --in)\n  \
+    before:2027-01-31    sent before that day (UTC); after:DAY on or after it; on:DAY that day\n\n\
+Examples:\n  switchboard search \"budget 2027\" --from alice --json\n  switchboard search 'deploy in:ops after:2026-11-01' --recent";
+
+#[derive(Args)]
+pub struct SearchArgs {
+    /// Words, "phrases", prefix* and operators (see below); several arguments are joined
+    #[arg(required = true, num_args = 1..)]
+    pub query: Vec<String>,
+    /// Only messages sent by this user
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only this conversation: a group's name, a username (your direct conversation) or an id
+    #[arg(long = "in", value_name = "CONVERSATION")]
+    pub in_conversation: Option<String>,
+    /// Only messages sent before this day (YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "DAY")]
+    pub before: Option<String>,
+    /// Only messages sent on or after this day (YYYY-MM-DD, UTC)
+    #[arg(long, value_name = "DAY")]
+    pub after: Option<String>,
+    /// Newest first instead of best match first
+    #[arg(long)]
+    pub recent: bool,
+    /// Results to show (at most 100)
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Results to skip: the next page starts at the number shown so far
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+    /// Print each result (message and highlight) as a JSON line
     #[arg(long)]
     pub json: bool,
 }

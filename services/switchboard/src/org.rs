@@ -140,7 +140,7 @@ pub async fn directory(client: ClientArgs, command: DirectoryCommand) -> anyhow:
 }
 
 /// Percent-encodes a query parameter value.
-fn url_encode(text: &str) -> String {
+pub fn url_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -345,3 +345,66 @@ fn directory_import_bots_and_broadcasts_from_the_cli_with_exit_codes() {
     assert_eq!((m["sender"].as_str(), m["author"].as_str()), (Some("ci"), Some("CI")));
     drop(server);
 }
+
+#[test]
+fn people_search_their_messages_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (admin, alice) = (tmp.path().join("admin"), tmp.path().join("alice"));
+    let server = Serve::start(&data);
+    let password = server.admin_password().unwrap();
+    let url = server.url.clone();
+    ok(cli(
+        &admin,
+        &["login", "--server", &url, "--user", "admin", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    ));
+    ok(cli(&admin, &["user", "add", "alice", "--password-stdin"], Some("alice-secret\n")));
+    ok(cli(
+        &alice,
+        &["login", "--server", &url, "--user", "alice", "--password-stdin"],
+        Some("alice-secret\n"),
+    ));
+    ok(cli(&admin, &["send", "alice", "Budget 2027 is approved"], None));
+    ok(cli(&alice, &["send", "admin", "thanks for the budget, 2027 looks good"], None));
+    ok(cli(&admin, &["send", "alice", "lunch?"], None));
+
+    // The example: a phrase, one author, JSON lines.
+    let json = ok(cli(&alice, &["search", "budget 2027", "--from", "admin", "--json"], None));
+    let lines: Vec<serde_json::Value> =
+        json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{json}");
+    assert_eq!(lines[0]["message"]["body"], "Budget 2027 is approved");
+    assert_eq!(lines[0]["highlight"][1], "Budget");
+    // Both words, anyone, for people: one line each, no escape codes when piped.
+    let plain = ok(cli(&alice, &["search", "budget", "2027"], None));
+    assert_eq!(plain.lines().count(), 2, "{plain}");
+    assert!(plain.contains("alice: thanks for the budget") && !plain.contains('\x1b'), "{plain}");
+    let (code, _, stderr) = run(&alice, &["search", "budget", "--from", "nobody"], None);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("user_not_found"), "{stderr}");
+    let (code, _, stderr) = run(&alice, &["search", "budget", "--before", "soon"], None);
+    assert!(code == 4 && stderr.contains("invalid_request"), "{stderr}");
+
+    // Edit and delete from the CLI; search and history follow.
+    let hit: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    let (conv, seq) =
+        (hit["message"]["conversation_id"].to_string(), hit["message"]["seq"].to_string());
+    let (code, _, stderr) = run(&alice, &["edit", &conv, &seq, "not", "mine"], None);
+    assert!(code == 4 && stderr.contains("forbidden"), "{stderr}");
+    ok(cli(&admin, &["edit", &conv, &seq, "Budget 2028 is approved"], None));
+    assert!(
+        ok(cli(&alice, &["search", "2027", "--from", "admin"], None)).contains("nothing found")
+    );
+    let history = ok(cli(&alice, &["history", "admin"], None));
+    assert!(history.contains("Budget 2028 is approved (edited)"), "{history}");
+    let deleted = ok(cli(&admin, &["delete", &conv, &seq], None));
+    assert!(deleted.contains("Deleted message"), "{deleted}");
+    let history = ok(cli(&alice, &["history", "admin"], None));
+    assert!(
+        history.contains("admin: (deleted)") && !history.contains("admin: Budget 2028"),
+        "{history}"
+    );
+    let (stopped, _) = server.stop();
+    assert!(stopped);
+}

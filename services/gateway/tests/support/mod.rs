@@ -266,6 +266,7 @@ pub fn answer_id(frame: &ServerFrame) -> Option<&str> {
         | ServerFrame::Ok { id }
         | ServerFrame::Pong { id }
         | ServerFrame::Users { id, .. }
+        | ServerFrame::SearchResults { id, .. }
         | ServerFrame::Error { id, .. } => id.as_deref(),
         _ => None,
     }

@@ -9,6 +9,7 @@ import { Connection } from './connection.js';
 import { setupDialogs } from './dialogs.js';
 import { $ } from './dom.js';
 import { frameHandlers } from './frames.js';
+import { searchMethods } from './search.js';
 import { State } from './state.js';
 import { uiMethods } from './ui.js';
 import { renderChatHeader, renderConversationList, renderMe, renderMessages, renderTyping } from './views.js';
@@ -57,6 +58,7 @@ export class App {
     renderMe(this.state, this.myStatus);
     setupDialogs(this);
     this.wireUi();
+    this.wireSearch();
     await Promise.all([this.loadConversations(), this.loadContacts()]);
     this.connection.start();
     setInterval(() => this.tick(), 1000);
@@ -163,11 +165,57 @@ export class App {
     }
   }
 
+  /** Puts one of my messages into the composer; sending then replaces its text. */
+  startEdit(m) {
+    this.editing = { conversation_id: m.conversation_id, seq: m.seq };
+    const input = $('composer-input');
+    input.value = m.body;
+    input.placeholder = 'Edit your message (Esc cancels)';
+    $('composer').classList.add('editing');
+    this.resizeComposer();
+    input.focus();
+  }
+
+  cancelEdit() {
+    if (!this.editing) return;
+    this.editing = null;
+    $('composer-input').value = '';
+    $('composer-input').placeholder = 'Write a message…';
+    $('composer').classList.remove('editing');
+    this.resizeComposer();
+  }
+
+  /** First click asks, a second within 4 s deletes. */
+  deleteMessage(m) {
+    if (this.confirmingDelete !== m.seq) {
+      this.confirmingDelete = m.seq;
+      clearTimeout(this.confirmTimer);
+      this.confirmTimer = setTimeout(() => {
+        this.confirmingDelete = null;
+        this.drawMessages();
+      }, 4000);
+      this.drawMessages();
+      return;
+    }
+    this.confirmingDelete = null;
+    this.connection
+      .request({ type: 'delete', conversation_id: m.conversation_id, seq: m.seq, client_msg_id: newClientMsgId() })
+      .catch((e) => this.flash(`Could not delete: ${e.message}`));
+  }
+
   sendFromComposer() {
     const input = $('composer-input');
     const body = input.value;
     const conv = this.selected();
     if (!conv || !body.trim()) return;
+    if (this.editing) {
+      const { conversation_id: id, seq } = this.editing;
+      this.cancelEdit();
+      this.connection
+        .request({ type: 'edit', conversation_id: id, seq, client_msg_id: newClientMsgId(), body })
+        .catch((e) => this.flash(`Could not edit: ${e.message}`));
+      return;
+    }
     const clientMsgId = newClientMsgId();
     const entry = { client_msg_id: clientMsgId, body, ts: Date.now(), sender: this.state.me.username, kind: 'text', frameId: null };
     if (!this.pending.has(conv.id)) this.pending.set(conv.id, []);
@@ -366,7 +414,11 @@ export class App {
     if (!conv) return;
     const box = $('messages');
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-    renderMessages(this.state, conv, this.pending.get(conv.id) || []);
+    renderMessages(this.state, conv, this.pending.get(conv.id) || [], {
+      onEdit: (m) => this.startEdit(m),
+      onDelete: (m) => this.deleteMessage(m),
+      confirmingDelete: this.confirmingDelete,
+    });
     if (bottom || (stick && atBottom)) box.scrollTop = box.scrollHeight;
   }
 
@@ -383,4 +435,4 @@ export class App {
   }
 }
 
-Object.assign(App.prototype, frameHandlers, uiMethods);
+Object.assign(App.prototype, frameHandlers, uiMethods, searchMethods);

@@ -2,6 +2,7 @@
 // request): methods of App (app.js), kept apart so each file holds one concern.
 
 import { $, el } from './dom.js';
+import { isEntry } from './state.js';
 import { renderBroadcasts, renderChatHeader, renderTyping } from './views.js';
 
 const TYPING_SHOWN_MS = 6000;
@@ -31,6 +32,15 @@ export const frameHandlers = {
     }
     if (m.sender === this.state.me.username) this.dropPending(conv.id, m.client_msg_id);
     const fresh = this.state.addMessage(m);
+    if (isEntry(m)) {
+      // An edit or deletion: redraw what it changed; nothing to announce.
+      if (conv.id === this.selectedId) {
+        this.requestDraw({ messages: true, stick: true });
+        this.markRead(conv);
+      }
+      this.requestDraw({ list: true });
+      return;
+    }
     if (!fresh) {
       this.requestDraw({ list: true }); // the preview may have changed
       return;

@@ -89,6 +89,11 @@ export class State {
   }
 }
 
+/** An edit or delete entry: it changes another message and is not shown itself. */
+export function isEntry(m) {
+  return m.kind === 'edit' || m.kind === 'delete';
+}
+
 export class Conv {
   constructor(c) {
     this.id = c.id;
@@ -127,14 +132,25 @@ export class Conv {
     const isNew = m.seq > this.heldSeq;
     if (m.seq > this.heldSeq) this.heldSeq = m.seq;
     if (m.seq > this.lastSeq) this.lastSeq = m.seq;
+    if (isEntry(m)) {
+      // An edit or delete entry changes the message it names (history already shows
+      // older changes applied, so applying one twice does no harm).
+      for (const target of [this.messages.get(m.ref_seq), this.preview]) {
+        // An edit entry of a message deleted since comes without its text: skip it.
+        if (!target || target.seq !== m.ref_seq || (m.kind === 'edit' && m.deleted)) continue;
+        if (m.kind === 'edit') Object.assign(target, { body: m.body, edited_at: m.ts });
+        else Object.assign(target, { body: '', deleted: true });
+      }
+      return isNew;
+    }
     if (!this.preview || m.seq >= this.preview.seq) this.preview = m;
     if (this.oldestLoaded === null || m.seq < this.oldestLoaded) this.oldestLoaded = m.seq;
     return isNew;
   }
 
-  /** Messages of the loaded window, oldest first. */
+  /** Messages of the loaded window, oldest first (edit and delete entries left out). */
   ordered() {
-    return [...this.messages.values()].sort((a, b) => a.seq - b.seq);
+    return [...this.messages.values()].filter((m) => !isEntry(m)).sort((a, b) => a.seq - b.seq);
   }
 
   unread() {

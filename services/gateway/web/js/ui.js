@@ -16,6 +16,7 @@ export const uiMethods = {
         event.preventDefault();
         this.sendFromComposer();
       }
+      if (event.key === 'Escape') this.cancelEdit();
     });
     $('composer-input').addEventListener('input', () => {
       this.resizeComposer();

@@ -28,6 +28,7 @@ function previewText(state, conv) {
   if (m.kind === 'system') return m.author ? `${m.author}: ${m.body}` : m.body;
   if (m.kind === 'broadcast') return `Broadcast: ${m.body}`;
   const who = m.sender === state.me.username ? 'You' : state.displayName(m.sender).split(' ')[0];
+  if (m.deleted) return `${who} deleted a message`;
   return conv.kind === 'group' || m.sender === state.me.username ? `${who}: ${m.body}` : m.body;
 }
 
@@ -129,7 +130,7 @@ function receipt(state, conv, m, pending) {
  * Renders the open conversation's messages: day separators, grouped runs of one
  * sender, system messages as notices, pending sends at the end.
  */
-export function renderMessages(state, conv, pending) {
+export function renderMessages(state, conv, pending, actions = {}) {
   const list = $('message-list');
   const nodes = [];
   let previous = null; // the message before, for grouping runs of one sender
@@ -182,8 +183,18 @@ export function renderMessages(state, conv, pending) {
     const mine = m.sender === state.me.username;
     const continued = previous && previous.sender === m.sender && m.ts - previous.ts < 5 * 60_000;
     const name = m.author || state.displayName(m.sender);
-    const bubble = el('div', { class: 'bubble' }, el('div', { class: 'body' }, renderBody(m.body)));
+    const bubble = m.deleted
+      ? el('div', { class: 'bubble deleted' }, el('div', { class: 'body' }, 'This message was deleted'))
+      : el('div', { class: 'bubble' }, el('div', { class: 'body' }, renderBody(m.body)));
     const meta = el('div', { class: 'meta' }, el('time', { datetime: new Date(m.ts).toISOString(), title: new Date(m.ts).toLocaleString() }, formatTime(m.ts)));
+    if (m.edited_at && !m.deleted) meta.append(el('span', { class: 'edited', title: `Edited ${new Date(m.edited_at).toLocaleString()}` }, 'edited'));
+    if (mine && !m.pending && !m.deleted && m.kind === 'text' && actions.onEdit) {
+      const confirming = actions.confirmingDelete === m.seq;
+      meta.append(
+        el('button', { type: 'button', class: 'link-button message-action', 'aria-label': 'Edit message', onclick: () => actions.onEdit(m) }, 'Edit'),
+        el('button', { type: 'button', class: `link-button message-action${confirming ? ' danger-text' : ''}`, 'aria-label': confirming ? 'Confirm delete' : 'Delete message', onclick: () => actions.onDelete(m) }, confirming ? 'Delete?' : 'Delete'),
+      );
+    }
     if (mine && m === mineLast) {
       const r = receipt(state, conv, m, m.pending);
       meta.append(el('span', { class: `receipt ${r.cls}` }, r.text));

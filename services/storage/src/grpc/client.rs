@@ -20,8 +20,8 @@ use super::pb;
 use super::pb::append_outcome::Outcome;
 use super::pb::storage_client::StorageClient;
 use crate::{
-    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, Result, Store,
-    StoreError, User, Webhook,
+    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, Result, SearchPage,
+    SearchQuery, Store, StoreError, User, Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
@@ -256,6 +256,31 @@ impl Store for RemoteStore {
         Ok(page_from_pb(
             self.client().history(request).await.map_err(status_to_error)?.into_inner(),
         ))
+    }
+
+    async fn change_message(
+        &self,
+        editor: &User,
+        conversation: i64,
+        seq: i64,
+        body: Option<&str>,
+        client_msg_id: Option<&str>,
+    ) -> Result<Appended> {
+        let request = pb::ChangeMessageRequest {
+            editor: Some(user_to_pb(editor)),
+            conversation_id: conversation,
+            seq,
+            body: body.map(str::to_owned),
+            client_msg_id: client_msg_id.map(str::to_owned),
+        };
+        let reply = self.client().change_message(request).await.map_err(status_to_error)?;
+        appended_from_pb(reply.into_inner())
+    }
+
+    async fn search(&self, viewer: &User, query: &SearchQuery) -> Result<SearchPage> {
+        let request = search_to_pb(viewer, query);
+        let reply = self.client().search(request).await.map_err(status_to_error)?;
+        Ok(search_page_from_pb(reply.into_inner()))
     }
 
     async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64> {

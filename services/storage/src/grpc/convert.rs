@@ -10,8 +10,8 @@ use tonic::{Code, Status};
 
 use super::pb;
 use crate::{
-    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, StoreError, User,
-    Webhook,
+    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, SearchPage,
+    SearchQuery, SearchSort, SearchTerm, StoreError, User, Webhook,
 };
 
 pub fn user_to_pb(user: &User) -> pb::User {
@@ -61,6 +61,9 @@ pub fn message_to_pb(message: Message) -> pb::Message {
         client_msg_id: message.client_msg_id,
         ts: message.ts,
         author: message.author,
+        ref_seq: message.ref_seq,
+        edited_at: message.edited_at,
+        deleted: message.deleted,
     }
 }
 
@@ -74,6 +77,9 @@ pub fn message_from_pb(message: pb::Message) -> Message {
         client_msg_id: message.client_msg_id,
         ts: message.ts,
         author: message.author,
+        ref_seq: message.ref_seq,
+        edited_at: message.edited_at,
+        deleted: message.deleted,
     }
 }
 
@@ -183,10 +189,93 @@ pub fn page_from_pb(page: pb::HistoryPage) -> HistoryPage {
     }
 }
 
+pub fn search_to_pb(viewer: &User, query: &SearchQuery) -> pb::SearchRequest {
+    pb::SearchRequest {
+        viewer: Some(user_to_pb(viewer)),
+        terms: query
+            .terms
+            .iter()
+            .map(|term| match term {
+                SearchTerm::Word(w) => {
+                    pb::SearchTerm { kind: "word".into(), words: vec![w.clone()] }
+                }
+                SearchTerm::Prefix(p) => {
+                    pb::SearchTerm { kind: "prefix".into(), words: vec![p.clone()] }
+                }
+                SearchTerm::Phrase(words) => {
+                    pb::SearchTerm { kind: "phrase".into(), words: words.clone() }
+                }
+            })
+            .collect(),
+        from: query.from,
+        conversations: query.conversations.clone().map(|ids| pb::ConversationFilter { ids }),
+        after: query.after,
+        before: query.before,
+        sort: match query.sort {
+            SearchSort::Relevance => "relevance",
+            SearchSort::Recent => "recent",
+        }
+        .into(),
+        offset: query.offset,
+        limit: query.limit,
+    }
+}
+
+pub fn search_from_pb(request: pb::SearchRequest) -> Result<(User, SearchQuery), Status> {
+    let viewer = user_from_pb(required(request.viewer, "viewer")?);
+    let terms = request
+        .terms
+        .into_iter()
+        .map(|term| {
+            let mut words = term.words;
+            match (term.kind.as_str(), words.len()) {
+                ("word", 1) => Ok(SearchTerm::Word(words.remove(0))),
+                ("prefix", 1) => Ok(SearchTerm::Prefix(words.remove(0))),
+                ("phrase", 1..) => Ok(SearchTerm::Phrase(words)),
+                (kind, n) => {
+                    Err(Status::invalid_argument(format!("bad search term: {kind} of {n} words")))
+                }
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let sort = match request.sort.as_str() {
+        "relevance" | "" => SearchSort::Relevance,
+        "recent" => SearchSort::Recent,
+        other => return Err(Status::invalid_argument(format!("unknown sort {other:?}"))),
+    };
+    let query = SearchQuery {
+        terms,
+        from: request.from,
+        conversations: request.conversations.map(|c| c.ids),
+        after: request.after,
+        before: request.before,
+        sort,
+        offset: request.offset,
+        limit: request.limit,
+    };
+    Ok((viewer, query))
+}
+
+pub fn search_page_to_pb(page: SearchPage) -> pb::SearchReply {
+    pb::SearchReply {
+        messages: page.messages.into_iter().map(message_to_pb).collect(),
+        has_more: page.has_more,
+    }
+}
+
+pub fn search_page_from_pb(page: pb::SearchReply) -> SearchPage {
+    SearchPage {
+        messages: page.messages.into_iter().map(message_from_pb).collect(),
+        has_more: page.has_more,
+    }
+}
+
 /// A [`StoreError`] as a status whose details say exactly which error it was.
 pub fn error_to_status(error: StoreError) -> Status {
     let code = match &error {
-        StoreError::NotMember { .. } | StoreError::Forbidden(_) => Code::PermissionDenied,
+        StoreError::NotMember { .. } | StoreError::Forbidden(_) | StoreError::NotAuthor { .. } => {
+            Code::PermissionDenied
+        }
         StoreError::ConversationNotFound(_)
         | StoreError::UserNotFound(_)
         | StoreError::NotFound(_) => Code::NotFound,
@@ -208,11 +297,13 @@ pub fn error_to_failure(error: &StoreError) -> pb::StoreFailure {
         StoreError::Invalid(_) => ("invalid", 0, String::new()),
         StoreError::NotFound(_) => ("not_found", 0, String::new()),
         StoreError::Forbidden(_) => ("forbidden", 0, String::new()),
+        StoreError::NotAuthor { conversation, .. } => ("not_author", *conversation, String::new()),
         StoreError::Unavailable(_) => ("unavailable", 0, String::new()),
     };
     let message = match error {
         StoreError::Invalid(m) | StoreError::Unavailable(m) | StoreError::NotFound(m) => m.clone(),
         StoreError::Forbidden(what) => (*what).to_owned(),
+        StoreError::NotAuthor { seq, .. } => seq.to_string(),
         _ => String::new(),
     };
     pb::StoreFailure { kind: kind.to_owned(), conversation, user, message }
@@ -239,6 +330,10 @@ pub fn failure_to_error(failure: pb::StoreFailure, context: &str) -> StoreError 
         "invalid" => StoreError::Invalid(failure.message),
         "not_found" => StoreError::NotFound(failure.message),
         "forbidden" => StoreError::Forbidden(forbidden_action(&failure.message)),
+        "not_author" => StoreError::NotAuthor {
+            conversation: failure.conversation,
+            seq: failure.message.parse().unwrap_or(0),
+        },
         "unavailable" if !failure.message.is_empty() => StoreError::Unavailable(failure.message),
         _ => StoreError::Unavailable(format!("storage service: {context}")),
     }

@@ -265,6 +265,30 @@ impl Storage for StorageService {
         reply(page, page_to_pb)
     }
 
+    async fn change_message(
+        &self,
+        request: Request<pb::ChangeMessageRequest>,
+    ) -> Reply<pb::Appended> {
+        let r = request.into_inner();
+        let editor = user(r.editor, "editor")?;
+        let changed = self
+            .store
+            .change_message(
+                &editor,
+                r.conversation_id,
+                r.seq,
+                r.body.as_deref(),
+                r.client_msg_id.as_deref(),
+            )
+            .await;
+        reply(changed, appended_to_pb)
+    }
+
+    async fn search(&self, request: Request<pb::SearchRequest>) -> Reply<pb::SearchReply> {
+        let (viewer, query) = search_from_pb(request.into_inner())?;
+        reply(self.store.search(&viewer, &query).await, search_page_to_pb)
+    }
+
     async fn mark_read(&self, request: Request<pb::MarkReadRequest>) -> Reply<pb::Seq> {
         let r = request.into_inner();
         let viewer = user(r.viewer, "viewer")?;

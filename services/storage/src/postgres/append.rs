@@ -57,6 +57,9 @@ fn outcome(row: &sqlx::postgres::PgRow, new: &NewMessage) -> Result<Result<Appen
                 client_msg_id: new.client_msg_id.clone(),
                 ts: row.try_get("ts")?,
                 author: row.try_get("author")?,
+                ref_seq: None,
+                edited_at: None,
+                deleted: false,
             };
             let members: Option<Vec<i64>> = row.try_get("members")?;
             let duplicate = outcome == 1;

@@ -13,7 +13,8 @@
 crate::backend::sql_queries!(
     sqlx::postgres::PgConnection,
     sqlx::postgres::PgPool,
-    sqlx::postgres::PgRow
+    sqlx::postgres::PgRow,
+    "search_postgres.rs"
 );
 
 mod append;

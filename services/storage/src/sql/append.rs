@@ -73,6 +73,9 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
                 client_msg_id: new.client_msg_id.clone(),
                 ts,
                 author: new.author.clone(),
+                ref_seq: None,
+                edited_at: None,
+                deleted: false,
             },
             false,
         )));
@@ -187,6 +190,9 @@ async fn stored_copies<'a>(
                 client_msg_id: Some(key),
                 ts: row.try_get(6)?,
                 author: row.try_get(7)?,
+                ref_seq: None,
+                edited_at: None,
+                deleted: false,
             };
             if let Some(key) = new.client_msg_id.as_deref() {
                 stored.insert((sender, key), message);

@@ -7,6 +7,16 @@
 /// Longest group name accepted, in characters.
 const MAX_GROUP_NAME: usize = 200;
 
+/// What a stored message may carry besides its sender, kind and body.
+#[derive(Default, Clone, Copy)]
+pub struct Extras<'a> {
+    pub client_msg_id: Option<&'a str>,
+    /// The name an automated message shows (bots, webhooks).
+    pub author: Option<&'a str>,
+    /// On an edit or delete entry: the seq of the message it changes.
+    pub ref_seq: Option<i64>,
+}
+
 /// Assigns the next seq of `conversation` and stores the message, inside the caller's
 /// transaction. The caller has checked membership.
 pub async fn insert_message(
@@ -15,9 +25,9 @@ pub async fn insert_message(
     sender: &User,
     kind: MessageKind,
     body: &str,
-    client_msg_id: Option<&str>,
-    author: Option<&str>,
+    extras: Extras<'_>,
 ) -> Result<Message> {
+    let Extras { client_msg_id, author, ref_seq } = extras;
     let seq: i64 = sqlx::query_scalar(
         "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
     )
@@ -27,8 +37,8 @@ pub async fn insert_message(
     let ts = now_ms();
     sqlx::query(
         "INSERT INTO messages (conversation_id, seq, sender_id, kind, body, client_msg_id, ts,
-                               author)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                               author, ref_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(conversation)
     .bind(seq)
@@ -38,6 +48,7 @@ pub async fn insert_message(
     .bind(client_msg_id)
     .bind(ts)
     .bind(author)
+    .bind(ref_seq)
     .execute(&mut *conn)
     .await?;
     Ok(Message {
@@ -49,6 +60,9 @@ pub async fn insert_message(
         client_msg_id: client_msg_id.map(str::to_owned),
         ts,
         author: author.map(str::to_owned),
+        ref_seq,
+        edited_at: None,
+        deleted: false,
     })
 }
 
@@ -281,7 +295,8 @@ pub async fn create_group(
     } else {
         format!("{} created the group \"{name}\" with {}", owner.username, names(&others))
     };
-    let message = insert_message(&mut tx, id, owner, MessageKind::System, &body, None, None).await?;
+    let message = insert_message(&mut tx, id, owner, MessageKind::System, &body, Extras::default())
+        .await?;
     let conversation = load_unchecked(&mut tx, id, owner.id).await?;
     tx.commit().await?;
     Ok((conversation, message))
@@ -309,7 +324,8 @@ pub async fn add_members(
     }
     let body = format!("{} added {}", actor.username, names(&added));
     let message =
-        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None, None).await?;
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, Extras::default())
+        .await?;
     let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
     tx.commit().await?;
     Ok((conversation, message))
@@ -345,36 +361,52 @@ pub async fn remove_member(
         format!("{} removed {}", actor.username, user.username)
     };
     let message =
-        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, None, None).await?;
+        insert_message(&mut tx, conversation, actor, MessageKind::System, &body, Extras::default())
+        .await?;
     let conversation = load_unchecked(&mut tx, conversation, actor.id).await?;
     tx.commit().await?;
     Ok((conversation, message))
 }
 
+/// The columns [`message_from_row`] reads, from `messages m JOIN users u`.
+const MESSAGE_COLUMNS: &str = "m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author, \
+     m.ref_seq, m.edited_at, m.deleted_at, u.username";
+
+/// A message as readers see it: a deleted one keeps its place with an empty body (its
+/// text stays in the row for the compliance export until retention removes it).
 fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
     let kind: String = row.try_get("kind")?;
+    let deleted = row.try_get::<Option<i64>, _>("deleted_at")?.is_some();
     Ok(Message {
         conversation_id: conversation,
         seq: row.try_get("seq")?,
         sender: row.try_get("username")?,
         kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Text),
-        body: row.try_get("body")?,
+        body: if deleted { String::new() } else { row.try_get("body")? },
         client_msg_id: row.try_get("client_msg_id")?,
         ts: row.try_get("ts")?,
         author: row.try_get("author")?,
+        ref_seq: row.try_get("ref_seq")?,
+        edited_at: row.try_get("edited_at")?,
+        deleted,
     })
 }
 
 /// The newest message of each of the user's conversations that has one, by conversation.
 pub async fn last_messages(pool: &Pool, user_id: i64) -> Result<Vec<Message>> {
-    let rows = sqlx::query(
-        "SELECT m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author, u.username
+    // The newest message shown on its own: edit and delete entries change older ones. The
+    // subquery walks the conversation's primary key backwards from the end.
+    let sql = format!(
+        "SELECT m.conversation_id, {MESSAGE_COLUMNS}
          FROM members mine
-         JOIN conversations c ON c.id = mine.conversation_id
-         JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq
+         JOIN messages m ON m.conversation_id = mine.conversation_id AND m.seq = (
+             SELECT x.seq FROM messages x
+             WHERE x.conversation_id = mine.conversation_id AND x.kind NOT IN ('edit', 'delete')
+             ORDER BY x.seq DESC LIMIT 1)
          JOIN users u ON u.id = m.sender_id
-         WHERE mine.user_id = $1 ORDER BY m.conversation_id",
-    )
+         WHERE mine.user_id = $1 ORDER BY m.conversation_id"
+    );
+    let rows = sqlx::query(&sql)
     .bind(user_id)
     .fetch_all(pool)
     .await?;
@@ -399,7 +431,7 @@ pub async fn history(
         None => ("DESC", 0),
     };
     let sql = format!(
-        "SELECT m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author, u.username
+        "SELECT {MESSAGE_COLUMNS}
          FROM messages m JOIN users u ON u.id = m.sender_id
          WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq < $3
          ORDER BY m.seq {order} LIMIT $4"

@@ -11,7 +11,8 @@ crate::backend::sql_queries!(
     sqlx::sqlite::SqliteConnection,
     sqlx::sqlite::SqlitePool,
     sqlx::sqlite::SqliteRow,
-    "append.rs"
+    "append.rs",
+    "search_sqlite.rs"
 );
 
 use std::path::Path;

@@ -27,13 +27,30 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 pub fn message_line(message: &Message) -> String {
     let when = utc(message.ts);
     match message.kind {
+        MessageKind::Text if message.deleted => {
+            format!("[{when}] #{} {}: (deleted)", message.conversation_id, message.sender)
+        }
         MessageKind::Text => {
-            format!("[{when}] #{} {}: {}", message.conversation_id, message.sender, message.body)
+            let edited = if message.edited_at.is_some() { " (edited)" } else { "" };
+            let (id, sender, body) = (message.conversation_id, &message.sender, &message.body);
+            format!("[{when}] #{id} {sender}: {body}{edited}")
         }
         MessageKind::System => format!("[{when}] #{} * {}", message.conversation_id, message.body),
         MessageKind::Broadcast => {
             let (id, sender, body) = (message.conversation_id, &message.sender, &message.body);
             format!("[{when}] #{id} ! broadcast from {sender}: {body}")
+        }
+        MessageKind::Edit => {
+            let (id, sender, body) = (message.conversation_id, &message.sender, &message.body);
+            let of = message.ref_seq.unwrap_or_default();
+            format!("[{when}] #{id} * {sender} edited message {of}: {body}")
+        }
+        MessageKind::Delete => {
+            let (id, sender) = (message.conversation_id, &message.sender);
+            format!(
+                "[{when}] #{id} * {sender} deleted message {}",
+                message.ref_seq.unwrap_or_default()
+            )
         }
     }
 }

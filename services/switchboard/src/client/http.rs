@@ -74,6 +74,19 @@ impl Http {
         serde_json::from_slice(&body).with_context(|| format!("unexpected answer from POST {path}"))
     }
 
+    /// Any method, with an optional JSON body and a JSON answer.
+    pub async fn exchange<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let body = body.map(serde_json::to_vec).transpose()?;
+        let answer = self.request(method.clone(), path, body).await?;
+        serde_json::from_slice(&answer)
+            .with_context(|| format!("unexpected answer from {method} {path}"))
+    }
+
     /// A request whose answer has no body (204).
     pub async fn call<B: Serialize>(
         &self,

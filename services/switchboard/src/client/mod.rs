@@ -4,22 +4,26 @@ mod credentials;
 mod format;
 mod http;
 mod listen;
+mod search;
 
 use std::io::BufRead;
 
 use anyhow::{Context, anyhow, bail};
 use hyper::Method;
 use switchboard_protocol::rest::{
-    HistoryResponse, LoginRequest, LoginResponse, OpenDirectRequest, PresenceResponse, SendRequest,
-    SendResponse, SetPresenceRequest,
+    EditRequest, HistoryResponse, LoginRequest, LoginResponse, OpenDirectRequest, PresenceResponse,
+    SendRequest, SendResponse, SetPresenceRequest,
 };
 use switchboard_protocol::{Conversation, PresenceStatus};
 
 pub use credentials::Credentials;
 pub use http::{Http, ServerError};
 pub use listen::listen;
+pub use search::search;
 
-use crate::cli::{ClientArgs, HistoryArgs, LoginArgs, PresenceCommand, SendArgs, WhoArgs};
+use crate::cli::{
+    ClientArgs, DeleteArgs, EditArgs, HistoryArgs, LoginArgs, PresenceCommand, SendArgs, WhoArgs,
+};
 
 /// Reads a password from stdin's first line, or prompts on the terminal without echo.
 pub fn read_password(from_stdin: bool, prompt: &str) -> anyhow::Result<String> {
@@ -188,6 +192,31 @@ pub async fn history(args: ClientArgs, history: HistoryArgs) -> anyhow::Result<(
     if !history.json && page.messages.is_empty() {
         println!("(no messages yet in conversation {id})");
     }
+    Ok(())
+}
+
+pub async fn edit(args: ClientArgs, edit: EditArgs) -> anyhow::Result<()> {
+    let connection = Connection::resolve(&args)?;
+    let id = connection.conversation(&edit.conversation).await?;
+    let request = EditRequest { body: edit.text.join(" "), client_msg_id: Some(client_msg_id()) };
+    let path = format!("/api/v1/conversations/{id}/messages/{}", edit.seq);
+    let answer: SendResponse =
+        connection.http.exchange(Method::PATCH, &path, Some(&request)).await?;
+    println!("Edited message {id}:{} (edit recorded as seq {})", edit.seq, answer.seq);
+    Ok(())
+}
+
+pub async fn delete(args: ClientArgs, delete: DeleteArgs) -> anyhow::Result<()> {
+    let connection = Connection::resolve(&args)?;
+    let id = connection.conversation(&delete.conversation).await?;
+    let path = format!(
+        "/api/v1/conversations/{id}/messages/{}?client_msg_id={}",
+        delete.seq,
+        client_msg_id()
+    );
+    let answer: SendResponse =
+        connection.http.exchange::<(), _>(Method::DELETE, &path, None).await?;
+    println!("Deleted message {id}:{} (deletion recorded as seq {})", delete.seq, answer.seq);
     Ok(())
 }
 

@@ -1,0 +1,95 @@
+// Editing and deleting one's own messages: SQL shared by the SQLite and PostgreSQL
+// stores (included into each backend's `queries` module; see `backend.rs`).
+//
+// A change is itself a message: an `edit` or `delete` entry with the next seq of the
+// conversation and `ref_seq` naming the message changed, so a client that backfills by
+// seq sees it and converges. In the same transaction the changed row is updated (its
+// `body` is the new text, the first text kept in `original_body`; or `deleted_at` is
+// set), so history and search show the message as it reads now.
+
+/// Edits (`Some(new text)`) or deletes (`None`) message `seq` of `conversation`, which
+/// `editor` must have sent. Returns the entry recording it, with the members to fan it
+/// out to. A retry with the same `client_msg_id` returns the first entry (`duplicate`).
+pub async fn change_message(
+    pool: &Pool,
+    editor: &User,
+    conversation: i64,
+    seq: i64,
+    body: Option<&str>,
+    client_msg_id: Option<&str>,
+) -> Result<crate::Appended> {
+    let mut tx = pool.begin().await?;
+    if let Some(key) = client_msg_id {
+        let row = sqlx::query(&format!(
+            "SELECT m.conversation_id, {MESSAGE_COLUMNS} FROM messages m
+             JOIN users u ON u.id = m.sender_id
+             WHERE m.sender_id = $1 AND m.client_msg_id = $2"
+        ))
+        .bind(editor.id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let message = message_from_row(row.try_get("conversation_id")?, &row)?;
+            return Ok(crate::Appended { message, duplicate: true, members: Vec::new() });
+        }
+    }
+    check_member(&mut tx, conversation, editor).await?;
+    // Lock the conversation row before reading the target (an append takes the same lock
+    // for its seq), so two changes of one message, on any storage replica, run one after
+    // the other: a delete racing an edit is seen by whichever comes second. (A no-op
+    // UPDATE: SQLite has no SELECT ... FOR UPDATE, and its one writer serialises anyway.)
+    sqlx::query("UPDATE conversations SET last_seq = last_seq WHERE id = $1")
+        .bind(conversation)
+        .execute(&mut *tx)
+        .await?;
+    let target = sqlx::query(
+        "SELECT sender_id, kind, deleted_at FROM messages WHERE conversation_id = $1 AND seq = $2",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("message {conversation}:{seq}")))?;
+    if target.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
+        return Err(StoreError::NotFound(format!("message {conversation}:{seq}")));
+    }
+    if target.try_get::<i64, _>("sender_id")? != editor.id {
+        return Err(StoreError::NotAuthor { conversation, seq });
+    }
+    let kind: String = target.try_get("kind")?;
+    if !matches!(MessageKind::parse(&kind), Some(MessageKind::Text | MessageKind::Broadcast)) {
+        return Err(StoreError::Invalid(format!("a {kind} message cannot be changed")));
+    }
+    let entry_kind = if body.is_some() { MessageKind::Edit } else { MessageKind::Delete };
+    let entry = insert_message(
+        &mut tx,
+        conversation,
+        editor,
+        entry_kind,
+        body.unwrap_or(""),
+        Extras { client_msg_id, author: None, ref_seq: Some(seq) },
+    )
+    .await?;
+    let changed = match body {
+        Some(text) => sqlx::query(
+            "UPDATE messages SET original_body = COALESCE(original_body, body), body = $1,
+                                 edited_at = $2
+             WHERE conversation_id = $3 AND seq = $4",
+        )
+        .bind(text),
+        // The edit entries of a deleted message go too: they hold its earlier texts.
+        None => sqlx::query(
+            "UPDATE messages SET deleted_at = $1
+             WHERE conversation_id = $2 AND (seq = $3 OR (kind = 'edit' AND ref_seq = $3))",
+        ),
+    };
+    changed.bind(entry.ts).bind(conversation).bind(seq).execute(&mut *tx).await?;
+    let members: Vec<i64> =
+        sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1")
+            .bind(conversation)
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(crate::Appended { message: entry, duplicate: false, members })
+}

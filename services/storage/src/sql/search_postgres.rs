@@ -1,0 +1,50 @@
+// Matching words with PostgreSQL's full-text search: the stored `messages.search`
+// tsvector and the GIN index over (conversation_id, search) (migration 0005_search.sql).
+// Included into PostgreSQL's `queries` module beside `search.rs`.
+
+/// Messages of `conversations` matching every term and the filters, best first
+/// (`ts_rank`) or newest first: at most `limit`, after skipping the query's offset.
+///
+/// `conversation_id = ANY($2)` with the words is one bitmap scan of the GIN index per
+/// conversation, each reading only that conversation's entries of each word; only the
+/// searcher's matches are fetched and ranked, however common the word is elsewhere.
+async fn matching(
+    conn: &mut Conn,
+    conversations: &[i64],
+    query: &SearchQuery,
+    limit: u32,
+) -> Result<Vec<DbRow>> {
+    let (filter, values) = filters(query, 3);
+    let order = match query.sort {
+        SearchSort::Relevance => "ts_rank(m.search, q.q) DESC, m.ts DESC",
+        SearchSort::Recent => "m.ts DESC",
+    };
+    let sql = format!(
+        "SELECT {FOUND} FROM messages m
+         JOIN users u ON u.id = m.sender_id
+         CROSS JOIN (SELECT to_tsquery('simple', $1) AS q) q
+         WHERE m.conversation_id = ANY($2) AND m.search @@ q.q AND {SEARCHABLE} AND {filter}
+         ORDER BY {order}, m.conversation_id DESC, m.seq DESC LIMIT ${} OFFSET ${}",
+        values.len() + 3,
+        values.len() + 4,
+    );
+    let mut statement = sqlx::query(&sql).bind(tsquery(&query.terms)).bind(conversations);
+    for value in values {
+        statement = statement.bind(value);
+    }
+    Ok(statement.bind(i64::from(limit)).bind(i64::from(query.offset)).fetch_all(&mut *conn).await?)
+}
+
+/// The tsquery text: every term, `<->` between a phrase's words, `:*` for a prefix. Terms
+/// are letters and digits only (see `SearchTerm`), so no operator can slip in.
+fn tsquery(terms: &[SearchTerm]) -> String {
+    let terms: Vec<String> = terms
+        .iter()
+        .map(|term| match term {
+            SearchTerm::Word(word) => word.clone(),
+            SearchTerm::Prefix(prefix) => format!("{prefix}:*"),
+            SearchTerm::Phrase(words) => format!("({})", words.join(" <-> ")),
+        })
+        .collect();
+    terms.join(" & ")
+}
