@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Starts a local Switchboard cluster: 1 storage, 2 routers and 3 gateways, against the
-# local PostgreSQL and Redis (started, and installed on a fresh machine, like the tests
-# do). Prints the gateway URLs; Ctrl-C stops everything.
+# Starts a local Switchboard cluster: 1 storage, 2 routers and 3 gateways (GATEWAYS=N),
+# against the local PostgreSQL and Redis (started, and installed on a fresh machine, like
+# the tests do). Prints the gateway URLs; Ctrl-C stops everything.
 #
 #   deploy/local/cluster.sh            # database switchboard_local, Redis prefix "local"
 #   DATABASE=postgres://... REDIS=redis://... PREFIX=... deploy/local/cluster.sh
 #   GATEWAY_ARGS="--rate-per-user 0" deploy/local/cluster.sh   # extra gateway flags
+#   GATEWAYS=6 deploy/local/cluster.sh   # more gateways (ports 8081, 8082, ...; at most 9)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,6 +17,11 @@ ensure_redis
 DATABASE=${DATABASE:-postgres://postgres@127.0.0.1:5432/switchboard_local}
 REDIS=${REDIS:-redis://127.0.0.1:6379}
 PREFIX=${PREFIX:-local}
+GATEWAYS=${GATEWAYS:-3}
+if ! [[ "$GATEWAYS" =~ ^[1-9]$ ]]; then
+    echo "GATEWAYS must be 1 to 9 (ports 8081-8089), not '$GATEWAYS'" >&2
+    exit 2
+fi
 # BIN=path uses that binary; otherwise the release build (cargo makes it up to date).
 if [ -z "${BIN:-}" ]; then
     echo "Building target/release/switchboard ..." >&2
@@ -52,7 +58,9 @@ fi
 start storage --database "$DATABASE" --listen 127.0.0.1:7100
 start router --redis "$REDIS" --redis-prefix "$PREFIX" --listen 127.0.0.1:7201
 start router --redis "$REDIS" --redis-prefix "$PREFIX" --listen 127.0.0.1:7202
-for n in 1 2 3; do
+# A gateway holds up to ~19,000 clients: a process may have 20,000 open files here.
+ulimit -n "$(ulimit -Hn)"
+for n in $(seq "$GATEWAYS"); do
     start gateway --storage http://127.0.0.1:7100 \
         --router http://127.0.0.1:7201,http://127.0.0.1:7202 \
         --redis "$REDIS" --redis-prefix "$PREFIX" --gateway-id "gw$n" \
@@ -62,7 +70,7 @@ done
 sleep 1
 echo
 echo "Switchboard cluster is up:"
-for n in 1 2 3; do
+for n in $(seq "$GATEWAYS"); do
     echo "  gateway gw$n: http://127.0.0.1:808$n  (WebSocket ws://127.0.0.1:808$n/ws)"
 done
 echo "  storage: http://127.0.0.1:7100   routers: http://127.0.0.1:7201, http://127.0.0.1:7202"
