@@ -31,6 +31,19 @@ pub struct Message {
     /// The sender deleted it: `body` is empty. It keeps its place (its seq) in history.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// Set on a thread reply: the seq of the thread's root message (in the same
+    /// conversation). A reply is an ordinary message otherwise; clients show it in the
+    /// thread and add one to the root's `reply_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_seq: Option<i64>,
+    /// On a thread's root as history, search and thread reads return it: how many
+    /// replies it has (deleted replies not counted). Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reply_count: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl Message {

@@ -121,6 +121,21 @@ macro_rules! sql_store {
                 queries::history(&self.$read, conversation, viewer, after, before, limit).await
             }
 
+            async fn reply(&self, message: NewMessage, thread_seq: i64) -> Result<Appended> {
+                queries::reply(&self.$write, &message, thread_seq).await
+            }
+
+            async fn thread(
+                &self,
+                conversation: i64,
+                viewer: &User,
+                seq: i64,
+                after: Option<i64>,
+                limit: u32,
+            ) -> Result<HistoryPage> {
+                queries::thread(&self.$read, conversation, viewer, seq, after, limit).await
+            }
+
             async fn change_message(
                 &self,
                 editor: &User,
@@ -249,6 +264,7 @@ macro_rules! sql_queries {
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/org.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/search.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/edits.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/threads.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

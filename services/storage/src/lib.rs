@@ -151,6 +151,23 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> Result<HistoryPage>;
+    /// Stores `message` as a reply in the thread of message `thread_seq` of its
+    /// conversation: an ordinary message with the next seq and `thread_seq` set, in one
+    /// transaction with the checks (`NotMember`; `NotFound` if the root does not exist or
+    /// was deleted; `Invalid` if it is a system message or itself a reply). A retry with
+    /// the same `client_msg_id` returns the first reply (`duplicate`).
+    async fn reply(&self, message: NewMessage, thread_seq: i64) -> Result<Appended>;
+    /// The thread of message `seq` as `viewer` (a member) reads it: the root first, with
+    /// its `reply_count`, then its replies with `seq > after`, oldest first, at most
+    /// `limit` (capped at [`MAX_PAGE`]); `has_more` when more replies follow.
+    async fn thread(
+        &self,
+        conversation: i64,
+        viewer: &User,
+        seq: i64,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<HistoryPage>;
     /// Edits (`body` Some: the new text) or deletes (None) message `seq`, which `editor`
     /// must have sent (`NotAuthor`; `NotFound` if it does not exist or was deleted;
     /// `Invalid` for system messages). Stores an `edit` or `delete` entry with the next

@@ -180,6 +180,8 @@ on_both_backends!(
     search_matches_words_phrases_prefixes_and_filters,
     search_ranks_and_pages,
     edits_and_deletions_are_entries_with_their_own_seq,
+    thread_replies_are_messages_of_their_conversation,
+    a_thread_reads_its_root_then_its_replies,
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -886,5 +888,123 @@ async fn edits_and_deletions_are_entries_with_their_own_seq(f: Fixture) -> Fixtu
     let (group, _) = s.create_group(&alice, "Ops", std::slice::from_ref(&bob)).await.unwrap();
     let err = s.change_message(&alice, group.id, 1, Some("x"), None).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    f
+}
+
+async fn thread_replies_are_messages_of_their_conversation(f: Fixture) -> Fixture {
+    let [alice, bob, eve] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "eve").await,
+    ];
+    let s = f.store.as_ref();
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    s.append(said(ab.id, &alice, "a1", "who reviews the budget?")).await.unwrap();
+    s.append(said(ab.id, &bob, "b1", "unrelated")).await.unwrap();
+
+    // A reply takes the conversation's next seq and names its root.
+    let reply = s.reply(said(ab.id, &bob, "r1", "I will, by friday"), 1).await.unwrap();
+    let m = &reply.message;
+    assert_eq!((m.seq, m.kind, m.thread_seq, m.ref_seq), (3, MessageKind::Text, Some(1), None));
+    assert!(!reply.duplicate);
+    let mut members = reply.members.clone();
+    members.sort();
+    assert_eq!(members, [alice.id, bob.id]);
+    // A retry returns the first copy and stores nothing.
+    let again = s.reply(said(ab.id, &bob, "r1", "I will, by friday"), 1).await.unwrap();
+    assert_eq!((again.duplicate, again.message.seq, again.message.thread_seq), (true, 3, Some(1)));
+    // An ordinary message after it continues the same sequence.
+    let next = s.append(said(ab.id, &alice, "a2", "thanks")).await.unwrap();
+    assert_eq!(next.message.seq, 4);
+
+    // History shows the reply in order (a backfill by seq brings it) and the root's count.
+    let page = s.history(ab.id, &alice, None, None, 10).await.unwrap();
+    let seen: Vec<_> = page.messages.iter().map(|m| (m.seq, m.thread_seq, m.reply_count)).collect();
+    assert_eq!(seen, [(1, None, 1), (2, None, 0), (3, Some(1), 0), (4, None, 0)]);
+    // Replies are searchable, and a hit says which thread it belongs to.
+    let hits = s.search(&alice, &words(&["friday"])).await.unwrap();
+    assert_eq!(hits.messages.len(), 1);
+    assert_eq!((hits.messages[0].seq, hits.messages[0].thread_seq), (3, Some(1)));
+
+    // Refused, storing nothing: a non-member, a missing root, a reply to a reply, a
+    // system message as root.
+    let err = s.reply(said(ab.id, &eve, "e1", "let me in"), 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotMember { .. }), "{err}");
+    let err = s.reply(said(ab.id, &bob, "x1", "into the void"), 99).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    let err = s.reply(said(ab.id, &bob, "x2", "nested"), 3).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let (group, _) = s.create_group(&alice, "Ops", std::slice::from_ref(&bob)).await.unwrap();
+    let err = s.reply(said(group.id, &bob, "x3", "on a system message"), 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let page = s.history(ab.id, &alice, Some(4), None, 10).await.unwrap();
+    assert!(page.messages.is_empty(), "{page:?}");
+
+    // A deleted reply keeps its place but no longer counts; a deleted root takes no more.
+    s.change_message(&bob, ab.id, 3, None, Some("d1")).await.unwrap();
+    let page = s.history(ab.id, &alice, None, Some(2), 10).await.unwrap();
+    assert_eq!(page.messages[0].reply_count, 0);
+    s.change_message(&alice, ab.id, 1, None, Some("d2")).await.unwrap();
+    let err = s.reply(said(ab.id, &bob, "x4", "too late"), 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    f
+}
+
+async fn a_thread_reads_its_root_then_its_replies(f: Fixture) -> Fixture {
+    let [alice, bob, carol, eve] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "carol").await,
+        user(f.store.as_ref(), "eve").await,
+    ];
+    let s = f.store.as_ref();
+    let (group, _) = s.create_group(&alice, "Plans", &[bob.clone(), carol.clone()]).await.unwrap();
+    let root = s.append(said(group.id, &alice, "root", "offsite in may?")).await.unwrap();
+    let root_seq = root.message.seq;
+    let other = s.append(said(group.id, &carol, "other", "second topic")).await.unwrap();
+    // Replies to two threads, interleaved with plain messages.
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let who = if i % 2 == 0 { &bob } else { &carol };
+        let r = s.reply(said(group.id, who, &format!("t{i}"), &format!("reply {i}")), root_seq);
+        expected.push(r.await.unwrap().message.seq);
+        s.reply(said(group.id, &alice, &format!("o{i}"), "other thread"), other.message.seq)
+            .await
+            .unwrap();
+        s.append(said(group.id, &alice, &format!("p{i}"), "plain")).await.unwrap();
+    }
+
+    let page = s.thread(group.id, &bob, root_seq, None, 100).await.unwrap();
+    assert!(!page.has_more);
+    let root = &page.messages[0];
+    assert_eq!((root.seq, root.body.as_str(), root.reply_count), (root_seq, "offsite in may?", 5));
+    let replies: Vec<i64> = page.messages[1..].iter().map(|m| m.seq).collect();
+    assert_eq!(replies, expected);
+    let bodies: Vec<&str> = page.messages[1..].iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, ["reply 0", "reply 1", "reply 2", "reply 3", "reply 4"]);
+    assert!(page.messages[1..].iter().all(|m| m.thread_seq == Some(root_seq)));
+
+    // Paged: two replies, then the rest after the last one seen; the root comes each time.
+    let first = s.thread(group.id, &bob, root_seq, None, 2).await.unwrap();
+    assert!(first.has_more);
+    assert_eq!(first.messages.iter().map(|m| m.seq).collect::<Vec<_>>()[1..], expected[..2]);
+    let rest = s.thread(group.id, &bob, root_seq, Some(expected[1]), 10).await.unwrap();
+    assert!(!rest.has_more);
+    assert_eq!(rest.messages[0].seq, root_seq);
+    assert_eq!(rest.messages.iter().map(|m| m.seq).collect::<Vec<_>>()[1..], expected[2..]);
+
+    // An edit of a reply shows in the thread; its entry is not a reply.
+    s.change_message(&bob, group.id, expected[0], Some("reply 0, edited"), None).await.unwrap();
+    let page = s.thread(group.id, &carol, root_seq, None, 100).await.unwrap();
+    assert_eq!(page.messages.len(), 6);
+    assert_eq!(page.messages[1].body, "reply 0, edited");
+
+    // A non-member reads nothing; a reply or a missing message is no thread.
+    let err = s.thread(group.id, &eve, root_seq, None, 100).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotMember { .. }), "{err}");
+    let err = s.thread(group.id, &bob, expected[0], None, 100).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = s.thread(group.id, &bob, 9999, None, 100).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     f
 }

@@ -258,6 +258,30 @@ impl Store for RemoteStore {
         ))
     }
 
+    async fn reply(&self, message: NewMessage, thread_seq: i64) -> Result<Appended> {
+        let request = pb::ReplyRequest { message: Some(new_message_to_pb(message)), thread_seq };
+        let reply = self.client().reply(request).await.map_err(status_to_error)?;
+        appended_from_pb(reply.into_inner())
+    }
+
+    async fn thread(
+        &self,
+        conversation: i64,
+        viewer: &User,
+        seq: i64,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<HistoryPage> {
+        let request = pb::ThreadRequest {
+            conversation_id: conversation,
+            viewer: Some(user_to_pb(viewer)),
+            seq,
+            after,
+            limit,
+        };
+        Ok(page_from_pb(self.client().thread(request).await.map_err(status_to_error)?.into_inner()))
+    }
+
     async fn change_message(
         &self,
         editor: &User,

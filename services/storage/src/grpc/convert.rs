@@ -64,6 +64,8 @@ pub fn message_to_pb(message: Message) -> pb::Message {
         ref_seq: message.ref_seq,
         edited_at: message.edited_at,
         deleted: message.deleted,
+        thread_seq: message.thread_seq,
+        reply_count: message.reply_count,
     }
 }
 
@@ -80,6 +82,8 @@ pub fn message_from_pb(message: pb::Message) -> Message {
         ref_seq: message.ref_seq,
         edited_at: message.edited_at,
         deleted: message.deleted,
+        thread_seq: message.thread_seq,
+        reply_count: message.reply_count,
     }
 }
 

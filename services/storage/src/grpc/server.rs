@@ -265,6 +265,20 @@ impl Storage for StorageService {
         reply(page, page_to_pb)
     }
 
+    async fn reply(&self, request: Request<pb::ReplyRequest>) -> Reply<pb::Appended> {
+        let r = request.into_inner();
+        let message = r.message.ok_or_else(|| Status::invalid_argument("message is required"))?;
+        let message = new_message_from_pb(message)?;
+        reply(self.store.reply(message, r.thread_seq).await, appended_to_pb)
+    }
+
+    async fn thread(&self, request: Request<pb::ThreadRequest>) -> Reply<pb::HistoryPage> {
+        let r = request.into_inner();
+        let viewer = user(r.viewer, "viewer")?;
+        let page = self.store.thread(r.conversation_id, &viewer, r.seq, r.after, r.limit).await;
+        reply(page, page_to_pb)
+    }
+
     async fn change_message(
         &self,
         request: Request<pb::ChangeMessageRequest>,

@@ -60,6 +60,8 @@ fn outcome(row: &sqlx::postgres::PgRow, new: &NewMessage) -> Result<Result<Appen
                 ref_seq: None,
                 edited_at: None,
                 deleted: false,
+                thread_seq: None,
+                reply_count: 0,
             };
             let members: Option<Vec<i64>> = row.try_get("members")?;
             let duplicate = outcome == 1;

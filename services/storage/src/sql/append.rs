@@ -76,6 +76,8 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
                 ref_seq: None,
                 edited_at: None,
                 deleted: false,
+                thread_seq: None,
+                reply_count: 0,
             },
             false,
         )));
@@ -193,6 +195,8 @@ async fn stored_copies<'a>(
                 ref_seq: None,
                 edited_at: None,
                 deleted: false,
+                thread_seq: None,
+                reply_count: 0,
             };
             if let Some(key) = new.client_msg_id.as_deref() {
                 stored.insert((sender, key), message);

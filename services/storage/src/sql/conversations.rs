@@ -13,7 +13,8 @@ pub struct Extras<'a> {
     pub client_msg_id: Option<&'a str>,
     /// The name an automated message shows (bots, webhooks).
     pub author: Option<&'a str>,
-    /// On an edit or delete entry: the seq of the message it changes.
+    /// On an edit or delete entry: the seq of the message it changes; on a thread reply:
+    /// the thread's root.
     pub ref_seq: Option<i64>,
 }
 
@@ -63,6 +64,8 @@ pub async fn insert_message(
         ref_seq,
         edited_at: None,
         deleted: false,
+        thread_seq: None,
+        reply_count: 0,
     })
 }
 
@@ -370,13 +373,18 @@ pub async fn remove_member(
 
 /// The columns [`message_from_row`] reads, from `messages m JOIN users u`.
 const MESSAGE_COLUMNS: &str = "m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author, \
-     m.ref_seq, m.edited_at, m.deleted_at, u.username";
+     m.ref_seq, m.edited_at, m.deleted_at, u.username, \
+     (SELECT count(*) FROM messages r WHERE r.conversation_id = m.conversation_id \
+      AND r.ref_seq = m.seq AND r.kind IN ('text', 'broadcast') AND r.deleted_at IS NULL) \
+     AS reply_count";
 
 /// A message as readers see it: a deleted one keeps its place with an empty body (its
 /// text stays in the row for the compliance export until retention removes it).
 fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
     let kind: String = row.try_get("kind")?;
     let deleted = row.try_get::<Option<i64>, _>("deleted_at")?.is_some();
+    let change = matches!(kind.as_str(), "edit" | "delete");
+    let ref_seq: Option<i64> = row.try_get("ref_seq")?;
     Ok(Message {
         conversation_id: conversation,
         seq: row.try_get("seq")?,
@@ -386,9 +394,13 @@ fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
         client_msg_id: row.try_get("client_msg_id")?,
         ts: row.try_get("ts")?,
         author: row.try_get("author")?,
-        ref_seq: row.try_get("ref_seq")?,
+        // One column, two meanings: the changed message on an edit or delete entry, the
+        // thread's root on a reply.
+        ref_seq: if change { ref_seq } else { None },
         edited_at: row.try_get("edited_at")?,
         deleted,
+        thread_seq: if change { None } else { ref_seq },
+        reply_count: row.try_get("reply_count")?,
     })
 }
 

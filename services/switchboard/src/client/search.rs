@@ -88,6 +88,8 @@ mod tests {
                 ref_seq: None,
                 edited_at: None,
                 deleted: false,
+                thread_seq: None,
+                reply_count: 0,
             },
             highlight: vec!["the ".into(), "budget".into(), "\nis late".into()],
         };
