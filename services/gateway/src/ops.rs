@@ -55,7 +55,7 @@ impl Gateway {
         client_msg_id: String,
         body: String,
     ) -> Result<Appended, ApiError> {
-        self.send_kind(sender, target, client_msg_id, body, MessageKind::Text).await
+        self.send_kind(sender, target, client_msg_id, body, MessageKind::Text, None).await
     }
 
     /// [`Gateway::send`] for any kind a client may post: `text`, or `broadcast` from an
@@ -67,6 +67,7 @@ impl Gateway {
         client_msg_id: String,
         body: String,
         kind: MessageKind,
+        thread_seq: Option<i64>,
     ) -> Result<Appended, ApiError> {
         match kind {
             MessageKind::Text => {}
@@ -91,23 +92,29 @@ impl Gateway {
             )));
         }
         self.inner.rate.check(sender.id).map_err(ApiError::rate_limited)?;
-        let conversation_id = match target {
-            Target::Conversation(id) => id,
-            Target::User(name) => self.open_direct(sender, &name).await?.id,
+        let conversation_id = match (target, thread_seq) {
+            (Target::Conversation(id), _) => id,
+            (Target::User(_), Some(_)) => {
+                return Err(ApiError::invalid("a thread reply needs conversation_id, not to"));
+            }
+            (Target::User(name), None) => self.open_direct(sender, &name).await?.id,
         };
-        let appended = self
-            .store()
-            .append(NewMessage {
-                conversation_id,
-                sender: sender.clone(),
-                client_msg_id: Some(client_msg_id),
-                kind,
-                body,
-                // A bot's messages are marked with its name, so nobody takes them for a
-                // person's.
-                author: sender.bot.then(|| sender.display_name.clone()),
-            })
-            .await?;
+        let message = NewMessage {
+            conversation_id,
+            sender: sender.clone(),
+            client_msg_id: Some(client_msg_id),
+            kind,
+            body,
+            // A bot's messages are marked with its name, so nobody takes them for a
+            // person's.
+            author: sender.bot.then(|| sender.display_name.clone()),
+        };
+        let appended = match thread_seq {
+            None => self.store().append(message).await?,
+            // A reply checks its root in the transaction that stores it, so it does not
+            // ride the batched append path; it is fanned out and acknowledged the same way.
+            Some(root) => self.store().reply(message, root).await?,
+        };
         if !appended.duplicate {
             // Storage read the members in the commit's transaction; an older storage
             // service sends none, and they are looked up here instead.
@@ -321,6 +328,28 @@ impl Gateway {
     ) -> Result<HistoryPage, ApiError> {
         let limit = limit.unwrap_or(100);
         Ok(self.store().history(conversation, viewer, after, before, limit).await?)
+    }
+
+    /// Thread `seq` of `conversation` as `viewer` reads it: the root, then up to `limit`
+    /// (default 100) replies after `after`.
+    pub async fn thread(
+        &self,
+        viewer: &User,
+        conversation: i64,
+        seq: i64,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<(Message, HistoryPage), ApiError> {
+        let limit = limit.unwrap_or(100);
+        let mut page = self.store().thread(conversation, viewer, seq, after, limit).await?;
+        if page.messages.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no thread {conversation}:{seq}"),
+            ));
+        }
+        let root = page.messages.remove(0);
+        Ok((root, page))
     }
 
     pub async fn mark_read(

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use switchboard_protocol::rest::{
     ConversationsResponse, CreateUserRequest, EditRequest, HistoryResponse, LoginRequest,
     LoginResponse, OpenDirectRequest, PresenceResponse, ReadCursor, ReadsResponse, SearchParams,
-    SearchResponse, SendRequest, SendResponse, SetPresenceRequest, UsersResponse,
+    SearchResponse, SendRequest, SendResponse, SetPresenceRequest, ThreadResponse, UsersResponse,
 };
 use switchboard_protocol::{ErrorCode, MessageKind};
 use switchboard_storage::User;
@@ -45,6 +45,7 @@ pub fn routes(gateway: Gateway) -> Router {
             "/api/v1/conversations/{id}/messages/{seq}",
             axum::routing::patch(edit_message).delete(delete_message),
         )
+        .route("/api/v1/conversations/{id}/messages/{seq}/thread", get(thread))
         .route("/api/v1/presence", get(presence).put(set_presence))
         .route("/api/v1/search", get(search))
         .route("/api/v1/admin/provision", post(crate::provision::provision))
@@ -237,7 +238,8 @@ async fn send(
     let client_msg_id =
         req.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
     let kind = req.kind.unwrap_or(MessageKind::Text);
-    Ok(stored(gateway.send_kind(&user, target, client_msg_id, req.body, kind).await?))
+    let thread = req.thread_seq;
+    Ok(stored(gateway.send_kind(&user, target, client_msg_id, req.body, kind, thread).await?))
 }
 
 async fn conversations(
@@ -274,6 +276,28 @@ async fn history(
     Ok(Json(HistoryResponse {
         conversation_id: id,
         messages: page.messages,
+        has_more: page.has_more,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ThreadQuery {
+    after_seq: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// One thread: its root (with the reply count) and a page of its replies.
+async fn thread(
+    State(gateway): State<Gateway>,
+    Caller(user): Caller,
+    Path((id, seq)): Path<(i64, i64)>,
+    Query(q): Query<ThreadQuery>,
+) -> Result<Json<ThreadResponse>, ApiError> {
+    let (root, page) = gateway.thread(&user, id, seq, q.after_seq, q.limit).await?;
+    Ok(Json(ThreadResponse {
+        conversation_id: id,
+        root,
+        replies: page.messages,
         has_more: page.has_more,
     }))
 }

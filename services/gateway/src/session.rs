@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use switchboard_protocol::{ClientFrame, ErrorCode, ServerFrame};
+use switchboard_protocol::{ClientFrame, ErrorCode, MessageKind, ServerFrame};
 use switchboard_storage::{StoreError, User};
 use tokio::task::JoinHandle;
 
@@ -310,9 +310,11 @@ async fn handle(
                 let _ = tx.send(Outbound::Sync { id, since }).await;
                 None
             }
-            ClientFrame::Send { id, conversation_id, to, client_msg_id, body } => {
+            ClientFrame::Send { id, conversation_id, to, client_msg_id, body, thread_seq } => {
                 let target = Target::from_fields(conversation_id, to)?;
-                let a = gateway.send(user, target, client_msg_id, body).await?;
+                let text = MessageKind::Text;
+                let a =
+                    gateway.send_kind(user, target, client_msg_id, body, text, thread_seq).await?;
                 Some(ack(id, a))
             }
             ClientFrame::OpenDirect { id, user: other } => {
@@ -342,6 +344,17 @@ async fn handle(
                     id,
                     conversation_id,
                     messages: page.messages,
+                    has_more: page.has_more,
+                })
+            }
+            ClientFrame::Thread { id, conversation_id, seq, after_seq, limit } => {
+                let (root, page) =
+                    gateway.thread(user, conversation_id, seq, after_seq, limit).await?;
+                Some(ServerFrame::Thread {
+                    id,
+                    conversation_id,
+                    root,
+                    replies: page.messages,
                     has_more: page.has_more,
                 })
             }

@@ -46,6 +46,9 @@ pub enum ClientFrame {
         to: Option<String>,
         client_msg_id: String,
         body: String,
+        /// Reply in the thread of this message of `conversation_id` (which must be given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_seq: Option<i64>,
     },
     OpenDirect {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +88,18 @@ pub enum ClientFrame {
         after_seq: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before_seq: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// One thread: its root message `seq`, then its replies with `seq > after_seq`,
+    /// oldest first (at most `limit`, default 100). Answered with `thread`.
+    Thread {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversation_id: i64,
+        seq: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_seq: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
@@ -189,6 +204,7 @@ impl ClientFrame {
         "remove_member",
         "list_conversations",
         "history",
+        "thread",
         "typing",
         "read",
         "set_presence",
@@ -214,6 +230,7 @@ impl ClientFrame {
             | Self::RemoveMember { id, .. }
             | Self::ListConversations { id }
             | Self::History { id, .. }
+            | Self::Thread { id, .. }
             | Self::Typing { id, .. }
             | Self::Read { id, .. }
             | Self::SetPresence { id, .. }
@@ -318,6 +335,16 @@ pub enum ServerFrame {
         conversation_id: i64,
         messages: Vec<Message>,
         /// More messages exist beyond this page in the direction asked.
+        has_more: bool,
+    },
+    /// Answer to `thread`: the root (with its `reply_count`) and a page of its replies.
+    Thread {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversation_id: i64,
+        root: Message,
+        replies: Vec<Message>,
+        /// More replies follow: ask again with `after_seq` = the last reply's seq.
         has_more: bool,
     },
     /// The sync's backfill is complete; every later message arrives live. Lists the user's

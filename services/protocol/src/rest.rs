@@ -35,6 +35,9 @@ pub struct SendRequest {
     /// `text` (the default) or, for admin accounts, `broadcast`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<MessageKind>,
+    /// Reply in the thread of this message of `conversation_id` (which must be given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_seq: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +53,18 @@ pub struct SendResponse {
 pub struct HistoryResponse {
     pub conversation_id: i64,
     pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// Answer to `GET /api/v1/conversations/{id}/messages/{seq}/thread`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThreadResponse {
+    pub conversation_id: i64,
+    /// The thread's first message, with its `reply_count`.
+    pub root: Message,
+    /// Replies with `seq > after_seq`, oldest first.
+    pub replies: Vec<Message>,
+    /// More replies follow: ask again with `after_seq` = the last reply's seq.
     pub has_more: bool,
 }
 

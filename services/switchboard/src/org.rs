@@ -51,6 +51,7 @@ pub async fn post(args: ClientArgs, post: PostArgs) -> anyhow::Result<()> {
         body: post.text.join(" "),
         client_msg_id: Some(post.key.unwrap_or_else(client_msg_id)),
         kind: None,
+        thread_seq: None,
     };
     let answer = post_message(&connection, &request).await?;
     println!("{} {}", answer.conversation_id, answer.seq);

@@ -261,6 +261,7 @@ pub fn answer_id(frame: &ServerFrame) -> Option<&str> {
         | ServerFrame::Conversation { id, .. }
         | ServerFrame::Conversations { id, .. }
         | ServerFrame::History { id, .. }
+        | ServerFrame::Thread { id, .. }
         | ServerFrame::Synced { id, .. }
         | ServerFrame::PresenceList { id, .. }
         | ServerFrame::Ok { id }

@@ -161,6 +161,7 @@ pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
         body: send.text.join(" "),
         client_msg_id: Some(client_msg_id()),
         kind: None,
+        thread_seq: None,
     };
     let answer = post_message(&connection, &request).await?;
     println!("Sent to {} (conversation {}, seq {})", send.to, answer.conversation_id, answer.seq);
