@@ -388,6 +388,41 @@ describe('the web client', () => {
     await bob.shot('deleted');
   });
 
+  test('a reply goes into a thread: the conversation shows the count, the thread opens on its own', async () => {
+    await alice.open('Bob Nguyen');
+    await bob.open('Alice Martin');
+    await alice.send('Who books the room for Friday?');
+    const root = (p) => p.page.locator('#message-list .message', { hasText: 'Who books the room for Friday?' });
+    await root(bob).waitFor(WAIT);
+    await root(bob).getByRole('button', { name: 'Reply in a thread' }).click();
+    const dialog = bob.page.locator('#thread-dialog');
+    await dialog.locator('.thread-root', { hasText: 'Who books the room for Friday?' }).waitFor(WAIT);
+    const box = dialog.getByLabel('Reply', { exact: true });
+    await box.fill('I will, room 3.14');
+    await box.press('Enter');
+    await dialog.locator('.thread-message:not(.thread-root)', { hasText: 'I will, room 3.14' }).waitFor(WAIT);
+    await bob.shot('thread');
+    // alice sees the count live on her message, not the reply in the conversation.
+    await root(alice).getByRole('button', { name: '1 reply: open the thread' }).waitFor(WAIT);
+    assert.equal(await alice.messages('I will, room 3.14').count(), 0);
+    await root(alice).getByRole('button', { name: '1 reply: open the thread' }).click();
+    const hers = alice.page.locator('#thread-dialog');
+    await hers.locator('.thread-message:not(.thread-root)', { hasText: 'I will, room 3.14' }).waitFor(WAIT);
+    assert.equal(await hers.locator('#thread-count').textContent(), '1 reply');
+    // Her reply reaches bob's open thread live.
+    const hersBox = hers.getByLabel('Reply', { exact: true });
+    await hersBox.fill('Thanks!');
+    await hersBox.press('Enter');
+    await dialog.locator('.thread-message', { hasText: 'Thanks!' }).waitFor(WAIT);
+    await hers.getByRole('button', { name: 'Close' }).click();
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    // After a reload the count comes from history.
+    await bob.page.reload();
+    await bob.waitOnline();
+    await bob.open('Alice Martin');
+    await root(bob).getByRole('button', { name: '2 replies: open the thread' }).waitFor(WAIT);
+  });
+
   test('a phone-sized window shows one pane at a time', async () => {
     const phone = await Person.open(browser, proxy, 'carol', { width: 390, height: 780 });
     await phone.signIn(); // a fresh context holds no sign-in

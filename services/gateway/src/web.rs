@@ -43,6 +43,7 @@ static ASSETS: &[Asset] = &[
     asset!("/js/format.js", "js/format.js", JS),
     asset!("/js/dom.js", "js/dom.js", JS),
     asset!("/js/views.js", "js/views.js", JS),
+    asset!("/js/threads.js", "js/threads.js", JS),
     asset!("/js/dialogs.js", "js/dialogs.js", JS),
     asset!("/js/search.js", "js/search.js", JS),
 ];

@@ -11,6 +11,7 @@ import { $ } from './dom.js';
 import { frameHandlers } from './frames.js';
 import { searchMethods } from './search.js';
 import { State } from './state.js';
+import { threadMethods } from './threads.js';
 import { uiMethods } from './ui.js';
 import { renderChatHeader, renderConversationList, renderMe, renderMessages, renderTyping } from './views.js';
 
@@ -58,6 +59,7 @@ export class App {
     renderMe(this.state, this.myStatus);
     setupDialogs(this);
     this.wireUi();
+    this.wireThread();
     this.wireSearch();
     await Promise.all([this.loadConversations(), this.loadContacts()]);
     this.connection.start();
@@ -418,6 +420,7 @@ export class App {
       onEdit: (m) => this.startEdit(m),
       onDelete: (m) => this.deleteMessage(m),
       confirmingDelete: this.confirmingDelete,
+      onThread: (m) => this.openThread(m),
     });
     if (bottom || (stick && atBottom)) box.scrollTop = box.scrollHeight;
   }
@@ -435,4 +438,4 @@ export class App {
   }
 }
 
-Object.assign(App.prototype, frameHandlers, uiMethods, searchMethods);
+Object.assign(App.prototype, frameHandlers, uiMethods, searchMethods, threadMethods);

@@ -32,6 +32,7 @@ export const frameHandlers = {
     }
     if (m.sender === this.state.me.username) this.dropPending(conv.id, m.client_msg_id);
     const fresh = this.state.addMessage(m);
+    this.onThreadMessage(m);
     if (isEntry(m)) {
       // An edit or deletion: redraw what it changed; nothing to announce.
       if (conv.id === this.selectedId) {

@@ -143,14 +143,20 @@ export class Conv {
       }
       return isNew;
     }
+    if (m.thread_seq && isNew) {
+      // A new reply: its root (if loaded) has one more. History counted the older ones.
+      const root = this.messages.get(m.thread_seq);
+      if (root) root.reply_count = (root.reply_count || 0) + 1;
+    }
     if (!this.preview || m.seq >= this.preview.seq) this.preview = m;
     if (this.oldestLoaded === null || m.seq < this.oldestLoaded) this.oldestLoaded = m.seq;
     return isNew;
   }
 
-  /** Messages of the loaded window, oldest first (edit and delete entries left out). */
+  /** Messages of the loaded window, oldest first (edit and delete entries left out, and
+   * thread replies, which show in their thread). */
   ordered() {
-    return [...this.messages.values()].filter((m) => !isEntry(m)).sort((a, b) => a.seq - b.seq);
+    return [...this.messages.values()].filter((m) => !isEntry(m) && !m.thread_seq).sort((a, b) => a.seq - b.seq);
   }
 
   unread() {

@@ -2,6 +2,7 @@
 // Every function builds nodes with `el` (text as text nodes) from the State.
 
 import { $, el } from './dom.js';
+import { replyLabel } from './threads.js';
 import { formatDay, formatShort, formatTime, hue, initials, renderBody, sameDay, statusLabel } from './format.js';
 
 export function avatar(state, name, { username, size = '' } = {}) {
@@ -194,6 +195,9 @@ export function renderMessages(state, conv, pending, actions = {}) {
         el('button', { type: 'button', class: 'link-button message-action', 'aria-label': 'Edit message', onclick: () => actions.onEdit(m) }, 'Edit'),
         el('button', { type: 'button', class: `link-button message-action${confirming ? ' danger-text' : ''}`, 'aria-label': confirming ? 'Confirm delete' : 'Delete message', onclick: () => actions.onDelete(m) }, confirming ? 'Delete?' : 'Delete'),
       );
+    }
+    if (!m.pending && !m.deleted && m.kind === 'text' && actions.onThread) {
+      meta.append(el('button', { type: 'button', class: `link-button thread-link${m.reply_count ? ' has-replies' : ''}`, 'aria-label': m.reply_count ? `${replyLabel(m.reply_count)}: open the thread` : 'Reply in a thread', onclick: () => actions.onThread(m) }, replyLabel(m.reply_count)));
     }
     if (mine && m === mineLast) {
       const r = receipt(state, conv, m, m.pending);
