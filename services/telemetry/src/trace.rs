@@ -1,0 +1,174 @@
+//! Distributed traces: the OpenTelemetry pipeline (OTLP over gRPC) and the W3C
+//! `traceparent` that carries a trace from process to process.
+//!
+//! A message's trace crosses batched and streamed hops (an `AppendMany` call carries
+//! many messages, a router link carries everyone's deliveries), so the context travels
+//! per item, in a `traceparent` field of the item, as well as in the `traceparent`
+//! header of unary gRPC calls ([`crate::grpc`]). Both use the same text
+//! (`00-{trace id}-{span id}-{flags}`, W3C Trace Context level 1).
+//!
+//! When no exporter is configured nothing here does any work: [`enabled`] is false, the
+//! spans of the message path (DEBUG level) are disabled at their call sites, and
+//! [`traceparent`] returns an empty string without allocating.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::Context;
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Set once the OpenTelemetry layer is installed; read on every propagation.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether traces are exported (an OTLP endpoint was configured).
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The `traceparent` of `span`, to hand to the next process; empty when tracing is off
+/// or the span is disabled. An unsampled span's context travels too (flags `00`), so
+/// the processes downstream drop the trace as well: sampling is decided once, where a
+/// trace starts.
+pub fn traceparent(span: &Span) -> String {
+    if !enabled() || span.is_disabled() {
+        return String::new();
+    }
+    let cx = span.context();
+    let span_ref = cx.span();
+    let sc = span_ref.span_context();
+    if !sc.is_valid() {
+        return String::new();
+    }
+    format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
+}
+
+/// [`traceparent`] of the current span.
+pub fn current_traceparent() -> String {
+    if !enabled() {
+        return String::new();
+    }
+    traceparent(&Span::current())
+}
+
+/// Makes the remote span named by `traceparent` the parent of `span` (which must not
+/// have been entered yet). Does nothing for an empty or malformed value, or when tracing
+/// is off.
+pub fn set_parent(span: &Span, traceparent: &str) {
+    if traceparent.is_empty() || !enabled() || span.is_disabled() {
+        return;
+    }
+    if let Some(parent) = parse(traceparent) {
+        let _ = span.set_parent(Context::new().with_remote_span_context(parent));
+    }
+}
+
+/// Parses a W3C `traceparent` (version 00; later versions are read as 00, as the
+/// specification asks).
+pub fn parse(traceparent: &str) -> Option<SpanContext> {
+    let mut parts = traceparent.trim().split('-');
+    let version = parts.next()?;
+    let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
+    if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 {
+        return None;
+    }
+    if flags.len() != 2 || (version == "00" && parts.next().is_some()) {
+        return None;
+    }
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !(hex(version) && hex(trace) && hex(span) && hex(flags)) {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace).ok()?;
+    let span_id = SpanId::from_hex(span).ok()?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    let sc = SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags & 1),
+        true,
+        TraceState::default(),
+    );
+    sc.is_valid().then_some(sc)
+}
+
+/// The exporting pipeline; flushes what is buffered when shut down.
+pub struct Exporter {
+    provider: SdkTracerProvider,
+}
+
+impl Exporter {
+    /// An OTLP/gRPC exporter configured from the standard environment
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
+    /// `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]`,
+    /// `OTEL_BSP_*`), with `service` as the service name unless `OTEL_SERVICE_NAME` says
+    /// otherwise. Must be called inside a tokio runtime (the gRPC client runs on it).
+    pub(crate) fn start(
+        service: &'static str,
+        service_name_set: bool,
+    ) -> Result<Self, opentelemetry_otlp::ExporterBuildError> {
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+        let mut resource = opentelemetry_sdk::Resource::builder();
+        if !service_name_set {
+            resource = resource.with_service_name(service);
+        }
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource.build())
+            .build();
+        Ok(Self { provider })
+    }
+
+    pub(crate) fn tracer(&self) -> opentelemetry_sdk::trace::SdkTracer {
+        self.provider.tracer("switchboard")
+    }
+
+    pub(crate) fn mark_enabled() {
+        ENABLED.store(true, Ordering::Relaxed);
+    }
+
+    /// Sends the spans still buffered (up to the exporter's timeout) and stops.
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown() {
+            eprintln!("warning: traces not flushed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_w3c_traceparent() {
+        let sc = parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(sc.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(sc.is_sampled());
+        assert!(sc.is_remote());
+        let unsampled = parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        assert!(!unsampled.is_sampled());
+    }
+
+    #[test]
+    fn rejects_malformed_traceparent() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(parse(bad).is_none(), "{bad:?} accepted");
+        }
+        // A later version may carry more fields.
+        assert!(parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_some());
+    }
+}
