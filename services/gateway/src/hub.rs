@@ -18,13 +18,17 @@ use switchboard_protocol::{Presence, ServerFrame};
 use switchboard_router::pb::Addressed;
 use switchboard_storage::User;
 
+use switchboard_telemetry::trace;
+
 use crate::queue::Queue;
 
 /// What a session's writer task is asked to do.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A message frame; the writer keeps seq order and fills gaps from storage.
-    Message { conversation_id: i64, seq: i64, frame: Utf8Bytes },
+    /// `published_us`: when the origin gateway handed it out (Unix us; 0 = unknown), for
+    /// the delivery-latency histogram.
+    Message { conversation_id: i64, seq: i64, frame: Utf8Bytes, published_us: i64 },
     /// Any other frame, written as is.
     Frame(Utf8Bytes),
     /// Send whatever storage holds past the last seq sent, in every conversation (live
@@ -54,6 +58,7 @@ impl Outbound {
                 conversation_id: addressed.conversation_id,
                 seq: addressed.seq,
                 frame: addressed.frame.into(),
+                published_us: addressed.published_us,
             }
         } else {
             Self::Frame(addressed.frame.into())
@@ -63,9 +68,11 @@ impl Outbound {
     /// This delivery for other gateways' sessions of `users`; None for what only makes
     /// sense on one connection (sync, close).
     pub fn to_routed(&self, users: &[i64], skip_user: Option<i64>) -> Option<Addressed> {
-        let (is_message, conversation_id, seq, frame) = match self {
-            Self::Message { conversation_id, seq, frame } => (true, *conversation_id, *seq, frame),
-            Self::Frame(frame) => (false, 0, 0, frame),
+        let (is_message, conversation_id, seq, frame, published_us) = match self {
+            Self::Message { conversation_id, seq, frame, published_us } => {
+                (true, *conversation_id, *seq, frame, *published_us)
+            }
+            Self::Frame(frame) => (false, 0, 0, frame, 0),
             Self::Sync { .. }
             | Self::CatchUp
             | Self::Close { .. }
@@ -81,6 +88,9 @@ impl Outbound {
             frame: frame.as_str().to_owned(),
             to_org: false,
             org: String::new(),
+            published_us,
+            // A message's trace goes on through the router (the send's span is current).
+            traceparent: if is_message { trace::current_traceparent() } else { String::new() },
         })
     }
 
@@ -96,6 +106,7 @@ impl Outbound {
             frame: frame.as_str().to_owned(),
             to_org: true,
             org: org.to_owned(),
+            ..Addressed::default()
         }
     }
 }

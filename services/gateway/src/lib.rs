@@ -23,6 +23,7 @@ pub mod config;
 mod directory;
 mod error;
 mod hub;
+mod metrics;
 mod ops;
 mod org;
 mod provision;
@@ -43,6 +44,7 @@ use switchboard_protocol::Presence;
 use switchboard_router::RouterLinks;
 use switchboard_router::link::OnDelivery;
 use switchboard_storage::Store;
+use switchboard_telemetry::trace;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -124,6 +126,20 @@ impl Gateway {
             let router = cluster.map(|c| {
                 let me = me.clone();
                 let on_delivery: OnDelivery = Arc::new(move |mut addressed| {
+                    // A message's trace goes on here (nothing when traces are off).
+                    let span = if addressed.traceparent.is_empty() {
+                        tracing::Span::none()
+                    } else {
+                        let span = tracing::debug_span!(
+                            parent: None,
+                            "gateway.deliver",
+                            otel.kind = "consumer",
+                            users = addressed.users.len(),
+                        );
+                        trace::set_parent(&span, &addressed.traceparent);
+                        span
+                    };
+                    let _in_span = span.enter();
                     if let Some(inner) = me.upgrade() {
                         if addressed.to_org {
                             let org = std::mem::take(&mut addressed.org);
@@ -177,9 +193,16 @@ impl Gateway {
         &self.inner.config
     }
 
-    /// The axum application: REST, `/ws` and health.
+    /// The axum application: REST, `/ws`, health and `/metrics` (Prometheus).
     pub fn app(&self) -> axum::Router {
-        rest::routes(self.clone())
+        let gateway = self.clone();
+        let metrics = move || {
+            let page = metrics::render(&gateway);
+            async move {
+                ([(axum::http::header::CONTENT_TYPE, switchboard_telemetry::metrics::CONTENT_TYPE)], page)
+            }
+        };
+        rest::routes(self.clone()).route("/metrics", axum::routing::get(metrics))
     }
 
     /// Connected WebSocket sessions on this gateway.
@@ -327,6 +350,7 @@ pub async fn run(
         "draining: closing sessions and refusing new connections"
     );
     gateway.inner.draining.send_replace(true);
+    metrics::METRICS.draining.set(1);
     let _ = stop.send(());
     // A session leaves the hub only after its writer has flushed the close frame, so an
     // empty hub means every client has been told.

@@ -9,7 +9,10 @@ use switchboard_protocol::{
 };
 use switchboard_storage::{Appended, HistoryPage, NewMessage, NewUser, User};
 
+use tracing::Instrument as _;
+
 use crate::hub::Outbound;
+use crate::metrics::METRICS;
 use crate::{ApiError, Gateway, auth};
 
 /// Longest `client_msg_id` accepted.
@@ -60,6 +63,9 @@ impl Gateway {
 
     /// [`Gateway::send`] for any kind a client may post: `text`, or `broadcast` from an
     /// admin account (tools and bots; clients show it as a notice, not as chat).
+    ///
+    /// A send is where a message's trace starts (a root span, whatever the connection's):
+    /// storage, the router and the receiving gateways continue it.
     pub async fn send_kind(
         &self,
         sender: &User,
@@ -68,6 +74,28 @@ impl Gateway {
         body: String,
         kind: MessageKind,
         thread_seq: Option<i64>,
+    ) -> Result<Appended, ApiError> {
+        let span =
+            tracing::debug_span!(parent: None, "message.send", otel.kind = "server", user = sender.id);
+        let started = std::time::Instant::now();
+        let result =
+            self.send_checked(sender, target, client_msg_id, body, kind).instrument(span).await;
+        METRICS.send.since(started);
+        match &result {
+            Ok(a) if a.duplicate => METRICS.duplicates.inc(),
+            Ok(_) => METRICS.sent.inc(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn send_checked(
+        &self,
+        sender: &User,
+        target: Target,
+        client_msg_id: String,
+        body: String,
+        kind: MessageKind,
     ) -> Result<Appended, ApiError> {
         match kind {
             MessageKind::Text => {}
@@ -196,6 +224,7 @@ impl Gateway {
             conversation_id: message.conversation_id,
             seq: message.seq,
             frame: ServerFrame::Message { message: message.clone() }.to_json().into(),
+            published_us: crate::metrics::now_us(),
         };
         match extra {
             Some(extra) => {

@@ -19,6 +19,7 @@ use switchboard_storage::{StoreError, User};
 use tokio::task::JoinHandle;
 
 use crate::hub::Outbound;
+use crate::metrics::{METRICS, delivered_live, frame_type};
 use crate::ops::Target;
 use crate::queue::{Queue, Receiver};
 use crate::{ApiError, Gateway, auth};
@@ -50,6 +51,7 @@ fn close(code: u16, reason: &'static str) -> WsMessage {
 
 /// Serves one upgraded connection until it closes or the gateway drains.
 pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>) {
+    METRICS.connections.inc();
     let (mut sink, mut stream) = socket.split();
     // Boxed (here and below): an idle session's task holds the state of the await it is
     // parked on, sized for the largest await in the function; the rare, large ones
@@ -57,6 +59,7 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>) {
     let (user, since) = match Box::pin(sign_in(&gateway, &mut stream, token)).await {
         Ok(signed_in) => signed_in,
         Err(e) => {
+            METRICS.sign_in_failures.inc();
             let code = match e.code() {
                 ErrorCode::Unavailable => CLOSE_TRY_LATER,
                 ErrorCode::FrameTooLarge => CLOSE_TOO_BIG,
@@ -134,6 +137,7 @@ async fn run(
         };
         match next {
             Some(Ok(WsMessage::Text(t))) => {
+                METRICS.frames_in.inc(frame_type(&t));
                 let reply = match ClientFrame::decode(&t) {
                     Ok(frame) => Box::pin(handle(&gateway, &user, session, frame, &tx)).await,
                     Err((code, message, id)) => Some(ServerFrame::error(id, code, message)),
@@ -239,6 +243,7 @@ async fn finish(
 /// The farewell of a draining gateway: reconnect (to another gateway) after a random
 /// delay up to [`crate::Config::reconnect_spread`], then sync.
 fn shutting_down(gateway: &Gateway) -> Outbound {
+    METRICS.drained_sessions.inc();
     let spread = gateway.config().reconnect_spread.as_millis() as u64;
     let frame = ServerFrame::Error {
         id: None,
@@ -491,6 +496,7 @@ impl Writer {
                 Ok(true) => continue,
                 Ok(false) | Err(Stop::Broken) => return,
                 Err(Stop::Slow) => {
+                    METRICS.slow_consumers.inc();
                     tracing::info!("closing slow consumer");
                     let frame = ServerFrame::error(
                         None,
@@ -517,19 +523,24 @@ impl Writer {
         match item {
             Outbound::Close { frame, code } => {
                 if let Some(frame) = frame {
+                    METRICS.frames_out.inc(frame_type(&frame));
                     self.sink.feed(WsMessage::Text(frame)).await?;
                 }
                 self.sink.send(close(code, "")).await?;
                 return Ok(false);
             }
-            Outbound::Frame(frame) => self.sink.feed(WsMessage::Text(frame)).await?,
-            Outbound::Message { conversation_id, seq, frame } => {
-                self.message(conversation_id, seq, frame).await?
+            Outbound::Frame(frame) => {
+                METRICS.frames_out.inc(frame_type(&frame));
+                self.sink.feed(WsMessage::Text(frame)).await?
+            }
+            Outbound::Message { conversation_id, seq, frame, published_us } => {
+                self.message(conversation_id, seq, frame, published_us).await?
             }
             Outbound::Sync { id, since } => Box::pin(self.sync(id, since)).await?,
             Outbound::CatchUp => Box::pin(self.catch_up()).await?,
             Outbound::Broadcast { id, frame } => {
                 if self.broadcasts_sent.insert(id) {
+                    METRICS.frames_out.inc("broadcast");
                     self.sink.feed(WsMessage::Text(frame)).await?;
                     self.unflushed_broadcast = self.unflushed_broadcast.max(Some(id));
                 }
@@ -552,7 +563,13 @@ impl Writer {
         Ok(())
     }
 
-    async fn message(&mut self, conversation: i64, seq: i64, frame: Utf8Bytes) -> Result<(), Stop> {
+    async fn message(
+        &mut self,
+        conversation: i64,
+        seq: i64,
+        frame: Utf8Bytes,
+        published_us: i64,
+    ) -> Result<(), Stop> {
         match self.last.get(&conversation).copied() {
             Some(last) if seq <= last => return Ok(()),
             Some(last) if seq > last + 1 => {
@@ -566,6 +583,8 @@ impl Writer {
             Some(_) => {}
         }
         self.sink.feed(WsMessage::Text(frame)).await?;
+        METRICS.frames_out.inc("message");
+        delivered_live(published_us);
         self.last.insert(conversation, seq);
         Ok(())
     }
@@ -594,6 +613,8 @@ impl Writer {
             for message in page.messages {
                 after = message.seq;
                 self.sink.feed(text(&ServerFrame::Message { message })).await?;
+                METRICS.frames_out.inc("message");
+                METRICS.delivered.inc();
             }
             if !page.has_more {
                 return Ok(after);
@@ -615,6 +636,7 @@ impl Writer {
         for broadcast in pending {
             if self.broadcasts_sent.insert(broadcast.id) {
                 self.unflushed_broadcast = self.unflushed_broadcast.max(Some(broadcast.id));
+                METRICS.frames_out.inc("broadcast");
                 self.sink.feed(text(&ServerFrame::Broadcast { broadcast })).await?;
             }
         }
@@ -675,6 +697,7 @@ impl Writer {
             self.last.insert(id, last.max(seen));
         }
         self.sink.feed(text(&ServerFrame::Synced { id, conversations })).await?;
+        METRICS.frames_out.inc("synced");
         Ok(())
     }
 }

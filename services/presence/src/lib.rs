@@ -15,6 +15,7 @@
 //! [`switchboard_protocol::Presence`], so the trait is `PresenceTracker`.)
 
 mod local;
+pub mod metrics;
 mod redis;
 
 pub use local::LocalPresence;

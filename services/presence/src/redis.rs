@@ -69,6 +69,7 @@ struct Mine {
 
 impl From<redis::RedisError> for PresenceError {
     fn from(e: redis::RedisError) -> Self {
+        crate::metrics::REDIS_ERRORS.inc();
         Self::Unavailable(e.to_string())
     }
 }

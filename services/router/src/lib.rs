@@ -10,6 +10,7 @@
 //! [`RedisLocator`]: switchboard_presence::RedisLocator
 
 pub mod link;
+pub mod metrics;
 mod service;
 
 pub use link::RouterLinks;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Endpoint;
 
+use crate::metrics::LINKS as METRICS;
 use crate::pb::router_client::RouterClient;
 use crate::pb::{self, gateway_to_router::Kind};
 
@@ -94,9 +95,10 @@ impl RouterLinks {
     /// closing, or every queue is full (receivers repair messages by seq).
     pub fn route(&self, addressed: pb::Addressed) -> bool {
         if *self.closing.borrow() {
+            METRICS.dropped.inc();
             return false;
         }
-        match route_via(&self.links, &self.next, None, addressed) {
+        let queued = match route_via(&self.links, &self.next, None, addressed) {
             Ok(()) => true,
             Err(addressed) => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -105,7 +107,14 @@ impl RouterLinks {
                     link.queue.try_send(addressed.clone()).is_ok()
                 })
             }
+        };
+        if queued {
+            METRICS.routes.inc();
+            METRICS.queued.inc();
+        } else {
+            METRICS.dropped.inc();
         }
+        queued
     }
 
     /// Whether at least one router link is up (for `/readyz`).
@@ -195,7 +204,7 @@ async fn maintain(mut m: Maintain) {
         }
         let url = m.links[m.index].url.clone();
         let ended = run_link(&url, &mut m, clean).await;
-        let was_up = m.up.send_replace(false);
+        let was_up = set_up(&m.up, false);
         clean = false;
         match ended {
             Ok(Ended::Closed) => return,
@@ -203,8 +212,14 @@ async fn maintain(mut m: Maintain) {
                 tracing::info!(router = %url, "router drained; linking again when it is back");
                 clean = true;
             }
-            Ok(Ended::Lost) => tracing::warn!(router = %url, "router closed the link"),
-            Err(e) => tracing::warn!(router = %url, error = %e, "router link failed"),
+            Ok(Ended::Lost) => {
+                METRICS.failures.inc();
+                tracing::warn!(router = %url, "router closed the link");
+            }
+            Err(e) => {
+                METRICS.failures.inc();
+                tracing::warn!(router = %url, error = %e, "router link failed");
+            }
         }
         reroute_queued(&mut m);
         // A link that had come up starts its retries afresh.
@@ -224,6 +239,7 @@ async fn maintain(mut m: Maintain) {
 fn reroute_queued(m: &mut Maintain) {
     let mut held = Vec::new();
     while let Ok(route) = m.routes.try_recv() {
+        METRICS.queued.dec();
         held.push(route);
     }
     if held.is_empty() {
@@ -232,9 +248,16 @@ fn reroute_queued(m: &mut Maintain) {
     let total = held.len();
     let mut kept = 0;
     for route in held {
-        if let Err(route) = route_via(&m.links, &m.next, Some(m.index), route) {
-            kept += 1;
-            let _ = m.links[m.index].queue.try_send(route);
+        match route_via(&m.links, &m.next, Some(m.index), route) {
+            Ok(()) => METRICS.queued.inc(),
+            Err(route) => {
+                kept += 1;
+                if m.links[m.index].queue.try_send(route).is_ok() {
+                    METRICS.queued.inc();
+                } else {
+                    METRICS.dropped.inc();
+                }
+            }
         }
     }
     tracing::debug!(total, kept, "routes queued for a router that went down handed on");
@@ -262,7 +285,7 @@ async fn run_link(
     });
     let mut deliveries = client.link(stream).await?.into_inner();
     let others_up = m.links.iter().enumerate().any(|(i, l)| i != m.index && *l.up.borrow());
-    m.up.send_replace(true);
+    set_up(&m.up, true);
     if !(clean && others_up) {
         m.linked.send_modify(|n| *n += 1);
     }
@@ -280,6 +303,7 @@ async fn run_link(
         match event {
             Event::Route(None) => return Ok(Ended::Lost),
             Event::Route(Some(route)) => {
+                METRICS.queued.dec();
                 if let Some(out) = &outbound {
                     out.send(pb::GatewayToRouter { kind: Some(Kind::Route(route)) }).await?;
                 }
@@ -305,6 +329,7 @@ async fn run_link(
                     finish_sending(m, out).await?;
                 }
                 drained |= batch.drained;
+                METRICS.deliveries.add(batch.items.len() as u64);
                 for item in batch.items {
                     (m.on_delivery)(item);
                 }
@@ -325,9 +350,22 @@ async fn finish_sending(
     m: &mut Maintain,
     out: mpsc::Sender<pb::GatewayToRouter>,
 ) -> Result<(), mpsc::error::SendError<pb::GatewayToRouter>> {
-    m.up.send_replace(false);
+    set_up(&m.up, false);
     while let Ok(route) = m.routes.try_recv() {
+        METRICS.queued.dec();
         out.send(pb::GatewayToRouter { kind: Some(Kind::Route(route)) }).await?;
     }
     Ok(())
+}
+
+/// Marks a link up or down (and counts it in the `links_up` gauge); returns whether it
+/// was up.
+fn set_up(up: &watch::Sender<bool>, now: bool) -> bool {
+    let was = up.send_replace(now);
+    match (was, now) {
+        (false, true) => METRICS.up.inc(),
+        (true, false) => METRICS.up.dec(),
+        _ => {}
+    }
+    was
 }

@@ -5,15 +5,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
 use switchboard_presence::{PresenceError, RedisLocator};
+use switchboard_telemetry::grpc::ServerLayer;
+use switchboard_telemetry::trace;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument as _, Span};
+
+use crate::metrics::ROUTER as METRICS;
 
 use crate::pb::router_server::{Router, RouterServer};
 use crate::pb::{self, gateway_to_router::Kind};
@@ -92,6 +98,9 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
+            // HTTP/1.1 too, for Prometheus scraping `/metrics` on this port.
+            .accept_http1(true)
+            .layer(ServerLayer::new(crate::metrics::render_service))
             .add_service(health_service)
             .add_service(RouterServer::new(service))
             // Nagle off: a reply's frames go out at once, not after the peer's delayed ACK.
@@ -105,6 +114,7 @@ pub async fn serve(
     }
     let deadline = tokio::time::Instant::now() + DRAIN;
     health.set_not_serving::<RouterServer<RouterService>>().await;
+    METRICS.draining.set(1);
     tracing::info!(
         links = links.lock().unwrap_or_else(|e| e.into_inner()).len(),
         "draining: gateways route through the other routers"
@@ -157,6 +167,7 @@ impl Router for RouterService {
         tracing::info!(%gateway, "gateway linked");
         let (queue, mut queued) = mpsc::channel::<pb::Addressed>(LINK_QUEUE);
         self.links.lock().unwrap_or_else(|e| e.into_inner()).insert(gateway.clone(), queue.clone());
+        METRICS.links.inc();
 
         // Routes from this gateway, forwarded to the others.
         let (locator, links, origin) =
@@ -166,6 +177,7 @@ impl Router for RouterService {
         tokio::spawn(async move {
             pump(inbound, &locator, &links, &origin).await;
             drop(pumping);
+            METRICS.links.dec();
             tracing::info!(gateway = %origin, "gateway unlinked");
             // While draining the link stays until every gateway is done: routes from the
             // others may still be on their way to this one.
@@ -190,6 +202,8 @@ impl Router for RouterService {
                         if n == 0 {
                             break;
                         }
+                        METRICS.queued.add(-(n as i64));
+                        METRICS.batch_size.observe(n as u64);
                         pb::Deliveries { items: std::mem::take(&mut batch), ..Default::default() }
                     }
                     _ = drain.started.wait_for(|d| *d), if !told => {
@@ -227,13 +241,14 @@ async fn pump(
             message = inbound.message(), if open && pending.len() < LOCATE_AHEAD => {
                 match message {
                     Ok(Some(pb::GatewayToRouter { kind: Some(Kind::Route(addressed)) })) => {
-                        pending.push_back(locate(locator.clone(), addressed));
+                        METRICS.routes.inc();
+                        pending.push_back(locate(locator.clone(), addressed, Instant::now()));
                     }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => open = false,
                 }
             }
-            Some((addressed, located)) = pending.next() => {
+            Some((addressed, located, span, started)) = pending.next() => {
                 // Log an outage once when it starts and once when it ends, not per route.
                 match (&located, flooding) {
                     (Err(e), false) => {
@@ -243,27 +258,47 @@ async fn pump(
                     _ => {}
                 }
                 flooding = located.is_err();
+                let _in_span = span.enter();
                 forward(links, origin, addressed, located);
+                METRICS.route.since(started);
             }
             else => return,
         }
     }
 }
 
+/// Looks up where `addressed`'s users are, in the route's span (continuing the origin
+/// gateway's trace; disabled when traces are off), which is returned for forwarding.
 async fn locate(
     locator: RedisLocator,
-    addressed: pb::Addressed,
-) -> (pb::Addressed, Result<Vec<(String, Vec<i64>)>, PresenceError>) {
+    mut addressed: pb::Addressed,
+    started: Instant,
+) -> (pb::Addressed, Result<Vec<(String, Vec<i64>)>, PresenceError>, Span, Instant) {
+    let span = tracing::debug_span!(
+        parent: None,
+        "router.route",
+        otel.kind = "server",
+        users = addressed.users.len(),
+    );
+    trace::set_parent(&span, &std::mem::take(&mut addressed.traceparent));
     if addressed.to_org {
         // Goes to every gateway (see `forward`): nothing to look up.
-        return (addressed, Ok(Vec::new()));
+        return (addressed, Ok(Vec::new()), span, started);
     }
-    let located = match tokio::time::timeout(LOCATE_TIMEOUT, locator.locate(&addressed.users)).await
-    {
+    let lookup = tracing::debug_span!(parent: &span, "redis.locate", otel.kind = "client");
+    let looked_up = Instant::now();
+    let located = tokio::time::timeout(LOCATE_TIMEOUT, locator.locate(&addressed.users))
+        .instrument(lookup)
+        .await;
+    METRICS.lookup.since(looked_up);
+    let located = match located {
         Ok(located) => located,
         Err(_) => Err(PresenceError::Unavailable("no answer from Redis in time".into())),
     };
-    (addressed, located)
+    if located.is_err() {
+        METRICS.lookup_failures.inc();
+    }
+    (addressed, located, span, started)
 }
 
 type Links = Mutex<HashMap<String, mpsc::Sender<pb::Addressed>>>;
@@ -274,9 +309,11 @@ type Links = Mutex<HashMap<String, mpsc::Sender<pb::Addressed>>>;
 fn forward(
     links: &Links,
     origin: &str,
-    addressed: pb::Addressed,
+    mut addressed: pb::Addressed,
     located: Result<Vec<(String, Vec<i64>)>, PresenceError>,
 ) {
+    // The receiving gateways continue the trace from this route's span (current here).
+    addressed.traceparent = trace::current_traceparent();
     let targets: Vec<(mpsc::Sender<pb::Addressed>, String, Option<Vec<i64>>)> = {
         let links = links.lock().unwrap_or_else(|e| e.into_inner());
         match located {
@@ -307,7 +344,11 @@ fn forward(
             None => addressed.clone(),
         };
         if queue.try_send(item).is_err() {
+            METRICS.dropped.inc();
             tracing::warn!(%gateway, "gateway link is full or gone; delivery dropped");
+        } else {
+            METRICS.forwarded.inc();
+            METRICS.queued.inc();
         }
     }
 }

@@ -20,9 +20,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use switchboard_telemetry::trace;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tracing::Span;
 
+use crate::metrics::APPENDERS as METRICS;
 use crate::{Appended, NewMessage, Result, StoreError};
 
 /// Most messages committed in one transaction.
@@ -42,7 +45,14 @@ pub(crate) type BatchFuture = Pin<Box<dyn Future<Output = Result<Vec<Result<Appe
 struct Job {
     message: NewMessage,
     reply: oneshot::Sender<Result<Appended>>,
+    queued_at: Instant,
+    /// The append's span when traces are exported (the batch's commit span is its
+    /// child or links to it); `Span::none()` otherwise.
+    span: Span,
 }
+
+/// Most other appends' spans a batch's commit span links to.
+const MAX_LINKS: usize = 32;
 
 pub(crate) struct Appenders {
     queues: Vec<mpsc::Sender<Job>>,
@@ -69,7 +79,10 @@ impl Appenders {
         let queue = &self.queues[message.sender.id.unsigned_abs() as usize % self.queues.len()];
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Unavailable("the message writer has stopped".into());
-        queue.send(Job { message, reply }).await.map_err(|_| closed())?;
+        let span = if trace::enabled() { Span::current() } else { Span::none() };
+        let job = Job { message, reply, queued_at: Instant::now(), span };
+        queue.send(job).await.map_err(|_| closed())?;
+        METRICS.queued.inc();
         answer.await.map_err(|_| closed())?
     }
 }
@@ -92,22 +105,53 @@ where
                 }
             }
         }
-        let (batch, replies): (Vec<_>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.message, j.reply)).unzip();
-        let size = batch.len();
-        match commit(batch).await {
+        let size = jobs.len();
+        METRICS.queued.add(-(size as i64));
+        let span = commit_span(&jobs);
+        let mut replies = Vec::with_capacity(size);
+        let mut batch = Vec::with_capacity(size);
+        for job in jobs.drain(..) {
+            batch.push(job.message);
+            replies.push((job.reply, job.queued_at));
+        }
+        let started = Instant::now();
+        let committed = tracing::Instrument::instrument(commit(batch), span).await;
+        let now = Instant::now();
+        METRICS.commit.observe_duration(now - started);
+        METRICS.batch_size.observe(size as u64);
+        match committed {
             Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                METRICS.appended.add(size as u64);
+                for ((reply, queued_at), outcome) in replies.into_iter().zip(outcomes) {
+                    METRICS.append.observe_duration(now - queued_at);
                     let _ = reply.send(outcome);
                 }
             }
             Err(e) => {
+                METRICS.failed_batches.inc();
                 tracing::warn!(error = %e, size, "append batch failed");
-                for reply in replies {
+                for (reply, _) in replies {
                     let _ = reply.send(Err(StoreError::Unavailable(e.to_string())));
                 }
             }
         }
-        last_commit = Some(Instant::now());
+        last_commit = Some(now);
     }
+}
+
+/// The span of one batch's commit (the SQL): a child of the first traced append in it,
+/// linked to the others (a batch belongs to many traces). Disabled when traces are off.
+fn commit_span(jobs: &[Job]) -> Span {
+    let mut traced = jobs.iter().filter(|j| !j.span.is_disabled());
+    let Some(first) = traced.next() else { return Span::none() };
+    let span = tracing::debug_span!(
+        parent: &first.span,
+        "db.append_batch",
+        otel.kind = "client",
+        batch_size = jobs.len(),
+    );
+    for other in traced.take(MAX_LINKS) {
+        span.follows_from(&other.span);
+    }
+    span
 }

@@ -26,6 +26,7 @@
 mod appender;
 mod backend;
 pub mod grpc;
+pub mod metrics;
 mod model;
 mod postgres;
 mod sqlite;

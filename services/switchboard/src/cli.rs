@@ -25,8 +25,20 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(flatten)]
     pub client: ClientArgs,
+    /// Log lines as text, or as one JSON object per line (with `trace_id` and `span_id`
+    /// inside traced work). Logs go to stderr; `SWITCHBOARD_LOG` filters them (e.g.
+    /// `info,switchboard_gateway=debug`). Traces are exported over OTLP/gRPC when
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see docs/operations.md)
+    #[arg(long, global = true, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where the CLI client finds the server and its credentials.

@@ -13,22 +13,17 @@ use cli::{Cli, Command, UserCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let default_level = match cli.command {
-        Command::Serve(_) | Command::Storage(_) | Command::Router(_) | Command::Gateway(_) => {
-            "info"
-        }
-        _ => "warn",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
+    };
+    // The trace exporter's gRPC client runs on the runtime: set up inside it.
+    let telemetry = {
+        let _inside = runtime.enter();
+        switchboard_telemetry::init(telemetry_config(&cli))
     };
     let result = runtime.block_on(async move {
         match cli.command {
@@ -58,12 +53,40 @@ fn main() -> std::process::ExitCode {
             Command::Broadcast(args) => org::broadcast(cli.client, args).await,
         }
     });
+    // Spans still buffered go out before the process ends.
+    telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Logs for every command; traces only from the server roles, and only when an OTLP
+/// endpoint is configured (the standard `OTEL_*` variables, read here and by the
+/// OpenTelemetry SDK).
+fn telemetry_config(cli: &Cli) -> switchboard_telemetry::Config {
+    let (default_level, service) = match cli.command {
+        Command::Serve(_) => ("info", Some("switchboard")),
+        Command::Storage(_) => ("info", Some("switchboard-storage")),
+        Command::Router(_) => ("info", Some("switchboard-router")),
+        Command::Gateway(_) => ("info", Some("switchboard-gateway")),
+        _ => ("warn", None),
+    };
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let endpoint = set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    switchboard_telemetry::Config {
+        format: match cli.log_format {
+            cli::LogFormat::Text => switchboard_telemetry::LogFormat::Text,
+            cli::LogFormat::Json => switchboard_telemetry::LogFormat::Json,
+        },
+        filter: std::env::var("SWITCHBOARD_LOG").ok(),
+        default_level,
+        traces: service.is_some() && endpoint,
+        service: service.unwrap_or("switchboard-cli"),
+        service_name_set: set("OTEL_SERVICE_NAME"),
     }
 }
 

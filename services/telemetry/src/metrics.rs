@@ -49,6 +49,10 @@ impl Gauge {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 
+    pub fn add(&self, delta: i64) {
+        self.0.fetch_add(delta, Ordering::Relaxed);
+    }
+
     pub fn set(&self, value: i64) {
         self.0.store(value, Ordering::Relaxed);
     }

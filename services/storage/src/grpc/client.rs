@@ -12,13 +12,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchboard_protocol::rest::ImportReport;
 use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
+use switchboard_telemetry::grpc::{ClientLayer, TracedClient};
+use switchboard_telemetry::trace;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
+use tower_layer::Layer as _;
+use tracing::Instrument as _;
 
 use super::convert::*;
 use super::pb;
 use super::pb::append_outcome::Outcome;
-use super::pb::storage_client::StorageClient;
+use super::pb::storage_client;
+use crate::metrics::CLIENT as METRICS;
 use crate::{
     Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, Result, SearchPage,
     SearchQuery, Store, StoreError, User, Webhook,
@@ -35,11 +40,15 @@ const MAX_APPEND_BATCH: usize = super::server::MAX_APPEND_MANY;
 /// Appends waiting for a call; senders wait (backpressure) when it is full.
 const APPEND_QUEUE: usize = 8192;
 
-type AppendJob = (NewMessage, oneshot::Sender<Result<Appended>>);
+/// The generated client over a channel whose calls carry trace context.
+type StorageClient = storage_client::StorageClient<TracedClient<Channel>>;
+
+/// An append waiting for a call: the message, its span's `traceparent`, the reply.
+type AppendJob = (NewMessage, String, oneshot::Sender<Result<Appended>>);
 
 #[derive(Clone)]
 pub struct RemoteStore {
-    client: StorageClient<Channel>,
+    client: StorageClient,
     appends: mpsc::Sender<AppendJob>,
 }
 
@@ -56,13 +65,13 @@ impl RemoteStore {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        let client = StorageClient::new(endpoint.connect_lazy());
+        let client = StorageClient::new(ClientLayer.layer(endpoint.connect_lazy()));
         let (appends, queue) = mpsc::channel(APPEND_QUEUE);
         tokio::spawn(batch_appends(client.clone(), queue));
         Ok(Self { client, appends })
     }
 
-    fn client(&self) -> StorageClient<Channel> {
+    fn client(&self) -> StorageClient {
         self.client.clone()
     }
 }
@@ -232,10 +241,23 @@ impl Store for RemoteStore {
     }
 
     async fn append(&self, message: NewMessage) -> Result<Appended> {
+        let started = std::time::Instant::now();
+        let span = tracing::debug_span!(
+            "storage.append",
+            otel.kind = "client",
+            conversation = message.conversation_id,
+        );
+        let traceparent = trace::traceparent(&span);
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the append batcher has stopped".into());
-        self.appends.send((message, reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        let appended = async {
+            self.appends.send((message, traceparent, reply)).await.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        }
+        .instrument(span)
+        .await;
+        METRICS.append.since(started);
+        appended
     }
 
     async fn history(
@@ -414,7 +436,7 @@ impl Store for RemoteStore {
 }
 
 /// Sends waiting appends in `AppendMany` calls until every [`RemoteStore`] is dropped.
-async fn batch_appends(client: StorageClient<Channel>, mut queue: mpsc::Receiver<AppendJob>) {
+async fn batch_appends(client: StorageClient, mut queue: mpsc::Receiver<AppendJob>) {
     let in_flight = Arc::new(Semaphore::new(APPENDS_IN_FLIGHT));
     let mut jobs = Vec::new();
     loop {
@@ -424,11 +446,16 @@ async fn batch_appends(client: StorageClient<Channel>, mut queue: mpsc::Receiver
         if queue.recv_many(&mut jobs, MAX_APPEND_BATCH).await == 0 {
             return;
         }
-        let (messages, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+        METRICS.batch_size.observe(jobs.len() as u64);
+        let mut messages = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for (message, traceparent, reply) in jobs.drain(..) {
+            messages.push(pb::NewMessage { traceparent, ..new_message_to_pb(message) });
+            replies.push(reply);
+        }
         let mut client = client.clone();
         tokio::spawn(async move {
-            let request =
-                pb::NewMessages { messages: messages.into_iter().map(new_message_to_pb).collect() };
+            let request = pb::NewMessages { messages };
             match client.append_many(request).await {
                 Ok(reply) => {
                     let outcomes = reply.into_inner().outcomes;

@@ -145,6 +145,7 @@ pub fn new_message_to_pb(message: NewMessage) -> pb::NewMessage {
         kind: message.kind.as_str().to_owned(),
         body: message.body,
         author: message.author,
+        traceparent: String::new(),
     }
 }
 
@@ -316,10 +317,14 @@ pub fn error_to_failure(error: &StoreError) -> pb::StoreFailure {
 /// Rebuilds the [`StoreError`] a status carries. A status without details (the service
 /// unreachable, a deadline, a proxy's answer) means storage is unavailable.
 pub fn status_to_error(status: Status) -> StoreError {
-    match pb::StoreFailure::decode(status.details()) {
+    let error = match pb::StoreFailure::decode(status.details()) {
         Ok(failure) => failure_to_error(failure, status.message()),
         Err(_) => StoreError::Unavailable(format!("storage service: {}", status.message())),
+    };
+    if matches!(error, StoreError::Unavailable(_)) {
+        crate::metrics::CLIENT.unavailable.inc();
     }
+    error
 }
 
 /// The [`StoreError`] a [`pb::StoreFailure`] describes; `context` words an unknown kind.

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use switchboard_telemetry::grpc::ServerLayer;
+use switchboard_telemetry::trace;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tracing::Instrument as _;
 use tonic::{Request, Response, Status};
 
 use super::convert::*;
@@ -46,6 +49,9 @@ pub async fn serve(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let reporter = health.clone();
     let server = tonic::transport::Server::builder()
+        // HTTP/1.1 too, for Prometheus scraping `/metrics` on this port.
+        .accept_http1(true)
+        .layer(ServerLayer::new(crate::metrics::render_service))
         .add_service(health_service)
         .add_service(StorageServer::new(StorageService::new(store)))
         // Nagle off: a reply's frames go out at once, not after the peer's delayed ACK.
@@ -53,6 +59,7 @@ pub async fn serve(
             shutdown.await;
             // Probes see it at once; clients' new calls go to other replicas.
             reporter.set_not_serving::<StorageServer<StorageService>>().await;
+            crate::metrics::DRAINING.set(1);
             tracing::info!("draining: finishing in-flight calls");
             let _ = draining.send(());
         });
@@ -243,9 +250,24 @@ impl Storage for StorageService {
                 "at most {MAX_APPEND_MANY} messages per call"
             )));
         }
-        let news = messages.into_iter().map(new_message_from_pb).collect::<Result<Vec<_>, _>>()?;
+        let mut news = Vec::with_capacity(messages.len());
+        for mut message in messages {
+            let traceparent = std::mem::take(&mut message.traceparent);
+            news.push((new_message_from_pb(message)?, traceparent));
+        }
         // All at once: they join the appenders' queues together and commit in few groups.
-        let results = join_all(news.into_iter().map(|new| self.store.append(new))).await;
+        let results = join_all(news.into_iter().map(|(new, traceparent)| {
+            // Each message continues its sender's trace (disabled when traces are off).
+            let span = tracing::debug_span!(
+                parent: None,
+                "storage.append",
+                otel.kind = "server",
+                conversation = new.conversation_id,
+            );
+            trace::set_parent(&span, &traceparent);
+            self.store.append(new).instrument(span)
+        }))
+        .await;
         let outcomes = results
             .into_iter()
             .map(|result| pb::AppendOutcome {
