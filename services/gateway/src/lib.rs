@@ -199,7 +199,13 @@ impl Gateway {
         let metrics = move || {
             let page = metrics::render(&gateway);
             async move {
-                ([(axum::http::header::CONTENT_TYPE, switchboard_telemetry::metrics::CONTENT_TYPE)], page)
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        switchboard_telemetry::metrics::CONTENT_TYPE,
+                    )],
+                    page,
+                )
             }
         };
         rest::routes(self.clone()).route("/metrics", axum::routing::get(metrics))

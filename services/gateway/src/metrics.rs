@@ -145,7 +145,11 @@ pub(crate) fn render(gateway: &Gateway) -> String {
         "type",
         &m.frames_out,
     );
-    e.counter("switchboard_gateway_messages_sent_total", "Messages stored from this gateway.", &m.sent);
+    e.counter(
+        "switchboard_gateway_messages_sent_total",
+        "Messages stored from this gateway.",
+        &m.sent,
+    );
     e.counter(
         "switchboard_gateway_messages_duplicate_total",
         "Sends answered as duplicates (retries of a stored message).",

@@ -75,8 +75,7 @@ impl Gateway {
         kind: MessageKind,
         thread_seq: Option<i64>,
     ) -> Result<Appended, ApiError> {
-        let span =
-            tracing::debug_span!(parent: None, "message.send", otel.kind = "server", user = sender.id);
+        let span = tracing::debug_span!(parent: None, "message.send", otel.kind = "server", user = sender.id);
         let started = std::time::Instant::now();
         let result =
             self.send_checked(sender, target, client_msg_id, body, kind).instrument(span).await;

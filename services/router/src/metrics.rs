@@ -2,9 +2,7 @@
 //! the routers ([`LINKS`]). Written by [`render_service`] (`/metrics` of `switchboard
 //! router`) and [`encode_links`] (part of a cluster gateway's `/metrics`).
 
-use switchboard_telemetry::metrics::{
-    BATCH_SIZES, Counter, Encoder, Gauge, Histogram, LATENCY_US,
-};
+use switchboard_telemetry::metrics::{BATCH_SIZES, Counter, Encoder, Gauge, Histogram, LATENCY_US};
 
 /// The router service.
 pub struct Router {

@@ -274,18 +274,29 @@ async fn locate(
     mut addressed: pb::Addressed,
     started: Instant,
 ) -> (pb::Addressed, Result<Vec<(String, Vec<i64>)>, PresenceError>, Span, Instant) {
-    let span = tracing::debug_span!(
-        parent: None,
-        "router.route",
-        otel.kind = "server",
-        users = addressed.users.len(),
-    );
-    trace::set_parent(&span, &std::mem::take(&mut addressed.traceparent));
+    // Only a route that carries a trace is traced (a message's); others start none.
+    let traceparent = std::mem::take(&mut addressed.traceparent);
+    let span = if traceparent.is_empty() {
+        Span::none()
+    } else {
+        let span = tracing::debug_span!(
+            parent: None,
+            "router.route",
+            otel.kind = "server",
+            users = addressed.users.len(),
+        );
+        trace::set_parent(&span, &traceparent);
+        span
+    };
     if addressed.to_org {
         // Goes to every gateway (see `forward`): nothing to look up.
         return (addressed, Ok(Vec::new()), span, started);
     }
-    let lookup = tracing::debug_span!(parent: &span, "redis.locate", otel.kind = "client");
+    let lookup = if span.is_disabled() {
+        Span::none()
+    } else {
+        tracing::debug_span!(parent: &span, "redis.locate", otel.kind = "client")
+    };
     let looked_up = Instant::now();
     let located = tokio::time::timeout(LOCATE_TIMEOUT, locator.locate(&addressed.users))
         .instrument(lookup)

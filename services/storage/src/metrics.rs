@@ -2,9 +2,7 @@
 //! and the embedded server) and the gateway's gRPC client of the storage service.
 //! Written by [`encode_appenders`] and [`encode_client`]; see `docs/operations.md`.
 
-use switchboard_telemetry::metrics::{
-    BATCH_SIZES, Counter, Encoder, Gauge, Histogram, LATENCY_US,
-};
+use switchboard_telemetry::metrics::{BATCH_SIZES, Counter, Encoder, Gauge, Histogram, LATENCY_US};
 
 /// The appenders (group commit).
 pub struct Appenders {
@@ -47,7 +45,11 @@ pub fn encode_appenders(e: &mut Encoder) {
         "Time to commit one append batch.",
         &m.commit,
     );
-    e.histogram("switchboard_storage_append_batch_size", "Messages per committed batch.", &m.batch_size);
+    e.histogram(
+        "switchboard_storage_append_batch_size",
+        "Messages per committed batch.",
+        &m.batch_size,
+    );
     e.histogram(
         "switchboard_storage_append_duration_seconds",
         "Time from an append entering the queue to its answer.",

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{FilterExt, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -59,10 +59,15 @@ impl Telemetry {
     }
 }
 
-/// Our crates' spans that traces are made of (DEBUG level), and events INFO and up
-/// inside them (they become span events).
-fn trace_targets() -> Targets {
-    Targets::new().with_target("switchboard", Level::DEBUG).with_default(Level::WARN)
+/// Our crates' spans that traces are made of (DEBUG level), and events inside them
+/// (they become span events). Not the `session` span: it lasts as long as a connection,
+/// and a trace per connection would swallow every request made on it; calls made in a
+/// session start traces of their own.
+fn trace_filter<S>() -> impl tracing_subscriber::layer::Filter<S> {
+    let targets = Targets::new().with_target("switchboard", Level::DEBUG).with_default(Level::WARN);
+    targets.and(tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.is_span() && meta.name() == "session")
+    }))
 }
 
 /// Installs the global subscriber. With `traces`, must be called inside a tokio runtime.
@@ -102,7 +107,7 @@ pub fn init(config: Config) -> Telemetry {
             .with_tracked_inactivity(false)
             .with_location(false)
             .with_threads(false)
-            .with_filter(trace_targets())
+            .with_filter(trace_filter())
     });
     let installed = Registry::default().with(logs).with(traces).try_init().is_ok();
     if installed && exporter.is_some() {

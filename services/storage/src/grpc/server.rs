@@ -9,8 +9,8 @@ use switchboard_telemetry::grpc::ServerLayer;
 use switchboard_telemetry::trace;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tracing::Instrument as _;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use super::convert::*;
 use super::pb;

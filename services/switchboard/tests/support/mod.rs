@@ -38,9 +38,15 @@ impl Drop for Proc {
 
 /// Starts `switchboard ARGS` and returns it with the address from its "listening on" line.
 pub fn spawn(args: &[&str]) -> (Proc, String) {
+    spawn_with_env(args, &[])
+}
+
+/// [`spawn`] with extra environment variables.
+pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     let mut child = Command::new(BIN)
         .args(args)
         .env("SWITCHBOARD_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -139,4 +145,87 @@ pub async fn post_json(
     let status = response.split(' ').nth(1).unwrap().parse().unwrap();
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// `GET path` on `addr` over HTTP/1.1, with a bearer token if given; the status and body.
+pub async fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    (status, if chunked { dechunk(body) } else { body.to_owned() })
+}
+
+/// The payload of an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+/// Signs `user` (password `{user}-password`) in over REST; returns the token.
+pub async fn login_token(gateway: &str, user: &str) -> String {
+    let body = serde_json::json!({"username": user, "password": format!("{user}-password")});
+    let (status, reply) = post_json(gateway, "/api/v1/login", &body).await;
+    assert_eq!(status, 200, "login {user}: {reply}");
+    reply["token"].as_str().unwrap().to_owned()
+}
+
+/// A signed-in WebSocket session.
+pub struct WsClient {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl WsClient {
+    pub async fn connect(gateway: &str, token: &str) -> Self {
+        use futures_util::SinkExt;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{gateway}/ws")).await.unwrap();
+        let auth = serde_json::json!({"type": "auth", "token": token}).to_string();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(auth)).await.unwrap();
+        let mut client = Self { ws };
+        client.expect(|f| f["type"] == "welcome").await;
+        client
+    }
+
+    pub async fn send(&mut self, frame: serde_json::Value) {
+        use futures_util::SinkExt;
+        let text = tokio_tungstenite::tungstenite::Message::text(frame.to_string());
+        self.ws.send(text).await.unwrap();
+    }
+
+    /// The first frame matching `pred` (others are skipped), within 10 s.
+    pub async fn expect(&mut self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+                let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if pred(&value) {
+                    return value;
+                }
+            }
+        }
+    }
 }
