@@ -86,6 +86,7 @@ pub fn init(config: Config) -> Telemetry {
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .event_format(JsonFormat)
+            .with_ansi(false)
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed(),
@@ -164,20 +165,16 @@ where
                 line.insert("spans".into(), Value::Array(spans));
             }
         }
-        if let Some(span) = ctx.lookup_current() {
-            let id = span.id();
-            drop(span);
-            let cx = tracing::dispatcher::get_default(|d| {
-                tracing_opentelemetry::get_otel_context(&id, d)
-            });
-            if let Some(cx) = cx {
-                let span_ref = cx.span();
-                let sc = span_ref.span_context();
-                if sc.is_valid() {
-                    line.insert("trace_id".into(), sc.trace_id().to_string().into());
-                    line.insert("span_id".into(), sc.span_id().to_string().into());
-                }
-            }
+        // The OpenTelemetry layer makes the innermost entered span's context current
+        // (the dispatcher cannot be asked from inside an event).
+        let ids = opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let sc = span.span_context();
+            sc.is_valid().then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+        });
+        if let Some((trace_id, span_id)) = ids {
+            line.insert("trace_id".into(), trace_id.into());
+            line.insert("span_id".into(), span_id.into());
         }
         writeln!(writer, "{}", Value::Object(line))
     }
@@ -222,5 +219,79 @@ impl Visit for Fields {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.fields.insert(field.name().into(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    /// Collects what the formatter writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_the_trace_and_span_ids_of_traced_work() {
+        let buffer = Buffer::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = Registry::default()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonFormat)
+                    .with_ansi(false)
+                    .with_writer(buffer.clone())
+                    .with_filter(EnvFilter::new("info")),
+            )
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("test"))
+                    .with_filter(trace_filter()),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(answer = 42, "outside any span");
+            let span = tracing::info_span!("switchboard_test_span", user = 7);
+            let _in = span.enter();
+            tracing::warn!(conversation = 3, "inside \"quoted\"");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["message"], "outside any span");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["fields"]["answer"], 42);
+        assert!(lines[0].get("trace_id").is_none(), "{text}");
+        let inside = &lines[1];
+        assert_eq!(inside["message"], "inside \"quoted\"");
+        assert_eq!(inside["fields"]["conversation"], 3);
+        assert_eq!(inside["spans"][0]["name"], "switchboard_test_span");
+        assert_eq!(inside["spans"][0]["fields"], "user=7");
+        let trace_id = inside["trace_id"].as_str().unwrap();
+        let span_id = inside["span_id"].as_str().unwrap();
+        assert_eq!(trace_id.len(), 32, "{text}");
+        assert_eq!(span_id.len(), 16, "{text}");
+        assert!(trace_id.bytes().all(|b| b.is_ascii_hexdigit()) && trace_id != "0".repeat(32));
     }
 }
