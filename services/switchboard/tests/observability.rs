@@ -416,6 +416,36 @@ async fn metrics_of_every_role_count_a_known_workload() {
     assert_eq!(storage_after["switchboard_storage_draining"], 0.0);
     assert!(storage_after["process_resident_memory_bytes"] > 0.0);
 
+    // Every metric the Grafana dashboard queries is served by some role.
+    let families: std::collections::HashSet<String> = after
+        .iter()
+        .flat_map(|m| m.keys())
+        .map(|series| {
+            let name = series.split('{').next().unwrap();
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name)
+                .to_owned()
+        })
+        .collect();
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/switchboard.json"),
+    )
+    .unwrap();
+    let queried: Vec<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("switchboard_") || w.starts_with("process_"))
+        .collect();
+    assert!(queried.len() > 20, "the dashboard queries our metrics");
+    for name in queried {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(families.contains(family), "the dashboard queries {name}, which no role serves");
+    }
+
     drop(cluster);
     forget_prefix(&env.redis_url, &prefix).await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

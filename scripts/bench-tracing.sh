@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# What tracing costs (docs/benchmarks.md, "Tracing overhead"): the local cluster
+# (deploy/local/cluster.sh: 1 storage, 2 routers, 3 gateways) runs the load tool's office
+# scenario, alternately without OpenTelemetry ("off": no OTLP endpoint) and with the
+# OTLP exporter configured but sampling nothing ("ratio0": every span and traceparent
+# is still made, no trace is kept), ROUNDS times interleaved, in one run; then, once,
+# sampling everything ("ratio1") into a local sink. Prints medians of delivered
+# messages per second and CPU per delivered message.
+#
+#   scripts/bench-tracing.sh                   # ROUNDS=3 DURATION=30 USERS=1000 RATE=2500
+#   ROUNDS=1 DURATION=15 scripts/bench-tracing.sh
+#
+# Loopback only; stops the cluster when done. Results under $OUT (default
+# target/bench-tracing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+. scripts/services.sh
+ensure_postgres
+ensure_redis
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-30}
+USERS=${USERS:-1000}
+RATE=${RATE:-2500}
+target_dir=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$target_dir/bench-tracing}
+
+if [ -z "${NO_BUILD:-}" ]; then
+    echo "Building (release) ..." >&2
+    cargo build --release -q -p switchboard -p switchboard-loadtest --bins
+fi
+if curl -s -o /dev/null http://127.0.0.1:8081/healthz; then
+    echo "error: something already listens on 127.0.0.1:8081 (a local cluster?); stop it first" >&2
+    exit 1
+fi
+rm -rf "$OUT" && mkdir -p "$OUT/bin"
+cp "$target_dir/release/switchboard" "$target_dir/release/switchboard-loadtest" "$OUT/bin/"
+BIN=$OUT/bin/switchboard
+LOADTEST=$OUT/bin/switchboard-loadtest
+password=bench-admin-password
+
+cluster=
+stop_cluster() {
+    if [ -n "$cluster" ]; then
+        kill -TERM "$cluster" 2>/dev/null || true
+        wait "$cluster" 2>/dev/null || true
+        cluster=
+    fi
+}
+trap 'stop_cluster; redis-cli --scan --pattern "bench-tracing-$$*" | xargs -r redis-cli del >/dev/null' EXIT
+
+# A sink for the "ratio1" run: accepts gRPC connections and answers nothing useful,
+# so exports fail after their timeout; what is measured is the servers' side.
+sink_port=43170
+
+run() { # round mode
+    local dir="$OUT/r$1-$2" db=switchboard_bench_tracing
+    echo "== round $1: $2 ==" >&2
+    psql postgres://postgres@127.0.0.1:5432/postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+    psql postgres://postgres@127.0.0.1:5432/postgres -qc "CREATE DATABASE $db"
+    local database=postgres://postgres@127.0.0.1:5432/$db
+    printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin --database "$database" >/dev/null
+    local env=()
+    case $2 in
+        off) env=(env -u OTEL_EXPORTER_OTLP_ENDPOINT) ;;
+        ratio0) env=(env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port
+                     OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0) ;;
+        ratio1) env=(env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port
+                     OTEL_TRACES_SAMPLER=parentbased_always_on) ;;
+    esac
+    "${env[@]}" BIN=$BIN DATABASE=$database PREFIX=bench-tracing-$$-$1-$2 \
+        GATEWAY_ARGS="--rate-per-user 0" deploy/local/cluster.sh >"$dir.cluster.log" 2>&1 &
+    cluster=$!
+    for port in 8081 8082 8083; do
+        for _ in $(seq 100); do
+            curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+            sleep 0.2
+        done
+    done
+    sleep 1
+    scripts/cpu-by-role.py snapshot >"$dir.cpu-before"
+    local TIMEFORMAT='%U %S'
+    { time (printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/office.toml \
+        --gateway ws://127.0.0.1:8081,ws://127.0.0.1:8082,ws://127.0.0.1:8083 \
+        --users "$USERS" --rate "$RATE" --duration "$DURATION" \
+        --admin-user admin --admin-password-stdin --out "$dir" >"$dir.log" 2>&1 || true); } \
+        2>"$dir.time"
+    scripts/cpu-by-role.py snapshot >"$dir.cpu-after"
+    local delivered tool
+    delivered=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("delivered", 0))' "$dir/result.json" 2>/dev/null || echo 0)
+    tool=$(awk '{print $1 + $2}' "$dir.time")
+    scripts/cpu-by-role.py diff "$dir.cpu-before" "$dir.cpu-after" "$delivered" "$tool" >"$dir.cpu"
+    tail -n 3 "$dir.log" >&2
+    stop_cluster
+}
+
+python3 -c '
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=lambda c=c: (c.recv(1 << 20), c.close()), daemon=True).start()
+' "$sink_port" &
+sink=$!
+trap 'kill $sink 2>/dev/null; stop_cluster; redis-cli --scan --pattern "bench-tracing-$$*" | xargs -r redis-cli del >/dev/null' EXIT
+
+for round in $(seq "$ROUNDS"); do
+    for mode in off ratio0; do
+        run "$round" "$mode"
+    done
+done
+run 1 ratio1
+
+python3 - "$OUT" <<'PY' | tee "$OUT/summary.txt"
+import json, pathlib, re, statistics, sys
+out = pathlib.Path(sys.argv[1])
+rows = {}
+for result in sorted(out.glob("r*/result.json")):
+    _, mode = result.parent.name.split("-", 1)
+    r = json.loads(result.read_text())
+    cpu = (out / f"{result.parent.name}.cpu").read_text()
+    m = re.search(r"servers?\D*?([0-9.]+)\s*us", cpu)
+    r["_cpu"] = cpu
+    rows.setdefault(mode, []).append(r)
+print(f"{'mode':>7} {'runs':>4} {'delivered/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'dup':>4}")
+base = None
+for mode in ["off", "ratio0", "ratio1"]:
+    runs = rows.get(mode)
+    if not runs:
+        continue
+    med = lambda k: statistics.median(float(r.get(k, 0) or 0) for r in runs)
+    d = med("delivered_per_s")
+    base = base or d
+    print(f"{mode:>7} {len(runs):>4} {d:>11.0f} {med('p50_ms'):>7.2f} {med('p99_ms'):>7.2f} {sum(int(r.get('lost', 0)) for r in runs):>5} {sum(int(r.get('duplicated', 0)) for r in runs):>4}   ({100 * (d - base) / base:+.1f}% vs off)")
+PY
+echo "CPU per delivered message, per run: $OUT/r*-*.cpu" >&2
