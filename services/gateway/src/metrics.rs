@@ -9,7 +9,7 @@ use switchboard_telemetry::metrics::{Counter, CounterVec, Encoder, Gauge, Histog
 use crate::Gateway;
 
 /// Client frame types (`type` of a WebSocket text frame a client sent).
-const CLIENT_FRAMES: [&str; 17] = [
+const CLIENT_FRAMES: [&str; 20] = [
     "auth",
     "sync",
     "send",
@@ -26,11 +26,14 @@ const CLIENT_FRAMES: [&str; 17] = [
     "unwatch",
     "ping",
     "search_users",
+    "edit",
+    "delete",
+    "search",
     "ack_broadcast",
 ];
 
 /// Server frame types.
-const SERVER_FRAMES: [&str; 16] = [
+const SERVER_FRAMES: [&str; 17] = [
     "welcome",
     "ack",
     "message",
@@ -45,6 +48,7 @@ const SERVER_FRAMES: [&str; 16] = [
     "ok",
     "pong",
     "users",
+    "search_results",
     "broadcast",
     "error",
 ];
@@ -54,8 +58,8 @@ pub(crate) struct Metrics {
     pub connections: Counter,
     /// Connections closed because sign-in failed.
     pub sign_in_failures: Counter,
-    pub frames_in: CounterVec<17>,
-    pub frames_out: CounterVec<16>,
+    pub frames_in: CounterVec<20>,
+    pub frames_out: CounterVec<17>,
     /// Messages stored from this gateway (not counting retries answered as duplicates).
     pub sent: Counter,
     /// Sends answered as duplicates of a stored message (client retries).
