@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What tracing costs (docs/benchmarks.md, "Tracing overhead"): the local cluster
-# (deploy/local/cluster.sh: 1 storage, 2 routers, 3 gateways) runs the load tool's office
+# What tracing costs (docs/benchmarks.md, "Tracing overhead"): a local cluster
+# (1 storage, 2 routers, 3 gateways, on ports from PORT_BASE, default 9100) runs the load tool's office
 # scenario, alternately without OpenTelemetry ("off": no OTLP endpoint) and with the
 # OTLP exporter configured but sampling nothing ("ratio0": every span and traceparent
 # is still made, no trace is kept), ROUNDS times interleaved, in one run; then, once,
@@ -30,22 +30,25 @@ if [ -z "${NO_BUILD:-}" ]; then
     echo "Building (release) ..." >&2
     cargo build --release -q -p switchboard -p switchboard-loadtest --bins
 fi
-if curl -s -o /dev/null http://127.0.0.1:8081/healthz; then
-    echo "error: something already listens on 127.0.0.1:8081 (a local cluster?); stop it first" >&2
-    exit 1
-fi
+P=${PORT_BASE:-9100}
+for port in $P $((P + 1)) $((P + 2)) $((P + 11)) $((P + 12)) $((P + 13)); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+        echo "error: something already listens on 127.0.0.1:$port; set PORT_BASE" >&2
+        exit 1
+    fi
+done
 rm -rf "$OUT" && mkdir -p "$OUT/bin"
 cp "$target_dir/release/switchboard" "$target_dir/release/switchboard-loadtest" "$OUT/bin/"
 BIN=$OUT/bin/switchboard
 LOADTEST=$OUT/bin/switchboard-loadtest
 password=bench-admin-password
 
-cluster=
+pids=()
 stop_cluster() {
-    if [ -n "$cluster" ]; then
-        kill -TERM "$cluster" 2>/dev/null || true
-        wait "$cluster" 2>/dev/null || true
-        cluster=
+    if [ ${#pids[@]} -gt 0 ]; then
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        wait "${pids[@]}" 2>/dev/null || true
+        pids=()
     fi
 }
 trap 'stop_cluster; redis-cli --scan --pattern "bench-tracing-$$*" | xargs -r redis-cli del >/dev/null' EXIT
@@ -63,16 +66,28 @@ run() { # round mode
     printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin --database "$database" >/dev/null
     local env=()
     case $2 in
-        off) env=(env -u OTEL_EXPORTER_OTLP_ENDPOINT) ;;
+        off) env=(env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_TRACES_SAMPLER) ;;
         ratio0) env=(env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port
                      OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0) ;;
         ratio1) env=(env OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port
                      OTEL_TRACES_SAMPLER=parentbased_always_on) ;;
     esac
-    "${env[@]}" BIN=$BIN DATABASE=$database PREFIX=bench-tracing-$$-$1-$2 \
-        GATEWAY_ARGS="--rate-per-user 0" deploy/local/cluster.sh >"$dir.cluster.log" 2>&1 &
-    cluster=$!
-    for port in 8081 8082 8083; do
+    local redis=(--redis redis://127.0.0.1:6379 --redis-prefix "bench-tracing-$$-$1-$2")
+    "${env[@]}" "$BIN" storage --listen 127.0.0.1:$P --database "$database" >>"$dir.cluster.log" 2>&1 &
+    pids+=($!)
+    for r in 1 2; do
+        "${env[@]}" "$BIN" router --listen 127.0.0.1:$((P + r)) "${redis[@]}" >>"$dir.cluster.log" 2>&1 &
+        pids+=($!)
+    done
+    sleep 1
+    for g in 1 2 3; do
+        "${env[@]}" "$BIN" gateway --listen 127.0.0.1:$((P + 10 + g)) --gateway-id "gw$g" \
+            --storage http://127.0.0.1:$P \
+            --router http://127.0.0.1:$((P + 1)),http://127.0.0.1:$((P + 2)) \
+            "${redis[@]}" --rate-per-user 0 >>"$dir.cluster.log" 2>&1 &
+        pids+=($!)
+    done
+    for port in $((P + 11)) $((P + 12)) $((P + 13)); do
         for _ in $(seq 100); do
             curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
             sleep 0.2
@@ -82,7 +97,7 @@ run() { # round mode
     scripts/cpu-by-role.py snapshot >"$dir.cpu-before"
     local TIMEFORMAT='%U %S'
     { time (printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/office.toml \
-        --gateway ws://127.0.0.1:8081,ws://127.0.0.1:8082,ws://127.0.0.1:8083 \
+        --gateway ws://127.0.0.1:$((P + 11)),ws://127.0.0.1:$((P + 12)),ws://127.0.0.1:$((P + 13)) \
         --users "$USERS" --rate "$RATE" --duration "$DURATION" \
         --admin-user admin --admin-password-stdin --out "$dir" >"$dir.log" 2>&1 || true); } \
         2>"$dir.time"

@@ -127,18 +127,14 @@ impl Gateway {
                 let me = me.clone();
                 let on_delivery: OnDelivery = Arc::new(move |mut addressed| {
                     // A message's trace goes on here (nothing when traces are off).
-                    let span = if addressed.traceparent.is_empty() {
-                        tracing::Span::none()
-                    } else {
-                        let span = tracing::debug_span!(
+                    let span = trace::continue_remote(&addressed.traceparent, || {
+                        tracing::debug_span!(
                             parent: None,
                             "gateway.deliver",
                             otel.kind = "consumer",
                             users = addressed.users.len(),
-                        );
-                        trace::set_parent(&span, &addressed.traceparent);
-                        span
-                    };
+                        )
+                    });
                     let _in_span = span.enter();
                     if let Some(inner) = me.upgrade() {
                         if addressed.to_org {

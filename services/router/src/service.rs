@@ -276,18 +276,14 @@ async fn locate(
 ) -> (pb::Addressed, Result<Vec<(String, Vec<i64>)>, PresenceError>, Span, Instant) {
     // Only a route that carries a trace is traced (a message's); others start none.
     let traceparent = std::mem::take(&mut addressed.traceparent);
-    let span = if traceparent.is_empty() {
-        Span::none()
-    } else {
-        let span = tracing::debug_span!(
+    let span = trace::continue_remote(&traceparent, || {
+        tracing::debug_span!(
             parent: None,
             "router.route",
             otel.kind = "server",
             users = addressed.users.len(),
-        );
-        trace::set_parent(&span, &traceparent);
-        span
-    };
+        )
+    });
     if addressed.to_org {
         // Goes to every gateway (see `forward`): nothing to look up.
         return (addressed, Ok(Vec::new()), span, started);

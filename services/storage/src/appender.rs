@@ -46,7 +46,7 @@ struct Job {
     message: NewMessage,
     reply: oneshot::Sender<Result<Appended>>,
     queued_at: Instant,
-    /// The append's span when traces are exported (the batch's commit span is its
+    /// The append's span when it is in a sampled trace (the batch's commit span is its
     /// child or links to it); `Span::none()` otherwise.
     span: Span,
 }
@@ -79,7 +79,7 @@ impl Appenders {
         let queue = &self.queues[message.sender.id.unsigned_abs() as usize % self.queues.len()];
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Unavailable("the message writer has stopped".into());
-        let span = if trace::enabled() { Span::current() } else { Span::none() };
+        let span = if trace::sampled_here() { Span::current() } else { Span::none() };
         let job = Job { message, reply, queued_at: Instant::now(), span };
         queue.send(job).await.map_err(|_| closed())?;
         METRICS.queued.inc();

@@ -430,7 +430,8 @@ async fn metrics_of_every_role_count_a_known_workload() {
         })
         .collect();
     let dashboard = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/switchboard.json"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/grafana/switchboard.json"),
     )
     .unwrap();
     let queried: Vec<&str> = dashboard
@@ -439,10 +440,8 @@ async fn metrics_of_every_role_count_a_known_workload() {
         .collect();
     assert!(queried.len() > 20, "the dashboard queries our metrics");
     for name in queried {
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .unwrap_or(name);
+        let family =
+            ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
         assert!(families.contains(family), "the dashboard queries {name}, which no role serves");
     }
 

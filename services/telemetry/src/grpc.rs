@@ -3,13 +3,13 @@
 //!
 //! - [`ServerLayer`] (on `tonic::transport::Server::builder().layer(..)`, with
 //!   `accept_http1(true)` so Prometheus can scrape over HTTP/1.1): answers
-//!   `GET /metrics`; counts calls and failed calls; a call that carries a `traceparent`
-//!   header runs in a `grpc.server` span whose parent is the caller's span. Calls without
-//!   one (health probes, batched appends whose messages carry their own context) get no
-//!   span, so they start no trace.
-//! - [`ClientLayer`] (around a `Channel`): a call made inside a span runs in a
-//!   `grpc.client` span and sends it as `traceparent`; outside any span, or with tracing
-//!   off, it passes through untouched.
+//!   `GET /metrics`; counts calls and failed calls; a call that carries a (sampled)
+//!   `traceparent` header runs in a `grpc.server` span whose parent is the caller's span.
+//!   Calls without one (health probes, batched appends whose messages carry their own
+//!   context) get no span, so they start no trace.
+//! - [`ClientLayer`] (around a `Channel`): a call made inside a sampled trace runs in a
+//!   `grpc.client` span and sends it as `traceparent`; otherwise (tracing off, no trace,
+//!   an unsampled one) it passes through untouched.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -94,21 +94,17 @@ where
             return Box::pin(std::future::ready(Ok(response)));
         }
         SERVER_CALLS.inc();
-        let span = match request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok()) {
-            Some(parent) if trace::enabled() => {
-                let method = request.uri().path().trim_start_matches('/');
-                let span = tracing::debug_span!(
-                    parent: None,
-                    "grpc.server",
-                    otel.name = method,
-                    otel.kind = "server",
-                    rpc.system = "grpc",
-                );
-                trace::set_parent(&span, parent);
-                span
-            }
-            _ => tracing::Span::none(),
-        };
+        let parent = request.headers().get(TRACEPARENT).and_then(|v| v.to_str().ok());
+        let span = trace::continue_remote(parent.unwrap_or_default(), || {
+            let method = request.uri().path().trim_start_matches('/');
+            tracing::debug_span!(
+                parent: None,
+                "grpc.server",
+                otel.name = method,
+                otel.kind = "server",
+                rpc.system = "grpc",
+            )
+        });
         let call = self.inner.call(request).instrument(span);
         Box::pin(async move {
             let response = call.await?;
@@ -154,24 +150,21 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let span = if trace::enabled() && !tracing::Span::current().is_none() {
+        let span = trace::child(|| {
             let method = request.uri().path().trim_start_matches('/');
-            let span = tracing::debug_span!(
+            tracing::debug_span!(
                 "grpc.client",
                 otel.name = method,
                 otel.kind = "client",
                 rpc.system = "grpc",
-            );
-            let parent = trace::traceparent(&span);
-            if let Ok(value) = http::HeaderValue::try_from(parent)
-                && !value.is_empty()
-            {
-                request.headers_mut().insert(TRACEPARENT, value);
-            }
-            span
-        } else {
-            tracing::Span::none()
-        };
+            )
+        });
+        let parent = trace::traceparent(&span);
+        if let Ok(value) = http::HeaderValue::try_from(parent)
+            && !value.is_empty()
+        {
+            request.headers_mut().insert(TRACEPARENT, value);
+        }
         self.inner.call(request).instrument(span)
     }
 }

@@ -8,8 +8,9 @@
 //! (`00-{trace id}-{span id}-{flags}`, W3C Trace Context level 1).
 //!
 //! When no exporter is configured nothing here does any work: [`enabled`] is false, the
-//! spans of the message path (DEBUG level) are disabled at their call sites, and
-//! [`traceparent`] returns an empty string without allocating.
+//! spans of the message path (DEBUG level) are not made, and [`traceparent`] returns an
+//! empty string without allocating. With an exporter, only sampled traces travel (see
+//! [`traceparent`]): past the sending gateway, an unsampled message costs no spans.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -29,10 +30,21 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// The `traceparent` of `span`, to hand to the next process; empty when tracing is off
-/// or the span is disabled. An unsampled span's context travels too (flags `00`), so
-/// the processes downstream drop the trace as well: sampling is decided once, where a
-/// trace starts.
+/// Whether the work running now belongs to a sampled trace: the OpenTelemetry context
+/// made current by entering a traced span is sampled. A thread-local read; false when
+/// tracing is off or outside any traced span.
+pub fn sampled_here() -> bool {
+    enabled() && Context::map_current(|cx| cx.span().span_context().is_sampled())
+}
+
+/// The `traceparent` of `span`, to hand to the next process; empty when tracing is off,
+/// the span is disabled, or its trace was not sampled.
+///
+/// Only sampled traces travel: every process samples parent-based, so a process that
+/// got an unsampled parent would drop its spans anyway, and not sending the context
+/// spares each hop creating spans only to drop them (the decision is made once, where a
+/// trace starts). The price: lines logged downstream of an unsampled send carry no
+/// trace id.
 pub fn traceparent(span: &Span) -> String {
     if !enabled() || span.is_disabled() {
         return String::new();
@@ -40,30 +52,42 @@ pub fn traceparent(span: &Span) -> String {
     let cx = span.context();
     let span_ref = cx.span();
     let sc = span_ref.span_context();
-    if !sc.is_valid() {
+    if !sc.is_valid() || !sc.is_sampled() {
         return String::new();
     }
     format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
 }
 
-/// [`traceparent`] of the current span.
+/// [`traceparent`] of the current span, if the current trace is sampled.
 pub fn current_traceparent() -> String {
-    if !enabled() {
+    if !sampled_here() {
         return String::new();
     }
     traceparent(&Span::current())
 }
 
-/// Makes the remote span named by `traceparent` the parent of `span` (which must not
-/// have been entered yet). Does nothing for an empty or malformed value, or when tracing
-/// is off.
-pub fn set_parent(span: &Span, traceparent: &str) {
-    if traceparent.is_empty() || !enabled() || span.is_disabled() {
-        return;
+/// A span continuing the sampled remote trace named by `traceparent`: `make` builds it
+/// (with `parent: None`) and the remote span becomes its parent. `Span::none()` when
+/// tracing is off or `traceparent` is empty, malformed or not sampled: nothing to
+/// continue, and no span is made.
+pub fn continue_remote(traceparent: &str, make: impl FnOnce() -> Span) -> Span {
+    if traceparent.is_empty() || !enabled() {
+        return Span::none();
     }
-    if let Some(parent) = parse(traceparent) {
-        let _ = span.set_parent(Context::new().with_remote_span_context(parent));
+    match parse(traceparent) {
+        Some(parent) if parent.is_sampled() => {
+            let span = make();
+            let _ = span.set_parent(Context::new().with_remote_span_context(parent));
+            span
+        }
+        _ => Span::none(),
     }
+}
+
+/// A span for local work inside the current sampled trace: `make` builds it (the current
+/// span is its parent); `Span::none()` when the current trace is not sampled.
+pub fn child(make: impl FnOnce() -> Span) -> Span {
+    if sampled_here() { make() } else { Span::none() }
 }
 
 /// Parses a W3C `traceparent` (version 00; later versions are read as 00, as the

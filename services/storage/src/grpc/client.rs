@@ -242,11 +242,13 @@ impl Store for RemoteStore {
 
     async fn append(&self, message: NewMessage) -> Result<Appended> {
         let started = std::time::Instant::now();
-        let span = tracing::debug_span!(
-            "storage.append",
-            otel.kind = "client",
-            conversation = message.conversation_id,
-        );
+        let span = trace::child(|| {
+            tracing::debug_span!(
+                "storage.append",
+                otel.kind = "client",
+                conversation = message.conversation_id,
+            )
+        });
         let traceparent = trace::traceparent(&span);
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the append batcher has stopped".into());

@@ -258,13 +258,14 @@ impl Storage for StorageService {
         // All at once: they join the appenders' queues together and commit in few groups.
         let results = join_all(news.into_iter().map(|(new, traceparent)| {
             // Each message continues its sender's trace (disabled when traces are off).
-            let span = tracing::debug_span!(
-                parent: None,
-                "storage.append",
-                otel.kind = "server",
-                conversation = new.conversation_id,
-            );
-            trace::set_parent(&span, &traceparent);
+            let span = trace::continue_remote(&traceparent, || {
+                tracing::debug_span!(
+                    parent: None,
+                    "storage.append",
+                    otel.kind = "server",
+                    conversation = new.conversation_id,
+                )
+            });
             self.store.append(new).instrument(span)
         }))
         .await;
