@@ -9,7 +9,7 @@ use switchboard_telemetry::metrics::{Counter, CounterVec, Encoder, Gauge, Histog
 use crate::Gateway;
 
 /// Client frame types (`type` of a WebSocket text frame a client sent).
-const CLIENT_FRAMES: [&str; 20] = [
+const CLIENT_FRAMES: [&str; 21] = [
     "auth",
     "sync",
     "send",
@@ -19,6 +19,7 @@ const CLIENT_FRAMES: [&str; 20] = [
     "remove_member",
     "list_conversations",
     "history",
+    "thread",
     "typing",
     "read",
     "set_presence",
@@ -33,13 +34,14 @@ const CLIENT_FRAMES: [&str; 20] = [
 ];
 
 /// Server frame types.
-const SERVER_FRAMES: [&str; 17] = [
+const SERVER_FRAMES: [&str; 18] = [
     "welcome",
     "ack",
     "message",
     "conversation",
     "conversations",
     "history",
+    "thread",
     "synced",
     "typing",
     "read",
@@ -58,8 +60,8 @@ pub(crate) struct Metrics {
     pub connections: Counter,
     /// Connections closed because sign-in failed.
     pub sign_in_failures: Counter,
-    pub frames_in: CounterVec<20>,
-    pub frames_out: CounterVec<17>,
+    pub frames_in: CounterVec<21>,
+    pub frames_out: CounterVec<18>,
     /// Messages stored from this gateway (not counting retries answered as duplicates).
     pub sent: Counter,
     /// Sends answered as duplicates of a stored message (client retries).
@@ -198,7 +200,14 @@ pub(crate) fn render(gateway: &Gateway) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::frame_type;
+    use super::{CLIENT_FRAMES, frame_type};
+
+    #[test]
+    fn every_client_frame_type_has_its_own_counter() {
+        for t in switchboard_protocol::ClientFrame::TYPES {
+            assert!(CLIENT_FRAMES.contains(t), "add {t:?} to CLIENT_FRAMES");
+        }
+    }
 
     #[test]
     fn reads_the_frame_type_without_parsing() {

@@ -77,8 +77,8 @@ impl Gateway {
     ) -> Result<Appended, ApiError> {
         let span = tracing::debug_span!(parent: None, "message.send", otel.kind = "server", user = sender.id);
         let started = std::time::Instant::now();
-        let result =
-            self.send_checked(sender, target, client_msg_id, body, kind).instrument(span).await;
+        let result = self.send_checked(sender, target, client_msg_id, body, kind, thread_seq);
+        let result = result.instrument(span).await;
         METRICS.send.since(started);
         match &result {
             Ok(a) if a.duplicate => METRICS.duplicates.inc(),
@@ -95,6 +95,7 @@ impl Gateway {
         client_msg_id: String,
         body: String,
         kind: MessageKind,
+        thread_seq: Option<i64>,
     ) -> Result<Appended, ApiError> {
         match kind {
             MessageKind::Text => {}
