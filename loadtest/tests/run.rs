@@ -40,7 +40,7 @@ fn scenario(dir: &Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("tiny.toml");
     let text = format!(
         "name = \"tiny\"\nkind = \"office\"\nusers = 20\nduration_secs = 3\nramp_secs = 0.5\n\
-         rate = 40\ndrain_secs = 3\n[provision]\nprefix = \"t\"\npassword = \"loadtest-password\"\n\
+         rate = 40\ndrain_secs = 10\n[provision]\nprefix = \"t\"\npassword = \"loadtest-password\"\n\
          group_sizes = [5]\n[office]\ngroup_share = 0.5\npresence_every_secs = 1\n\
          typing_share = 0.5\nwatch = 3\n{extra}"
     );
