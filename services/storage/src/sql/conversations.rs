@@ -404,6 +404,28 @@ fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
     })
 }
 
+/// The message `sender` already stored under `client_msg_id`, as a retry's answer
+/// (`duplicate`, nobody to fan out to again), if any.
+pub async fn stored_copy(
+    conn: &mut Conn,
+    sender: &User,
+    client_msg_id: Option<&str>,
+) -> Result<Option<crate::Appended>> {
+    let Some(key) = client_msg_id else { return Ok(None) };
+    let row = sqlx::query(&format!(
+        "SELECT m.conversation_id, {MESSAGE_COLUMNS} FROM messages m
+         JOIN users u ON u.id = m.sender_id
+         WHERE m.sender_id = $1 AND m.client_msg_id = $2"
+    ))
+    .bind(sender.id)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let message = message_from_row(row.try_get("conversation_id")?, &row)?;
+    Ok(Some(crate::Appended { message, duplicate: true, members: Vec::new() }))
+}
+
 /// The newest message of each of the user's conversations that has one, by conversation.
 pub async fn last_messages(pool: &Pool, user_id: i64) -> Result<Vec<Message>> {
     // The newest message shown on its own: edit and delete entries change older ones. The

@@ -19,20 +19,8 @@ pub async fn change_message(
     client_msg_id: Option<&str>,
 ) -> Result<crate::Appended> {
     let mut tx = pool.begin().await?;
-    if let Some(key) = client_msg_id {
-        let row = sqlx::query(&format!(
-            "SELECT m.conversation_id, {MESSAGE_COLUMNS} FROM messages m
-             JOIN users u ON u.id = m.sender_id
-             WHERE m.sender_id = $1 AND m.client_msg_id = $2"
-        ))
-        .bind(editor.id)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            let message = message_from_row(row.try_get("conversation_id")?, &row)?;
-            return Ok(crate::Appended { message, duplicate: true, members: Vec::new() });
-        }
+    if let Some(first) = stored_copy(&mut tx, editor, client_msg_id).await? {
+        return Ok(first);
     }
     check_member(&mut tx, conversation, editor).await?;
     // Lock the conversation row before reading the target (an append takes the same lock

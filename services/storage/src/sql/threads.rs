@@ -19,20 +19,8 @@ pub async fn reply(
     let conversation = message.conversation_id;
     let sender = &message.sender;
     let mut tx = pool.begin().await?;
-    if let Some(key) = message.client_msg_id.as_deref() {
-        let row = sqlx::query(&format!(
-            "SELECT m.conversation_id, {MESSAGE_COLUMNS} FROM messages m
-             JOIN users u ON u.id = m.sender_id
-             WHERE m.sender_id = $1 AND m.client_msg_id = $2"
-        ))
-        .bind(sender.id)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            let message = message_from_row(row.try_get("conversation_id")?, &row)?;
-            return Ok(crate::Appended { message, duplicate: true, members: Vec::new() });
-        }
+    if let Some(first) = stored_copy(&mut tx, sender, message.client_msg_id.as_deref()).await? {
+        return Ok(first);
     }
     check_member(&mut tx, conversation, sender).await?;
     let root = sqlx::query(
