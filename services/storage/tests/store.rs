@@ -1008,3 +1008,60 @@ async fn a_thread_reads_its_root_then_its_replies(f: Fixture) -> Fixture {
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     f
 }
+
+/// Several storage replicas over one PostgreSQL database (each its own gRPC service, pool
+/// and appender, as separate storage pods would be): eight writers to one conversation,
+/// each sending through every replica in turn and retrying every message through another
+/// one, get gapless, increasing seqs and one copy of each message.
+#[tokio::test]
+async fn storage_replicas_over_one_database_keep_seqs_gapless() {
+    let db = TestDatabase::create().await;
+    let mut replicas = Vec::new();
+    let mut stops = Vec::new();
+    for _ in 0..4 {
+        let (store, stop) = remote(&db.url).await;
+        replicas.push(Arc::new(store));
+        stops.push(stop);
+    }
+    let mut writers = Vec::new();
+    for i in 0..8 {
+        writers.push(user(replicas[0].as_ref(), &format!("w{i}")).await);
+    }
+    let (group, _) = replicas[1].create_group(&writers[0], "load", &writers).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, writer) in writers.iter().cloned().enumerate() {
+        let replicas = replicas.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for n in 0..60 {
+                let message = text(group.id, &writer, &format!("{}-{n}", writer.username));
+                let first = replicas[(i + n) % 4].append(message.clone()).await.unwrap();
+                let retry = replicas[(i + n + 1) % 4].append(message).await.unwrap();
+                assert!(!first.duplicate && retry.duplicate);
+                assert_eq!(retry.message.seq, first.message.seq, "a retry answers the first seq");
+                seqs.push(first.message.seq);
+            }
+            seqs
+        }));
+    }
+    let mut all = BTreeSet::new();
+    for task in tasks {
+        let seqs = task.await.unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one writer's seqs increase");
+        all.extend(seqs);
+    }
+    // seq 1 is the group's creation message.
+    assert_eq!(all, (2..=481).collect::<BTreeSet<i64>>());
+    for replica in &replicas {
+        let page = replica.history(group.id, &writers[3], Some(0), None, 1000).await.unwrap();
+        assert_eq!(
+            page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            (1..=481).collect::<Vec<_>>()
+        );
+    }
+    drop(replicas);
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    db.drop_database().await;
+}
