@@ -13,6 +13,8 @@
 //! - `rest`: the HTTP endpoints; `provision`: bulk accounts for load tests.
 //! - `org`: bots, incoming webhooks and org broadcasts (operations and their endpoints);
 //!   `directory`: the CSV directory import.
+//! - [`tls`]: HTTPS/`wss://` on the gateway's port, with a certificate reloadable at run
+//!   time.
 //! - `web`: the web client's files (`services/gateway/web/`), compiled in, served at `/`.
 //!
 //! The seams: `Store` (SQLite, PostgreSQL, gRPC), `PresenceTracker` (in-process, Redis)
@@ -32,6 +34,7 @@ mod rate;
 mod rest;
 mod search;
 mod session;
+pub mod tls;
 mod web;
 
 use std::future::Future;
@@ -58,6 +61,9 @@ pub struct Cluster {
     pub routers: Vec<String>,
     /// This gateway's id, unique in the cluster (the same as in its presence records).
     pub gateway_id: String,
+    /// How `https://` router URLs are reached (the CA that signed the routers'
+    /// certificates); `http://` ones ignore it.
+    pub tls: Option<switchboard_router::link::ClientTlsConfig>,
 }
 pub use error::ApiError;
 
@@ -147,7 +153,7 @@ impl Gateway {
                         inner.hub.deliver(&users, skip, hub::Outbound::from_routed(addressed));
                     }
                 });
-                RouterLinks::start(&c.routers, &c.gateway_id, on_delivery)
+                RouterLinks::start(&c.routers, &c.gateway_id, c.tls, on_delivery)
             });
             Inner {
                 store,
@@ -328,13 +334,38 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain_timeout: Duration,
 ) -> std::io::Result<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // Frames are small and latency matters: do not let Nagle hold them back.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
+    serve(listener, gateway, shutdown, drain_timeout).await
+}
+
+/// [`run`] over TLS: every connection on `listener` is HTTPS / `wss://` with the
+/// certificate of `tls` (replaceable meanwhile with [`tls::Tls::reload`]).
+pub async fn run_tls(
+    listener: TcpListener,
+    tls: &tls::Tls,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_timeout: Duration,
+) -> std::io::Result<()> {
+    serve(tls.listener(listener)?, gateway, shutdown, drain_timeout).await
+}
+
+async fn serve<L>(
+    listener: L,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_timeout: Duration,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
         axum::serve(listener, gateway.app())
             .with_graceful_shutdown(async move {

@@ -86,6 +86,7 @@ async fn readyz_fails_while_no_router_is_reachable() {
     let cluster = switchboard_gateway::Cluster {
         routers: vec![format!("http://{nowhere}")],
         gateway_id: "lonely".into(),
+        tls: None,
     };
     let presence = Arc::new(switchboard_presence::LocalPresence::default());
     let gateway = Gateway::clustered(store, presence, cluster, support::test_config());

@@ -14,7 +14,7 @@ pub mod metrics;
 mod service;
 
 pub use link::RouterLinks;
-pub use service::serve;
+pub use service::{serve, serve_tls};
 
 /// Code generated from `proto/switchboard/v1/router.proto`.
 #[allow(clippy::all, missing_docs)]

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+pub use tonic::transport::ClientTlsConfig;
 use tonic::transport::Endpoint;
 
 use crate::metrics::LINKS as METRICS;
@@ -54,8 +55,14 @@ enum Ended {
 }
 
 impl RouterLinks {
-    /// Starts a link to each router in `urls` for gateway `gateway`.
-    pub fn start(urls: &[String], gateway: &str, on_delivery: OnDelivery) -> Self {
+    /// Starts a link to each router in `urls` for gateway `gateway`. `https://` URLs
+    /// are linked over TLS with `tls` (which trusts the cluster's CA).
+    pub fn start(
+        urls: &[String],
+        gateway: &str,
+        tls: Option<ClientTlsConfig>,
+        on_delivery: OnDelivery,
+    ) -> Self {
         let (linked_tx, linked) = watch::channel(0);
         let linked_tx = Arc::new(linked_tx);
         let (closing, _) = watch::channel(false);
@@ -78,6 +85,7 @@ impl RouterLinks {
                     links: Arc::clone(&links),
                     next: Arc::clone(&next),
                     gateway: gateway.to_owned(),
+                    tls: tls.clone(),
                     routes,
                     up,
                     linked: Arc::clone(&linked_tx),
@@ -186,6 +194,8 @@ struct Maintain {
     links: Arc<[Link]>,
     next: Arc<AtomicUsize>,
     gateway: String,
+    /// For `https://` router URLs.
+    tls: Option<ClientTlsConfig>,
     routes: mpsc::Receiver<pb::Addressed>,
     up: watch::Sender<bool>,
     linked: Arc<watch::Sender<u64>>,
@@ -269,7 +279,11 @@ async fn run_link(
     m: &mut Maintain,
     clean: bool,
 ) -> Result<Ended, Box<dyn std::error::Error + Send + Sync>> {
-    let channel = Endpoint::from_shared(url.to_owned())?
+    let mut endpoint = Endpoint::from_shared(url.to_owned())?;
+    if let Some(tls) = m.tls.as_ref().filter(|_| url.starts_with("https://")) {
+        endpoint = endpoint.tls_config(tls.clone())?;
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))

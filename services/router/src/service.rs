@@ -15,6 +15,7 @@ use switchboard_telemetry::trace;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument as _, Span};
@@ -84,6 +85,20 @@ pub async fn serve(
     locator: RedisLocator,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_tls(listener, locator, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (gateways then link with `https://` URLs).
+pub async fn serve_tls(
+    listener: TcpListener,
+    locator: RedisLocator,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RouterServer<RouterService>>().await;
     let (start_drain, started) = watch::channel(false);
@@ -97,7 +112,7 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut server = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             // HTTP/1.1 too, for Prometheus scraping `/metrics` on this port.
             .accept_http1(true)
             .layer(ServerLayer::new(crate::metrics::render_service))

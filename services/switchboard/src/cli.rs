@@ -257,7 +257,22 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// TLS on a server's port: both files or neither (plain HTTP / gRPC then).
+#[derive(Args)]
+pub struct TlsArgs {
+    /// Certificate chain (PEM, server certificate first): serve HTTPS and wss:// (gRPC
+    /// over TLS for `storage` and `router`) instead of plain. Gateways re-read it and
+    /// --tls-key on SIGHUP
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Limits every gateway enforces (`serve` and `gateway`).
@@ -287,10 +302,10 @@ pub struct LimitArgs {
 
 #[derive(Args)]
 pub struct GatewayArgs {
-    /// gRPC URL of the storage service
+    /// gRPC URL of the storage service (https:// with --tls-ca)
     #[arg(long, env = "SWITCHBOARD_STORAGE", default_value = "http://127.0.0.1:7100")]
     pub storage: String,
-    /// gRPC URLs of every router replica, comma-separated
+    /// gRPC URLs of every router replica, comma-separated (https:// with --tls-ca)
     #[arg(long, env = "SWITCHBOARD_ROUTERS", value_delimiter = ',', required = true)]
     pub router: Vec<String>,
     #[command(flatten)]
@@ -305,6 +320,13 @@ pub struct GatewayArgs {
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    /// CA certificate(s) (PEM) that signed the storage service's and routers'
+    /// certificates: needed for https:// --storage and --router URLs (a private CA, as
+    /// in a Kubernetes cluster)
+    #[arg(long, env = "SWITCHBOARD_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    #[command(flatten)]
     pub limits: LimitArgs,
 }
 
@@ -315,6 +337,8 @@ pub struct RouterArgs {
     /// Address for gRPC
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:7200")]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Where the cluster's Redis is.
@@ -336,7 +360,8 @@ pub struct StorageArgs {
     pub database: String,
     /// Address for gRPC
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:7100")]
-    pub listen: SocketAddr,
+    pub listen: SocketAddr,    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Subcommand)]

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use switchboard_gateway::tls::Tls;
 use switchboard_gateway::{Cluster, Config, Gateway, auth};
 use switchboard_presence::{RedisConfig, RedisLocator, RedisPresence};
 use switchboard_storage::grpc::RemoteStore;
 use switchboard_storage::{PgStore, SqliteStore};
 
-use crate::cli::{GatewayArgs, LimitArgs, RouterArgs, ServeArgs, StorageArgs};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+use crate::cli::{GatewayArgs, LimitArgs, RouterArgs, ServeArgs, StorageArgs, TlsArgs};
 
 fn config(limits: &LimitArgs) -> Config {
     Config {
@@ -23,21 +26,93 @@ fn config(limits: &LimitArgs) -> Config {
     }
 }
 
-/// Binds `addr` and serves `gateway` until SIGTERM/Ctrl-C, then drains.
+/// Binds `addr` and serves `gateway` (over TLS when configured) until SIGTERM/Ctrl-C,
+/// then drains.
 async fn serve_gateway(
     gateway: Gateway,
     addr: std::net::SocketAddr,
+    tls: &TlsArgs,
     limits: &LimitArgs,
 ) -> anyhow::Result<()> {
+    let tls = match (&tls.tls_cert, &tls.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key).context("cannot set up TLS")?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    println!("Switchboard is listening on http://{addr} (WebSocket: ws://{addr}/ws)");
     let drain = Duration::from_secs(limits.drain_secs);
-    switchboard_gateway::run(listener, gateway, shutdown_signal(), drain).await?;
+    match tls {
+        None => {
+            println!("Switchboard is listening on http://{addr} (WebSocket: ws://{addr}/ws)");
+            switchboard_gateway::run(listener, gateway, shutdown_signal(), drain).await?;
+        }
+        Some(tls) => {
+            tokio::spawn(reload_on_sighup(tls.clone()));
+            println!("Switchboard is listening on https://{addr} (WebSocket: wss://{addr}/ws)");
+            switchboard_gateway::run_tls(listener, &tls, gateway, shutdown_signal(), drain)
+                .await?;
+        }
+    }
     println!("Switchboard stopped.");
     Ok(())
+}
+
+/// Re-reads the certificate and key on every SIGHUP (certificate rotation): new
+/// connections get the new one; a file that does not load leaves the old one in place.
+async fn reload_on_sighup(tls: Tls) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; TLS reload needs a restart");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!("TLS certificate reloaded");
+                    println!("TLS certificate reloaded.");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one");
+                    println!("TLS certificate not reloaded (keeping the old one): {e}");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tls);
+}
+
+/// The gRPC server side of TLS (`storage`, `router`), when configured.
+fn server_tls(tls: &TlsArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&tls.tls_cert, &tls.tls_key) else { return Ok(None) };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    Ok(Some(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?))))
+}
+
+/// The gRPC client side of TLS (a gateway's links to storage and routers): `https://`
+/// URLs need `--tls-ca`.
+fn client_tls(args: &GatewayArgs) -> anyhow::Result<Option<ClientTlsConfig>> {
+    let https = std::iter::once(&args.storage).chain(&args.router).any(|u| u.starts_with("https://"));
+    match &args.tls_ca {
+        Some(ca) => {
+            let pem =
+                std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            Ok(Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))))
+        }
+        None if https => anyhow::bail!(
+            "https:// storage or router URLs need --tls-ca (the CA that signed their certificates)"
+        ),
+        None => Ok(None),
+    }
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -47,12 +122,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let gateway = Gateway::new(Arc::new(store), config(&args.limits));
     bootstrap_admin(&gateway).await?;
     println!("Data: {}", args.data_dir.display());
-    serve_gateway(gateway, args.listen, &args.limits).await
+    serve_gateway(gateway, args.listen, &args.tls, &args.limits).await
 }
 
 /// `switchboard gateway`: a cluster gateway over remote storage, Redis and routers.
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let store = RemoteStore::connect_lazy(&args.storage)
+    let tls = client_tls(&args)?;
+    let store = RemoteStore::connect_lazy_tls(&args.storage, tls.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("bad --storage")?;
     let gateway_id = args.gateway_id.clone().unwrap_or_else(|| args.listen.to_string());
@@ -64,11 +140,11 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     })
     .await
     .context("cannot reach Redis (check --redis)")?;
-    let cluster = Cluster { routers: args.router.clone(), gateway_id: gateway_id.clone() };
+    let cluster = Cluster { routers: args.router.clone(), gateway_id: gateway_id.clone(), tls };
     let gateway =
         Gateway::clustered(Arc::new(store), Arc::new(presence), cluster, config(&args.limits));
     println!("Gateway {gateway_id}: storage {}, routers {}", args.storage, args.router.join(","));
-    serve_gateway(gateway, args.listen, &args.limits).await
+    serve_gateway(gateway, args.listen, &args.tls, &args.limits).await
 }
 
 /// `switchboard router`: forwards deliveries between gateways.
@@ -76,11 +152,13 @@ pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
     let locator = RedisLocator::connect(&args.redis.redis, &args.redis.redis_prefix)
         .await
         .context("cannot reach Redis (check --redis)")?;
+    let tls = server_tls(&args.tls)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("Switchboard router is listening on http://{} (gRPC)", listener.local_addr()?);
-    switchboard_router::serve(listener, locator, shutdown_signal()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("Switchboard router is listening on {scheme}://{} (gRPC)", listener.local_addr()?);
+    switchboard_router::serve_tls(listener, locator, tls, shutdown_signal()).await?;
     println!("Switchboard router stopped.");
     Ok(())
 }
@@ -90,11 +168,14 @@ pub async fn storage(args: StorageArgs) -> anyhow::Result<()> {
     let store = PgStore::connect(&args.database)
         .await
         .context("cannot open the PostgreSQL database (check --database)")?;
+    let tls = server_tls(&args.tls)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("Switchboard storage is listening on http://{} (gRPC)", listener.local_addr()?);
-    switchboard_storage::grpc::serve(listener, Arc::new(store), shutdown_signal()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("Switchboard storage is listening on {scheme}://{} (gRPC)", listener.local_addr()?);
+    switchboard_storage::grpc::serve_tls(listener, Arc::new(store), tls, shutdown_signal())
+        .await?;
     println!("Switchboard storage stopped.");
     Ok(())
 }

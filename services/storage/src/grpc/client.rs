@@ -15,7 +15,7 @@ use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 use switchboard_telemetry::grpc::{ClientLayer, TracedClient};
 use switchboard_telemetry::trace;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tower_layer::Layer as _;
 use tracing::Instrument as _;
 
@@ -58,8 +58,20 @@ impl RemoteStore {
     /// meanwhile, never as a dead gateway. Must be called inside a tokio runtime: it
     /// starts the append batcher, which stops when every clone is dropped.
     pub fn connect_lazy(url: &str) -> Result<Self> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| StoreError::Invalid(format!("bad storage URL {url:?}: {e}")))?
+        Self::connect_lazy_tls(url, None)
+    }
+
+    /// [`RemoteStore::connect_lazy`]; an `https://` URL is reached over TLS with `tls`
+    /// (which trusts the cluster's CA).
+    pub fn connect_lazy_tls(url: &str, tls: Option<ClientTlsConfig>) -> Result<Self> {
+        let bad = |e: tonic::transport::Error| {
+            StoreError::Invalid(format!("bad storage URL {url:?}: {e}"))
+        };
+        let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(bad)?;
+        if let Some(tls) = tls.filter(|_| url.starts_with("https://")) {
+            endpoint = endpoint.tls_config(tls).map_err(bad)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(3))
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true)

@@ -8,7 +8,7 @@ mod convert;
 mod server;
 
 pub use client::RemoteStore;
-pub use server::{StorageService, serve};
+pub use server::{StorageService, serve, serve_tls};
 
 /// Code generated from `proto/switchboard/v1/storage.proto`.
 #[allow(clippy::all, missing_docs)]

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use switchboard_telemetry::grpc::ServerLayer;
 use switchboard_telemetry::trace;
 use tokio::net::TcpListener;
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
@@ -43,12 +44,26 @@ pub async fn serve(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_tls(listener, store, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (clients then use `https://` URLs).
+pub async fn serve_tls(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<StorageServer<StorageService>>().await;
     let (draining, drained) = tokio::sync::oneshot::channel::<()>();
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let reporter = health.clone();
-    let server = tonic::transport::Server::builder()
+    let server = builder
         // HTTP/1.1 too, for Prometheus scraping `/metrics` on this port.
         .accept_http1(true)
         .layer(ServerLayer::new(crate::metrics::render_service))

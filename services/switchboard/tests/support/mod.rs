@@ -36,7 +36,8 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `switchboard ARGS` and returns it with the address from its "listening on" line.
+/// Starts `switchboard ARGS` and returns it with the address (`host:port`) from its
+/// "listening on" line (http:// or https://).
 pub fn spawn(args: &[&str]) -> (Proc, String) {
     spawn_with_env(args, &[])
 }
@@ -54,7 +55,8 @@ pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("exited before listening").unwrap();
-        if let Some((_, rest)) = line.split_once("listening on http://") {
+        let after = line.split_once("listening on http://").or(line.split_once("listening on https://"));
+        if let Some((_, rest)) = after {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
