@@ -125,12 +125,17 @@ fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
         .load_private_key(private)
         .map_err(|e| invalid(key, format!("unusable private key: {e}")))?;
     let pair = CertifiedKey::new(chain, signer);
-    pair.keys_match().map_err(|e| TlsError::Mismatch {
-        cert: cert.to_owned(),
-        key: key.to_owned(),
-        what: e.to_string(),
-    })?;
-    Ok(pair)
+    match pair.keys_match() {
+        // Unknown: the key type cannot tell its public key; the handshake will.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(pair)
+        }
+        Err(e) => Err(TlsError::Mismatch {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            what: e.to_string(),
+        }),
+    }
 }
 
 /// Accepts TCP connections and runs each handshake in its own task, until the

@@ -79,12 +79,18 @@ async fn connect(
     (stream, presented)
 }
 
-/// `POST /api/v1/login` over HTTPS; the token.
-async fn https_login(tls: &tokio_rustls::TlsConnector, addr: &str, user: &str) -> String {
+/// One HTTP/1.1 request over HTTPS (`body` as JSON when given); the status and body.
+async fn https(
+    tls: &tokio_rustls::TlsConnector,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, String) {
     let (mut stream, _) = connect(tls, addr).await;
-    let body = json!({"username": user, "password": format!("{user}-password")}).to_string();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
     let request = format!(
-        "POST /api/v1/login HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
          content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -92,9 +98,17 @@ async fn https_login(tls: &tokio_rustls::TlsConnector, addr: &str, user: &str) -
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response).await;
     let response = String::from_utf8(response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
-    let reply: Value = serde_json::from_str(body).unwrap();
+    (status, body.to_owned())
+}
+
+/// Signs `user` in over HTTPS; the token.
+async fn https_login(tls: &tokio_rustls::TlsConnector, addr: &str, user: &str) -> String {
+    let body = json!({"username": user, "password": format!("{user}-password")});
+    let (status, reply) = https(tls, addr, "POST", "/api/v1/login", Some(body)).await;
+    assert_eq!(status, 200, "{reply}");
+    let reply: Value = serde_json::from_str(&reply).unwrap();
     reply["token"].as_str().unwrap().to_owned()
 }
 
@@ -109,7 +123,7 @@ impl Client {
     async fn connect(tls: &tokio_rustls::TlsConnector, addr: &str, token: &str) -> Self {
         let (stream, presented) = connect(tls, addr).await;
         let (ws, _) =
-            tokio_tungstenite::client_async(format!("wss://localhost/ws"), stream).await.unwrap();
+            tokio_tungstenite::client_async("wss://localhost/ws", stream).await.unwrap();
         let mut client = Self { ws, presented };
         client.send(json!({"type": "auth", "token": token})).await;
         client.expect(|f| f["type"] == "welcome").await;
@@ -216,7 +230,10 @@ async fn the_embedded_server_speaks_tls_and_rotates_its_certificate_on_sighup() 
     ]);
     let tls = ca.client();
 
-    // Sign in over HTTPS, chat over wss://.
+    // The web client over HTTPS; sign in over HTTPS, chat over wss://.
+    let (status, page) = https(&tls, &addr, "GET", "/", None).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<html"), "{page}");
     let alice_token = https_login(&tls, &addr, "alice").await;
     let bob_token = https_login(&tls, &addr, "bob").await;
     let mut alice = Client::connect(&tls, &addr, &alice_token).await;

@@ -64,12 +64,12 @@ impl RemoteStore {
     /// [`RemoteStore::connect_lazy`]; an `https://` URL is reached over TLS with `tls`
     /// (which trusts the cluster's CA).
     pub fn connect_lazy_tls(url: &str, tls: Option<ClientTlsConfig>) -> Result<Self> {
-        let bad = |e: tonic::transport::Error| {
+        let bad = |e: &dyn std::fmt::Display| {
             StoreError::Invalid(format!("bad storage URL {url:?}: {e}"))
         };
-        let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(bad)?;
+        let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(&e))?;
         if let Some(tls) = tls.filter(|_| url.starts_with("https://")) {
-            endpoint = endpoint.tls_config(tls).map_err(bad)?;
+            endpoint = endpoint.tls_config(tls).map_err(|e| bad(&e))?;
         }
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(3))
