@@ -360,7 +360,8 @@ pub struct StorageArgs {
     pub database: String,
     /// Address for gRPC
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:7100")]
-    pub listen: SocketAddr,    #[command(flatten)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
     pub tls: TlsArgs,
 }
 

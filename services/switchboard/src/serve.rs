@@ -51,8 +51,7 @@ async fn serve_gateway(
         Some(tls) => {
             tokio::spawn(reload_on_sighup(tls.clone()));
             println!("Switchboard is listening on https://{addr} (WebSocket: wss://{addr}/ws)");
-            switchboard_gateway::run_tls(listener, &tls, gateway, shutdown_signal(), drain)
-                .await?;
+            switchboard_gateway::run_tls(listener, &tls, gateway, shutdown_signal(), drain).await?;
         }
     }
     println!("Switchboard stopped.");
@@ -101,11 +100,11 @@ fn server_tls(tls: &TlsArgs) -> anyhow::Result<Option<ServerTlsConfig>> {
 /// The gRPC client side of TLS (a gateway's links to storage and routers): `https://`
 /// URLs need `--tls-ca`.
 fn client_tls(args: &GatewayArgs) -> anyhow::Result<Option<ClientTlsConfig>> {
-    let https = std::iter::once(&args.storage).chain(&args.router).any(|u| u.starts_with("https://"));
+    let https =
+        std::iter::once(&args.storage).chain(&args.router).any(|u| u.starts_with("https://"));
     match &args.tls_ca {
         Some(ca) => {
-            let pem =
-                std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+            let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
             Ok(Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))))
         }
         None if https => anyhow::bail!(
@@ -174,8 +173,7 @@ pub async fn storage(args: StorageArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Switchboard storage is listening on {scheme}://{} (gRPC)", listener.local_addr()?);
-    switchboard_storage::grpc::serve_tls(listener, Arc::new(store), tls, shutdown_signal())
-        .await?;
+    switchboard_storage::grpc::serve_tls(listener, Arc::new(store), tls, shutdown_signal()).await?;
     println!("Switchboard storage stopped.");
     Ok(())
 }

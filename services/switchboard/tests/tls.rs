@@ -122,8 +122,7 @@ struct Client {
 impl Client {
     async fn connect(tls: &tokio_rustls::TlsConnector, addr: &str, token: &str) -> Self {
         let (stream, presented) = connect(tls, addr).await;
-        let (ws, _) =
-            tokio_tungstenite::client_async("wss://localhost/ws", stream).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async("wss://localhost/ws", stream).await.unwrap();
         let mut client = Self { ws, presented };
         client.send(json!({"type": "auth", "token": token})).await;
         client.expect(|f| f["type"] == "welcome").await;
@@ -239,12 +238,17 @@ async fn the_embedded_server_speaks_tls_and_rotates_its_certificate_on_sighup() 
     let mut alice = Client::connect(&tls, &addr, &alice_token).await;
     let mut bob = Client::connect(&tls, &addr, &bob_token).await;
     assert_eq!(alice.presented, first.2);
-    alice.send(json!({"type": "send", "to": "bob", "client_msg_id": "1", "body": "over TLS"})).await;
+    alice
+        .send(json!({"type": "send", "to": "bob", "client_msg_id": "1", "body": "over TLS"}))
+        .await;
     assert_eq!(bob.message().await, "over TLS");
 
     // Plain HTTP on the TLS port gets no HTTP answer.
     let mut plain = TcpStream::connect(&addr).await.unwrap();
-    plain.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer)).await;
     assert!(!answer.starts_with(b"HTTP/"), "plain HTTP was answered: {answer:?}");
@@ -255,7 +259,9 @@ async fn the_embedded_server_speaks_tls_and_rotates_its_certificate_on_sighup() 
     assert_eq!(hangup(&server, &out), "TLS certificate reloaded.");
     let mut bob_again = Client::connect(&tls, &addr, &bob_token).await;
     assert_eq!(bob_again.presented, second.2, "a new connection sees the new certificate");
-    alice.send(json!({"type": "send", "to": "bob", "client_msg_id": "2", "body": "still here"})).await;
+    alice
+        .send(json!({"type": "send", "to": "bob", "client_msg_id": "2", "body": "still here"}))
+        .await;
     assert_eq!(bob.message().await, "still here", "an open connection keeps working");
     assert_eq!(bob_again.message().await, "still here");
 
@@ -318,7 +324,9 @@ async fn cluster_services_talk_grpc_over_tls_with_a_private_ca() {
     let bob_token = login_token(&gw[1], "bob").await;
     let mut alice = support::WsClient::connect(&gw[0], &alice_token).await;
     let mut bob = support::WsClient::connect(&gw[1], &bob_token).await;
-    alice.send(json!({"type": "send", "to": "bob", "client_msg_id": "x1", "body": "via TLS"})).await;
+    alice
+        .send(json!({"type": "send", "to": "bob", "client_msg_id": "x1", "body": "via TLS"}))
+        .await;
     let got = bob.expect(|f| f["type"] == "message").await;
     assert_eq!(got["message"]["body"], "via TLS");
 

@@ -55,7 +55,8 @@ pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
         let line = lines.next().expect("exited before listening").unwrap();
-        let after = line.split_once("listening on http://").or(line.split_once("listening on https://"));
+        let after =
+            line.split_once("listening on http://").or(line.split_once("listening on https://"));
         if let Some((_, rest)) = after {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
