@@ -53,11 +53,14 @@ impl Ca {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.cert.der().clone()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // Every connection a full handshake: a resumed session reports the certificate
+        // of the session it resumes, not the one the server holds now.
+        config.resumption = rustls::client::Resumption::disabled();
         tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 }
