@@ -219,7 +219,7 @@ async fn the_embedded_server_speaks_tls_and_rotates_its_certificate_on_sighup() 
     install(tmp.path(), &first);
     let cert = tmp.path().join("cert.pem");
     let key = tmp.path().join("key.pem");
-    let (server, addr, out) = serve(&[
+    let (mut server, addr, out) = serve(&[
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -282,6 +282,11 @@ async fn the_embedded_server_speaks_tls_and_rotates_its_certificate_on_sighup() 
     assert_eq!(presented, second.2);
     alice.send(json!({"type": "send", "to": "bob", "client_msg_id": "3", "body": "and now"})).await;
     assert_eq!(bob.message().await, "and now");
+
+    // The drain works over TLS as over plain HTTP: clients are told, the server exits.
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{status}");
+    bob.expect(|f| f["code"] == "shutting_down").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
