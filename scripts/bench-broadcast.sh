@@ -62,7 +62,7 @@ for mode in $MODES; do
         port=${EMBEDDED_PORT:-8090}
         data=$OUT/embedded-data
         printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin --data-dir "$data" >/dev/null
-        "$BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" --rate-per-user 0 \
+        "$BIN" serve --data-dir "$data" --listen "127.0.0.1:$port" --rate-per-user 0 --rate-per-ip 0 \
             >"$OUT/embedded.log" 2>&1 &
         pids+=($!)
         wait_ready "$port"
@@ -96,7 +96,7 @@ for mode in $MODES; do
         for n in 1 2 3; do
             "$BIN" gateway --storage http://127.0.0.1:9100 \
                 --router http://127.0.0.1:9201,http://127.0.0.1:9202 "${redis[@]}" \
-                --gateway-id "gw$n" --listen "127.0.0.1:918$n" --rate-per-user 0 \
+                --gateway-id "gw$n" --listen "127.0.0.1:918$n" --rate-per-user 0 --rate-per-ip 0 \
                 >>"$OUT/cluster.log" 2>&1 &
             pids+=($!)
         done

@@ -54,7 +54,7 @@ PREFIX=bench-$$
 password=bench-admin-password
 printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin --database "$DATABASE" >/dev/null
 
-BIN=$BIN DATABASE=$DATABASE PREFIX=$PREFIX GATEWAY_ARGS="--rate-per-user 0" \
+BIN=$BIN DATABASE=$DATABASE PREFIX=$PREFIX GATEWAY_ARGS="--rate-per-user 0 --rate-per-ip 0" \
     deploy/local/cluster.sh >"$OUT/cluster.log" 2>&1 &
 cluster=$!
 cleanup() {

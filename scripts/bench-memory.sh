@@ -20,7 +20,7 @@ OUT=$(mktemp -d)
 PORT=28081
 ulimit -n 20000
 
-"$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$OUT/data" --rate-per-user 0 >"$OUT/server.log" 2>&1 &
+"$BIN" serve --listen 127.0.0.1:$PORT --data-dir "$OUT/data" --rate-per-user 0 --rate-per-ip 0 >"$OUT/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$OUT"' EXIT
 for _ in $(seq 100); do

@@ -84,7 +84,7 @@ run() { # round mode
         "${env[@]}" "$BIN" gateway --listen 127.0.0.1:$((P + 10 + g)) --gateway-id "gw$g" \
             --storage http://127.0.0.1:$P \
             --router http://127.0.0.1:$((P + 1)),http://127.0.0.1:$((P + 2)) \
-            "${redis[@]}" --rate-per-user 0 >>"$dir.cluster.log" 2>&1 &
+            "${redis[@]}" --rate-per-user 0 --rate-per-ip 0 >>"$dir.cluster.log" 2>&1 &
         pids+=($!)
     done
     for port in $((P + 11)) $((P + 12)) $((P + 13)); do

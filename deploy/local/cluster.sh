@@ -5,7 +5,7 @@
 #
 #   deploy/local/cluster.sh            # database switchboard_local, Redis prefix "local"
 #   DATABASE=postgres://... REDIS=redis://... PREFIX=... deploy/local/cluster.sh
-#   GATEWAY_ARGS="--rate-per-user 0" deploy/local/cluster.sh   # extra gateway flags
+#   GATEWAY_ARGS="--rate-per-user 0 --rate-per-ip 0" deploy/local/cluster.sh   # extra gateway flags
 #   GATEWAYS=6 deploy/local/cluster.sh   # more gateways (ports 8081, 8082, ...; at most 9)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -41,7 +41,7 @@ start_sb() {
     rm -rf "$OUT/sb-data"
     ulimit -n 20000
     "$BIN/switchboard" serve --listen 127.0.0.1:$SB_PORT --data-dir "$OUT/sb-data" \
-        --rate-per-user 0 >"$OUT/sb.log" 2>&1 &
+        --rate-per-user 0 --rate-per-ip 0 >"$OUT/sb.log" 2>&1 &
     SB_PID=$!
     for _ in $(seq 1 100); do
         grep -q "one-time password" "$OUT/sb.log" && break

@@ -5,11 +5,14 @@
 use argon2::Argon2;
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::net::IpAddr;
+
 use sha2::{Digest, Sha256};
 use switchboard_protocol::ErrorCode;
-use switchboard_storage::{Store, User, now_ms};
+use switchboard_storage::{LoginLock, Store, User, now_ms};
 
 use crate::ApiError;
+use crate::lockout::{self, LoginGuard};
 
 /// Prefix of every token, so secret scanners and people can recognise one.
 pub const TOKEN_PREFIX: &str = "sbt_";
@@ -71,23 +74,45 @@ pub fn new_token() -> String {
 
 /// Checks a username and password; on success issues a token valid for `ttl_ms`.
 /// Unknown user and wrong password give the same error, and take the same time.
+/// Throttled (see [`crate::lockout`]): a locked account, an unknown name "locked" the
+/// same way, or an address with too many failures get `rate_limited` without any check.
 pub async fn login(
     store: &dyn Store,
+    guard: &LoginGuard,
+    ip: Option<IpAddr>,
     username: &str,
     password: &str,
     ttl_ms: i64,
 ) -> Result<(String, i64, User), ApiError> {
     let wrong = || ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password");
+    guard.check_ip(ip)?;
+    let now = now_ms();
     let (user, hash) = match store.credentials(username).await? {
         Some(found) => found,
         None => {
+            guard.check_unknown(username, now)?;
             // Spend the time a real check would, so timing does not reveal who exists.
             let _ = hash_password(password.to_owned()).await;
+            guard.unknown_failed(username, now);
+            guard.ip_failed(ip);
             return Err(wrong());
         }
     };
+    let lock = store.login_lock(user.id).await?;
+    if lock.locked_until > now {
+        return Err(lockout::throttled((lock.locked_until - now) as u64));
+    }
     if !verify_password(password.to_owned(), hash).await {
+        guard.ip_failed(ip);
+        let failures = store.login_failed(user.id).await?;
+        if let Some(delay) = guard.lock_for(failures) {
+            store.lock_login(user.id, now_ms() + delay.as_millis() as i64).await?;
+            tracing::info!(user = %user.username, failures, "sign-in locked after failures");
+        }
         return Err(wrong());
+    }
+    if lock != LoginLock::default() {
+        store.login_succeeded(user.id).await?;
     }
     let token = new_token();
     let expires_at = now_ms() + ttl_ms;

@@ -49,6 +49,17 @@ impl Outbound {
         Self::Frame(frame.to_json().into())
     }
 
+    /// Bytes of frame text this holds, as counted against a session's queue.
+    pub fn size(&self) -> usize {
+        match self {
+            Self::Message { frame, .. } | Self::Frame(frame) | Self::Broadcast { frame, .. } => {
+                frame.as_str().len()
+            }
+            Self::Close { frame, .. } => frame.as_ref().map_or(0, |f| f.as_str().len()),
+            Self::CatchUp | Self::Sync { .. } | Self::PendingBroadcasts => 0,
+        }
+    }
+
     /// A delivery that came from another gateway through a router.
     pub fn from_routed(addressed: Addressed) -> Self {
         if addressed.to_org {
@@ -132,8 +143,10 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     next_id: AtomicU64,
-    /// Capacity of each session's outbound queue.
-    pub queue: usize,
+    /// Capacity of each session's outbound queue, in items.
+    queue: usize,
+    /// Capacity of each session's outbound queue, in bytes of frames.
+    queue_bytes: usize,
 }
 
 /// Queued deliveries collected under the lock, sent after it is released.
@@ -148,8 +161,13 @@ fn push_all(targets: Pushes, item: &Outbound) {
 }
 
 impl Hub {
-    pub fn new(queue: usize) -> Self {
-        Self { state: Mutex::default(), next_id: AtomicU64::new(1), queue }
+    pub fn new(queue: usize, queue_bytes: usize) -> Self {
+        Self { state: Mutex::default(), next_id: AtomicU64::new(1), queue, queue_bytes }
+    }
+
+    /// An outbound queue for a new session.
+    pub fn new_queue(&self) -> Queue {
+        Queue::new(self.queue, self.queue_bytes)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -165,13 +183,19 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds session `id` of `user`, fed through `queue`.
-    pub fn register(&self, id: u64, user: Arc<User>, queue: Queue) {
+    /// Adds session `id` of `user`, fed through `queue`; false (and nothing added) when
+    /// the user already has `max` sessions here (0: no limit).
+    pub fn register(&self, id: u64, user: Arc<User>, queue: Queue, max: usize) -> bool {
         let user_id = user.id;
-        let session = Session { user, queue, watching: HashSet::new() };
         let mut state = self.lock();
+        let held = state.by_user.get(&user_id).map_or(0, Vec::len);
+        if max > 0 && held >= max {
+            return false;
+        }
+        let session = Session { user, queue, watching: HashSet::new() };
         state.sessions.insert(id, session);
         state.by_user.entry(user_id).or_default().push(id);
+        true
     }
 
     /// Removes a session and its watches.

@@ -5,7 +5,9 @@
 //! the shutdown future resolves, then drains sessions. Module map:
 //!
 //! - [`config`]: limits and timeouts, parsed once by the binary.
-//! - `auth`: argon2id passwords and random bearer tokens.
+//! - `auth`: argon2id passwords and random bearer tokens; `lockout`: sign-in throttling
+//!   (per account in storage, per client IP in memory).
+//! - `origin`: the WebSocket Origin allow-list and CORS for `/api/v1`.
 //! - `ops`: the operations (send, open a conversation, history, ...) that the WebSocket and
 //!   REST paths share, so both enforce the same rules.
 //! - `hub`: who is connected here, fan-out to their sessions, presence watchers.
@@ -25,9 +27,11 @@ pub mod config;
 mod directory;
 mod error;
 mod hub;
+mod lockout;
 mod metrics;
 mod ops;
 mod org;
+mod origin;
 mod provision;
 mod queue;
 mod rate;
@@ -83,6 +87,10 @@ struct Inner {
     config: Config,
     hub: hub::Hub,
     rate: rate::RateLimiter,
+    /// Messages per client IP, on top of `rate` (per user).
+    rate_ip: rate::RateLimiter<std::net::IpAddr>,
+    /// Failed sign-ins: per account (through storage) and per client IP.
+    login: lockout::LoginGuard,
     /// Flips to true when draining starts; sessions watch it and close.
     draining: watch::Sender<bool>,
     /// `(user, broadcast id)` each session has written, for the task that saves the
@@ -128,6 +136,8 @@ impl Gateway {
         let (broadcasts_sent, sent) = mpsc::channel(BROADCAST_CURSOR_QUEUE);
         tokio::spawn(save_broadcast_cursors(store.clone(), sent));
         let rate = rate::RateLimiter::new(config.rate_per_user, config.rate_burst);
+        let rate_ip = rate::RateLimiter::new(config.rate_per_ip, config.rate_ip_burst);
+        let login = lockout::LoginGuard::new(&config);
         let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
             let router = cluster.map(|c| {
                 let me = me.clone();
@@ -159,9 +169,11 @@ impl Gateway {
                 store,
                 presence,
                 router,
-                hub: hub::Hub::new(config.session_queue),
+                hub: hub::Hub::new(config.session_queue, config.session_queue_bytes),
                 config,
                 rate,
+                rate_ip,
+                login,
                 draining,
                 broadcasts_sent,
             }
@@ -367,11 +379,15 @@ where
 {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
-        axum::serve(listener, gateway.app())
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .into_future(),
+        // With the peer address, for the per-IP limits.
+        axum::serve(
+            listener,
+            gateway.app().into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .into_future(),
     );
     tokio::select! {
         result = &mut server => return result.unwrap_or(Ok(())),

@@ -301,6 +301,9 @@ impl Gateway {
         members: &[String],
     ) -> Result<Conversation, ApiError> {
         let users = self.resolve(members).await?;
+        let mut ids: std::collections::HashSet<i64> = users.iter().map(|u| u.id).collect();
+        ids.insert(owner.id);
+        self.check_group_size(ids.len())?;
         let (conversation, message) = self.store().create_group(owner, name, &users).await?;
         self.changed_membership(&conversation, &message, None).await;
         Ok(conversation)
@@ -313,9 +316,32 @@ impl Gateway {
         names: &[String],
     ) -> Result<Conversation, ApiError> {
         let users = self.resolve(names).await?;
+        if self.config().max_group_members > 0 {
+            // Checked before the change: two adds racing past the cap together overshoot
+            // it by at most one request's worth.
+            // Only for members: anyone else is refused by storage without learning a size.
+            let mut ids: std::collections::HashSet<i64> =
+                self.store().member_ids(conversation).await?.into_iter().collect();
+            if ids.contains(&actor.id) {
+                ids.extend(users.iter().map(|u| u.id));
+                self.check_group_size(ids.len())?;
+            }
+        }
         let (conversation, message) = self.store().add_members(actor, conversation, &users).await?;
         self.changed_membership(&conversation, &message, None).await;
         Ok(conversation)
+    }
+
+    /// `group_too_large` when a group of `members` would exceed the configured maximum.
+    fn check_group_size(&self, members: usize) -> Result<(), ApiError> {
+        let max = self.config().max_group_members;
+        if max > 0 && members > max {
+            return Err(ApiError::new(
+                ErrorCode::GroupTooLarge,
+                format!("a group may have at most {max} members; this one would have {members}"),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn remove_member(
@@ -504,12 +530,33 @@ impl Gateway {
         Ok(users.iter().map(User::info).collect())
     }
 
+    /// Password sign-in, throttled per account (see `lockout`); no per-IP limit.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
     ) -> Result<(String, i64, User), ApiError> {
+        self.login_from(None, username, password).await
+    }
+
+    /// Password sign-in from client address `ip` (when known: then the per-IP limit of
+    /// failed sign-ins applies too).
+    pub async fn login_from(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        username: &str,
+        password: &str,
+    ) -> Result<(String, i64, User), ApiError> {
         let ttl = self.config().token_ttl.as_millis() as i64;
-        auth::login(self.store().as_ref(), username, password, ttl).await
+        let (store, guard) = (self.store().as_ref(), &self.inner.login);
+        auth::login(store, guard, ip, username, password, ttl).await
+    }
+
+    /// Takes one message from client address `ip`'s budget (`Config::rate_per_ip`).
+    pub(crate) fn check_ip_rate(&self, ip: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+        match ip {
+            Some(ip) => self.inner.rate_ip.check(ip).map_err(ApiError::rate_limited),
+            None => Ok(()),
+        }
     }
 }

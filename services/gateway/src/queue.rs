@@ -2,7 +2,9 @@
 //!
 //! Bounded, single consumer (the writer), and small while idle: an empty queue holds no
 //! buffer at all, and a buffer grown by a burst is given back once drained. (A tokio mpsc
-//! channel allocates a 32-slot block up front, about 2 KiB per idle connection.) When a
+//! channel allocates a 32-slot block up front, about 2 KiB per idle connection.) Bounded
+//! twice: by items and by the bytes of the frames queued, so a few large messages cannot
+//! grow it past the byte cap any more than many small ones past the item cap. When a
 //! push from the hub finds the queue full, the session is kicked: its client is not
 //! reading, and it will reconnect and sync by seq rather than grow this gateway's memory.
 
@@ -24,6 +26,8 @@ struct Shared {
     /// std Mutex: held only to push or pop, never across an await.
     state: Mutex<State>,
     capacity: usize,
+    /// Most bytes of frames queued (one item is always let in, whatever its size).
+    byte_capacity: usize,
     /// Wakes the writer: an item was pushed, or the queue closed.
     pushed: Notify,
     /// Wakes the reader waiting in [`Queue::send`]: room was made, or the writer left.
@@ -35,6 +39,8 @@ struct Shared {
 #[derive(Default)]
 struct State {
     items: VecDeque<Outbound>,
+    /// Bytes of the frames in `items`.
+    bytes: usize,
     /// No more items will be pushed (the session ended), or none will be taken (the
     /// writer is gone).
     closed: bool,
@@ -45,10 +51,11 @@ struct State {
 pub struct Closed;
 
 impl Queue {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, byte_capacity: usize) -> Self {
         Self(Arc::new(Shared {
             state: Mutex::default(),
             capacity: capacity.max(1),
+            byte_capacity,
             pushed: Notify::new(),
             popped: Notify::new(),
             kicked: Notify::new(),
@@ -59,6 +66,12 @@ impl Queue {
         self.0.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `state` has room for an item of `size` bytes.
+    fn fits(&self, state: &State, size: usize) -> bool {
+        state.items.len() < self.0.capacity
+            && (state.items.is_empty() || state.bytes + size <= self.0.byte_capacity)
+    }
+
     /// Queues `item` without waiting. A full queue kicks the session instead (and drops
     /// the item: the client will sync it); a closed one drops it.
     pub fn push(&self, item: Outbound) {
@@ -66,11 +79,13 @@ impl Queue {
         if state.closed {
             return;
         }
-        if state.items.len() >= self.0.capacity {
+        let size = item.size();
+        if !self.fits(&state, size) {
             drop(state);
             self.0.kicked.notify_one();
             return;
         }
+        state.bytes += size;
         state.items.push_back(item);
         drop(state);
         self.0.pushed.notify_one();
@@ -79,6 +94,7 @@ impl Queue {
     /// Queues `item`, waiting for room (so a client that sends but does not read is slowed
     /// down, not buffered). Fails once the writer has stopped or the queue was closed.
     pub async fn send(&self, item: Outbound) -> Result<(), Closed> {
+        let size = item.size();
         let mut item = Some(item);
         loop {
             {
@@ -86,7 +102,8 @@ impl Queue {
                 if state.closed {
                     return Err(Closed);
                 }
-                if state.items.len() < self.0.capacity {
+                if self.fits(&state, size) {
+                    state.bytes += size;
                     state.items.extend(item.take());
                     drop(state);
                     self.0.pushed.notify_one();
@@ -121,6 +138,7 @@ impl Receiver {
             {
                 let mut state = self.0.lock();
                 if let Some(item) = state.items.pop_front() {
+                    state.bytes -= item.size();
                     if state.items.is_empty() && state.items.capacity() > KEEP {
                         state.items.shrink_to(KEEP);
                     }
@@ -153,6 +171,7 @@ impl Drop for Receiver {
         let mut state = self.0.lock();
         state.closed = true;
         state.items = VecDeque::new();
+        state.bytes = 0;
         drop(state);
         self.0.0.popped.notify_one();
     }
@@ -177,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn delivers_in_order_then_ends_when_closed() {
-        let queue = Queue::new(8);
+        let queue = Queue::new(8, 1 << 20);
         let rx = queue.receiver();
         queue.push(frame(1));
         queue.send(frame(2)).await.unwrap();
@@ -190,7 +209,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_kicks_instead_of_growing() {
-        let queue = Queue::new(2);
+        let queue = Queue::new(2, 1 << 20);
         let rx = queue.receiver();
         queue.push(frame(1));
         queue.push(frame(2));
@@ -202,8 +221,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn too_many_bytes_kick_too() {
+        let queue = Queue::new(100, 5);
+        let rx = queue.receiver();
+        queue.push(Outbound::Frame("abc".into()));
+        queue.push(Outbound::Frame("de".into()));
+        queue.push(Outbound::Frame("f".into()));
+        tokio::time::timeout(std::time::Duration::from_secs(1), rx.kicked()).await.unwrap();
+        assert_eq!(text(rx.recv().await), "abc");
+        assert_eq!(text(rx.recv().await), "de");
+        assert!(rx.is_empty());
+        // Drained, it takes what fits again; one item goes in whatever its size.
+        queue.push(Outbound::Frame("ghijklm".into()));
+        assert_eq!(text(rx.recv().await), "ghijklm");
+    }
+
+    #[tokio::test]
     async fn send_waits_for_room_and_fails_once_the_writer_is_gone() {
-        let queue = Queue::new(1);
+        let queue = Queue::new(1, 1 << 20);
         let rx = queue.receiver();
         queue.send(frame(1)).await.unwrap();
         let sender = queue.clone();
@@ -225,7 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_drained_queue_gives_its_buffer_back() {
-        let queue = Queue::new(1000);
+        let queue = Queue::new(1000, 1 << 20);
         let rx = queue.receiver();
         for n in 0..200 {
             queue.push(frame(n as u8));

@@ -4,7 +4,11 @@
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -55,6 +59,8 @@ pub fn routes(gateway: Gateway) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::map_response(json_errors))
+        // Outermost, so error answers carry the CORS headers too.
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), crate::origin::cors))
         .with_state(gateway)
 }
 
@@ -94,6 +100,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Token {
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("authorization")?.to_str().ok()?;
     Some(value.strip_prefix("Bearer ")?.trim().to_owned())
+}
+
+/// The client's address, for the per-IP limits: the TCP peer, or the configured header
+/// a reverse proxy sets ([`crate::Config::client_ip_header`]) when the request has it.
+/// None when unknown (a gateway not served by [`crate::run`]).
+pub(crate) struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<Gateway> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        gateway: &Gateway,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let Some(name) = &gateway.config().client_ip_header else { return Ok(ClientIp(peer)) };
+        let value = parts.headers.get(name.as_str()).and_then(|v| v.to_str().ok());
+        let forwarded = value.and_then(|v| {
+            let last = if name.eq_ignore_ascii_case("x-forwarded-for") {
+                v.rsplit(',').next().unwrap_or(v)
+            } else {
+                v
+            };
+            last.trim().parse().ok()
+        });
+        // Without the header (a client that reached the gateway directly), the peer.
+        Ok(ClientIp(forwarded.or(peer)))
+    }
 }
 
 /// The signed-in user of a request.
@@ -167,10 +201,14 @@ struct WsQuery {
 
 async fn websocket(
     State(gateway): State<Gateway>,
+    ClientIp(ip): ClientIp,
     Query(query): Query<WsQuery>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if let Err(e) = crate::origin::check_upgrade(&gateway, &headers) {
+        return e.into_response();
+    }
     if *gateway.inner.draining.borrow() {
         return ApiError::new(
             ErrorCode::ShuttingDown,
@@ -188,14 +226,15 @@ async fn websocket(
         .write_buffer_size(0)
         .max_message_size(frame_limit)
         .max_frame_size(frame_limit)
-        .on_upgrade(move |socket| session::serve(socket, gateway, token))
+        .on_upgrade(move |socket| session::serve(socket, gateway, token, ip))
 }
 
 async fn login(
     State(gateway): State<Gateway>,
+    ClientIp(ip): ClientIp,
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let (token, expires_at, user) = gateway.login(&req.username, &req.password).await?;
+    let (token, expires_at, user) = gateway.login_from(ip, &req.username, &req.password).await?;
     Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
 }
 
@@ -231,9 +270,11 @@ async fn create_user(
 
 async fn send(
     State(gateway): State<Gateway>,
+    ClientIp(ip): ClientIp,
     Caller(user): Caller,
     Body(req): Body<SendRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    gateway.check_ip_rate(ip)?;
     let target = Target::from_fields(req.conversation_id, req.to)?;
     let client_msg_id =
         req.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));

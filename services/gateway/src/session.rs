@@ -8,6 +8,7 @@
 //! conversations once, in seq order, whatever the live path does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,45 +50,70 @@ fn close(code: u16, reason: &'static str) -> WsMessage {
     WsMessage::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))
 }
 
-/// Serves one upgraded connection until it closes or the gateway drains.
-pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>) {
+/// Serves one upgraded connection from client address `ip` until it closes or the
+/// gateway drains.
+pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>, ip: Option<IpAddr>) {
     METRICS.connections.inc();
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     // Boxed (here and below): an idle session's task holds the state of the await it is
     // parked on, sized for the largest await in the function; the rare, large ones
     // (sign-in, a request, a backfill) live on the heap only while they run.
-    let (user, since) = match Box::pin(sign_in(&gateway, &mut stream, token)).await {
+    let (user, since) = match Box::pin(sign_in(&gateway, &mut stream, token, ip)).await {
         Ok(signed_in) => signed_in,
         Err(e) => {
             METRICS.sign_in_failures.inc();
-            let code = match e.code() {
-                ErrorCode::Unavailable => CLOSE_TRY_LATER,
-                ErrorCode::FrameTooLarge => CLOSE_TOO_BIG,
-                ErrorCode::InvalidUtf8 => CLOSE_INVALID_DATA,
-                _ => CLOSE_POLICY,
-            };
-            let refuse = async move {
-                let _ = sink.send(text(&e.frame(None))).await;
-                let _ = sink.send(close(code, "not signed in")).await;
-            };
-            Box::pin(refuse).await;
+            Box::pin(refuse(sink, e, "not signed in")).await;
             return;
         }
     };
-    run(gateway, Arc::new(user), since, sink, stream).await;
+    run(gateway, Arc::new(user), since, sink, stream, ip).await;
+}
+
+/// Sends the error that ends a session before it started, and closes.
+async fn refuse(mut sink: Sink, e: ApiError, reason: &'static str) {
+    let code = match e.code() {
+        ErrorCode::Unavailable | ErrorCode::RateLimited => CLOSE_TRY_LATER,
+        ErrorCode::FrameTooLarge => CLOSE_TOO_BIG,
+        ErrorCode::InvalidUtf8 => CLOSE_INVALID_DATA,
+        _ => CLOSE_POLICY,
+    };
+    let _ = sink.send(text(&e.frame(None))).await;
+    let _ = sink.send(close(code, reason)).await;
 }
 
 type Since = BTreeMap<i64, i64>;
 
+/// Reads the `auth` frame (unless the upgrade carried the token) and checks the token.
+/// A bad token counts as a failed sign-in of `ip`; an address with too many is refused
+/// (`rate_limited`) before any check.
 async fn sign_in(
     gateway: &Gateway,
     stream: &mut SplitStream<WebSocket>,
     token: Option<String>,
+    ip: Option<IpAddr>,
 ) -> Result<(User, Option<Since>), ApiError> {
-    let store = gateway.store().as_ref();
-    if let Some(token) = token {
-        return Ok((auth::authenticate(store, &token).await?, None));
+    let guard = &gateway.inner.login;
+    guard.check_ip(ip)?;
+    let (token, since) = match token {
+        Some(token) => (token, None),
+        None => read_auth(gateway, stream).await?,
+    };
+    match auth::authenticate(gateway.store().as_ref(), &token).await {
+        Ok(user) => Ok((user, since)),
+        Err(e) => {
+            if e.code() == ErrorCode::Unauthenticated {
+                guard.ip_failed(ip);
+            }
+            Err(e)
+        }
     }
+}
+
+/// Waits for the `auth` frame; returns its token and `since`.
+async fn read_auth(
+    gateway: &Gateway,
+    stream: &mut SplitStream<WebSocket>,
+) -> Result<(String, Option<Since>), ApiError> {
     let unauthenticated = |why: &str| {
         ApiError::new(
             ErrorCode::Unauthenticated,
@@ -102,9 +128,7 @@ async fn sign_in(
         return match next {
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
             Some(Ok(WsMessage::Text(t))) => match ClientFrame::decode(&t) {
-                Ok(ClientFrame::Auth { token, since, .. }) => {
-                    Ok((auth::authenticate(store, &token).await?, since))
-                }
+                Ok(ClientFrame::Auth { token, since, .. }) => Ok((token, since)),
                 Ok(_) => Err(unauthenticated("not signed in")),
                 Err((code, message, _)) => Err(ApiError::new(code, message)),
             },
@@ -124,10 +148,17 @@ async fn run(
     since: Option<Since>,
     sink: Sink,
     mut stream: SplitStream<WebSocket>,
+    ip: Option<IpAddr>,
 ) {
     // This function's state is what every idle session keeps: the loop below. Starting
     // and ending are boxed, so their larger state lives on the heap only while they run.
-    let (tx, session, mut writer) = Box::pin(start(&gateway, &user, since, sink)).await;
+    let (tx, session, mut writer) = match Box::pin(start(&gateway, &user, since, sink)).await {
+        Ok(started) => started,
+        Err((sink, e)) => {
+            Box::pin(refuse(sink, e, "too many connections")).await;
+            return;
+        }
+    };
     let mut draining = gateway.inner.draining.subscribe();
     let end = loop {
         let next = tokio::select! {
@@ -139,7 +170,7 @@ async fn run(
             Some(Ok(WsMessage::Text(t))) => {
                 METRICS.frames_in.inc(frame_type(&t));
                 let reply = match ClientFrame::decode(&t) {
-                    Ok(frame) => Box::pin(handle(&gateway, &user, session, frame, &tx)).await,
+                    Ok(frame) => Box::pin(handle(&gateway, &user, session, frame, &tx, ip)).await,
                     Err((code, message, id)) => Some(ServerFrame::error(id, code, message)),
                 };
                 if let Some(reply) = reply
@@ -169,14 +200,15 @@ async fn run(
 }
 
 /// Queues the session's first frames, registers it with the hub, and starts its writer.
-/// Returns the queue, the session id and the writer.
+/// Returns the queue, the session id and the writer; or, when the user already holds
+/// [`crate::Config::max_connections_per_user`] sessions here, the sink and the error.
 async fn start(
     gateway: &Gateway,
     user: &Arc<User>,
     since: Option<Since>,
     sink: Sink,
-) -> (Queue, u64, JoinHandle<()>) {
-    let tx = Queue::new(gateway.inner.hub.queue);
+) -> Result<(Queue, u64, JoinHandle<()>), (Sink, ApiError)> {
+    let tx = gateway.inner.hub.new_queue();
     let rx = tx.receiver();
     let hub = &gateway.inner.hub;
     let session_id = hub.next_session_id();
@@ -189,7 +221,14 @@ async fn start(
     }
     // Broadcasts stored while the user was away, before any live one.
     let _ = tx.send(Outbound::PendingBroadcasts).await;
-    hub.register(session_id, user.clone(), tx.clone());
+    let max = gateway.config().max_connections_per_user;
+    if !hub.register(session_id, user.clone(), tx.clone(), max) {
+        let e = ApiError::new(
+            ErrorCode::TooManyConnections,
+            format!("at most {max} connections per user; close another session first"),
+        );
+        return Err((sink, e));
+    }
     gateway.connected(user).await;
     tracing::debug!(session = session_id, "signed in");
 
@@ -214,7 +253,7 @@ async fn start(
         unflushed_broadcast: None,
     };
     let writer = tokio::spawn(writer.run(rx));
-    (tx, session_id, writer)
+    Ok((tx, session_id, writer))
 }
 
 /// Ends the session: queues `end` (a close) for the writer, leaves the hub, and waits a
@@ -306,6 +345,7 @@ async fn handle(
     session: u64,
     frame: ClientFrame,
     tx: &Queue,
+    ip: Option<IpAddr>,
 ) -> Option<ServerFrame> {
     let id = frame.id().map(str::to_owned);
     let result: Result<Option<ServerFrame>, ApiError> = async {
@@ -316,6 +356,7 @@ async fn handle(
                 None
             }
             ClientFrame::Send { id, conversation_id, to, client_msg_id, body, thread_seq } => {
+                gateway.check_ip_rate(ip)?;
                 let target = Target::from_fields(conversation_id, to)?;
                 let text = MessageKind::Text;
                 let a =
@@ -501,9 +542,9 @@ impl Writer {
                     let frame = ServerFrame::error(
                         None,
                         ErrorCode::SlowConsumer,
-                        "too many undelivered frames; reconnect and sync",
+                        "too many undelivered frames or bytes; reconnect and sync",
                     );
-                    (frame, CLOSE_TRY_LATER, "slow consumer")
+                    (frame, CLOSE_TRY_LATER, "slow_consumer")
                 }
                 Err(Stop::Storage(e)) => (e.frame(None), CLOSE_TRY_LATER, "storage unavailable"),
             };

@@ -37,8 +37,14 @@ pub enum ErrorCode {
     NotFound,
     /// The username is taken.
     UserExists,
-    /// Too many requests; retry after `retry_after_ms`.
+    /// Too many requests, or too many failed sign-ins (from this account or address);
+    /// retry after `retry_after_ms`.
     RateLimited,
+    /// The user already holds the most WebSocket sessions a gateway allows; the new one
+    /// is closed (1008). Close another session first.
+    TooManyConnections,
+    /// The group would have more members than the server allows; nothing was changed.
+    GroupTooLarge,
     /// The session could not keep up with its deliveries and is being closed; reconnect
     /// and sync.
     SlowConsumer,
@@ -70,6 +76,8 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::UserExists => "user_exists",
             Self::RateLimited => "rate_limited",
+            Self::TooManyConnections => "too_many_connections",
+            Self::GroupTooLarge => "group_too_large",
             Self::SlowConsumer => "slow_consumer",
             Self::ShuttingDown => "shutting_down",
             Self::Unavailable => "unavailable",
@@ -84,13 +92,14 @@ impl ErrorCode {
             | Self::UnknownFrameType
             | Self::UnsupportedFrame
             | Self::InvalidUtf8
-            | Self::InvalidRequest => 400,
+            | Self::InvalidRequest
+            | Self::GroupTooLarge => 400,
             Self::Unauthenticated | Self::InvalidCredentials => 401,
             Self::Forbidden | Self::NotMember => 403,
             Self::ConversationNotFound | Self::UserNotFound | Self::NotFound => 404,
             Self::UserExists => 409,
             Self::FrameTooLarge | Self::MessageTooLarge => 413,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::TooManyConnections => 429,
             Self::SlowConsumer | Self::ShuttingDown | Self::Unavailable => 503,
             Self::Internal => 500,
         }

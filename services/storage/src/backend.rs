@@ -51,6 +51,23 @@ macro_rules! sql_store {
                 queries::user_by_token(&self.$read, hash).await
             }
 
+            async fn login_lock(&self, user_id: i64) -> Result<$crate::LoginLock> {
+                // From the writer: a lock set a moment ago must be seen.
+                queries::login_lock(&self.$write, user_id).await
+            }
+
+            async fn login_failed(&self, user_id: i64) -> Result<i64> {
+                queries::login_failed(&self.$write, user_id).await
+            }
+
+            async fn lock_login(&self, user_id: i64, until: i64) -> Result<()> {
+                queries::lock_login(&self.$write, user_id, until).await
+            }
+
+            async fn login_succeeded(&self, user_id: i64) -> Result<()> {
+                queries::login_succeeded(&self.$write, user_id).await
+            }
+
             async fn revoke_token(&self, hash: &[u8]) -> Result<()> {
                 queries::revoke_token(&self.$write, hash).await
             }
@@ -265,6 +282,7 @@ macro_rules! sql_queries {
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/search.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/edits.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/threads.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/lockout.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

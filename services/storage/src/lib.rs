@@ -32,8 +32,8 @@ mod postgres;
 mod sqlite;
 
 pub use model::{
-    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, SearchPage,
-    SearchQuery, SearchSort, SearchTerm, User, Webhook, now_ms,
+    Appended, DirectoryEntry, HistoryPage, LoginLock, NewBroadcast, NewMessage, NewUser,
+    SearchPage, SearchQuery, SearchSort, SearchTerm, User, Webhook, now_ms,
 };
 pub use postgres::PgStore;
 pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
@@ -101,6 +101,17 @@ pub trait Store: Send + Sync + 'static {
     /// The token's user if the token exists, is not revoked and has not expired.
     async fn user_by_token(&self, hash: &[u8]) -> Result<Option<User>>;
     async fn revoke_token(&self, hash: &[u8]) -> Result<()>;
+
+    /// The account's failed sign-ins in a row and its lock, if any.
+    async fn login_lock(&self, user_id: i64) -> Result<LoginLock>;
+    /// Counts a failed sign-in (atomically, whichever gateway saw it); returns the number
+    /// of failures in a row now.
+    async fn login_failed(&self, user_id: i64) -> Result<i64>;
+    /// Refuses password checks for the account until `until` (Unix ms); a later lock
+    /// already in place is kept.
+    async fn lock_login(&self, user_id: i64, until: i64) -> Result<()>;
+    /// A successful sign-in: the count of failures and any lock are cleared.
+    async fn login_succeeded(&self, user_id: i64) -> Result<()>;
 
     /// Opens (creating on first use) the direct conversation of `a` and `b`. Returns it as
     /// `a` sees it and whether it was created now.

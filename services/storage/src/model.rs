@@ -35,6 +35,15 @@ impl User {
     }
 }
 
+/// An account's failed sign-ins, as storage keeps them (see the gateway's lockout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginLock {
+    /// Failed sign-ins in a row; a success resets it.
+    pub failures: i64,
+    /// Password checks are refused until then (Unix ms); 0 = not locked.
+    pub locked_until: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub username: String,

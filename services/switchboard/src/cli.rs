@@ -298,6 +298,53 @@ pub struct LimitArgs {
     /// milliseconds, so they do not all reconnect to the other gateways at once
     #[arg(long, env = "SWITCHBOARD_RECONNECT_SPREAD_MS", default_value_t = 5000)]
     pub reconnect_spread_ms: u64,
+    /// Messages per second one client IP may send, sustained, over all its sessions and
+    /// REST, on top of --rate-per-user (0: unlimited)
+    #[arg(long, env = "SWITCHBOARD_RATE_PER_IP", default_value_t = 200.0)]
+    pub rate_per_ip: f64,
+    /// Messages one client IP may send in a burst
+    #[arg(long, env = "SWITCHBOARD_RATE_IP_BURST", default_value_t = 400.0)]
+    pub rate_ip_burst: f64,
+    /// WebSocket sessions one user may hold on one gateway; one more is refused with
+    /// too_many_connections (0: unlimited)
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_USER", default_value_t = 10)]
+    pub max_connections_per_user: usize,
+    /// Most members of a group, owner included; more gets group_too_large (0: unlimited)
+    #[arg(long, env = "SWITCHBOARD_MAX_GROUP_MEMBERS", default_value_t = 1000)]
+    pub max_group_members: usize,
+    /// Bytes of frames queued for one session; a client that falls further behind is
+    /// disconnected with slow_consumer (it reconnects and syncs)
+    #[arg(long, env = "SWITCHBOARD_SESSION_QUEUE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub session_queue_bytes: usize,
+    /// Failed sign-ins in a row after which each failure locks the account for a delay
+    /// that doubles from --login-backoff-base-ms
+    #[arg(long, env = "SWITCHBOARD_LOGIN_BACKOFF_AFTER", default_value_t = 3)]
+    pub login_backoff_after: u32,
+    /// The first sign-in backoff delay, in milliseconds
+    #[arg(long, env = "SWITCHBOARD_LOGIN_BACKOFF_BASE_MS", default_value_t = 1000)]
+    pub login_backoff_base_ms: u64,
+    /// Failed sign-ins in a row that lock the account for --login-lockout-secs (the
+    /// right password is refused too until then; issued tokens keep working)
+    #[arg(long, env = "SWITCHBOARD_LOGIN_LOCKOUT_AFTER", default_value_t = 10)]
+    pub login_lockout_after: u32,
+    /// How long a lockout lasts, in seconds
+    #[arg(long, env = "SWITCHBOARD_LOGIN_LOCKOUT_SECS", default_value_t = 900)]
+    pub login_lockout_secs: u64,
+    /// Failed sign-ins one client IP may make in a burst (per gateway); then all its
+    /// sign-ins get 429 until the budget refills
+    #[arg(long, env = "SWITCHBOARD_LOGIN_IP_FAILURES_BURST", default_value_t = 30.0)]
+    pub login_ip_failures_burst: f64,
+    /// Failed sign-ins per minute a client IP gets back (0: no per-IP sign-in limit)
+    #[arg(long, env = "SWITCHBOARD_LOGIN_IP_FAILURES_PER_MINUTE", default_value_t = 10.0)]
+    pub login_ip_failures_per_minute: f64,
+    /// Take the client IP for the per-IP limits from this header (set by your reverse
+    /// proxy, e.g. X-Forwarded-For: its last entry) instead of the TCP peer address
+    #[arg(long, env = "SWITCHBOARD_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+    /// An origin (scheme://host[:port]) besides the server's own whose pages may open
+    /// WebSockets and get CORS access to /api/v1; repeatable (env: comma-separated)
+    #[arg(long = "allowed-origin", env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Args)]

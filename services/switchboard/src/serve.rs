@@ -22,6 +22,19 @@ fn config(limits: &LimitArgs) -> Config {
         rate_per_user: limits.rate_per_user,
         rate_burst: limits.rate_burst,
         reconnect_spread: Duration::from_millis(limits.reconnect_spread_ms),
+        rate_per_ip: limits.rate_per_ip,
+        rate_ip_burst: limits.rate_ip_burst,
+        max_connections_per_user: limits.max_connections_per_user,
+        max_group_members: limits.max_group_members,
+        session_queue_bytes: limits.session_queue_bytes,
+        login_backoff_after: limits.login_backoff_after,
+        login_backoff_base: Duration::from_millis(limits.login_backoff_base_ms),
+        login_lockout_after: limits.login_lockout_after,
+        login_lockout: Duration::from_secs(limits.login_lockout_secs),
+        login_ip_failures_burst: limits.login_ip_failures_burst,
+        login_ip_failures_per_minute: limits.login_ip_failures_per_minute,
+        client_ip_header: limits.client_ip_header.clone(),
+        allowed_origins: limits.allowed_origins.clone(),
         ..Config::default()
     }
 }

@@ -121,6 +121,8 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
                 id,
                 "--rate-per-user",
                 "0",
+                "--rate-per-ip",
+                "0",
                 "--presence-ttl",
                 "3",
             ][..],
@@ -327,6 +329,8 @@ async fn a_redis_restart_during_traffic_loses_nothing() {
             id,
             "--rate-per-user",
             "0",
+            "--rate-per-ip",
+            "0",
             // Heartbeats every 3 s: after the restart, Redis knows no sessions for up to
             // 3 s, and the router drops what it routes meanwhile; the sessions repair it.
             "--presence-ttl",
@@ -476,7 +480,17 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway() {
     let mut gateways = Vec::new();
     for id in ["gw1", "gw2"] {
         let args = [
-            &["gateway", "--listen", "127.0.0.1:0", "--gateway-id", id, "--rate-per-user", "0"][..],
+            &[
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--gateway-id",
+                id,
+                "--rate-per-user",
+                "0",
+                "--rate-per-ip",
+                "0",
+            ][..],
             &["--storage", &storage_url, "--router", &router_url][..],
             &redis[..],
         ]

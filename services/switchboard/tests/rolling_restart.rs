@@ -51,7 +51,17 @@ async fn every_gateway_and_both_routers_restart_under_load_and_nothing_is_lost()
     let storage_url = format!("http://{storage}");
     let gateway = |id: &str, listen: &str| {
         let args = [
-            &["gateway", "--listen", listen, "--gateway-id", id, "--rate-per-user", "0"][..],
+            &[
+                "gateway",
+                "--listen",
+                listen,
+                "--gateway-id",
+                id,
+                "--rate-per-user",
+                "0",
+                "--rate-per-ip",
+                "0",
+            ][..],
             &["--drain-secs", DRAIN_SECS, "--reconnect-spread-ms", SPREAD_MS],
             &["--storage", &storage_url, "--router", &router_urls][..],
             &redis[..],

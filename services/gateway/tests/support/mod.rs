@@ -25,8 +25,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub fn test_config() -> Config {
-    // Tests send in bursts; the rate limit has its own test.
-    Config { rate_per_user: 0.0, ..Config::default() }
+    // Tests send in bursts, from one address; the rate limits have their own tests.
+    Config { rate_per_user: 0.0, rate_per_ip: 0.0, ..Config::default() }
 }
 
 pub struct Server {

@@ -6,6 +6,7 @@ export class ApiError extends Error {
     super((body && body.message) || `HTTP ${status}`);
     this.status = status;
     this.code = body && body.code;
+    this.retryAfterMs = body && Number.isFinite(body.retry_after_ms) ? body.retry_after_ms : null;
   }
 }
 

@@ -46,7 +46,13 @@ $('login-form').addEventListener('submit', async (event) => {
     $('login-password').value = '';
     await new App(token, user).start();
   } catch (e) {
-    $('login-error').textContent = e.code === 'invalid_credentials' ? 'Wrong username or password.' : e.message;
+    let text = e.message;
+    if (e.code === 'invalid_credentials') text = 'Wrong username or password.';
+    if (e.code === 'rate_limited') {
+      const seconds = Math.max(1, Math.ceil((e.retryAfterMs || 1000) / 1000));
+      text = `Too many failed sign-ins. Try again in ${seconds} s.`;
+    }
+    $('login-error').textContent = text;
   } finally {
     button.disabled = false;
   }

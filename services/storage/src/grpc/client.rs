@@ -25,8 +25,8 @@ use super::pb::append_outcome::Outcome;
 use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
-    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, Result, SearchPage,
-    SearchQuery, Store, StoreError, User, Webhook,
+    Appended, DirectoryEntry, HistoryPage, LoginLock, NewBroadcast, NewMessage, NewUser, Result,
+    SearchPage, SearchQuery, Store, StoreError, User, Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
@@ -141,6 +141,30 @@ impl Store for RemoteStore {
         let request = pb::SearchUsersRequest { query: query.to_owned(), limit };
         let reply = self.client().search_users(request).await.map_err(status_to_error)?;
         Ok(reply.into_inner().users.into_iter().map(user_from_pb).collect())
+    }
+
+    async fn login_lock(&self, user_id: i64) -> Result<LoginLock> {
+        let request = pb::UserId { id: user_id };
+        let reply = self.client().login_lock(request).await.map_err(status_to_error)?.into_inner();
+        Ok(LoginLock { failures: reply.failures, locked_until: reply.locked_until })
+    }
+
+    async fn login_failed(&self, user_id: i64) -> Result<i64> {
+        let request = pb::UserId { id: user_id };
+        let reply = self.client().login_failed(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().count)
+    }
+
+    async fn lock_login(&self, user_id: i64, until: i64) -> Result<()> {
+        let request = pb::LockLoginRequest { user_id, until };
+        self.client().lock_login(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn login_succeeded(&self, user_id: i64) -> Result<()> {
+        let request = pb::UserId { id: user_id };
+        self.client().login_succeeded(request).await.map_err(status_to_error)?;
+        Ok(())
     }
 
     async fn insert_token(&self, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()> {

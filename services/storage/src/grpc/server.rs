@@ -155,6 +155,26 @@ impl Storage for StorageService {
         })
     }
 
+    async fn login_lock(&self, request: Request<pb::UserId>) -> Reply<pb::LoginLockReply> {
+        reply(self.store.login_lock(request.into_inner().id).await, |lock| pb::LoginLockReply {
+            failures: lock.failures,
+            locked_until: lock.locked_until,
+        })
+    }
+
+    async fn login_failed(&self, request: Request<pb::UserId>) -> Reply<pb::Count> {
+        reply(self.store.login_failed(request.into_inner().id).await, |count| pb::Count { count })
+    }
+
+    async fn lock_login(&self, request: Request<pb::LockLoginRequest>) -> Reply<pb::Empty> {
+        let r = request.into_inner();
+        reply(self.store.lock_login(r.user_id, r.until).await, |()| pb::Empty {})
+    }
+
+    async fn login_succeeded(&self, request: Request<pb::UserId>) -> Reply<pb::Empty> {
+        reply(self.store.login_succeeded(request.into_inner().id).await, |()| pb::Empty {})
+    }
+
     async fn insert_token(&self, request: Request<pb::InsertTokenRequest>) -> Reply<pb::Empty> {
         let r = request.into_inner();
         reply(self.store.insert_token(&r.hash, r.user_id, r.expires_at).await, |()| pb::Empty {})
