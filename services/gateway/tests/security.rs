@@ -8,7 +8,6 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::{Client, Config, Server, error_code, http};
 use switchboard_protocol::{ErrorCode, ServerFrame};
@@ -343,7 +342,7 @@ async fn upgrade(server: &Server, origin: Option<&str>) -> Result<(), u16> {
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((mut ws, _)) => {
-            let _ = ws.next().await;
+            let _ = ws.close(None).await;
             Ok(())
         }
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
