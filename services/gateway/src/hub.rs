@@ -10,7 +10,7 @@
 //! here. Cluster mode puts a router between hubs of different gateways.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
@@ -147,6 +147,18 @@ pub struct Hub {
     queue: usize,
     /// Capacity of each session's outbound queue, in bytes of frames.
     queue_bytes: usize,
+    /// Session writers still running. A session leaves the hub before its writer has
+    /// flushed its last frames (the close), so the drain waits for this too.
+    writers: Arc<AtomicUsize>,
+}
+
+/// Counts a running writer while it lives (dropped when the writer ends or is aborted).
+pub struct WriterGuard(Arc<AtomicUsize>);
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Queued deliveries collected under the lock, sent after it is released.
@@ -162,7 +174,24 @@ fn push_all(targets: Pushes, item: &Outbound) {
 
 impl Hub {
     pub fn new(queue: usize, queue_bytes: usize) -> Self {
-        Self { state: Mutex::default(), next_id: AtomicU64::new(1), queue, queue_bytes }
+        Self {
+            state: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            queue,
+            queue_bytes,
+            writers: Arc::default(),
+        }
+    }
+
+    /// Counts a session writer until the guard is dropped.
+    pub fn writer_started(&self) -> WriterGuard {
+        self.writers.fetch_add(1, Ordering::AcqRel);
+        WriterGuard(self.writers.clone())
+    }
+
+    /// Session writers still running (see [`Hub::writer_started`]).
+    pub fn writers(&self) -> usize {
+        self.writers.load(Ordering::Acquire)
     }
 
     /// An outbound queue for a new session.

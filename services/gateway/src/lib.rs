@@ -401,13 +401,14 @@ where
     gateway.inner.draining.send_replace(true);
     metrics::METRICS.draining.set(1);
     let _ = stop.send(());
-    // A session leaves the hub only after its writer has flushed the close frame, so an
-    // empty hub means every client has been told.
+    // A session leaves the hub before its writer has flushed the close frame: an empty hub
+    // and no writer left mean every client has been told (exiting sooner would cut the
+    // farewells off under load, and clients would not know to come back and sync).
     let drained = async {
         if let Ok(result) = (&mut server).await {
             result?;
         }
-        while gateway.session_count() > 0 {
+        while gateway.session_count() > 0 || gateway.inner.hub.writers() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok::<(), std::io::Error>(())

@@ -252,7 +252,11 @@ async fn start(
         broadcasts_sent: HashSet::new(),
         unflushed_broadcast: None,
     };
-    let writer = tokio::spawn(writer.run(rx));
+    let running = hub.writer_started();
+    let writer = tokio::spawn(async move {
+        let _running = running;
+        writer.run(rx).await;
+    });
     Ok((tx, session_id, writer))
 }
 
