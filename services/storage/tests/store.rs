@@ -14,7 +14,7 @@ use sqlx::Connection;
 use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
-    DirectoryEntry, NewBroadcast, NewMessage, NewUser, PgStore, SearchQuery, SearchSort,
+    DirectoryEntry, LoginLock, NewBroadcast, NewMessage, NewUser, PgStore, SearchQuery, SearchSort,
     SearchTerm, SqliteStore, Store, StoreError, User, now_ms,
 };
 
@@ -169,6 +169,7 @@ on_both_backends!(
     history_pages_both_ways,
     read_cursors_only_move_forward_and_stop_at_the_end,
     tokens_expire_and_revoke,
+    failed_sign_ins_count_until_a_success,
     committed_messages_survive_reopening,
     membership_changes_are_recorded_in_order,
     the_directory_finds_people_by_name_and_org,
@@ -435,6 +436,25 @@ async fn tokens_expire_and_revoke(f: Fixture) -> Fixture {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::UserExists(name) if name == "alice"));
+    f
+}
+
+async fn failed_sign_ins_count_until_a_success(f: Fixture) -> Fixture {
+    let alice = user(f.store.as_ref(), "alice").await;
+    let bob = user(f.store.as_ref(), "bob").await;
+    assert_eq!(f.store.login_lock(alice.id).await.unwrap(), LoginLock::default());
+    for n in 1..=3 {
+        assert_eq!(f.store.login_failed(alice.id).await.unwrap(), n);
+    }
+    f.store.lock_login(alice.id, 5_000).await.unwrap();
+    // A shorter lock (another gateway's, a moment late) does not shorten it.
+    f.store.lock_login(alice.id, 4_000).await.unwrap();
+    let lock = f.store.login_lock(alice.id).await.unwrap();
+    assert_eq!(lock, LoginLock { failures: 3, locked_until: 5_000 });
+    assert_eq!(f.store.login_lock(bob.id).await.unwrap(), LoginLock::default(), "per account");
+    f.store.login_succeeded(alice.id).await.unwrap();
+    assert_eq!(f.store.login_lock(alice.id).await.unwrap(), LoginLock::default());
+    assert!(matches!(f.store.login_failed(999_999).await, Err(StoreError::UserNotFound(_))));
     f
 }
 
