@@ -45,7 +45,8 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use switchboard_presence::{LocalPresence, PresenceTracker, UserRef};
 use switchboard_protocol::Presence;
 use switchboard_router::RouterLinks;
@@ -346,13 +347,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain_timeout: Duration,
 ) -> std::io::Result<()> {
-    // Frames are small and latency matters: do not let Nagle hold them back.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    serve(listener, gateway, shutdown, drain_timeout).await
+    serve(NoDelay(listener), gateway, shutdown, drain_timeout).await
 }
 
 /// [`run`] over TLS: every connection on `listener` is HTTPS / `wss://` with the
@@ -367,6 +362,45 @@ pub async fn run_tls(
     serve(tls.listener(listener)?, gateway, shutdown, drain_timeout).await
 }
 
+/// The TCP peer of a connection, as handlers see it (`ConnectInfo<Peer>`): the client's
+/// address for the per-IP limits, over plain TCP and TLS alike.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub std::net::SocketAddr);
+
+impl Connected<IncomingStream<'_, NoDelay>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, NoDelay>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Plain TCP with `TCP_NODELAY` on every connection (a listener of our own rather than
+/// axum's `tap_io`, so that [`Peer`] can name it).
+struct NoDelay(TcpListener);
+
+impl axum::serve::Listener for NoDelay {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        // Frames are small and latency matters: do not let Nagle hold them back.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        (tcp, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl Connected<IncomingStream<'_, tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
 async fn serve<L>(
     listener: L,
     gateway: Gateway,
@@ -376,18 +410,16 @@ async fn serve<L>(
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    // The peer address goes to the handlers (`ConnectInfo`), for the per-IP limits.
+    Peer: for<'a> Connected<IncomingStream<'a, L>>,
 {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
-        // With the peer address, for the per-IP limits.
-        axum::serve(
-            listener,
-            gateway.app().into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopped.await;
-        })
-        .into_future(),
+        axum::serve(listener, gateway.app().into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
     );
     tokio::select! {
         result = &mut server => return result.unwrap_or(Ok(())),

@@ -4,7 +4,7 @@
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::{
     ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State,
@@ -114,7 +114,7 @@ impl FromRequestParts<Gateway> for ClientIp {
         parts: &mut Parts,
         gateway: &Gateway,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let peer = parts.extensions.get::<ConnectInfo<crate::Peer>>().map(|c| c.0.0.ip());
         let Some(name) = &gateway.config().client_ip_header else { return Ok(ClientIp(peer)) };
         let value = parts.headers.get(name.as_str()).and_then(|v| v.to_str().ok());
         let forwarded = value.and_then(|v| {
