@@ -423,7 +423,28 @@ describe('the web client', () => {
     await root(bob).getByRole('button', { name: '2 replies: open the thread' }).waitFor(WAIT);
   });
 
-  test('a phone-sized window shows one pane at a time', async () => {
+  test('a reaction shows under the message for both, and a click takes it back', async () => {
+    await alice.open('Bob Nguyen');
+    await bob.open('Alice Martin');
+    await alice.send('Cake in the kitchen');
+    const msg = (p) => p.page.locator('#message-list .message', { hasText: 'Cake in the kitchen' });
+    await msg(bob).waitFor(WAIT);
+    await msg(bob).getByRole('button', { name: 'React with 👍' }).click();
+    await msg(alice).getByRole('button', { name: '👍 1' }).waitFor(WAIT);
+    await msg(bob).locator('.reaction.mine', { hasText: '👍 1' }).waitFor(WAIT);
+    await bob.shot('reaction');
+    // It comes back from history after a reload, still marked as bob's.
+    await bob.page.reload();
+    await bob.waitOnline();
+    await bob.open('Alice Martin');
+    await msg(bob).locator('.reaction.mine', { hasText: '👍 1' }).waitFor(WAIT);
+    // Clicking his own takes it back, for both.
+    await msg(bob).getByRole('button', { name: '👍 1' }).click();
+    await msg(alice).getByRole('button', { name: 'React with 👍' }).waitFor(WAIT);
+    assert.equal(await msg(alice).locator('.reaction:not(.add-reaction)').count(), 0);
+  });
+
+    test('a phone-sized window shows one pane at a time', async () => {
     const phone = await Person.open(browser, proxy, 'carol', { width: 390, height: 780 });
     await phone.signIn(); // a fresh context holds no sign-in
     await phone.conversation('Floor 3 lunch').waitFor(WAIT);

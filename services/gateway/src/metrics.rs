@@ -9,7 +9,7 @@ use switchboard_telemetry::metrics::{Counter, CounterVec, Encoder, Gauge, Histog
 use crate::Gateway;
 
 /// Client frame types (`type` of a WebSocket text frame a client sent).
-const CLIENT_FRAMES: [&str; 21] = [
+const CLIENT_FRAMES: [&str; 23] = [
     "auth",
     "sync",
     "send",
@@ -29,6 +29,8 @@ const CLIENT_FRAMES: [&str; 21] = [
     "search_users",
     "edit",
     "delete",
+    "react",
+    "unreact",
     "search",
     "ack_broadcast",
 ];

@@ -109,8 +109,10 @@ impl Gateway {
             MessageKind::System => {
                 return Err(ApiError::invalid("system messages are written by the server"));
             }
-            MessageKind::Edit | MessageKind::Delete => {
-                return Err(ApiError::invalid("edit and delete a message with edit and delete"));
+            MessageKind::Edit | MessageKind::Delete | MessageKind::React | MessageKind::Unreact => {
+                return Err(ApiError::invalid(
+                    "edit, delete and react to a message with edit, delete, react and unreact",
+                ));
             }
         }
         self.check_body(&body)?;

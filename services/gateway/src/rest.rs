@@ -54,6 +54,8 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/search", get(search))
         .route("/api/v1/admin/provision", post(crate::provision::provision))
         .merge(crate::org::routes())
+        .merge(crate::reactions::routes())
+        .merge(crate::retention::routes())
         .merge(crate::directory::routes())
         .merge(crate::web::routes())
         .fallback(not_found)

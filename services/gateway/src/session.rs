@@ -454,6 +454,14 @@ async fn handle(
                     gateway.change_message(user, conversation_id, seq, None, client_msg_id).await?;
                 Some(ack(id, a))
             }
+            ClientFrame::React { id, conversation_id, seq, emoji } => {
+                gateway.react(user, conversation_id, seq, &emoji, true).await?;
+                id.map(|id| ServerFrame::Ok { id: Some(id) })
+            }
+            ClientFrame::Unreact { id, conversation_id, seq, emoji } => {
+                gateway.react(user, conversation_id, seq, &emoji, false).await?;
+                id.map(|id| ServerFrame::Ok { id: Some(id) })
+            }
             ClientFrame::Search {
                 id,
                 q,

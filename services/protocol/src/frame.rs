@@ -162,6 +162,24 @@ pub enum ClientFrame {
         seq: i64,
         client_msg_id: String,
     },
+    /// Reacts to message `seq` with `emoji` (see [`crate::check_reaction`]). Answered with
+    /// `ok`; every member's sessions get a `react` entry as a `message` (none if the
+    /// reaction was already there).
+    React {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversation_id: i64,
+        seq: i64,
+        emoji: String,
+    },
+    /// Takes back one's reaction; like `react` (the entry is an `unreact`).
+    Unreact {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversation_id: i64,
+        seq: i64,
+        emoji: String,
+    },
     /// Searches the messages of the user's conversations; answered with `search_results`.
     /// The fields are those of [`crate::rest::SearchParams`].
     Search {
@@ -215,6 +233,8 @@ impl ClientFrame {
         "search",
         "edit",
         "delete",
+        "react",
+        "unreact",
         "ack_broadcast",
     ];
 
@@ -241,6 +261,8 @@ impl ClientFrame {
             | Self::Search { id, .. }
             | Self::Edit { id, .. }
             | Self::Delete { id, .. }
+            | Self::React { id, .. }
+            | Self::Unreact { id, .. }
             | Self::AckBroadcast { id, .. } => id.as_deref(),
         }
     }

@@ -14,8 +14,8 @@ pub mod rest;
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{ClientFrame, ServerFrame};
 pub use model::{
-    Broadcast, Conversation, ConversationKind, Message, MessageKind, Presence, PresenceStatus,
-    SearchHit, SearchSort, UserInfo, org_under,
+    Broadcast, Conversation, ConversationKind, MAX_REACTION_CHARS, Message, MessageKind, Presence,
+    PresenceStatus, Reaction, SearchHit, SearchSort, UserInfo, check_reaction, org_under,
 };
 
 /// Default maximum size of a message body in bytes (UTF-8), per the delivery contract.

@@ -40,6 +40,40 @@ pub struct Message {
     /// replies it has (deleted replies not counted). Absent when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reply_count: i64,
+    /// Emoji reactions. On a message as history and thread reads return it: each emoji
+    /// with its count and whether the reader is among those who reacted, in the order
+    /// the emoji were first used. On a `react`/`unreact` entry: one item, the emoji's
+    /// count on message `ref_seq` after this change (`me` false: the entry is the same
+    /// for everyone; the entry's `sender` is who reacted). Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+}
+
+/// One emoji's reactions on a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+    /// The reader reacted with it.
+    #[serde(default)]
+    pub me: bool,
+}
+
+/// Longest reaction accepted, in characters (an emoji with skin tone and joiners is
+/// several characters; a family is up to 11).
+pub const MAX_REACTION_CHARS: usize = 16;
+
+/// Checks a reaction: 1 to [`MAX_REACTION_CHARS`] characters, at most 64 bytes, no
+/// whitespace and no control characters. Returns why not.
+pub fn check_reaction(emoji: &str) -> Result<(), String> {
+    let chars = emoji.chars().count();
+    if chars == 0 || chars > MAX_REACTION_CHARS || emoji.len() > 64 {
+        return Err(format!("a reaction has 1 to {MAX_REACTION_CHARS} characters"));
+    }
+    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a reaction has no whitespace or control characters".into());
+    }
+    Ok(())
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -50,7 +84,10 @@ impl Message {
     /// Whether it is shown as a message of its own (not an edit or delete entry, which
     /// change another message).
     pub fn is_content(&self) -> bool {
-        !matches!(self.kind, MessageKind::Edit | MessageKind::Delete)
+        !matches!(
+            self.kind,
+            MessageKind::Edit | MessageKind::Delete | MessageKind::React | MessageKind::Unreact
+        )
     }
 }
 
@@ -70,6 +107,11 @@ pub enum MessageKind {
     Edit,
     /// The sender deleted message `ref_seq`; `body` is empty. Remove that message's text.
     Delete,
+    /// The sender reacted to message `ref_seq` with emoji `body`; `reactions` holds the
+    /// emoji's count after it. Set that count on the message; do not show it on its own.
+    React,
+    /// The sender took back their reaction `body` to message `ref_seq`; like `react`.
+    Unreact,
 }
 
 impl MessageKind {
@@ -80,6 +122,8 @@ impl MessageKind {
             Self::Broadcast => "broadcast",
             Self::Edit => "edit",
             Self::Delete => "delete",
+            Self::React => "react",
+            Self::Unreact => "unreact",
         }
     }
 
@@ -90,6 +134,8 @@ impl MessageKind {
             "broadcast" => Some(Self::Broadcast),
             "edit" => Some(Self::Edit),
             "delete" => Some(Self::Delete),
+            "react" => Some(Self::React),
+            "unreact" => Some(Self::Unreact),
             _ => None,
         }
     }

@@ -278,3 +278,65 @@ pub struct SearchResponse {
     /// More results exist: ask again with `offset` + the number of results so far.
     pub has_more: bool,
 }
+
+/// Answer to `PUT`/`DELETE /api/v1/conversations/{id}/messages/{seq}/reactions/{emoji}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionResponse {
+    /// The seq of the `react`/`unreact` entry stored; absent when nothing changed (the
+    /// reaction was already there, or already gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+}
+
+/// A retention policy (`GET`/`PUT /api/v1/admin/retention`). Without `conversation_id`
+/// it is the organisation's default, which every conversation without its own follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<i64>,
+    /// Messages older than this many days are deleted; absent: kept forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<i64>,
+}
+
+/// `GET /api/v1/admin/retention`: the organisation's default (absent: keep forever) and
+/// every conversation's own policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicies {
+    pub policies: Vec<RetentionPolicy>,
+}
+
+/// `POST /api/v1/admin/holds`: keep a user's messages (everywhere) or a conversation's
+/// (all of them) whatever the retention policy says. Exactly one of `user` and
+/// `conversation_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<i64>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A legal hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegalHold {
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<i64>,
+    pub reason: String,
+    /// The admin who placed it.
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/admin/holds`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldsResponse {
+    pub holds: Vec<LegalHold>,
+}

@@ -172,6 +172,66 @@ macro_rules! sql_store {
                 .await
             }
 
+            async fn react(
+                &self,
+                user: &User,
+                conversation: i64,
+                seq: i64,
+                emoji: &str,
+                add: bool,
+            ) -> Result<Option<$crate::Appended>> {
+                queries::react(&self.$write, user, conversation, seq, emoji, add).await
+            }
+
+            async fn set_retention(
+                &self,
+                conversation: Option<i64>,
+                keep_days: Option<i64>,
+            ) -> Result<()> {
+                queries::set_retention(&self.$write, conversation, keep_days).await
+            }
+
+            async fn clear_retention(&self, conversation: Option<i64>) -> Result<()> {
+                queries::clear_retention(&self.$write, conversation).await
+            }
+
+            async fn retention_policies(
+                &self,
+            ) -> Result<Vec<switchboard_protocol::rest::RetentionPolicy>> {
+                queries::retention_policies(&self.$read).await
+            }
+
+            async fn add_hold(
+                &self,
+                user: Option<&User>,
+                conversation: Option<i64>,
+                reason: &str,
+                creator: &User,
+            ) -> Result<switchboard_protocol::rest::LegalHold> {
+                queries::add_hold(&self.$write, user, conversation, reason, creator).await
+            }
+
+            async fn remove_hold(&self, id: i64) -> Result<()> {
+                queries::remove_hold(&self.$write, id).await
+            }
+
+            async fn legal_holds(&self) -> Result<Vec<switchboard_protocol::rest::LegalHold>> {
+                queries::legal_holds(&self.$read).await
+            }
+
+            async fn retention_targets(&self, now: i64) -> Result<Vec<(i64, i64)>> {
+                queries::retention_targets(&self.$read, now).await
+            }
+
+            async fn retention_delete(
+                &self,
+                conversation: i64,
+                cutoff: i64,
+                limit: u32,
+            ) -> Result<u64> {
+                queries::retention_delete(&self.$write, conversation, cutoff, limit).await
+            }
+
             async fn search(
                 &self,
                 viewer: &User,
@@ -283,6 +343,8 @@ macro_rules! sql_queries {
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/edits.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/threads.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/lockout.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/reactions.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/retention.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

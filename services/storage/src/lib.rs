@@ -29,6 +29,7 @@ pub mod grpc;
 pub mod metrics;
 mod model;
 mod postgres;
+pub mod retention;
 mod sqlite;
 
 pub use model::{
@@ -39,7 +40,7 @@ pub use postgres::PgStore;
 pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
 
 use async_trait::async_trait;
-use switchboard_protocol::rest::ImportReport;
+use switchboard_protocol::rest::{ImportReport, LegalHold, RetentionPolicy};
 use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 
 /// Largest page a history read returns, whatever the caller asks for.
@@ -193,6 +194,48 @@ pub trait Store: Send + Sync + 'static {
         body: Option<&str>,
         client_msg_id: Option<&str>,
     ) -> Result<Appended>;
+    /// Adds (`add`) or takes back `user`'s reaction `emoji` (checked with
+    /// `switchboard_protocol::check_reaction`: `Invalid`) on message `seq`, which must be a
+    /// message (`NotFound` if it does not exist or was deleted; `Invalid` for an entry)
+    /// of a conversation `user` is in (`NotMember`). Stores a `react`/`unreact` entry with
+    /// the next seq, carrying the emoji's count after the change, and returns it with the
+    /// members; None when nothing changed (already there, already gone).
+    async fn react(
+        &self,
+        user: &User,
+        conversation: i64,
+        seq: i64,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Option<Appended>>;
+    /// Sets the retention policy of a conversation (`ConversationNotFound`) or, with
+    /// None, the organisation's default: delete messages older than `keep_days` days
+    /// (`Invalid` under 1), or keep forever (None).
+    async fn set_retention(&self, conversation: Option<i64>, keep_days: Option<i64>) -> Result<()>;
+    /// Removes a conversation's own policy (it follows the default again) or the default.
+    async fn clear_retention(&self, conversation: Option<i64>) -> Result<()>;
+    /// The default (no `conversation_id`) first, then each conversation's own policy.
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>>;
+    /// Places a legal hold on a user's messages or on a conversation (exactly one of them,
+    /// else `Invalid`).
+    async fn add_hold(
+        &self,
+        user: Option<&User>,
+        conversation: Option<i64>,
+        reason: &str,
+        creator: &User,
+    ) -> Result<LegalHold>;
+    /// Lifts a hold (`NotFound` if there is none with that id).
+    async fn remove_hold(&self, id: i64) -> Result<()>;
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>>;
+    /// `(conversation, cutoff)` of each conversation not on hold whose policy deletes:
+    /// its messages with `ts < cutoff` (milliseconds) are due. The retention job's plan.
+    async fn retention_targets(&self, now: i64) -> Result<Vec<(i64, i64)>>;
+    /// Deletes at most `limit` messages of `conversation` older than `cutoff`, oldest
+    /// first, in one transaction, sparing users and conversations on hold; returns how
+    /// many. Their reactions and search entries go with them; seqs are never reused.
+    async fn retention_delete(&self, conversation: i64, cutoff: i64, limit: u32) -> Result<u64>;
+
     /// Full-text search over the messages of `viewer`'s conversations only (a conversation
     /// they are not a member of is never read, whatever `query.conversations` says).
     /// Deleted messages and edit/delete entries are not found; an edited message is found

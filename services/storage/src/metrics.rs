@@ -17,6 +17,8 @@ pub struct Appenders {
     pub append: Histogram<14>,
     /// Appends queued, not yet in a batch.
     pub queued: Gauge,
+    /// Messages deleted by the retention job (which runs where the appenders run).
+    pub retention_deleted: Counter,
 }
 
 pub static APPENDERS: Appenders = Appenders {
@@ -26,6 +28,7 @@ pub static APPENDERS: Appenders = Appenders {
     batch_size: Histogram::sizes(BATCH_SIZES),
     append: Histogram::seconds(LATENCY_US),
     queued: Gauge::new(),
+    retention_deleted: Counter::new(),
 };
 
 pub fn encode_appenders(e: &mut Encoder) {
@@ -56,6 +59,11 @@ pub fn encode_appenders(e: &mut Encoder) {
         &m.append,
     );
     e.gauge("switchboard_storage_append_queue_depth", "Appends waiting for a batch.", &m.queued);
+    e.counter(
+        "switchboard_retention_messages_deleted_total",
+        "Messages deleted by the retention job.",
+        &m.retention_deleted,
+    );
 }
 
 /// The storage service's client, in a cluster gateway.

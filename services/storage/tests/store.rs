@@ -117,6 +117,33 @@ impl Fixture {
         };
     }
 
+    /// Makes messages `seqs` of `conversation` look `days` old, straight in the database
+    /// (nothing in the API writes the past).
+    async fn backdate(&self, conversation: i64, seqs: &[i64], days: i64) {
+        let ts = now_ms() - days * 86_400_000;
+        let sql = "UPDATE messages SET ts = $1 WHERE conversation_id = $2 AND seq = $3";
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                let path = dir.path().join(switchboard_storage::SQLITE_FILE);
+                let mut db =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                for seq in seqs {
+                    let q = sqlx::query(sql).bind(ts).bind(conversation).bind(*seq);
+                    q.execute(&mut db).await.unwrap();
+                }
+            }
+            Backend::Postgres(db) | Backend::Remote(db, _) => {
+                let mut db = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                for seq in seqs {
+                    let q = sqlx::query(sql).bind(ts).bind(conversation).bind(*seq);
+                    q.execute(&mut db).await.unwrap();
+                }
+            }
+        }
+    }
+
     async fn finish(self) {
         drop(self.store);
         match self.backend {
@@ -183,6 +210,8 @@ on_both_backends!(
     edits_and_deletions_are_entries_with_their_own_seq,
     thread_replies_are_messages_of_their_conversation,
     a_thread_reads_its_root_then_its_replies,
+    reactions_are_counted_per_emoji_and_stored_as_entries,
+    retention_deletes_what_is_past_its_age_except_under_hold,
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -1084,4 +1113,157 @@ async fn storage_replicas_over_one_database_keep_seqs_gapless() {
         let _ = stop.send(());
     }
     db.drop_database().await;
+}
+
+async fn reactions_are_counted_per_emoji_and_stored_as_entries(f: Fixture) -> Fixture {
+    let [alice, bob, eve] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "eve").await,
+    ];
+    let s = f.store.as_ref();
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    s.append(said(ab.id, &alice, "a1", "ship it?")).await.unwrap();
+
+    // A reaction is an entry with the next seq, carrying the emoji's new count.
+    let first = s.react(&bob, ab.id, 1, "👍", true).await.unwrap().unwrap();
+    let m = &first.message;
+    assert_eq!((m.seq, m.kind, m.ref_seq, m.body.as_str()), (2, MessageKind::React, Some(1), "👍"));
+    assert_eq!((m.reactions.len(), m.reactions[0].count), (1, 1));
+    let mut members = first.members.clone();
+    members.sort();
+    assert_eq!(members, [alice.id, bob.id]);
+    // Reacting twice stores nothing.
+    assert!(s.react(&bob, ab.id, 1, "👍", true).await.unwrap().is_none());
+    let second = s.react(&alice, ab.id, 1, "👍", true).await.unwrap().unwrap();
+    assert_eq!((second.message.seq, second.message.reactions[0].count), (3, 2));
+    s.react(&alice, ab.id, 1, "🎉", true).await.unwrap().unwrap();
+
+    // History: counts per emoji, and whether the reader reacted.
+    let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
+    let mut counts: Vec<_> =
+        page.messages[0].reactions.iter().map(|r| (r.emoji.as_str(), r.count, r.me)).collect();
+    counts.sort();
+    assert_eq!(counts, [("🎉", 1, false), ("👍", 2, true)]);
+    // The entries are in history too (a backfill brings them), with today's counts.
+    let entries: Vec<_> = page.messages[1..].iter().map(|m| (m.seq, m.kind)).collect();
+    assert_eq!(
+        entries,
+        [(2, MessageKind::React), (3, MessageKind::React), (4, MessageKind::React)]
+    );
+    assert_eq!(page.messages[1].reactions[0].count, 2);
+
+    // Taking one back: an unreact entry; taking it back twice stores nothing.
+    let back = s.react(&bob, ab.id, 1, "👍", false).await.unwrap().unwrap();
+    assert_eq!((back.message.seq, back.message.kind), (5, MessageKind::Unreact));
+    assert_eq!(back.message.reactions[0].count, 1);
+    assert!(s.react(&bob, ab.id, 1, "👍", false).await.unwrap().is_none());
+    let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
+    assert!(page.messages[0].reactions.iter().all(|r| !r.me), "{page:?}");
+
+    // Refused: outsiders, bad emoji, missing messages, entries.
+    let err = s.react(&eve, ab.id, 1, "👍", true).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotMember { .. }), "{err}");
+    for bad in ["", "a b", "\u{1b}", "0123456789abcdefg"] {
+        let err = s.react(&bob, ab.id, 1, bad, true).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad:?}: {err}");
+    }
+    let err = s.react(&bob, ab.id, 99, "👍", true).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    let err = s.react(&bob, ab.id, 2, "👍", true).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    // Previews and search skip the entries.
+    let previews = s.last_messages(bob.id).await.unwrap();
+    assert_eq!(previews[0].seq, 1);
+    f
+}
+
+async fn retention_deletes_what_is_past_its_age_except_under_hold(f: Fixture) -> Fixture {
+    use switchboard_storage::retention::{RetentionConfig, sweep};
+    let [root, alice, bob, carol] = [
+        user(f.store.as_ref(), "root").await,
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "carol").await,
+    ];
+    let s = f.store.as_ref();
+    // ab follows the default (7 days); bob is on hold.
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    s.append(said(ab.id, &alice, "ab1", "expired budget")).await.unwrap();
+    s.append(said(ab.id, &bob, "ab2", "held budget")).await.unwrap();
+    s.append(said(ab.id, &alice, "ab3", "fresh budget")).await.unwrap();
+    s.react(&bob, ab.id, 1, "👍", true).await.unwrap();
+    s.react(&alice, ab.id, 2, "👍", true).await.unwrap();
+    f.backdate(ab.id, &[1, 2], 10).await;
+    // ac keeps forever, overriding the default.
+    let (ac, _) = s.open_direct(&alice, &carol).await.unwrap();
+    s.append(said(ac.id, &alice, "ac1", "forever budget")).await.unwrap();
+    f.backdate(ac.id, &[1], 100).await;
+    // ops keeps 30 days, overriding the default.
+    let (ops, _) = s.create_group(&alice, "Ops", std::slice::from_ref(&carol)).await.unwrap();
+    for key in ["o2", "o3", "o4"] {
+        s.append(said(ops.id, &alice, key, "ops budget")).await.unwrap();
+    }
+    f.backdate(ops.id, &[1], 50).await;
+    f.backdate(ops.id, &[2], 40).await;
+    f.backdate(ops.id, &[3], 31).await;
+    f.backdate(ops.id, &[4], 10).await;
+    // legal is on hold: nothing of it goes.
+    let (legal, _) = s.create_group(&alice, "Legal", std::slice::from_ref(&carol)).await.unwrap();
+    s.append(said(legal.id, &alice, "l2", "legal budget")).await.unwrap();
+    f.backdate(legal.id, &[1, 2], 100).await;
+
+    s.set_retention(None, Some(7)).await.unwrap();
+    s.set_retention(Some(ac.id), None).await.unwrap();
+    s.set_retention(Some(ops.id), Some(30)).await.unwrap();
+    let err = s.set_retention(Some(ops.id), Some(0)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let held = s.add_hold(Some(&bob), None, "case 7", &root).await.unwrap();
+    s.add_hold(None, Some(legal.id), "case 8", &root).await.unwrap();
+    let err = s.add_hold(Some(&bob), Some(legal.id), "both", &root).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let policies = s.retention_policies().await.unwrap();
+    assert_eq!(
+        policies.iter().map(|p| (p.conversation_id, p.keep_days)).collect::<Vec<_>>(),
+        [(None, Some(7)), (Some(ac.id), None), (Some(ops.id), Some(30))]
+    );
+    let holds = s.legal_holds().await.unwrap();
+    assert_eq!(holds[0].user.as_deref(), Some("bob"));
+    assert_eq!((holds[1].conversation_id, holds[1].created_by.as_str()), (Some(legal.id), "root"));
+
+    // Small batches, so a sweep takes several transactions.
+    let config =
+        RetentionConfig { batch: 2, pause: std::time::Duration::ZERO, ..Default::default() };
+    // ab: alice's old message; ops: the three past 30 days.
+    assert_eq!(sweep(s, &config).await.unwrap(), 4);
+    let seqs = |page: switchboard_storage::HistoryPage| {
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>()
+    };
+    // History simply starts later; bob's held message keeps its reactions.
+    let page = s.history(ab.id, &alice, Some(0), None, 10).await.unwrap();
+    assert_eq!(page.messages[0].reactions[0].count, 1);
+    assert_eq!(seqs(page), [2, 3, 4, 5]);
+    assert_eq!(seqs(s.history(ac.id, &alice, None, None, 10).await.unwrap()), [1]);
+    assert_eq!(seqs(s.history(ops.id, &alice, None, None, 10).await.unwrap()), [4]);
+    assert_eq!(seqs(s.history(legal.id, &alice, None, None, 10).await.unwrap()), [1, 2]);
+    // Search follows the rows.
+    let mut hits = found(s, &alice, &words(&["budget"])).await;
+    hits.sort();
+    let mut expected = vec![(ab.id, 2), (ab.id, 3), (ac.id, 1), (ops.id, 4), (legal.id, 2)];
+    expected.sort();
+    assert_eq!(hits, expected);
+    // Nothing more is due; seqs go on where they were.
+    assert_eq!(sweep(s, &config).await.unwrap(), 0);
+    let next = s.append(said(ab.id, &alice, "ab6", "after")).await.unwrap();
+    assert_eq!(next.message.seq, 6);
+
+    // Lifting bob's hold lets his old message go too.
+    s.remove_hold(held.id).await.unwrap();
+    assert!(matches!(s.remove_hold(held.id).await, Err(StoreError::NotFound(_))));
+    assert_eq!(sweep(s, &config).await.unwrap(), 1);
+    assert_eq!(seqs(s.history(ab.id, &alice, Some(0), None, 10).await.unwrap()), [3, 4, 5, 6]);
+    // A conversation back on the default loses what is past 7 days.
+    s.clear_retention(Some(ac.id)).await.unwrap();
+    assert_eq!(sweep(s, &config).await.unwrap(), 1);
+    f
 }

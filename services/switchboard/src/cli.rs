@@ -120,6 +120,74 @@ pub enum Command {
         after_help = EXIT_CODES
     )]
     Broadcast(BroadcastArgs),
+    /// Retention policies (admins): delete messages older than N days, or keep forever
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+    /// Legal holds (admins): keep a user's or a conversation's messages whatever the policy
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RetentionCommand {
+    /// Print the organisation's default and every conversation's own policy
+    Show {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the default (without --conversation) or a conversation's policy
+    Set(RetentionSetArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("policy").required(true).args(["keep_days", "keep_forever", "inherit"])))]
+pub struct RetentionSetArgs {
+    /// The conversation's id; without it, the organisation's default
+    #[arg(long)]
+    pub conversation: Option<i64>,
+    /// Delete messages older than this many days
+    #[arg(long)]
+    pub keep_days: Option<i64>,
+    /// Keep messages forever (on a conversation: even if the default deletes)
+    #[arg(long)]
+    pub keep_forever: bool,
+    /// Remove the conversation's own policy so it follows the default again (without
+    /// --conversation: remove the default, which keeps everything)
+    #[arg(long)]
+    pub inherit: bool,
+}
+
+#[derive(Subcommand)]
+pub enum HoldCommand {
+    /// Place a hold on a user's messages or on a conversation
+    Add(HoldAddArgs),
+    /// Lift a hold (by the id `hold list` shows)
+    Remove { id: i64 },
+    /// Print every hold
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("held").required(true).args(["user", "conversation"])))]
+pub struct HoldAddArgs {
+    /// Keep every message this user sent, in every conversation
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Keep every message of this conversation (its id)
+    #[arg(long)]
+    pub conversation: Option<i64>,
+    /// Why (a case or matter reference), shown by `hold list`
+    #[arg(long, default_value = "")]
+    pub reason: String,
 }
 
 /// What `post` and `broadcast` exit with (every command does the same).
@@ -260,6 +328,33 @@ pub struct ServeArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// How the retention job (in `serve` and `storage`) deletes messages past their policy.
+#[derive(Args)]
+pub struct RetentionArgs {
+    /// Seconds between retention sweeps (0: never delete, whatever the policies say)
+    #[arg(long, env = "SWITCHBOARD_RETENTION_INTERVAL_SECS", default_value_t = 3600)]
+    pub retention_interval_secs: u64,
+    /// Most messages one retention transaction deletes
+    #[arg(long, env = "SWITCHBOARD_RETENTION_BATCH", default_value_t = 1000)]
+    pub retention_batch: u32,
+    /// Pause after each full retention batch, in milliseconds, so live traffic gets the
+    /// database in between
+    #[arg(long, env = "SWITCHBOARD_RETENTION_PAUSE_MS", default_value_t = 50)]
+    pub retention_pause_ms: u64,
+}
+
+impl RetentionArgs {
+    pub fn config(&self) -> switchboard_storage::retention::RetentionConfig {
+        switchboard_storage::retention::RetentionConfig {
+            interval: std::time::Duration::from_secs(self.retention_interval_secs),
+            batch: self.retention_batch.max(1),
+            pause: std::time::Duration::from_millis(self.retention_pause_ms),
+        }
+    }
 }
 
 /// TLS on a server's port: both files or neither (plain HTTP / gRPC then).
@@ -410,6 +505,8 @@ pub struct StorageArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 #[derive(Subcommand)]

@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod client;
 mod org;
+mod retention;
 mod serve;
 
 use clap::Parser;
@@ -51,6 +52,8 @@ fn main() -> std::process::ExitCode {
             Command::Webhook { command } => org::webhook(cli.client, command).await,
             Command::Directory { command } => org::directory(cli.client, command).await,
             Command::Broadcast(args) => org::broadcast(cli.client, args).await,
+            Command::Retention { command } => retention::retention(cli.client, command).await,
+            Command::Hold { command } => retention::hold(cli.client, command).await,
         }
     });
     // Spans still buffered go out before the process ends.

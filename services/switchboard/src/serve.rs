@@ -9,7 +9,7 @@ use switchboard_gateway::tls::Tls;
 use switchboard_gateway::{Cluster, Config, Gateway, auth};
 use switchboard_presence::{RedisConfig, RedisLocator, RedisPresence};
 use switchboard_storage::grpc::RemoteStore;
-use switchboard_storage::{PgStore, SqliteStore};
+use switchboard_storage::{PgStore, SqliteStore, Store};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
@@ -131,10 +131,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&args.data_dir)
         .await
         .with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?;
-    let gateway = Gateway::new(Arc::new(store), config(&args.limits));
+    let store: Arc<dyn Store> = Arc::new(store);
+    let gateway = Gateway::new(store.clone(), config(&args.limits));
     bootstrap_admin(&gateway).await?;
     println!("Data: {}", args.data_dir.display());
-    serve_gateway(gateway, args.listen, &args.tls, &args.limits).await
+    // Retention runs beside the server and ends with it (a sweep cut short resumes at the
+    // next start: every batch is its own transaction).
+    let retention = tokio::spawn(switchboard_storage::retention::run(
+        store,
+        args.retention.config(),
+        std::future::pending(),
+    ));
+    let served = serve_gateway(gateway, args.listen, &args.tls, &args.limits).await;
+    retention.abort();
+    served
 }
 
 /// `switchboard gateway`: a cluster gateway over remote storage, Redis and routers.
@@ -186,7 +196,17 @@ pub async fn storage(args: StorageArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Switchboard storage is listening on {scheme}://{} (gRPC)", listener.local_addr()?);
-    switchboard_storage::grpc::serve_tls(listener, Arc::new(store), tls, shutdown_signal()).await?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    // The one place of a cluster that deletes by retention: where the data is.
+    let retention = tokio::spawn(switchboard_storage::retention::run(
+        store.clone(),
+        args.retention.config(),
+        std::future::pending(),
+    ));
+    let served =
+        switchboard_storage::grpc::serve_tls(listener, store, tls, shutdown_signal()).await;
+    retention.abort();
+    served?;
     println!("Switchboard storage stopped.");
     Ok(())
 }

@@ -205,6 +205,13 @@ export class App {
       .catch((e) => this.flash(`Could not delete: ${e.message}`));
   }
 
+  /** Adds or takes back my reaction; the entry coming back over the socket redraws. */
+  react(m, emoji, add) {
+    this.connection
+      .request({ type: add ? 'react' : 'unreact', conversation_id: m.conversation_id, seq: m.seq, emoji })
+      .catch((e) => this.flash(`Could not react: ${e.message}`));
+  }
+
   sendFromComposer() {
     const input = $('composer-input');
     const body = input.value;
@@ -421,6 +428,7 @@ export class App {
       onDelete: (m) => this.deleteMessage(m),
       confirmingDelete: this.confirmingDelete,
       onThread: (m) => this.openThread(m),
+      onReact: (m, emoji, add) => this.react(m, emoji, add),
     });
     if (bottom || (stick && atBottom)) box.scrollTop = box.scrollHeight;
   }

@@ -20,6 +20,7 @@ export class State {
     let conv = this.conversations.get(c.id);
     if (!conv) {
       conv = new Conv(c);
+      conv.me = this.me.username;
       this.conversations.set(c.id, conv);
     }
     conv.kind = c.kind;
@@ -89,9 +90,29 @@ export class State {
   }
 }
 
-/** An edit or delete entry: it changes another message and is not shown itself. */
+/** An edit, delete or reaction entry: it changes another message and is not shown
+ * itself. */
 export function isEntry(m) {
-  return m.kind === 'edit' || m.kind === 'delete';
+  return m.kind === 'edit' || m.kind === 'delete' || isReaction(m);
+}
+
+function isReaction(m) {
+  return m.kind === 'react' || m.kind === 'unreact';
+}
+
+/** Applies a react/unreact entry to its message: the entry carries the emoji's count
+ * after the change, so applying it again (a backfill) sets the same number. */
+function applyReaction(target, m, me) {
+  const count = m.reactions && m.reactions[0] ? m.reactions[0].count : 0;
+  const list = (target.reactions || []).slice();
+  let r = list.find((x) => x.emoji === m.body);
+  if (!r) {
+    r = { emoji: m.body, count: 0, me: false };
+    list.push(r);
+  }
+  r.count = count;
+  if (m.sender === me) r.me = m.kind === 'react';
+  target.reactions = list.filter((x) => x.count > 0);
 }
 
 export class Conv {
@@ -111,6 +132,7 @@ export class Conv {
     this.reads = new Map(); // username -> read seq (others', seen this session)
     this.typing = new Map(); // username -> expiry time
     this.loaded = false; // newest page fetched
+    this.me = null; // my username (reaction entries tell whether a reaction is mine)
   }
 
   isMember(username) {
@@ -132,6 +154,11 @@ export class Conv {
     const isNew = m.seq > this.heldSeq;
     if (m.seq > this.heldSeq) this.heldSeq = m.seq;
     if (m.seq > this.lastSeq) this.lastSeq = m.seq;
+    if (isReaction(m)) {
+      const target = this.messages.get(m.ref_seq);
+      if (target) applyReaction(target, m, this.me);
+      return isNew;
+    }
     if (isEntry(m)) {
       // An edit or delete entry changes the message it names (history already shows
       // older changes applied, so applying one twice does no harm).

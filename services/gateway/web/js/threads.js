@@ -58,6 +58,8 @@ export const threadMethods = {
   onThreadMessage(m) {
     const thread = this.thread;
     if (!thread || m.conversation_id !== thread.conversation_id) return;
+    // Reactions show in the conversation, not in the thread dialog.
+    if (m.kind === 'react' || m.kind === 'unreact') return;
     if (isEntry(m)) {
       const target = [thread.root, ...thread.replies].find((x) => x.seq === m.ref_seq);
       if (!target || (m.kind === 'edit' && m.deleted)) return;

@@ -199,6 +199,14 @@ export function renderMessages(state, conv, pending, actions = {}) {
     if (!m.pending && !m.deleted && m.kind === 'text' && actions.onThread) {
       meta.append(el('button', { type: 'button', class: `link-button thread-link${m.reply_count ? ' has-replies' : ''}`, 'aria-label': m.reply_count ? `${replyLabel(m.reply_count)}: open the thread` : 'Reply in a thread', onclick: () => actions.onThread(m) }, replyLabel(m.reply_count)));
     }
+    let reactions = null;
+    if (!m.pending && !m.deleted && actions.onReact) {
+      // Each emoji with its count (mine highlighted; a click toggles mine), and a quick 👍.
+      const list = m.reactions || [];
+      reactions = el('div', { class: 'reactions' },
+        ...list.map((r) => el('button', { type: 'button', class: `reaction${r.me ? ' mine' : ''}`, 'aria-pressed': r.me ? 'true' : 'false', 'aria-label': `${r.emoji} ${r.count}`, onclick: () => actions.onReact(m, r.emoji, !r.me) }, `${r.emoji} ${r.count}`)),
+        list.some((r) => r.emoji === '👍') ? null : el('button', { type: 'button', class: 'reaction add-reaction', 'aria-label': 'React with 👍', onclick: () => actions.onReact(m, '👍', true) }, '+👍'));
+    }
     if (mine && m === mineLast) {
       const r = receipt(state, conv, m, m.pending);
       meta.append(el('span', { class: `receipt ${r.cls}` }, r.text));
@@ -212,6 +220,7 @@ export function renderMessages(state, conv, pending, actions = {}) {
           mine || continued ? null : el('div', { class: 'sender' }, name,
             m.author ? el('span', { class: 'bot-badge', title: 'An automated account' }, 'BOT') : null),
           bubble,
+          reactions,
           meta)),
     );
     previous = m;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard_protocol::rest::ImportReport;
+use switchboard_protocol::rest::{ImportReport, LegalHold, RetentionPolicy};
 use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 use switchboard_telemetry::grpc::{ClientLayer, TracedClient};
 use switchboard_telemetry::trace;
@@ -359,6 +359,82 @@ impl Store for RemoteStore {
         };
         let reply = self.client().change_message(request).await.map_err(status_to_error)?;
         appended_from_pb(reply.into_inner())
+    }
+
+    async fn react(
+        &self,
+        user: &User,
+        conversation: i64,
+        seq: i64,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Option<Appended>> {
+        let request = pb::ReactRequest {
+            user: Some(user_to_pb(user)),
+            conversation_id: conversation,
+            seq,
+            emoji: emoji.to_owned(),
+            add,
+        };
+        let reply = self.client().react(request).await.map_err(status_to_error)?;
+        reply.into_inner().appended.map(appended_from_pb).transpose()
+    }
+
+    async fn set_retention(&self, conversation: Option<i64>, keep_days: Option<i64>) -> Result<()> {
+        let request = pb::RetentionPolicy { conversation_id: conversation, keep_days };
+        self.client().set_retention(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn clear_retention(&self, conversation: Option<i64>) -> Result<()> {
+        let request = pb::RetentionScope { conversation_id: conversation };
+        self.client().clear_retention(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn retention_policies(&self) -> Result<Vec<RetentionPolicy>> {
+        let reply =
+            self.client().retention_policies(pb::Empty {}).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().policies.into_iter().map(policy_from_pb).collect())
+    }
+
+    async fn add_hold(
+        &self,
+        user: Option<&User>,
+        conversation: Option<i64>,
+        reason: &str,
+        creator: &User,
+    ) -> Result<LegalHold> {
+        let request = pb::AddHoldRequest {
+            user: user.map(user_to_pb),
+            conversation_id: conversation,
+            reason: reason.to_owned(),
+            creator: Some(user_to_pb(creator)),
+        };
+        let reply = self.client().add_hold(request).await.map_err(status_to_error)?;
+        Ok(hold_from_pb(reply.into_inner()))
+    }
+
+    async fn remove_hold(&self, id: i64) -> Result<()> {
+        self.client().remove_hold(pb::HoldId { id }).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn legal_holds(&self) -> Result<Vec<LegalHold>> {
+        let reply = self.client().legal_holds(pb::Empty {}).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().holds.into_iter().map(hold_from_pb).collect())
+    }
+
+    async fn retention_targets(&self, now: i64) -> Result<Vec<(i64, i64)>> {
+        let request = pb::RetentionTargetsRequest { now };
+        let reply = self.client().retention_targets(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().targets.into_iter().map(|t| (t.conversation_id, t.cutoff)).collect())
+    }
+
+    async fn retention_delete(&self, conversation: i64, cutoff: i64, limit: u32) -> Result<u64> {
+        let request = pb::RetentionDeleteRequest { conversation_id: conversation, cutoff, limit };
+        let reply = self.client().retention_delete(request).await.map_err(status_to_error)?;
+        Ok(u64::try_from(reply.into_inner().count).unwrap_or(0))
     }
 
     async fn search(&self, viewer: &User, query: &SearchQuery) -> Result<SearchPage> {

@@ -2,9 +2,9 @@
 //! [`StoreError`] and gRPC statuses.
 
 use prost::Message as _;
-use switchboard_protocol::rest::ImportReport;
+use switchboard_protocol::rest::{ImportReport, LegalHold, RetentionPolicy};
 use switchboard_protocol::{
-    Broadcast, Conversation, ConversationKind, Message, MessageKind, PresenceStatus,
+    Broadcast, Conversation, ConversationKind, Message, MessageKind, PresenceStatus, Reaction,
 };
 use tonic::{Code, Status};
 
@@ -66,6 +66,11 @@ pub fn message_to_pb(message: Message) -> pb::Message {
         deleted: message.deleted,
         thread_seq: message.thread_seq,
         reply_count: message.reply_count,
+        reactions: message
+            .reactions
+            .into_iter()
+            .map(|r| pb::Reaction { emoji: r.emoji, count: r.count, me: r.me })
+            .collect(),
     }
 }
 
@@ -84,6 +89,11 @@ pub fn message_from_pb(message: pb::Message) -> Message {
         deleted: message.deleted,
         thread_seq: message.thread_seq,
         reply_count: message.reply_count,
+        reactions: message
+            .reactions
+            .into_iter()
+            .map(|r| Reaction { emoji: r.emoji, count: r.count, me: r.me })
+            .collect(),
     }
 }
 
@@ -467,4 +477,34 @@ pub fn new_broadcast_from_pb(b: pb::NewBroadcast) -> Result<NewBroadcast, Status
         ack_required: b.ack_required,
         priority: b.priority,
     })
+}
+
+pub fn policy_to_pb(p: RetentionPolicy) -> pb::RetentionPolicy {
+    pb::RetentionPolicy { conversation_id: p.conversation_id, keep_days: p.keep_days }
+}
+
+pub fn policy_from_pb(p: pb::RetentionPolicy) -> RetentionPolicy {
+    RetentionPolicy { conversation_id: p.conversation_id, keep_days: p.keep_days }
+}
+
+pub fn hold_to_pb(h: LegalHold) -> pb::LegalHold {
+    pb::LegalHold {
+        id: h.id,
+        user: h.user,
+        conversation_id: h.conversation_id,
+        reason: h.reason,
+        created_by: h.created_by,
+        created_at: h.created_at,
+    }
+}
+
+pub fn hold_from_pb(h: pb::LegalHold) -> LegalHold {
+    LegalHold {
+        id: h.id,
+        user: h.user,
+        conversation_id: h.conversation_id,
+        reason: h.reason,
+        created_by: h.created_by,
+        created_at: h.created_at,
+    }
 }

@@ -356,6 +356,73 @@ impl Storage for StorageService {
         reply(changed, appended_to_pb)
     }
 
+    async fn react(&self, request: Request<pb::ReactRequest>) -> Reply<pb::MaybeAppended> {
+        let r = request.into_inner();
+        let who = user(r.user, "user")?;
+        let changed = self.store.react(&who, r.conversation_id, r.seq, &r.emoji, r.add).await;
+        reply(changed, |a| pb::MaybeAppended { appended: a.map(appended_to_pb) })
+    }
+
+    async fn set_retention(&self, request: Request<pb::RetentionPolicy>) -> Reply<pb::Empty> {
+        let p = policy_from_pb(request.into_inner());
+        reply(self.store.set_retention(p.conversation_id, p.keep_days).await, |()| pb::Empty {})
+    }
+
+    async fn clear_retention(&self, request: Request<pb::RetentionScope>) -> Reply<pb::Empty> {
+        let scope = request.into_inner().conversation_id;
+        reply(self.store.clear_retention(scope).await, |()| pb::Empty {})
+    }
+
+    async fn retention_policies(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Reply<pb::RetentionPolicyList> {
+        reply(self.store.retention_policies().await, |list| pb::RetentionPolicyList {
+            policies: list.into_iter().map(policy_to_pb).collect(),
+        })
+    }
+
+    async fn add_hold(&self, request: Request<pb::AddHoldRequest>) -> Reply<pb::LegalHold> {
+        let r = request.into_inner();
+        let held = r.user.map(user_from_pb);
+        let creator = user(r.creator, "creator")?;
+        let added =
+            self.store.add_hold(held.as_ref(), r.conversation_id, &r.reason, &creator).await;
+        reply(added, hold_to_pb)
+    }
+
+    async fn remove_hold(&self, request: Request<pb::HoldId>) -> Reply<pb::Empty> {
+        reply(self.store.remove_hold(request.into_inner().id).await, |()| pb::Empty {})
+    }
+
+    async fn legal_holds(&self, _request: Request<pb::Empty>) -> Reply<pb::LegalHoldList> {
+        reply(self.store.legal_holds().await, |list| pb::LegalHoldList {
+            holds: list.into_iter().map(hold_to_pb).collect(),
+        })
+    }
+
+    async fn retention_targets(
+        &self,
+        request: Request<pb::RetentionTargetsRequest>,
+    ) -> Reply<pb::RetentionTargetList> {
+        let targets = self.store.retention_targets(request.into_inner().now).await;
+        reply(targets, |list| pb::RetentionTargetList {
+            targets: list
+                .into_iter()
+                .map(|(conversation_id, cutoff)| pb::RetentionTarget { conversation_id, cutoff })
+                .collect(),
+        })
+    }
+
+    async fn retention_delete(
+        &self,
+        request: Request<pb::RetentionDeleteRequest>,
+    ) -> Reply<pb::Count> {
+        let r = request.into_inner();
+        let deleted = self.store.retention_delete(r.conversation_id, r.cutoff, r.limit).await;
+        reply(deleted, |n| pb::Count { count: i64::try_from(n).unwrap_or(i64::MAX) })
+    }
+
     async fn search(&self, request: Request<pb::SearchRequest>) -> Reply<pb::SearchReply> {
         let (viewer, query) = search_from_pb(request.into_inner())?;
         reply(self.store.search(&viewer, &query).await, search_page_to_pb)

@@ -78,6 +78,7 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
                 deleted: false,
                 thread_seq: None,
                 reply_count: 0,
+                reactions: Vec::new(),
             },
             false,
         )));
@@ -197,6 +198,7 @@ async fn stored_copies<'a>(
                 deleted: false,
                 thread_seq: None,
                 reply_count: 0,
+                reactions: Vec::new(),
             };
             if let Some(key) = new.client_msg_id.as_deref() {
                 stored.insert((sender, key), message);

@@ -66,6 +66,7 @@ pub async fn insert_message(
         deleted: false,
         thread_seq: None,
         reply_count: 0,
+        reactions: Vec::new(),
     })
 }
 
@@ -383,7 +384,7 @@ const MESSAGE_COLUMNS: &str = "m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.a
 fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
     let kind: String = row.try_get("kind")?;
     let deleted = row.try_get::<Option<i64>, _>("deleted_at")?.is_some();
-    let change = matches!(kind.as_str(), "edit" | "delete");
+    let change = matches!(kind.as_str(), "edit" | "delete" | "react" | "unreact");
     let ref_seq: Option<i64> = row.try_get("ref_seq")?;
     Ok(Message {
         conversation_id: conversation,
@@ -401,6 +402,7 @@ fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
         deleted,
         thread_seq: if change { None } else { ref_seq },
         reply_count: row.try_get("reply_count")?,
+        reactions: Vec::new(),
     })
 }
 
@@ -428,14 +430,15 @@ pub async fn stored_copy(
 
 /// The newest message of each of the user's conversations that has one, by conversation.
 pub async fn last_messages(pool: &Pool, user_id: i64) -> Result<Vec<Message>> {
-    // The newest message shown on its own: edit and delete entries change older ones. The
+    // The newest message shown on its own: edit, delete and reaction entries change older
+    // ones. The
     // subquery walks the conversation's primary key backwards from the end.
     let sql = format!(
         "SELECT m.conversation_id, {MESSAGE_COLUMNS}
          FROM members mine
          JOIN messages m ON m.conversation_id = mine.conversation_id AND m.seq = (
              SELECT x.seq FROM messages x
-             WHERE x.conversation_id = mine.conversation_id AND x.kind NOT IN ('edit', 'delete')
+             WHERE x.conversation_id = mine.conversation_id AND x.kind NOT IN ('edit', 'delete', 'react', 'unreact')
              ORDER BY x.seq DESC LIMIT 1)
          JOIN users u ON u.id = m.sender_id
          WHERE mine.user_id = $1 ORDER BY m.conversation_id"
@@ -486,6 +489,7 @@ pub async fn history(
     if after.is_none() {
         messages.reverse();
     }
+    attach_reactions(&mut conn, conversation, viewer, &mut messages).await?;
     Ok(HistoryPage { messages, has_more })
 }
 

@@ -113,5 +113,6 @@ pub async fn thread(
     for row in rows.iter().take(limit as usize) {
         messages.push(message_from_row(conversation, row)?);
     }
+    attach_reactions(&mut conn, conversation, viewer, &mut messages).await?;
     Ok(HistoryPage { messages, has_more })
 }

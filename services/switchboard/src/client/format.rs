@@ -33,7 +33,9 @@ pub fn message_line(message: &Message) -> String {
         MessageKind::Text => {
             let edited = if message.edited_at.is_some() { " (edited)" } else { "" };
             let (id, sender, body) = (message.conversation_id, &message.sender, &message.body);
-            format!("[{when}] #{id} {sender}: {body}{edited}")
+            let reactions: String =
+                message.reactions.iter().map(|r| format!(" [{} {}]", r.emoji, r.count)).collect();
+            format!("[{when}] #{id} {sender}: {body}{edited}{reactions}")
         }
         MessageKind::System => format!("[{when}] #{} * {}", message.conversation_id, message.body),
         MessageKind::Broadcast => {
@@ -49,6 +51,14 @@ pub fn message_line(message: &Message) -> String {
             let (id, sender) = (message.conversation_id, &message.sender);
             format!(
                 "[{when}] #{id} * {sender} deleted message {}",
+                message.ref_seq.unwrap_or_default()
+            )
+        }
+        MessageKind::React | MessageKind::Unreact => {
+            let (id, sender, emoji) = (message.conversation_id, &message.sender, &message.body);
+            let did = if message.kind == MessageKind::React { "reacted" } else { "took back" };
+            format!(
+                "[{when}] #{id} * {sender} {did} {emoji} on message {}",
                 message.ref_seq.unwrap_or_default()
             )
         }

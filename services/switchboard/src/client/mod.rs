@@ -1,7 +1,7 @@
 //! The CLI client: commands that talk to a running server over REST and WebSocket.
 
 mod credentials;
-mod format;
+pub mod format;
 mod http;
 mod listen;
 mod search;

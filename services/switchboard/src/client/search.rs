@@ -90,6 +90,7 @@ mod tests {
                 deleted: false,
                 thread_seq: None,
                 reply_count: 0,
+                reactions: Vec::new(),
             },
             highlight: vec!["the ".into(), "budget".into(), "\nis late".into()],
         };

@@ -1,0 +1,78 @@
+//! The retention job: applies retention policies (and legal holds) by deleting old
+//! messages in small transactions, so it never holds the database for long.
+//!
+//! It runs where the data is: in `switchboard storage` (one per cluster: every storage
+//! replica may run it, and two sweeps deleting the same rows only find less to do) and
+//! in the embedded server, never in a gateway. The policies, holds and deletes are the
+//! [`Store`]'s; this module only paces them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics::APPENDERS;
+use crate::{Result, Store, now_ms};
+
+/// How the job paces itself.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// Time between two sweeps (a sweep goes through every conversation a policy
+    /// applies to). Zero turns the job off.
+    pub interval: Duration,
+    /// Most messages deleted per transaction: bounds how long one delete holds locks
+    /// (SQLite's single writer, PostgreSQL row locks) next to live traffic.
+    pub batch: u32,
+    /// Pause after each full batch, so appends get the writer in between.
+    pub pause: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(3600), batch: 1000, pause: Duration::from_millis(50) }
+    }
+}
+
+/// One sweep: deletes everything due now, a batch at a time. Returns how many messages
+/// went. Also counted in `switchboard_retention_messages_deleted_total`.
+pub async fn sweep(store: &dyn Store, config: &RetentionConfig) -> Result<u64> {
+    let mut total = 0;
+    for (conversation, cutoff) in store.retention_targets(now_ms()).await? {
+        loop {
+            let deleted = store.retention_delete(conversation, cutoff, config.batch).await?;
+            APPENDERS.retention_deleted.add(deleted);
+            total += deleted;
+            if deleted < u64::from(config.batch.max(1)) {
+                break;
+            }
+            tokio::time::sleep(config.pause).await;
+        }
+    }
+    Ok(total)
+}
+
+/// Sweeps every `config.interval` (the first one shortly after start) until `shutdown`
+/// resolves. A failed sweep is logged and tried again at the next interval.
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: RetentionConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    if config.interval.is_zero() {
+        return;
+    }
+    let work = async {
+        // Let the server come up before the first sweep.
+        tokio::time::sleep(Duration::from_secs(5).min(config.interval)).await;
+        loop {
+            match sweep(store.as_ref(), &config).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "retention sweep"),
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+            }
+            tokio::time::sleep(config.interval).await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = shutdown => {}
+    }
+}
