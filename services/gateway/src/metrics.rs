@@ -62,7 +62,7 @@ pub(crate) struct Metrics {
     pub connections: Counter,
     /// Connections closed because sign-in failed.
     pub sign_in_failures: Counter,
-    pub frames_in: CounterVec<21>,
+    pub frames_in: CounterVec<23>,
     pub frames_out: CounterVec<18>,
     /// Messages stored from this gateway (not counting retries answered as duplicates).
     pub sent: Counter,
