@@ -12,8 +12,8 @@ use switchboard_protocol::rest::ImportReport;
 use switchboard_storage::{DirectoryEntry, User};
 
 use crate::org::{NO_PASSWORD, normalize_org};
-use crate::rest::{Body, Caller};
-use crate::{ApiError, Gateway, auth};
+use crate::rest::{Body, Caller, ClientIp};
+use crate::{ApiError, AuditEvent, Gateway, auth};
 
 /// Largest CSV the endpoint accepts (about 100,000 people).
 const MAX_CSV_BYTES: usize = 16 * 1024 * 1024;
@@ -234,12 +234,40 @@ pub fn routes() -> Router<Gateway> {
 async fn import(
     State(gateway): State<Gateway>,
     Caller(admin): Caller,
+    ClientIp(ip): ClientIp,
     Body(req): Body<ImportRequest>,
 ) -> Result<Json<ImportReport>, ApiError> {
     if req.csv.len() > MAX_CSV_BYTES {
         return Err(ApiError::new(ErrorCode::MessageTooLarge, "the CSV is larger than 16 MiB"));
     }
-    Ok(Json(gateway.import_directory(Some(&admin), &req.csv, req.password, req.dry_run).await?))
+    let report =
+        gateway.import_directory(Some(&admin), &req.csv, req.password, req.dry_run).await?;
+    if !report.dry_run {
+        gateway.audit(AuditEvent {
+            actor: &admin.username,
+            action: "directory.import",
+            target: "",
+            ip,
+            detail: &import_summary(&report),
+        });
+    }
+    Ok(Json(report))
+}
+
+/// What an import changed, in words, for the audit log: the first accounts created by
+/// name (new accounts matter most), the rest counted.
+pub fn import_summary(report: &ImportReport) -> String {
+    const NAMED: usize = 20;
+    let mut names = report.created.iter().take(NAMED).cloned().collect::<Vec<_>>().join(" ");
+    if report.created.len() > NAMED {
+        names.push_str(" ...");
+    }
+    format!(
+        "created {} ({names}), updated {}, unchanged {}",
+        report.created.len(),
+        report.updated.len(),
+        report.unchanged
+    )
 }
 
 #[cfg(test)]

@@ -17,11 +17,15 @@
 //!   `directory`: the CSV directory import.
 //! - [`tls`]: HTTPS/`wss://` on the gateway's port, with a certificate reloadable at run
 //!   time.
+//! - `audit`: the audit log (recorded in the background, read at `/api/v1/admin/audit`);
+//!   `admin`: account flags (admin, disabled).
 //! - `web`: the web client's files (`services/gateway/web/`), compiled in, served at `/`.
 //!
 //! The seams: `Store` (SQLite, PostgreSQL, gRPC), `PresenceTracker` (in-process, Redis)
 //! and, in a cluster, `RouterLinks` for deliveries to other gateways.
 
+mod admin;
+mod audit;
 pub mod auth;
 pub mod config;
 mod directory;
@@ -59,7 +63,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use config::Config;
-pub use directory::{ImportRequest, parse_csv, parse_directory};
+pub use directory::{ImportRequest, import_summary, parse_csv, parse_directory};
 
 /// Where a cluster gateway finds the routers, and its name among the gateways.
 #[derive(Debug, Clone)]
@@ -72,6 +76,7 @@ pub struct Cluster {
     /// certificates); `http://` ones ignore it.
     pub tls: Option<switchboard_router::link::ClientTlsConfig>,
 }
+pub use audit::{Event as AuditEvent, LOCAL_ACTOR};
 pub use error::ApiError;
 
 /// State shared by every connection and request. Cheap to clone.
@@ -100,6 +105,8 @@ struct Inner {
     /// users' broadcast cursors in batches (`save_broadcast_cursors`). Full: dropped (the
     /// next sign-in sends that broadcast again; clients drop it by id).
     broadcasts_sent: mpsc::Sender<(i64, i64)>,
+    /// The audit log's writer (see `audit.rs`).
+    audit: audit::AuditLog,
 }
 
 impl Gateway {
@@ -141,6 +148,7 @@ impl Gateway {
         let rate = rate::RateLimiter::new(config.rate_per_user, config.rate_burst);
         let rate_ip = rate::RateLimiter::new(config.rate_per_ip, config.rate_ip_burst);
         let login = lockout::LoginGuard::new(&config);
+        let audit = audit::AuditLog::spawn(store.clone());
         let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
             let router = cluster.map(|c| {
                 let me = me.clone();
@@ -179,6 +187,7 @@ impl Gateway {
                 login,
                 draining,
                 broadcasts_sent,
+                audit,
             }
         });
         tokio::spawn(forward_presence(inner.presence.subscribe(), Arc::downgrade(&inner)));
@@ -231,6 +240,18 @@ impl Gateway {
     /// Connected WebSocket sessions on this gateway.
     pub fn session_count(&self) -> usize {
         self.inner.hub.session_count()
+    }
+
+    /// Records a security-relevant event in the audit log (and the `audit` log target).
+    /// Never waits for storage; see `audit.rs`.
+    pub fn audit(&self, event: AuditEvent<'_>) {
+        self.inner.audit.record(event);
+    }
+
+    /// Waits until every audit event recorded so far is stored (or given up): local admin
+    /// commands call it before they exit.
+    pub async fn flush_audit(&self) {
+        self.inner.audit.flush().await;
     }
 
     /// A session wrote (and flushed) broadcasts up to `id` to `user`: saved in the

@@ -79,6 +79,8 @@ pub(crate) struct Metrics {
     /// Sessions told to reconnect elsewhere because this gateway drains.
     pub drained_sessions: Counter,
     pub draining: Gauge,
+    /// Audit entries logged but not stored (queue full, or storage refused them).
+    pub audit_write_failures: Counter,
 }
 
 pub(crate) static METRICS: Metrics = Metrics {
@@ -94,6 +96,7 @@ pub(crate) static METRICS: Metrics = Metrics {
     slow_consumers: Counter::new(),
     drained_sessions: Counter::new(),
     draining: Gauge::new(),
+    audit_write_failures: Counter::new(),
 };
 
 /// The `type` of a JSON frame (`"other"` when there is none), without parsing it: the
@@ -189,6 +192,11 @@ pub(crate) fn render(gateway: &Gateway) -> String {
         &m.drained_sessions,
     );
     e.gauge("switchboard_gateway_draining", "1 while the gateway drains.", &m.draining);
+    e.counter(
+        "switchboard_gateway_audit_write_failures_total",
+        "Audit entries logged but not stored (see the `audit` error log lines).",
+        &m.audit_write_failures,
+    );
     if gateway.inner.router.is_some() {
         switchboard_storage::metrics::encode_client(&mut e);
         switchboard_router::metrics::encode_links(&mut e);

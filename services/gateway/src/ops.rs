@@ -561,4 +561,17 @@ impl Gateway {
             None => Ok(()),
         }
     }
+
+    /// Why a sign-in as `username` was refused, for the audit log only (the client is
+    /// told nothing more than "wrong username or password"). Costs one or two reads.
+    pub(crate) async fn why_login_failed(&self, username: &str) -> String {
+        match self.store().credentials(username).await {
+            Ok(Some(_)) => "wrong password".to_owned(),
+            Ok(None) => match self.store().user_by_name(username).await {
+                Ok(_) => "account disabled".to_owned(),
+                Err(_) => "unknown user".to_owned(),
+            },
+            Err(e) => format!("storage error: {e}"),
+        }
+    }
 }

@@ -29,8 +29,8 @@ use switchboard_protocol::{Broadcast, ErrorCode, MessageKind, ServerFrame, org_u
 use switchboard_storage::{Appended, NewBroadcast, NewMessage, NewUser, User, Webhook, now_ms};
 
 use crate::hub::Outbound;
-use crate::rest::{Body, Caller};
-use crate::{ApiError, Gateway, auth};
+use crate::rest::{Body, Caller, ClientIp};
+use crate::{ApiError, AuditEvent, Gateway, auth};
 
 /// Bot tokens live ten years: scripts should not break every month. Revoke with logout.
 const BOT_TOKEN_TTL_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
@@ -266,20 +266,36 @@ pub fn routes() -> Router<Gateway> {
 async fn create_bot(
     State(gateway): State<Gateway>,
     Caller(admin): Caller,
+    ClientIp(ip): ClientIp,
     Body(req): Body<CreateBotRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (user, token, expires_at) =
         gateway.create_bot(Some(&admin), &req.username, &req.display_name).await?;
+    gateway.audit(AuditEvent {
+        actor: &admin.username,
+        action: "bot.create",
+        target: &user.username,
+        ip,
+        detail: "",
+    });
     Ok((StatusCode::CREATED, Json(BotCreated { user: user.info(), token, expires_at })))
 }
 
 async fn create_webhook(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
+    ClientIp(ip): ClientIp,
     Path(id): Path<i64>,
     Body(req): Body<CreateWebhookRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (webhook, key) = gateway.create_webhook(&user, id, &req.name).await?;
+    gateway.audit(AuditEvent {
+        actor: &user.username,
+        action: "webhook.create",
+        target: &format!("webhook:{}", webhook.id),
+        ip,
+        detail: &format!("conversation {} name {:?}", webhook.conversation_id, webhook.name),
+    });
     let created = WebhookCreated {
         id: webhook.id,
         conversation_id: webhook.conversation_id,
@@ -292,9 +308,17 @@ async fn create_webhook(
 async fn revoke_webhook(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
+    ClientIp(ip): ClientIp,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     gateway.revoke_webhook(&user, id).await?;
+    gateway.audit(AuditEvent {
+        actor: &user.username,
+        action: "webhook.revoke",
+        target: &format!("webhook:{id}"),
+        ip,
+        detail: "",
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,9 +340,22 @@ async fn post_webhook(
 async fn broadcast(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
+    ClientIp(ip): ClientIp,
     Body(req): Body<BroadcastRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let broadcast = gateway.broadcast(&user, &req.to, req.body, req.ack, req.priority).await?;
+    gateway.audit(AuditEvent {
+        actor: &user.username,
+        action: "broadcast.send",
+        target: &broadcast.org,
+        ip,
+        detail: &format!(
+            "broadcast {}{}{}",
+            broadcast.id,
+            if broadcast.ack_required { ", ack required" } else { "" },
+            if broadcast.priority { ", priority" } else { "" }
+        ),
+    });
     Ok((StatusCode::CREATED, Json(broadcast)))
 }
 

@@ -90,6 +90,7 @@ struct ProvisionedUser {
 /// REST module's extractors) so that this file is self-contained; the errors are the same.
 pub async fn provision(
     State(gateway): State<Gateway>,
+    crate::rest::ClientIp(ip): crate::rest::ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ProvisionResponse>, ApiError> {
@@ -208,6 +209,16 @@ pub async fn provision(
         created_directs,
         "provisioned"
     );
+    gateway.audit(crate::AuditEvent {
+        actor: &caller.username,
+        action: "user.provision",
+        target: &req.prefix,
+        ip,
+        detail: &format!(
+            "{} accounts ({missing} created), {created_groups} groups, tokens issued: {}",
+            req.count, req.issue_tokens
+        ),
+    });
     Ok(Json(ProvisionResponse {
         users: provisioned,
         groups,

@@ -26,7 +26,7 @@ use switchboard_protocol::{ErrorCode, MessageKind};
 use switchboard_storage::User;
 
 use crate::ops::Target;
-use crate::{ApiError, Gateway, auth, session};
+use crate::{ApiError, AuditEvent, Gateway, auth, session};
 
 pub fn routes(gateway: Gateway) -> Router {
     // Room for the largest body plus JSON quoting and the other fields.
@@ -56,6 +56,8 @@ pub fn routes(gateway: Gateway) -> Router {
         .merge(crate::org::routes())
         .merge(crate::reactions::routes())
         .merge(crate::retention::routes())
+        .merge(crate::audit::routes())
+        .merge(crate::admin::routes())
         .merge(crate::directory::routes())
         .merge(crate::web::routes())
         .fallback(not_found)
@@ -236,15 +238,53 @@ async fn login(
     ClientIp(ip): ClientIp,
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let (token, expires_at, user) = gateway.login_from(ip, &req.username, &req.password).await?;
-    Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
+    match gateway.login_from(ip, &req.username, &req.password).await {
+        Ok((token, expires_at, user)) => {
+            gateway.audit(AuditEvent {
+                actor: &user.username,
+                action: "auth.login",
+                target: "",
+                ip,
+                detail: "",
+            });
+            Ok(Json(LoginResponse { token, expires_at, user: user.info() }))
+        }
+        Err(e) => {
+            let reason = if e.code() == ErrorCode::InvalidCredentials {
+                gateway.why_login_failed(&req.username).await
+            } else {
+                e.to_string()
+            };
+            gateway.audit(AuditEvent {
+                actor: &req.username,
+                action: "auth.login_failed",
+                target: "",
+                ip,
+                detail: &reason,
+            });
+            Err(e)
+        }
+    }
 }
 
+/// Revokes the caller's token (an unknown or revoked token is answered alike, 204).
 async fn logout(
     State(gateway): State<Gateway>,
+    ClientIp(ip): ClientIp,
     Token(token): Token,
 ) -> Result<StatusCode, ApiError> {
-    gateway.store().revoke_token(&auth::token_hash(&token)).await?;
+    let hash = auth::token_hash(&token);
+    let owner = gateway.store().user_by_token(&hash).await?;
+    gateway.store().revoke_token(&hash).await?;
+    if let Some(owner) = owner {
+        gateway.audit(AuditEvent {
+            actor: &owner.username,
+            action: "auth.logout",
+            target: "",
+            ip,
+            detail: "token revoked",
+        });
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -255,6 +295,7 @@ async fn me(Caller(user): Caller) -> impl IntoResponse {
 async fn create_user(
     State(gateway): State<Gateway>,
     Caller(admin): Caller,
+    ClientIp(ip): ClientIp,
     Body(req): Body<CreateUserRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = gateway
@@ -267,6 +308,13 @@ async fn create_user(
             req.admin,
         )
         .await?;
+    gateway.audit(AuditEvent {
+        actor: &admin.username,
+        action: "user.create",
+        target: &user.username,
+        ip,
+        detail: if user.admin { "admin" } else { "" },
+    });
     Ok((StatusCode::CREATED, Json(user.info())))
 }
 

@@ -340,3 +340,83 @@ pub struct LegalHold {
 pub struct HoldsResponse {
     pub holds: Vec<LegalHold>,
 }
+
+/// One entry of the audit log (`GET /api/v1/admin/audit`): a security-relevant event.
+/// Messages themselves are never audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Increasing, unique; page with `before` = the last id you got.
+    pub id: i64,
+    /// When it happened, milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// Username of who did it (for a failed sign-in, the name that was tried); `-` for a
+    /// local admin command run on the server's own data.
+    pub actor: String,
+    /// What happened, e.g. `auth.login`, `auth.login_failed`, `user.update` (the list is in
+    /// `docs/security.md`).
+    pub action: String,
+    /// What it was done to: a username, `conversation:12`, `webhook:3`, an org path; may be
+    /// empty.
+    #[serde(default)]
+    pub target: String,
+    /// The client's IP address as the gateway saw it; empty for local commands.
+    #[serde(default)]
+    pub ip: String,
+    /// Details in words, e.g. the reason a sign-in failed or the flags that changed.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// `GET /api/v1/admin/audit`: newest first, at most `limit` (default 100, at most 1000).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// Only entries by this username.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Only this action (`auth.login_failed`), or every action under a prefix ending in
+    /// `.` (`auth.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Only entries at or after this time (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// Only entries before this time (milliseconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// Paging: only entries with an id below this (the previous page's `next_before`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Answer to `GET /api/v1/admin/audit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditResponse {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+    /// Set when older entries may follow: ask again with `before` = this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<i64>,
+}
+
+/// `PUT /api/v1/admin/users/{name}`: changes an account's role or disables it. Absent
+/// fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
+    /// A disabled account cannot sign in and its tokens stop working (until enabled again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+/// Answer to `PUT /api/v1/admin/users/{name}`: the account's flags now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFlags {
+    pub username: String,
+    pub admin: bool,
+    pub disabled: bool,
+}

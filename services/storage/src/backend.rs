@@ -309,6 +309,26 @@ macro_rules! sql_store {
             ) -> Result<(switchboard_protocol::Broadcast, Vec<(String, Option<i64>)>)> {
                 queries::broadcast_status(&self.$read, id).await
             }
+
+            async fn update_user(
+                &self,
+                username: &str,
+                admin: Option<bool>,
+                disabled: Option<bool>,
+            ) -> Result<(User, bool)> {
+                queries::update_user(&self.$write, username, admin, disabled).await
+            }
+
+            async fn record_audit(&self, entries: &[$crate::NewAuditEntry]) -> Result<()> {
+                queries::record_audit(&self.$write, entries).await
+            }
+
+            async fn audit_log(
+                &self,
+                query: &$crate::AuditQuery,
+            ) -> Result<Vec<switchboard_protocol::rest::AuditEntry>> {
+                queries::audit_log(&self.$read, query).await
+            }
         }
     };
 }
@@ -345,6 +365,7 @@ macro_rules! sql_queries {
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/lockout.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/reactions.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/retention.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/audit.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

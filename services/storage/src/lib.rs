@@ -33,14 +33,14 @@ pub mod retention;
 mod sqlite;
 
 pub use model::{
-    Appended, DirectoryEntry, HistoryPage, LoginLock, NewBroadcast, NewMessage, NewUser,
-    SearchPage, SearchQuery, SearchSort, SearchTerm, User, Webhook, now_ms,
+    Appended, AuditQuery, DirectoryEntry, HistoryPage, LoginLock, NewAuditEntry, NewBroadcast,
+    NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, User, Webhook, now_ms,
 };
 pub use postgres::PgStore;
 pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
 
 use async_trait::async_trait;
-use switchboard_protocol::rest::{ImportReport, LegalHold, RetentionPolicy};
+use switchboard_protocol::rest::{AuditEntry, ImportReport, LegalHold, RetentionPolicy};
 use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 
 /// Largest page a history read returns, whatever the caller asks for.
@@ -88,7 +88,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: NewUser) -> Result<User>;
     async fn user_count(&self) -> Result<i64>;
-    /// The user and their argon2 password hash, for sign-in.
+    /// The user and their argon2 password hash, for sign-in; None if unknown or disabled.
     async fn credentials(&self, username: &str) -> Result<Option<(User, String)>>;
     async fn user_by_name(&self, username: &str) -> Result<User>;
     async fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) -> Result<()>;
@@ -99,7 +99,8 @@ pub trait Store: Send + Sync + 'static {
     async fn search_users(&self, query: &str, limit: u32) -> Result<Vec<User>>;
 
     async fn insert_token(&self, hash: &[u8], user_id: i64, expires_at: i64) -> Result<()>;
-    /// The token's user if the token exists, is not revoked and has not expired.
+    /// The token's user if the token exists, is not revoked, has not expired and its
+    /// account is not disabled.
     async fn user_by_token(&self, hash: &[u8]) -> Result<Option<User>>;
     async fn revoke_token(&self, hash: &[u8]) -> Result<()>;
 
@@ -285,4 +286,19 @@ pub trait Store: Send + Sync + 'static {
     /// The broadcast, and every person now under its path with the time they
     /// acknowledged it (None: not yet), by username.
     async fn broadcast_status(&self, id: i64) -> Result<(Broadcast, Vec<(String, Option<i64>)>)>;
+
+    /// Sets an account's `admin` and `disabled` flags (None: unchanged); returns the
+    /// account and whether it is now disabled. A disabled account is refused by
+    /// [`Store::credentials`] and [`Store::user_by_token`] (its tokens are kept, so
+    /// enabling it again brings them back).
+    async fn update_user(
+        &self,
+        username: &str,
+        admin: Option<bool>,
+        disabled: Option<bool>,
+    ) -> Result<(User, bool)>;
+    /// Appends entries to the audit log, in one transaction.
+    async fn record_audit(&self, entries: &[NewAuditEntry]) -> Result<()>;
+    /// Audit entries matching `query`, newest first.
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }

@@ -176,3 +176,31 @@ pub struct SearchPage {
     /// More results exist past this page.
     pub has_more: bool,
 }
+
+/// An audit log entry to store (see [`crate::Store::record_audit`]). `ts` is when the
+/// event happened: the gateway writes entries in the background, a little later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub ip: String,
+    pub detail: String,
+}
+
+/// Which audit entries to read: every filter that is set must match. Newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    /// One action, or (ending in `.`) every action under that prefix.
+    pub action: Option<String>,
+    /// Only entries with `ts >= since` (milliseconds).
+    pub since: Option<i64>,
+    /// Only entries with `ts < until` (milliseconds).
+    pub until: Option<i64>,
+    /// Only entries with an id below this (paging).
+    pub before: Option<i64>,
+    /// Entries to return; capped at [`crate::MAX_PAGE`].
+    pub limit: u32,
+}

@@ -14,8 +14,8 @@ use sqlx::Connection;
 use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
-    DirectoryEntry, LoginLock, NewBroadcast, NewMessage, NewUser, PgStore, SearchQuery, SearchSort,
-    SearchTerm, SqliteStore, Store, StoreError, User, now_ms,
+    AuditQuery, DirectoryEntry, LoginLock, NewAuditEntry, NewBroadcast, NewMessage, NewUser,
+    PgStore, SearchQuery, SearchSort, SearchTerm, SqliteStore, Store, StoreError, User, now_ms,
 };
 
 enum Backend {
@@ -212,6 +212,8 @@ on_both_backends!(
     a_thread_reads_its_root_then_its_replies,
     reactions_are_counted_per_emoji_and_stored_as_entries,
     retention_deletes_what_is_past_its_age_except_under_hold,
+    the_audit_log_filters_and_pages_newest_first,
+    a_disabled_account_cannot_sign_in_and_its_tokens_stop_working,
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -1113,6 +1115,80 @@ async fn storage_replicas_over_one_database_keep_seqs_gapless() {
         let _ = stop.send(());
     }
     db.drop_database().await;
+fn audit_entry(ts: i64, actor: &str, action: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        ts,
+        actor: actor.into(),
+        action: action.into(),
+        target: format!("target of {action}"),
+        ip: "192.0.2.7".into(),
+        detail: "why".into(),
+    }
+}
+
+async fn the_audit_log_filters_and_pages_newest_first(f: Fixture) -> Fixture {
+    let store = f.store.as_ref();
+    let entries = [
+        audit_entry(1_000, "alice", "auth.login"),
+        audit_entry(2_000, "mallory", "auth.login_failed"),
+        audit_entry(3_000, "admin", "user.update"),
+        audit_entry(4_000, "alice", "auth.logout"),
+        // `_` and `%` are plain characters in a prefix, not patterns.
+        audit_entry(5_000, "admin", "auth_x.other"),
+    ];
+    store.record_audit(&entries[..2]).await.unwrap();
+    store.record_audit(&entries[2..]).await.unwrap();
+    store.record_audit(&[]).await.unwrap();
+    let read = |query: AuditQuery| async move {
+        let found = store.audit_log(&AuditQuery { limit: 100, ..query }).await.unwrap();
+        found.into_iter().map(|e| (e.ts, e.action)).collect::<Vec<_>>()
+    };
+    let all = store.audit_log(&AuditQuery { limit: 100, ..AuditQuery::default() }).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(
+        (all[4].actor.as_str(), all[4].target.as_str(), all[4].ip.as_str(), all[4].detail.as_str()),
+        ("alice", "target of auth.login", "192.0.2.7", "why")
+    );
+    let by_alice = read(AuditQuery { actor: Some("alice".into()), ..AuditQuery::default() });
+    assert_eq!(by_alice.await, vec![(4_000, "auth.logout".into()), (1_000, "auth.login".into())]);
+    let auth = read(AuditQuery { action: Some("auth.".into()), ..AuditQuery::default() }).await;
+    assert_eq!(auth.iter().map(|(ts, _)| *ts).collect::<Vec<_>>(), vec![4_000, 2_000, 1_000]);
+    let exact =
+        read(AuditQuery { action: Some("auth.login".into()), ..AuditQuery::default() }).await;
+    assert_eq!(exact, vec![(1_000, "auth.login".into())]);
+    let window =
+        read(AuditQuery { since: Some(2_000), until: Some(4_000), ..AuditQuery::default() }).await;
+    assert_eq!(window.iter().map(|(ts, _)| *ts).collect::<Vec<_>>(), vec![3_000, 2_000]);
+    // Paging: two at a time, each page below the last id seen.
+    let first = store.audit_log(&AuditQuery { limit: 2, ..AuditQuery::default() }).await.unwrap();
+    let next = AuditQuery { limit: 2, before: Some(first[1].id), ..AuditQuery::default() };
+    let second = store.audit_log(&next).await.unwrap();
+    let pages: Vec<i64> = first.iter().chain(&second).map(|e| e.ts).collect();
+    assert_eq!(pages, vec![5_000, 4_000, 3_000, 2_000]);
+    f
+}
+
+async fn a_disabled_account_cannot_sign_in_and_its_tokens_stop_working(f: Fixture) -> Fixture {
+    let store = f.store.as_ref();
+    let alice = user(store, "alice").await;
+    store.insert_token(b"alice-token", alice.id, now_ms() + 60_000).await.unwrap();
+    let (changed, disabled) = store.update_user("alice", None, Some(true)).await.unwrap();
+    assert!(disabled && !changed.admin);
+    assert!(store.credentials("alice").await.unwrap().is_none());
+    assert!(store.user_by_token(b"alice-token").await.unwrap().is_none());
+    // Still in the directory (their messages keep a name), just unable to act.
+    assert_eq!(store.user_by_name("alice").await.unwrap().id, alice.id);
+    let (changed, disabled) = store.update_user("alice", Some(true), Some(false)).await.unwrap();
+    assert!(!disabled && changed.admin);
+    let back = store.user_by_token(b"alice-token").await.unwrap().unwrap();
+    assert!(back.admin, "the role change shows on the next request");
+    assert!(store.credentials("alice").await.unwrap().is_some());
+    let (unchanged, disabled) = store.update_user("alice", None, None).await.unwrap();
+    assert!(unchanged.admin && !disabled);
+    let missing = store.update_user("nobody", Some(true), None).await.unwrap_err();
+    assert!(matches!(missing, StoreError::UserNotFound(name) if name == "nobody"));
+    f
 }
 
 async fn reactions_are_counted_per_emoji_and_stored_as_entries(f: Fixture) -> Fixture {

@@ -130,6 +130,10 @@ pub enum Command {
         #[command(subcommand)]
         command: HoldCommand,
     },
+    /// Read the audit log: sign-ins, failed sign-ins, admin actions, bots, webhooks,
+    /// broadcasts (admins only)
+    #[command(after_help = AUDIT_HELP)]
+    Audit(AuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -188,6 +192,43 @@ pub struct HoldAddArgs {
     /// Why (a case or matter reference), shown by `hold list`
     #[arg(long, default_value = "")]
     pub reason: String,
+}
+
+const AUDIT_HELP: &str = "Times (--since, --until) are UTC: 2026-12-01, 2026-12-01T14:30, \
+    2026-12-01T14:30:05Z, milliseconds since the epoch, or an age: 30m, 12h, 7d (that long ago).\n\n\
+Actions (--action takes one, or a prefix ending in '.', e.g. auth.):\n  \
+    auth.login  auth.login_failed  auth.logout\n  \
+    user.create  user.update  user.provision  directory.import\n  \
+    bot.create  webhook.create  webhook.revoke  broadcast.send\n\n\
+Output: one line per entry, newest first: time, actor, action, target, client IP, detail.\n\n\
+Examples:\n  switchboard audit --action auth.login_failed --since 24h\n  \
+    switchboard audit --actor alice --action user. --json\n  \
+    switchboard audit --limit 100 --before 5120      # the page after the one ending at 5120";
+
+/// `switchboard audit`: the filters of `GET /api/v1/admin/audit`.
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Only entries by this username (for failed sign-ins: the name that was tried)
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action, or every action under a prefix ending in '.' (see below)
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only entries at or after this time (see below)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only entries before this time (see below)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Entries to show, newest first (at most 1000)
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Paging: only entries with an id below this (printed at the end of a full page)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+    /// Print each entry as a JSON line
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What `post` and `broadcast` exit with (every command does the same).
@@ -513,6 +554,24 @@ pub struct StorageArgs {
 pub enum UserCommand {
     /// Create an account (in a data dir directly, or on a running server with --server)
     Add(UserAddArgs),
+    /// Change an account's role or disable it (through the server, as an admin). A
+    /// disabled account cannot sign in and its tokens stop working until it is enabled
+    #[command(after_help = "Examples:\n  switchboard user set alice --admin true\n  \
+        switchboard user set mallory --disabled true")]
+    Set(UserSetArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("change").required(true).multiple(true).args(["admin", "disabled"]))]
+pub struct UserSetArgs {
+    /// Username
+    pub name: String,
+    /// Make the account an administrator (true) or not (false)
+    #[arg(long, value_name = "BOOL")]
+    pub admin: Option<bool>,
+    /// Disable the account (true) or enable it again (false)
+    #[arg(long, value_name = "BOOL")]
+    pub disabled: Option<bool>,
 }
 
 #[derive(Args)]

@@ -35,6 +35,10 @@ fn main() -> std::process::ExitCode {
             Command::User { command: UserCommand::Add(args) } => {
                 admin::user_add(cli.client, args).await
             }
+            Command::User { command: UserCommand::Set(args) } => {
+                admin::user_set(cli.client, args).await
+            }
+            Command::Audit(args) => admin::audit(cli.client, args).await,
             Command::Login(args) => client::login(cli.client, args).await,
             Command::Logout => client::logout(cli.client).await,
             Command::Send(args) => client::send(cli.client, args).await,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hyper::Method;
-use switchboard_gateway::{Config, Gateway};
+use switchboard_gateway::{AuditEvent, Config, Gateway, LOCAL_ACTOR, import_summary};
 use switchboard_protocol::Broadcast;
 use switchboard_protocol::rest::{
     BotCreated, BroadcastRequest, BroadcastStatus, CreateBotRequest, CreateWebhookRequest,
@@ -66,6 +66,14 @@ pub async fn bot_add(client: ClientArgs, args: BotAddArgs) -> anyhow::Result<()>
                 .create_bot(None, &args.name, &args.display_name)
                 .await
                 .map_err(gateway_error)?;
+            gateway.audit(AuditEvent {
+                actor: LOCAL_ACTOR,
+                action: "bot.create",
+                target: &user.username,
+                ip: None,
+                detail: "local command",
+            });
+            gateway.flush_audit().await;
             BotCreated { user: user.info(), token, expires_at }
         }
         None => {
@@ -165,10 +173,24 @@ async fn import(client: ClientArgs, args: DirectoryImportArgs) -> anyhow::Result
         None
     };
     let report: ImportReport = match direct_store(&args.target).await? {
-        Some(store) => Gateway::new(store, Config::default())
-            .import_directory(None, &csv, password, args.dry_run)
-            .await
-            .map_err(gateway_error)?,
+        Some(store) => {
+            let gateway = Gateway::new(store, Config::default());
+            let report = gateway
+                .import_directory(None, &csv, password, args.dry_run)
+                .await
+                .map_err(gateway_error)?;
+            if !report.dry_run {
+                gateway.audit(AuditEvent {
+                    actor: LOCAL_ACTOR,
+                    action: "directory.import",
+                    target: "",
+                    ip: None,
+                    detail: &format!("{} (local command)", import_summary(&report)),
+                });
+                gateway.flush_audit().await;
+            }
+            report
+        }
         None => {
             let connection = Connection::resolve(&client).context(
                 "say where to import: --data-dir DIR, --database URL, or --server URL with an \

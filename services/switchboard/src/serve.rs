@@ -221,6 +221,13 @@ async fn bootstrap_admin(gateway: &Gateway) -> anyhow::Result<()> {
         .create_user(None, "admin", password.clone(), "Administrator", "", true)
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the admin account: {e}"))?;
+    gateway.audit(switchboard_gateway::AuditEvent {
+        actor: switchboard_gateway::LOCAL_ACTOR,
+        action: "user.create",
+        target: "admin",
+        ip: None,
+        detail: "admin (first start)",
+    });
     println!("Created the first account: admin");
     println!("  one-time password: {password}");
     println!("  (shown only now; sign in with `switchboard login --user admin`)");

@@ -408,3 +408,68 @@ fn people_search_their_messages_from_the_cli() {
     let (stopped, _) = server.stop();
     assert!(stopped);
 }
+
+#[test]
+fn admins_read_the_audit_log_and_disable_accounts_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (admin, alice) = (tmp.path().join("admin"), tmp.path().join("alice"));
+    let server = Serve::start(&data);
+    let password = server.admin_password().unwrap();
+    let url = server.url.clone();
+    let login = |dir: &Path, user: &str, password: &str| {
+        let args = ["login", "--server", &url, "--user", user, "--password-stdin"];
+        run(dir, &args, Some(&format!("{password}\n")))
+    };
+    assert_eq!(login(&admin, "admin", &password).0, 0);
+    ok(cli(&admin, &["user", "add", "alice", "--password-stdin"], Some("alice-secret\n")));
+    let data_arg = data.to_str().unwrap();
+    let local = ["user", "add", "bob", "--data-dir", data_arg, "--password-stdin"];
+    ok(cli(&admin, &local, Some("bob-secret\n")));
+    assert_eq!(login(&alice, "alice", "not-her-secret").0, 3);
+    assert_eq!(login(&alice, "alice", "alice-secret").0, 0);
+
+    let failed = ok(cli(&admin, &["audit", "--action", "auth.login_failed"], None));
+    let lines: Vec<&str> = failed.lines().collect();
+    assert_eq!(lines.len(), 1, "{failed}");
+    for part in ["alice", "auth.login_failed", "127.0.0.1", "wrong password"] {
+        assert!(lines[0].contains(part), "{part} missing: {failed}");
+    }
+    let by_alice = ok(cli(&admin, &["audit", "--actor", "alice", "--json", "--since", "1h"], None));
+    let actions: Vec<String> = by_alice
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .inspect(|e| assert_eq!(e["actor"], "alice"))
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actions, ["auth.login", "auth.login_failed"]);
+    // One per page: the newest, then (with the printed --before) the one before it.
+    let (success, newest, hint) =
+        cli(&admin, &["audit", "--action", "user.create", "--limit", "1"], None);
+    assert!(success && newest.contains("bob") && newest.contains("-  "), "{newest}");
+    let before = hint.trim().strip_prefix("(older entries: add --before ").unwrap();
+    let before = before.trim_end_matches(')');
+    let args = ["audit", "--action", "user.create", "--limit", "1", "--before", before];
+    let older = ok(cli(&admin, &args, None));
+    assert!(older.contains("alice") && older.contains("admin "), "{older}");
+
+    // Not for non-admins (exit 4: refused); bad times are named.
+    let (code, _, stderr) = run(&alice, &["audit"], None);
+    assert!(code == 4 && stderr.contains("forbidden"), "{code} {stderr}");
+    let (success, _, stderr) = cli(&admin, &["audit", "--since", "yesterday"], None);
+    assert!(!success && stderr.contains("cannot read the time"), "{stderr}");
+
+    // Disabling ends alice's token; it is audited.
+    let set = ok(cli(&admin, &["user", "set", "alice", "--disabled", "true"], None));
+    assert_eq!(set.trim(), "alice: not an admin, disabled");
+    let (code, _, stderr) = run(&alice, &["history", "admin"], None);
+    assert!(code == 3 && stderr.contains("unauthenticated"), "{code} {stderr}");
+    let (success, _, stderr) = cli(&admin, &["user", "set", "alice"], None);
+    assert!(!success && stderr.contains("--admin"), "say what to change: {stderr}");
+    let updates = ok(cli(&admin, &["audit", "--action", "user."], None));
+    assert!(updates.lines().next().unwrap().contains("disabled=true"), "{updates}");
+
+    let (success, help, _) = cli(&admin, &["audit", "--help"], None);
+    assert!(success && help.contains("auth.login_failed") && help.contains("Examples"), "{help}");
+    server.stop();
+}

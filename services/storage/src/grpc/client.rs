@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchboard_protocol::rest::{ImportReport, LegalHold, RetentionPolicy};
+use switchboard_protocol::rest::{AuditEntry, ImportReport, LegalHold, RetentionPolicy};
 use switchboard_protocol::{Broadcast, Conversation, Message, PresenceStatus};
 use switchboard_telemetry::grpc::{ClientLayer, TracedClient};
 use switchboard_telemetry::trace;
@@ -25,8 +25,8 @@ use super::pb::append_outcome::Outcome;
 use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
-    Appended, DirectoryEntry, HistoryPage, LoginLock, NewBroadcast, NewMessage, NewUser, Result,
-    SearchPage, SearchQuery, Store, StoreError, User, Webhook,
+    Appended, AuditQuery, DirectoryEntry, HistoryPage, LoginLock, NewAuditEntry, NewBroadcast,
+    NewMessage, NewUser, Result, SearchPage, SearchQuery, Store, StoreError, User, Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
@@ -546,6 +546,36 @@ impl Store for RemoteStore {
             .ok_or_else(|| StoreError::Unavailable("storage service sent no broadcast".into()))?;
         let recipients = reply.recipients.into_iter().map(|r| (r.username, r.acked_at)).collect();
         Ok((broadcast_from_pb(broadcast), recipients))
+    }
+
+    async fn update_user(
+        &self,
+        username: &str,
+        admin: Option<bool>,
+        disabled: Option<bool>,
+    ) -> Result<(User, bool)> {
+        let request = pb::UpdateUserRequest { username: username.to_owned(), admin, disabled };
+        let reply = self.client().update_user(request).await.map_err(status_to_error)?.into_inner();
+        let user = reply
+            .user
+            .ok_or_else(|| StoreError::Unavailable("storage service sent no user".into()))?;
+        Ok((user_from_pb(user), reply.disabled))
+    }
+
+    async fn record_audit(&self, entries: &[NewAuditEntry]) -> Result<()> {
+        let request = pb::AuditEntries { entries: entries.iter().map(new_audit_to_pb).collect() };
+        self.client().record_audit(request).await.map_err(status_to_error)?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let reply = self
+            .client()
+            .audit_log(audit_query_to_pb(query))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        Ok(reply.entries.into_iter().map(audit_from_pb).collect())
     }
 }
 

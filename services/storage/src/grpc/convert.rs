@@ -2,7 +2,7 @@
 //! [`StoreError`] and gRPC statuses.
 
 use prost::Message as _;
-use switchboard_protocol::rest::{ImportReport, LegalHold, RetentionPolicy};
+use switchboard_protocol::rest::{AuditEntry, ImportReport, LegalHold, RetentionPolicy};
 use switchboard_protocol::{
     Broadcast, Conversation, ConversationKind, Message, MessageKind, PresenceStatus, Reaction,
 };
@@ -10,8 +10,8 @@ use tonic::{Code, Status};
 
 use super::pb;
 use crate::{
-    Appended, DirectoryEntry, HistoryPage, NewBroadcast, NewMessage, NewUser, SearchPage,
-    SearchQuery, SearchSort, SearchTerm, StoreError, User, Webhook,
+    Appended, AuditQuery, DirectoryEntry, HistoryPage, NewAuditEntry, NewBroadcast, NewMessage,
+    NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, StoreError, User, Webhook,
 };
 
 pub fn user_to_pb(user: &User) -> pb::User {
@@ -506,5 +506,74 @@ pub fn hold_from_pb(h: pb::LegalHold) -> LegalHold {
         reason: h.reason,
         created_by: h.created_by,
         created_at: h.created_at,
+    }
+}
+
+pub fn new_audit_to_pb(e: &NewAuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        id: 0,
+        ts: e.ts,
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        target: e.target.clone(),
+        ip: e.ip.clone(),
+        detail: e.detail.clone(),
+    }
+}
+
+pub fn new_audit_from_pb(e: pb::AuditEntry) -> NewAuditEntry {
+    NewAuditEntry {
+        ts: e.ts,
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        ip: e.ip,
+        detail: e.detail,
+    }
+}
+
+pub fn audit_to_pb(e: AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        id: e.id,
+        ts: e.ts,
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        ip: e.ip,
+        detail: e.detail,
+    }
+}
+
+pub fn audit_from_pb(e: pb::AuditEntry) -> AuditEntry {
+    AuditEntry {
+        id: e.id,
+        ts: e.ts,
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        ip: e.ip,
+        detail: e.detail,
+    }
+}
+
+pub fn audit_query_to_pb(q: &AuditQuery) -> pb::AuditQuery {
+    pb::AuditQuery {
+        actor: q.actor.clone(),
+        action: q.action.clone(),
+        since: q.since,
+        until: q.until,
+        before: q.before,
+        limit: q.limit,
+    }
+}
+
+pub fn audit_query_from_pb(q: pb::AuditQuery) -> AuditQuery {
+    AuditQuery {
+        actor: q.actor,
+        action: q.action,
+        since: q.since,
+        until: q.until,
+        before: q.before,
+        limit: q.limit,
     }
 }

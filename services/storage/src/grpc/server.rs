@@ -527,4 +527,27 @@ impl Storage for StorageService {
             }
         })
     }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Reply<pb::UpdateUserReply> {
+        let r = request.into_inner();
+        reply(self.store.update_user(&r.username, r.admin, r.disabled).await, |(u, disabled)| {
+            pb::UpdateUserReply { user: Some(user_to_pb(&u)), disabled }
+        })
+    }
+
+    async fn record_audit(&self, request: Request<pb::AuditEntries>) -> Reply<pb::Empty> {
+        let entries: Vec<_> =
+            request.into_inner().entries.into_iter().map(new_audit_from_pb).collect();
+        reply(self.store.record_audit(&entries).await, |()| pb::Empty {})
+    }
+
+    async fn audit_log(&self, request: Request<pb::AuditQuery>) -> Reply<pb::AuditEntries> {
+        let query = audit_query_from_pb(request.into_inner());
+        reply(self.store.audit_log(&query).await, |entries| pb::AuditEntries {
+            entries: entries.into_iter().map(audit_to_pb).collect(),
+        })
+    }
 }

@@ -61,7 +61,7 @@ pub async fn user_count(pool: &Pool) -> Result<i64> {
 }
 
 pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<(User, String)>> {
-    let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1");
+    let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1 AND NOT disabled");
     let row = sqlx::query(&sql).bind(username).fetch_optional(pool).await?;
     row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?))).transpose()
 }
@@ -109,7 +109,7 @@ pub async fn insert_token(pool: &Pool, hash: &[u8], user_id: i64, expires_at: i6
 
 pub async fn user_by_token(pool: &Pool, hash: &[u8]) -> Result<Option<User>> {
     let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE id = (
+        "SELECT {USER_COLUMNS} FROM users WHERE NOT disabled AND id = (
              SELECT user_id FROM tokens WHERE hash = $1 AND NOT revoked AND expires_at > $2)"
     );
     let row = sqlx::query(&sql).bind(hash).bind(now_ms()).fetch_optional(pool).await?;
