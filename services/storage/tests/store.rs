@@ -1115,6 +1115,8 @@ async fn storage_replicas_over_one_database_keep_seqs_gapless() {
         let _ = stop.send(());
     }
     db.drop_database().await;
+}
+
 fn audit_entry(ts: i64, actor: &str, action: &str) -> NewAuditEntry {
     NewAuditEntry {
         ts,
