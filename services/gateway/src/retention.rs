@@ -15,8 +15,8 @@ use switchboard_protocol::rest::{
 };
 use switchboard_storage::User;
 
-use crate::rest::{Body, Caller};
-use crate::{ApiError, Gateway};
+use crate::rest::{Body, Caller, ClientIp};
+use crate::{ApiError, AuditEvent, Gateway};
 
 fn admin_only(user: &User) -> Result<(), ApiError> {
     if user.admin {
@@ -45,6 +45,7 @@ async fn policies(
 async fn set_policy(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
+    ClientIp(ip): ClientIp,
     Body(req): Body<RetentionPolicy>,
 ) -> Result<Json<RetentionPolicy>, ApiError> {
     admin_only(&user)?;
@@ -52,12 +53,14 @@ async fn set_policy(
         return Err(ApiError::invalid("keep_days must be at least 1 (omit it to keep forever)"));
     }
     gateway.store().set_retention(req.conversation_id, req.keep_days).await?;
-    tracing::info!(
-        admin = %user.username,
-        conversation = ?req.conversation_id,
-        keep_days = ?req.keep_days,
-        "retention policy set"
-    );
+    let keep = req.keep_days.map_or("keep forever".to_owned(), |d| format!("keep {d} days"));
+    gateway.audit(AuditEvent {
+        actor: &user.username,
+        action: "retention.set",
+        target: &scope_name(req.conversation_id),
+        ip,
+        detail: &keep,
+    });
     Ok(Json(req))
 }
 
@@ -66,6 +69,7 @@ async fn set_policy(
 async fn clear_policy(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
+    ClientIp(ip): ClientIp,
     Path(scope): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     admin_only(&user)?;
@@ -77,7 +81,13 @@ async fn clear_policy(
         ),
     };
     gateway.store().clear_retention(conversation).await?;
-    tracing::info!(admin = %user.username, conversation = ?conversation, "retention policy cleared");
+    gateway.audit(AuditEvent {
+        actor: &user.username,
+        action: "retention.clear",
+        target: &scope_name(conversation),
+        ip,
+        detail: "",
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -92,6 +102,7 @@ async fn holds(
 async fn add_hold(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
+    ClientIp(ip): ClientIp,
     Body(req): Body<HoldRequest>,
 ) -> Result<(StatusCode, Json<LegalHold>), ApiError> {
     admin_only(&user)?;
@@ -102,17 +113,39 @@ async fn add_hold(
     };
     let hold =
         gateway.store().add_hold(held.as_ref(), req.conversation_id, &req.reason, &user).await?;
-    tracing::info!(admin = %user.username, hold = hold.id, "legal hold placed");
+    let target = match (&hold.user, hold.conversation_id) {
+        (Some(name), _) => name.clone(),
+        (None, conversation) => scope_name(conversation),
+    };
+    gateway.audit(AuditEvent {
+        actor: &user.username,
+        action: "hold.add",
+        target: &target,
+        ip,
+        detail: &format!("hold {}: {}", hold.id, hold.reason),
+    });
     Ok((StatusCode::CREATED, Json(hold)))
 }
 
 async fn remove_hold(
     State(gateway): State<Gateway>,
     Caller(user): Caller,
+    ClientIp(ip): ClientIp,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     admin_only(&user)?;
     gateway.store().remove_hold(id).await?;
-    tracing::info!(admin = %user.username, hold = id, "legal hold lifted");
+    gateway.audit(AuditEvent {
+        actor: &user.username,
+        action: "hold.remove",
+        target: &format!("hold:{id}"),
+        ip,
+        detail: "",
+    });
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A retention policy's scope as the audit log names it.
+fn scope_name(conversation: Option<i64>) -> String {
+    conversation.map_or("default".to_owned(), |id| format!("conversation:{id}"))
 }

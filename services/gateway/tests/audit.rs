@@ -178,6 +178,23 @@ async fn every_event_kind_is_audited(server: &Server) {
     let (status, body) = put("root", &root, json!({"disabled": true})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_request")), "not yourself");
 
+    // Retention policies and legal holds (compliance settings) are audited too.
+    let (status, _) = http(
+        server.addr,
+        "PUT",
+        "/api/v1/admin/retention",
+        Some(&root),
+        Some(json!({"keep_days": 365})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, hold) =
+        post("/api/v1/admin/holds", &root, json!({"user": "alice", "reason": "matter 17"})).await;
+    assert_eq!(status, 201, "{hold}");
+    let hold_path = format!("/api/v1/admin/holds/{}", hold["id"]);
+    let (status, _) = http(server.addr, "DELETE", &hold_path, Some(&root), None).await;
+    assert_eq!(status, 204);
+
     // Only admins read the log.
     let (_, body) =
         post("/api/v1/users", &root, json!({"username": "bob", "password": "bob-password"})).await;
@@ -194,6 +211,9 @@ async fn every_event_kind_is_audited(server: &Server) {
     let expected = vec![
         row("bob", "auth.login", ""),
         row("root", "user.create", "bob"),
+        row("root", "hold.remove", &format!("hold:{}", hold["id"])),
+        row("root", "hold.add", "alice"),
+        row("root", "retention.set", "default"),
         row("alice", "auth.login_failed", ""),
         row("root", "user.update", "alice"),
         row("root", "user.update", "alice"),
@@ -212,12 +232,14 @@ async fn every_event_kind_is_audited(server: &Server) {
     ];
     assert_eq!(summary(&entries), expected);
     let detail = |i: usize| entries[i]["detail"].as_str().unwrap().to_owned();
-    assert_eq!(detail(2), "account disabled");
-    assert_eq!(detail(3), "admin=false disabled=true");
-    assert_eq!(detail(4), "admin=true");
-    assert!(detail(5).starts_with("created 1 (carol)"), "{}", detail(5));
-    assert_eq!(detail(13), "unknown user");
-    assert_eq!(detail(14), "wrong password");
+    assert_eq!(detail(3), "hold 1: matter 17");
+    assert_eq!(detail(4), "keep 365 days");
+    assert_eq!(detail(5), "account disabled");
+    assert_eq!(detail(6), "admin=false disabled=true");
+    assert_eq!(detail(7), "admin=true");
+    assert!(detail(8).starts_with("created 1 (carol)"), "{}", detail(8));
+    assert_eq!(detail(16), "unknown user");
+    assert_eq!(detail(17), "wrong password");
     for entry in &entries {
         assert_eq!(entry["ip"], "127.0.0.1", "{entry}");
         let ts = entry["ts"].as_i64().unwrap();

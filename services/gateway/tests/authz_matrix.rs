@@ -37,7 +37,7 @@ const RUN_ORDER: [usize; 6] = [0, 2, 3, 4, 5, 1];
 /// `Ops`, `{seq}` a message `user` sent there, `{role}` the caller's column name,
 /// `{hook}` a webhook of `Ops` made for this caller to try to revoke, `{hook_key}` a live
 /// webhook key, `{broadcast}` a broadcast to `HQ/Building 2` that asks for an ack,
-/// `{name}` an account for admins to change, `{asset}` every file of the web client. Bodies are JSON text after substitution.
+/// `{name}` an account for admins to change, `{emoji}` a reaction, `{no_hold}` a hold id that does not exist, `{asset}` every file of the web client. Bodies are JSON text after substitution.
 type Row = (&'static str, &'static str, &'static str, [&'static str; 6]);
 
 const OPEN: [&str; 6] = ["200", "200", "200", "200", "200", "200"];
@@ -97,6 +97,8 @@ const REST: &[Row] = &[
     ("GET", "/api/v1/conversations/{conv}/messages", "", MEMBERS),
     ("GET", "/api/v1/conversations/{conv}/reads", "", MEMBERS),
     ("GET", "/api/v1/conversations/{conv}/messages/{seq}/thread", "", MEMBERS),
+    ("PUT", "/api/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", "", MEMBERS),
+    ("DELETE", "/api/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", "", MEMBERS),
     (
         "PATCH",
         "/api/v1/conversations/{conv}/messages/{seq}",
@@ -222,6 +224,49 @@ const REST: &[Row] = &[
     ),
     ("PUT", "/api/v1/admin/users/{name}", r#"{"admin":false}"#, ADMINS),
     ("GET", "/api/v1/admin/audit", "", ADMINS),
+    ("GET", "/api/v1/admin/retention", "", ADMINS),
+    ("PUT", "/api/v1/admin/retention", r#"{"conversation_id":{conv},"keep_days":3650}"#, ADMINS),
+    (
+        "DELETE",
+        "/api/v1/admin/retention/{conv}",
+        "",
+        [
+            "401 unauthenticated",
+            "403 forbidden",
+            "403 forbidden",
+            "403 forbidden",
+            "403 forbidden",
+            "204",
+        ],
+    ),
+    ("GET", "/api/v1/admin/holds", "", ADMINS),
+    (
+        "POST",
+        "/api/v1/admin/holds",
+        r#"{"conversation_id":{conv},"reason":"held by {role}"}"#,
+        [
+            "401 unauthenticated",
+            "403 forbidden",
+            "403 forbidden",
+            "403 forbidden",
+            "403 forbidden",
+            "201",
+        ],
+    ),
+    // A hold that does not exist: who may look is decided first.
+    (
+        "DELETE",
+        "/api/v1/admin/holds/{no_hold}",
+        "",
+        [
+            "401 unauthenticated",
+            "403 forbidden",
+            "403 forbidden",
+            "403 forbidden",
+            "403 forbidden",
+            "404 not_found",
+        ],
+    ),
     // Last: it revokes the caller's token.
     ("POST", "/api/v1/logout", "", ["401 unauthenticated", "204", "204", "204", "204", "204"]),
 ];
@@ -272,6 +317,16 @@ const FRAMES: &[FrameRow] = &[
     ),
     ("history", r#"{"type":"history","conversation_id":{conv}}"#, WS_MEMBERS),
     ("thread", r#"{"type":"thread","conversation_id":{conv},"seq":{seq}}"#, WS_MEMBERS),
+    (
+        "react",
+        r#"{"type":"react","conversation_id":{conv},"seq":{seq},"emoji":"{emoji}"}"#,
+        WS_MEMBERS,
+    ),
+    (
+        "unreact",
+        r#"{"type":"unreact","conversation_id":{conv},"seq":{seq},"emoji":"{emoji}"}"#,
+        WS_MEMBERS,
+    ),
     ("typing", r#"{"type":"typing","conversation_id":{conv}}"#, WS_MEMBERS),
     ("read", r#"{"type":"read","conversation_id":{conv},"seq":1}"#, WS_MEMBERS),
     (
@@ -381,6 +436,8 @@ async fn world() -> World {
         ("{hook_key}", hook_key),
         ("{broadcast}", broadcast.id.to_string()),
         ("{name}", "owner".to_owned()),
+        ("{emoji}", "plus1".to_owned()),
+        ("{no_hold}", "999999".to_owned()),
     ]);
     World { server, tokens, vars, hooks }
 }

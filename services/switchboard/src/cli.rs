@@ -199,7 +199,8 @@ const AUDIT_HELP: &str = "Times (--since, --until) are UTC: 2026-12-01, 2026-12-
 Actions (--action takes one, or a prefix ending in '.', e.g. auth.):\n  \
     auth.login  auth.login_failed  auth.logout\n  \
     user.create  user.update  user.provision  directory.import\n  \
-    bot.create  webhook.create  webhook.revoke  broadcast.send\n\n\
+    bot.create  webhook.create  webhook.revoke  broadcast.send\n  \
+    retention.set  retention.clear  hold.add  hold.remove\n\n\
 Output: one line per entry, newest first: time, actor, action, target, client IP, detail.\n\n\
 Examples:\n  switchboard audit --action auth.login_failed --since 24h\n  \
     switchboard audit --actor alice --action user. --json\n  \
