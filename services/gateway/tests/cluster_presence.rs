@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::Server;
 use switchboard_gateway::Gateway;
-use switchboard_presence::{RedisConfig, RedisPresence};
+use switchboard_presence::{RedisConfig, RedisPresence, RedisTarget};
 use switchboard_protocol::{PresenceStatus, ServerFrame};
 use switchboard_storage::{SqliteStore, Store};
 
@@ -23,7 +23,7 @@ fn redis_url() -> String {
 async fn gateway(store: Arc<dyn Store>, prefix: &str, id: &str) -> Gateway {
     let url = redis_url();
     let config = RedisConfig {
-        url,
+        redis: RedisTarget::Single(url),
         prefix: prefix.into(),
         gateway: id.into(),
         ttl: Duration::from_secs(15),

@@ -14,10 +14,14 @@
 //! (The design card calls this seam `Presence`; here that name is the wire record
 //! [`switchboard_protocol::Presence`], so the trait is `PresenceTracker`.)
 
+mod conn;
 mod local;
 pub mod metrics;
 mod redis;
+#[doc(hidden)]
+pub mod testing;
 
+pub use conn::RedisTarget;
 pub use local::LocalPresence;
 pub use redis::{RedisConfig, RedisLocator, RedisPresence};
 

@@ -1,6 +1,6 @@
-//! Presence in Redis, for a cluster of gateways sharing one Redis.
+//! Presence in Redis (one server or a Redis Cluster), for a cluster of gateways.
 //!
-//! Keys (all under `{prefix}:`):
+//! Keys (all under `{prefix}:`; `{user}` is a hash tag, so a user's keys share a shard):
 //! - `presence:{user}`: hash gateway id -> sessions of that user on that gateway. The
 //!   user is online while it is not empty.
 //! - `status:{user}`: the chosen status and text (`status\ntext`), for other gateways'
@@ -9,7 +9,8 @@
 //! - `gateway-users:{gateway}`: hash user id -> username of users with sessions there,
 //!   so a dead gateway's users can be taken offline by whoever notices.
 //! - `gateways`: sorted set gateway id -> time of its last heartbeat (ms).
-//! - channel `presence`: every change, as the JSON of [`Presence`].
+//! - channel `presence` (one server) or sharded channels `changes:{0..16}` (a cluster):
+//!   every change, as the JSON of [`Presence`].
 //!
 //! Each gateway heartbeats every `ttl / 3` and, in the same beat, reaps gateways whose
 //! last heartbeat is older than `ttl`: it removes their sessions from `presence:*`, and
@@ -24,17 +25,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, PushKind, Value};
 use switchboard_protocol::{Presence, PresenceStatus};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::{CHANGES, PresenceError, PresenceTracker, Result, UserRef, visible};
+use crate::conn::{
+    CHANGE_SHARDS, Conn, change_channel, cluster_client, per_user, shard_channel, user_key,
+};
+use crate::{CHANGES, PresenceError, PresenceTracker, RedisTarget, Result, UserRef, visible};
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`
-    pub url: String,
+    /// One Redis server or a Redis Cluster.
+    pub redis: RedisTarget,
     /// Key and channel prefix, so several clusters (and parallel tests) share one Redis.
     pub prefix: String,
     /// This gateway's id, unique in the cluster.
@@ -50,7 +53,7 @@ pub struct RedisPresence {
 
 struct Inner {
     config: RedisConfig,
-    redis: ConnectionManager,
+    redis: Conn,
     changes: broadcast::Sender<Presence>,
     /// This gateway's own sessions, so it can write them back when Redis lost them (a
     /// restart, or this gateway reaped after a long pause). std Mutex: no await under it.
@@ -88,8 +91,12 @@ return 0";
 impl RedisPresence {
     /// Connects, announces this gateway and starts its heartbeat and change listener.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let redis = ConnectionManager::new(client.clone()).await?;
+        if config.prefix.contains(['{', '}']) {
+            return Err(PresenceError::Unavailable(
+                "the Redis prefix may not contain '{' or '}' (they pick cluster shards)".into(),
+            ));
+        }
+        let redis = Conn::connect(&config.redis).await?;
         let inner = Arc::new(Inner {
             config,
             redis,
@@ -103,12 +110,19 @@ impl RedisPresence {
         inner.reap(&gateway).await?;
         inner.heartbeat().await?;
         // Subscribe before returning, so no change announced after `connect` is missed.
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(inner.key("presence")).await?;
-        let tasks = vec![
-            tokio::spawn(listen(client, pubsub, Arc::clone(&inner))),
-            tokio::spawn(beat(Arc::clone(&inner))),
-        ];
+        let listener = match &inner.config.redis {
+            RedisTarget::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(inner.key("presence")).await?;
+                tokio::spawn(listen(client, pubsub, Arc::clone(&inner)))
+            }
+            RedisTarget::Cluster(nodes) => {
+                let subscription = subscribe_sharded(nodes, &inner.config.prefix).await?;
+                tokio::spawn(listen_sharded(nodes.clone(), subscription, Arc::clone(&inner)))
+            }
+        };
+        let tasks = vec![listener, tokio::spawn(beat(Arc::clone(&inner)))];
         Ok(Self { inner, tasks })
     }
 
@@ -133,13 +147,21 @@ impl Inner {
         format!("{}:{what}", self.config.prefix)
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn user_key(&self, what: &str, user: i64) -> String {
+        user_key(&self.config.prefix, what, user)
+    }
+
+    fn conn(&self) -> Conn {
         self.redis.clone()
     }
 
     async fn announce(&self, presence: &Presence) -> Result<()> {
         let payload = serde_json::to_string(presence).unwrap_or_default();
-        let _: i64 = self.conn().publish(self.key("presence"), payload).await?;
+        let cluster = self.redis.is_cluster();
+        let channel = change_channel(&self.config.prefix, cluster, &presence.user);
+        let publish = if cluster { "SPUBLISH" } else { "PUBLISH" };
+        let _: i64 =
+            redis::cmd(publish).arg(channel).arg(payload).query_async(&mut self.conn()).await?;
         Ok(())
     }
 
@@ -147,17 +169,16 @@ impl Inner {
         let gateway = &self.config.gateway;
         let ttl_ms = self.config.ttl.as_millis() as u64;
         let now = now_ms();
-        let (was_alive,): (Option<String>,) = redis::pipe()
-            .cmd("SET")
+        // Two calls, not a pipeline: the keys may live on different cluster shards.
+        let was_alive: Option<String> = redis::cmd("SET")
             .arg(self.key(&format!("gateway:{gateway}")))
             .arg(1)
             .arg("EX")
             .arg(ttl_ms.div_ceil(1000).max(1))
             .arg("GET")
-            .zadd(self.key("gateways"), gateway, now)
-            .ignore()
             .query_async(&mut self.conn())
             .await?;
+        let _: i64 = self.conn().zadd(self.key("gateways"), gateway, now).await?;
         if was_alive.is_none() {
             self.restore().await?;
             self.recovered.send_modify(|n| *n += 1);
@@ -187,14 +208,25 @@ impl Inner {
             return Ok(());
         }
         tracing::info!(users = mine.len(), "restoring this gateway's presence in Redis");
-        let mut pipe = redis::pipe();
-        for (id, username, sessions, status, text) in &mine {
-            pipe.hset(self.key(&format!("presence:{id}")), gateway, sessions).ignore();
-            pipe.hset(self.key(&format!("gateway-users:{gateway}")), id, username).ignore();
-            pipe.set(self.key(&format!("status:{id}")), format!("{}\n{text}", status.as_str()))
-                .ignore();
-        }
-        let _: () = pipe.query_async(&mut self.conn()).await?;
+        let users: Vec<(i64, &str)> =
+            mine.iter().map(|(id, username, ..)| (*id, username.as_str())).collect();
+        let _: () = self
+            .conn()
+            .hset_multiple(self.key(&format!("gateway-users:{gateway}")), &users)
+            .await?;
+        let ids: Vec<i64> = mine.iter().map(|(id, ..)| *id).collect();
+        let by_id: HashMap<i64, (i64, String)> = mine
+            .iter()
+            .map(|(id, _, sessions, status, text)| {
+                (*id, (*sessions, format!("{}\n{text}", status.as_str())))
+            })
+            .collect();
+        per_user(&self.redis, &ids, |pipe, id| {
+            let (sessions, status) = &by_id[&id];
+            pipe.hset(self.user_key("presence", id), gateway, sessions);
+            pipe.set(self.user_key("status", id), status);
+        })
+        .await?;
         for (_, username, _, status, text) in &mine {
             if *status != PresenceStatus::Offline {
                 self.announce(&visible(username, true, *status, text)).await?;
@@ -211,7 +243,7 @@ impl Inner {
             let last: i64 = redis::cmd("EVAL")
                 .arg(REAP)
                 .arg(1)
-                .arg(self.key(&format!("presence:{id}")))
+                .arg(self.user_key("presence", id))
                 .arg(gateway)
                 .query_async(&mut self.conn())
                 .await?;
@@ -219,20 +251,15 @@ impl Inner {
                 self.announce(&visible(&username, false, PresenceStatus::Offline, "")).await?;
             }
         }
-        let _: () = redis::pipe()
-            .del(&users_key)
-            .ignore()
-            .zrem(self.key("gateways"), gateway)
-            .ignore()
-            .del(self.key(&format!("gateway:{gateway}")))
-            .ignore()
-            .query_async(&mut self.conn())
-            .await?;
+        // One call per key: they may live on different cluster shards.
+        let _: () = self.conn().del(&users_key).await?;
+        let _: () = self.conn().zrem(self.key("gateways"), gateway).await?;
+        let _: () = self.conn().del(self.key(&format!("gateway:{gateway}"))).await?;
         Ok(())
     }
 
     async fn chosen(&self, user: i64) -> Result<(PresenceStatus, String)> {
-        let raw: Option<String> = self.conn().get(self.key(&format!("status:{user}"))).await?;
+        let raw: Option<String> = self.conn().get(self.user_key("status", user)).await?;
         Ok(parse_status(raw.as_deref()))
     }
 }
@@ -293,6 +320,101 @@ async fn listen(client: redis::Client, mut pubsub: redis::aio::PubSub, inner: Ar
     }
 }
 
+/// A cluster connection subscribed to every sharded change channel, and the pushes it
+/// receives.
+type Subscription =
+    (redis::cluster_async::ClusterConnection, mpsc::UnboundedReceiver<redis::PushInfo>);
+
+async fn subscribe_sharded(nodes: &[String], prefix: &str) -> redis::RedisResult<Subscription> {
+    let (pushes, received) = mpsc::unbounded_channel();
+    let mut subscriber = cluster_client(nodes)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()?
+        .get_async_connection()
+        .await?;
+    // One channel per call: a sharded subscription may name one slot only.
+    for shard in 0..CHANGE_SHARDS {
+        subscriber.ssubscribe(shard_channel(prefix, shard)).await?;
+    }
+    Ok((subscriber, received))
+}
+
+/// Forwards changes from the sharded channels of a Redis Cluster to local subscribers.
+///
+/// A subscription can break silently: a primary that stops answering (an unreachable
+/// pod) neither closes the connection nor sends anything, and its replica takes over
+/// the channel. So every `ttl / 3` this gateway publishes a probe on each channel and
+/// expects to hear each back before the next round. When a probe goes unheard, a node's
+/// connection drops, or a shard unsubscribes us (its slots moved), it subscribes again
+/// from scratch, through a fresh slot map, and tells watchers to look again (changes
+/// meanwhile were missed).
+async fn listen_sharded(nodes: Vec<String>, subscription: Subscription, inner: Arc<Inner>) {
+    let (mut _subscriber, mut pushes) = subscription;
+    let probe = format!("probe from {}", inner.config.gateway).into_bytes();
+    let channels: Vec<String> =
+        (0..CHANGE_SHARDS).map(|shard| shard_channel(&inner.config.prefix, shard)).collect();
+    let mut rounds = tokio::time::interval(inner.config.ttl / 3);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unheard: std::collections::HashSet<Vec<u8>> = Default::default();
+    loop {
+        let why = loop {
+            tokio::select! {
+                push = pushes.recv() => {
+                    let Some(push) = push else { break "the connection ended" };
+                    match push.kind {
+                        PushKind::SMessage => {
+                            if let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+                                (push.data.first(), push.data.get(1))
+                            {
+                                if *payload == probe {
+                                    unheard.remove(channel);
+                                } else if let Ok(presence) = serde_json::from_slice(payload) {
+                                    let _ = inner.changes.send(presence);
+                                }
+                            }
+                        }
+                        PushKind::SUnsubscribe => break "a shard unsubscribed us",
+                        PushKind::Disconnection => break "a node's connection dropped",
+                        _ => {}
+                    }
+                }
+                _ = rounds.tick() => {
+                    if !unheard.is_empty() {
+                        break "a probe went unheard";
+                    }
+                    unheard.extend(channels.iter().map(|c| c.clone().into_bytes()));
+                    // Published from another task: a shard that does not answer must not
+                    // hold up the changes of the others.
+                    let (conn, channels, probe) = (inner.conn(), channels.clone(), probe.clone());
+                    tokio::spawn(async move {
+                        for channel in channels {
+                            let _: redis::RedisResult<i64> = redis::cmd("SPUBLISH")
+                                .arg(channel)
+                                .arg(&probe)
+                                .query_async(&mut conn.clone())
+                                .await;
+                        }
+                    });
+                }
+            }
+        };
+        tracing::warn!(why, "presence subscription interrupted; subscribing again");
+        (_subscriber, pushes) = loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match subscribe_sharded(&nodes, &inner.config.prefix).await {
+                Ok(fresh) => {
+                    inner.recovered.send_modify(|n| *n += 1);
+                    break fresh;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to presence changes"),
+            }
+        };
+        unheard.clear();
+        rounds.reset();
+    }
+}
+
 #[async_trait]
 impl PresenceTracker for RedisPresence {
     async fn connected(&self, user: UserRef<'_>, chosen: PresenceStatus, text: &str) -> Result<()> {
@@ -309,15 +431,18 @@ impl PresenceTracker for RedisPresence {
             (entry.status, entry.text) = (chosen, text.to_owned());
         }
         let gateway = &inner.config.gateway;
+        // Listed on this gateway first, so a reaper that finds the session finds it here.
+        let _: () = inner
+            .conn()
+            .hset(inner.key(&format!("gateway-users:{gateway}")), user.id, user.username)
+            .await?;
         let (counts,): (Vec<i64>,) = redis::pipe()
             .atomic()
-            .set(inner.key(&format!("status:{}", user.id)), format!("{}\n{text}", chosen.as_str()))
+            .set(inner.user_key("status", user.id), format!("{}\n{text}", chosen.as_str()))
             .ignore()
-            .hset(inner.key(&format!("gateway-users:{gateway}")), user.id, user.username)
+            .hincr(inner.user_key("presence", user.id), gateway, 1)
             .ignore()
-            .hincr(inner.key(&format!("presence:{}", user.id)), gateway, 1)
-            .ignore()
-            .hvals(inner.key(&format!("presence:{}", user.id)))
+            .hvals(inner.user_key("presence", user.id))
             .query_async(&mut inner.conn())
             .await?;
         if counts.iter().sum::<i64>() == 1 && chosen != PresenceStatus::Offline {
@@ -340,7 +465,7 @@ impl PresenceTracker for RedisPresence {
         let counts: Vec<i64> = redis::cmd("EVAL")
             .arg(DISCONNECT)
             .arg(1)
-            .arg(inner.key(&format!("presence:{}", user.id)))
+            .arg(inner.user_key("presence", user.id))
             .arg(&inner.config.gateway)
             .query_async(&mut inner.conn())
             .await?;
@@ -366,9 +491,9 @@ impl PresenceTracker for RedisPresence {
         }
         let before = inner.chosen(user.id).await?;
         let (counts,): (Vec<i64>,) = redis::pipe()
-            .set(inner.key(&format!("status:{}", user.id)), format!("{}\n{text}", status.as_str()))
+            .set(inner.user_key("status", user.id), format!("{}\n{text}", status.as_str()))
             .ignore()
-            .hvals(inner.key(&format!("presence:{}", user.id)))
+            .hvals(inner.user_key("presence", user.id))
             .query_async(&mut inner.conn())
             .await?;
         let online = counts.iter().sum::<i64>() > 0;
@@ -385,21 +510,19 @@ impl PresenceTracker for RedisPresence {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
-        let mut pipe = redis::pipe();
-        for user in users {
-            pipe.hlen(inner.key(&format!("presence:{}", user.id)));
-            pipe.get(inner.key(&format!("status:{}", user.id)));
-        }
-        let answers: Vec<(i64, Option<String>)> = {
-            let flat: Vec<redis::Value> = pipe.query_async(&mut inner.conn()).await?;
-            flat.chunks(2)
-                .map(|pair| {
-                    let sessions = redis::from_redis_value(&pair[0]).unwrap_or(0);
-                    let status = redis::from_redis_value(&pair[1]).unwrap_or(None);
-                    (sessions, status)
-                })
-                .collect()
-        };
+        let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+        let replies = per_user(&inner.redis, &ids, |pipe, id| {
+            pipe.hlen(inner.user_key("presence", id));
+            pipe.get(inner.user_key("status", id));
+        })
+        .await?;
+        let answers = replies.iter().map(|pair| {
+            let sessions: Option<i64> = pair.first().and_then(|v| redis::from_redis_value(v).ok());
+            let sessions = sessions.unwrap_or(0);
+            let status: Option<String> =
+                pair.get(1).and_then(|v| redis::from_redis_value(v).ok()).flatten();
+            (sessions, status)
+        });
         Ok(users
             .iter()
             .zip(answers)
@@ -433,28 +556,26 @@ impl PresenceTracker for RedisPresence {
 /// routers, which track no presence of their own.
 #[derive(Clone)]
 pub struct RedisLocator {
-    redis: ConnectionManager,
+    redis: Conn,
     prefix: String,
 }
 
 impl RedisLocator {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        Ok(Self { redis: ConnectionManager::new(client).await?, prefix: prefix.to_owned() })
+    pub async fn connect(redis: &RedisTarget, prefix: &str) -> Result<Self> {
+        Ok(Self { redis: Conn::connect(redis).await?, prefix: prefix.to_owned() })
     }
 
-    /// Gateway id -> the users in `users` with sessions there. One round trip.
+    /// Gateway id -> the users in `users` with sessions there. One round trip on a single
+    /// server; on a cluster, one per user, concurrently.
     pub async fn locate(&self, users: &[i64]) -> Result<Vec<(String, Vec<i64>)>> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for user in users {
-            pipe.hkeys(format!("{}:presence:{user}", self.prefix));
-        }
-        let gateways: Vec<Vec<String>> = pipe.query_async(&mut self.redis.clone()).await?;
+        let replies = per_user(&self.redis, users, |pipe, user| {
+            pipe.hkeys(user_key(&self.prefix, "presence", user));
+        })
+        .await?;
         let mut by_gateway: std::collections::HashMap<String, Vec<i64>> = Default::default();
-        for (user, gateways) in users.iter().zip(gateways) {
+        for (user, reply) in users.iter().zip(replies) {
+            let gateways: Vec<String> =
+                reply.first().and_then(|v| redis::from_redis_value(v).ok()).unwrap_or_default();
             for gateway in gateways {
                 by_gateway.entry(gateway).or_default().push(*user);
             }

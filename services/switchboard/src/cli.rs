@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use switchboard_presence::RedisTarget;
 
 #[derive(Parser)]
 #[command(
@@ -528,12 +529,30 @@ pub struct RouterArgs {
 /// Where the cluster's Redis is.
 #[derive(Args)]
 pub struct RedisArgs {
-    /// Redis URL
+    /// Redis URL (one server)
     #[arg(long, env = "SWITCHBOARD_REDIS", default_value = "redis://127.0.0.1:6379")]
     pub redis: String,
-    /// Prefix of every key and channel, so several clusters can share one Redis
+    /// A Redis Cluster instead (Redis 7+): some of its nodes, comma-separated
+    /// (`redis://host:port` or `host:port`); the rest are discovered. Overrides --redis
+    #[arg(long, env = "SWITCHBOARD_REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+    /// Prefix of every key and channel, so several clusters can share one Redis (no
+    /// braces: they pick cluster shards)
     #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "switchboard")]
     pub redis_prefix: String,
+}
+
+impl RedisArgs {
+    pub fn target(&self) -> RedisTarget {
+        if self.redis_cluster.is_empty() {
+            return RedisTarget::Single(self.redis.clone());
+        }
+        let node = |n: &String| {
+            let n = n.trim();
+            if n.contains("://") { n.to_owned() } else { format!("redis://{n}") }
+        };
+        RedisTarget::Cluster(self.redis_cluster.iter().map(node).collect())
+    }
 }
 
 #[derive(Args)]

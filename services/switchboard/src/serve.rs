@@ -155,13 +155,15 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         .context("bad --storage")?;
     let gateway_id = args.gateway_id.clone().unwrap_or_else(|| args.listen.to_string());
     let presence = RedisPresence::connect(RedisConfig {
-        url: args.redis.redis.clone(),
+        redis: args.redis.target(),
         prefix: args.redis.redis_prefix.clone(),
         gateway: gateway_id.clone(),
         ttl: Duration::from_secs(args.presence_ttl.max(1)),
     })
     .await
-    .context("cannot reach Redis (check --redis)")?;
+    .with_context(|| {
+        format!("cannot reach {} (check --redis or --redis-cluster)", args.redis.target())
+    })?;
     let cluster = Cluster { routers: args.router.clone(), gateway_id: gateway_id.clone(), tls };
     let gateway =
         Gateway::clustered(Arc::new(store), Arc::new(presence), cluster, config(&args.limits));
@@ -171,9 +173,10 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
 
 /// `switchboard router`: forwards deliveries between gateways.
 pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
-    let locator = RedisLocator::connect(&args.redis.redis, &args.redis.redis_prefix)
-        .await
-        .context("cannot reach Redis (check --redis)")?;
+    let locator =
+        RedisLocator::connect(&args.redis.target(), &args.redis.redis_prefix).await.with_context(
+            || format!("cannot reach {} (check --redis or --redis-cluster)", args.redis.target()),
+        )?;
     let tls = server_tls(&args.tls)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

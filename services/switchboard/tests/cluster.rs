@@ -10,6 +10,8 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use switchboard_presence::RedisTarget;
+use switchboard_presence::testing::LocalCluster;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -585,6 +587,113 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway() {
     forget_prefix(&redis_url, &prefix).await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut pg)
+        .await
+        .unwrap();
+}
+
+/// The cluster on a Redis Cluster (3 primaries, 3 replicas) instead of one Redis: people
+/// on two gateways chat, and the primary of one shard stops answering during the traffic
+/// (frozen, as an unreachable pod) until its replica takes over. Every acked message
+/// arrives once, in order; presence flows again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_primary_failover_during_traffic_loses_nothing() {
+    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("sbtest_redis_cluster_{}", std::process::id());
+    let (mut admin, database) = fresh_database(&admin_url, &name).await;
+    add_users(&database, &["alice", "bob"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut redis = tokio::task::spawn_blocking(LocalCluster::start).await.unwrap();
+    let RedisTarget::Cluster(nodes) = redis.seeds() else { unreachable!() };
+    let nodes = nodes.join(",");
+
+    let (_storage, storage) =
+        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
+    let (_router, router) =
+        spawn(&["router", "--listen", "127.0.0.1:0", "--redis-cluster", &nodes]);
+    let mut gateways = Vec::new();
+    for id in ["gw1", "gw2"] {
+        let storage = format!("http://{storage}");
+        let router = format!("http://{router}");
+        gateways.push(spawn(&[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-id",
+            id,
+            "--rate-per-user",
+            "0",
+            "--presence-ttl",
+            "6",
+            "--storage",
+            &storage,
+            "--router",
+            &router,
+            "--redis-cluster",
+            &nodes,
+        ]));
+    }
+    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
+    all_ready(&gw).await;
+    let alice_token = login(&gw[0], "alice", &tmp.path().join("alice"));
+    let bob_token = login(&gw[1], "bob", &tmp.path().join("bob"));
+    let mut alice = Client::connect(&gw[0], &alice_token).await;
+    let mut bob = Client::connect(&gw[1], &bob_token).await;
+    alice.send(json!({"type": "watch", "id": "w", "users": ["bob"]})).await;
+    let watched = alice.expect(|f| f["id"] == "w").await;
+    assert_eq!(watched["presences"][0]["status"], "available");
+
+    // alice sends 300 messages to bob, one every 10 ms or so; half a second in, a primary
+    // freezes and (after the cluster's 1 s node timeout) its replica takes over.
+    let failover = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        redis.freeze_a_primary();
+        redis.wait_failed_over();
+        redis
+    });
+    let mut acked = Vec::new();
+    for i in 0..300 {
+        let id = i.to_string();
+        alice.send(json!({"type": "send", "id": id, "to": "bob", "client_msg_id": format!("m{i}"), "body": format!("m{i}")})).await;
+        let answer = alice.expect(|f| f["id"] == id.as_str()).await;
+        assert_eq!(answer["type"], "ack", "a send failed around the failover: {answer}");
+        acked.push(answer["seq"].as_i64().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let redis = failover.await.unwrap();
+    assert_eq!(acked, (1..=300).collect::<Vec<_>>());
+    let mut received = Vec::new();
+    while received.len() < 300 {
+        received.push(bob.message().await["seq"].as_i64().unwrap());
+    }
+    assert_eq!(received, acked);
+
+    // Presence flows again: bob's changes reach alice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        bob.send(json!({"type": "set_presence", "id": "p", "status": "away", "text": "lunch"}))
+            .await;
+        bob.expect(|f| f["id"] == "p").await;
+        let seen = tokio::time::timeout(
+            Duration::from_secs(2),
+            alice.expect(|f| f["type"] == "presence" && f["presence"]["status"] == "away"),
+        )
+        .await;
+        if seen.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "presence changes never flowed again");
+        bob.send(json!({"type": "set_presence", "id": "p", "status": "available", "text": ""}))
+            .await;
+        bob.expect(|f| f["id"] == "p").await;
+    }
+    alice.send(json!({"type": "watch", "id": "w2", "users": ["bob"]})).await;
+    let watched = alice.expect(|f| f["id"] == "w2").await;
+    assert_eq!(watched["presences"][0]["status"], "away", "{watched}");
+
+    drop((gateways, redis));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
         .await
         .unwrap();
 }
