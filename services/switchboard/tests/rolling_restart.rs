@@ -233,7 +233,7 @@ async fn sessions(
     let mut all = HashMap::new();
     for (id, username) in users {
         let per_gateway: HashMap<String, i64> = redis::cmd("HGETALL")
-            .arg(format!("{prefix}:presence:{id}"))
+            .arg(format!("{prefix}:presence:{{{id}}}"))
             .query_async(&mut conn)
             .await
             .unwrap();
