@@ -623,6 +623,8 @@ async fn on_a_redis_cluster_a_primary_failover_during_traffic_loses_nothing() {
             id,
             "--rate-per-user",
             "0",
+            "--rate-per-ip",
+            "0",
             "--presence-ttl",
             "6",
             "--storage",
