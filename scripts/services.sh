@@ -54,3 +54,29 @@ ensure_redis() {
     echo "scripts/test: Redis did not come up on 127.0.0.1:6379" >&2
     return 1
 }
+
+# OpenLDAP's slapd and the ldap-utils (slapadd), for the directory sign-in tests. Only the
+# binaries: every test starts its own slapd on an ephemeral port with its own config and
+# database in a temporary directory. The package's own daemon is stopped after install
+# (its postinst starts one on port 389 with a generated dc=nodomain tree that nobody uses).
+ensure_slapd() {
+    if command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ]; then
+        return
+    fi
+    echo "scripts/test: installing OpenLDAP (Debian packages slapd, ldap-utils)" >&2
+    apt-get update -qq
+    # policy-rc.d answering 101 tells invoke-rc.d not to start the system daemon; restored
+    # after so other installs behave as usual.
+    local policy=/usr/sbin/policy-rc.d had_policy=0
+    if [ -e "$policy" ]; then had_policy=1; fi
+    if [ "$had_policy" = 0 ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod +x "$policy"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null
+    if [ "$had_policy" = 0 ]; then rm -f "$policy"; fi
+    # Where a daemon started anyway (no invoke-rc.d), stop the one the package started.
+    if [ -f /var/run/slapd/slapd.pid ]; then
+        kill "$(cat /var/run/slapd/slapd.pid)" 2>/dev/null || true
+    fi
+}

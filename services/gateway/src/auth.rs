@@ -9,10 +9,12 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 use switchboard_protocol::ErrorCode;
-use switchboard_storage::{LoginLock, Store, User, now_ms};
+use switchboard_storage::{DirectoryUser, LoginLock, Store, StoreError, User, now_ms};
 
 use crate::ApiError;
+use crate::ldap::LdapConfig;
 use crate::lockout::{self, LoginGuard};
+use crate::org::{NO_PASSWORD, normalize_org};
 
 /// Prefix of every token, so secret scanners and people can recognise one.
 pub const TOKEN_PREFIX: &str = "sbt_";
@@ -76,48 +78,130 @@ pub fn new_token() -> String {
 /// Unknown user and wrong password give the same error, and take the same time.
 /// Throttled (see [`crate::lockout`]): a locked account, an unknown name "locked" the
 /// same way, or an address with too many failures get `rate_limited` without any check.
+///
+/// Precedence with a directory (`ldap`): an account with a local password signs in with
+/// it, and only with it (the directory cannot take it over); every other name (unknown
+/// here, or an account without a local password: created by a directory sign-in or the
+/// directory import) is checked against the directory, and on success created or brought
+/// in step locally. A directory that cannot be reached is `unavailable`, not a failed
+/// attempt: it counts against nobody.
+#[allow(clippy::too_many_arguments)]
 pub async fn login(
     store: &dyn Store,
     guard: &LoginGuard,
+    ldap: Option<&LdapConfig>,
     ip: Option<IpAddr>,
     username: &str,
     password: &str,
     ttl_ms: i64,
 ) -> Result<(String, i64, User), ApiError> {
-    let wrong = || ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password");
     guard.check_ip(ip)?;
     let now = now_ms();
-    let (user, hash) = match store.credentials(username).await? {
-        Some(found) => found,
+    let found = store.credentials(username).await?;
+    // Accounts are throttled in storage (every gateway sees it), unknown names in memory.
+    let lock = match &found {
+        Some((user, _)) => {
+            let lock = store.login_lock(user.id).await?;
+            if lock.locked_until > now {
+                return Err(lockout::throttled((lock.locked_until - now) as u64));
+            }
+            Some(lock)
+        }
         None => {
             guard.check_unknown(username, now)?;
-            // Spend the time a real check would, so timing does not reveal who exists.
-            let _ = hash_password(password.to_owned()).await;
-            guard.unknown_failed(username, now);
-            guard.ip_failed(ip);
-            return Err(wrong());
+            None
         }
     };
-    let lock = store.login_lock(user.id).await?;
-    if lock.locked_until > now {
-        return Err(lockout::throttled((lock.locked_until - now) as u64));
-    }
-    if !verify_password(password.to_owned(), hash).await {
-        guard.ip_failed(ip);
-        let failures = store.login_failed(user.id).await?;
-        if let Some(delay) = guard.lock_for(failures) {
-            store.lock_login(user.id, now_ms() + delay.as_millis() as i64).await?;
-            tracing::info!(user = %user.username, failures, "sign-in locked after failures");
+    let account = found.as_ref().map(|(user, _)| user.clone());
+    let failed = || failed_attempt(store, guard, ip, account.as_ref(), username, now);
+    let user = match (found, ldap) {
+        (Some((user, hash)), _) if has_local_password(&hash) => {
+            if !verify_password(password.to_owned(), hash).await {
+                return Err(failed().await);
+            }
+            user
         }
-        return Err(wrong());
-    }
-    if lock != LoginLock::default() {
+        (_, Some(ldap)) => {
+            if validate_username(username).is_err() {
+                return Err(failed().await);
+            }
+            let profile = match crate::ldap::authenticate(ldap, username, password).await {
+                Ok(profile) => profile,
+                Err(e) if e.code() == ErrorCode::InvalidCredentials => {
+                    return Err(failed().await);
+                }
+                Err(e) => return Err(e),
+            };
+            let synced = store
+                .sync_directory_user(DirectoryUser {
+                    username: username.to_owned(),
+                    display_name: profile.display_name,
+                    org: profile.org.and_then(|org| normalize_org(&org).ok()),
+                    admin: profile.admin,
+                    password_hash: NO_PASSWORD.to_owned(),
+                })
+                .await;
+            match synced {
+                Ok(user) => user,
+                // A local account with a password appeared meanwhile: it is not ours.
+                Err(StoreError::UserExists(_)) => return Err(failed().await),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (found, None) => {
+            if found.is_none() {
+                // Spend the time a real check would, so timing does not reveal who exists.
+                let _ = hash_password(password.to_owned()).await;
+            }
+            return Err(failed().await);
+        }
+    };
+    if lock.is_some_and(|lock| lock != LoginLock::default()) {
         store.login_succeeded(user.id).await?;
     }
     let token = new_token();
     let expires_at = now_ms() + ttl_ms;
     store.insert_token(&token_hash(&token), user.id, expires_at).await?;
     Ok((token, expires_at, user))
+}
+
+/// Records a failed sign-in (against the address, and the account or the unknown name),
+/// locking the account when it has failed too often; returns the error the client gets,
+/// the same whatever the reason.
+async fn failed_attempt(
+    store: &dyn Store,
+    guard: &LoginGuard,
+    ip: Option<IpAddr>,
+    account: Option<&User>,
+    username: &str,
+    now: i64,
+) -> ApiError {
+    guard.ip_failed(ip);
+    let Some(user) = account else {
+        guard.unknown_failed(username, now);
+        return wrong_credentials();
+    };
+    let failures = match store.login_failed(user.id).await {
+        Ok(failures) => failures,
+        Err(e) => return e.into(),
+    };
+    if let Some(delay) = guard.lock_for(failures) {
+        if let Err(e) = store.lock_login(user.id, now_ms() + delay.as_millis() as i64).await {
+            return e.into();
+        }
+        tracing::info!(user = %user.username, failures, "sign-in locked after failures");
+    }
+    wrong_credentials()
+}
+
+fn wrong_credentials() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password")
+}
+
+/// Whether `hash` is a password hash (not the "no password" mark of accounts created by
+/// the directory import or a directory sign-in).
+fn has_local_password(hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok()
 }
 
 /// The user a bearer token belongs to.

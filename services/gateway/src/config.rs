@@ -74,6 +74,8 @@ pub struct Config {
     /// WebSockets here, and which get CORS headers on `/api/v1`. Upgrades from any other
     /// Origin are refused with 403; clients sending no Origin (not browsers) are allowed.
     pub allowed_origins: Vec<String>,
+    /// Directory sign-in (LDAP) beside local accounts; None: local accounts only.
+    pub ldap: Option<crate::ldap::LdapConfig>,
 }
 
 impl Default for Config {
@@ -101,6 +103,7 @@ impl Default for Config {
             max_group_members: 1000,
             session_queue_bytes: 8 * 1024 * 1024,
             allowed_origins: Vec::new(),
+            ldap: None,
         }
     }
 }

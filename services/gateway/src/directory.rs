@@ -1,7 +1,6 @@
 //! The organisation directory's bulk import: a CSV file of people, checked whole before
 //! anything is written, then applied by storage in one transaction (all or nothing). The
-//! CSV reader is here too: small, RFC 4180 (quoted fields may hold commas, quotes as `""`
-//! and line breaks), and it knows the line each record starts on, for error messages.
+//! CSV reader itself is in `csv`.
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
@@ -11,6 +10,7 @@ use switchboard_protocol::ErrorCode;
 use switchboard_protocol::rest::ImportReport;
 use switchboard_storage::{DirectoryEntry, User};
 
+use crate::csv::{LineError, parse_csv};
 use crate::org::{NO_PASSWORD, normalize_org};
 use crate::rest::{Body, Caller, ClientIp};
 use crate::{ApiError, AuditEvent, Gateway, auth};
@@ -24,75 +24,6 @@ const MAX_FIELD: usize = 200;
 /// The columns a directory CSV may have; `username` is required.
 const COLUMNS: &[&str] =
     &["username", "display_name", "org", "department", "title", "broadcast_scope"];
-
-/// A CSV record's fields and the (1-based) line it starts on.
-pub type Record = (usize, Vec<String>);
-/// A problem and the line it is on.
-pub type LineError = (usize, String);
-
-/// Splits CSV text into records, each with the (1-based) line it starts on. Blank lines
-/// are skipped. Fails on an unterminated quote or a quote inside an unquoted field.
-pub fn parse_csv(text: &str) -> Result<Vec<Record>, LineError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut records = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut line = 1;
-    while chars.peek().is_some() {
-        let start = line;
-        let mut fields = Vec::new();
-        let mut field = String::new();
-        let mut quoted = false;
-        let mut was_quoted = false;
-        loop {
-            let Some(c) = chars.next() else {
-                if quoted {
-                    return Err((start, "a quoted field is not closed".into()));
-                }
-                break;
-            };
-            if quoted {
-                match c {
-                    '"' if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    '"' => quoted = false,
-                    '\n' => {
-                        line += 1;
-                        field.push('\n');
-                    }
-                    _ => field.push(c),
-                }
-                continue;
-            }
-            match c {
-                '"' if field.is_empty() && !was_quoted => {
-                    quoted = true;
-                    was_quoted = true;
-                }
-                '"' => return Err((line, "a quote inside an unquoted field".into())),
-                ',' => {
-                    fields.push(std::mem::take(&mut field));
-                    was_quoted = false;
-                }
-                '\r' if chars.peek() == Some(&'\n') => {}
-                '\n' => {
-                    line += 1;
-                    break;
-                }
-                _ if was_quoted => {
-                    return Err((line, "text after a closing quote".into()));
-                }
-                _ => field.push(c),
-            }
-        }
-        fields.push(field);
-        if !(fields.len() == 1 && fields[0].trim().is_empty()) {
-            records.push((start, fields));
-        }
-    }
-    Ok(records)
-}
 
 /// Reads a directory CSV into entries, or every problem found, by line. The first record
 /// is the header naming the columns (any order, see [`COLUMNS`]).

@@ -6,7 +6,7 @@
 //!
 //! - [`config`]: limits and timeouts, parsed once by the binary.
 //! - `auth`: argon2id passwords and random bearer tokens; `lockout`: sign-in throttling
-//!   (per account in storage, per client IP in memory).
+//!   (per account in storage, per client IP in memory); `ldap`: directory sign-in.
 //! - `origin`: the WebSocket Origin allow-list and CORS for `/api/v1`.
 //! - `ops`: the operations (send, open a conversation, history, ...) that the WebSocket and
 //!   REST paths share, so both enforce the same rules.
@@ -28,10 +28,12 @@ mod admin;
 mod audit;
 pub mod auth;
 pub mod config;
+mod csv;
 mod directory;
 mod error;
 mod hub;
 mod lockout;
+pub mod ldap;
 mod metrics;
 mod ops;
 mod org;
@@ -63,7 +65,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 
 pub use config::Config;
-pub use directory::{ImportRequest, import_summary, parse_csv, parse_directory};
+pub use csv::parse_csv;
+pub use directory::{ImportRequest, import_summary, parse_directory};
 
 /// Where a cluster gateway finds the routers, and its name among the gateways.
 #[derive(Debug, Clone)]

@@ -551,7 +551,7 @@ impl Gateway {
     ) -> Result<(String, i64, User), ApiError> {
         let ttl = self.config().token_ttl.as_millis() as i64;
         let (store, guard) = (self.store().as_ref(), &self.inner.login);
-        auth::login(store, guard, ip, username, password, ttl).await
+        auth::login(store, guard, self.config().ldap.as_ref(), ip, username, password, ttl).await
     }
 
     /// Takes one message from client address `ip`'s budget (`Config::rate_per_ip`).

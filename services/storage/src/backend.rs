@@ -26,6 +26,10 @@ macro_rules! sql_store {
                 queries::user_by_name(&self.$read, username).await
             }
 
+            async fn sync_directory_user(&self, user: $crate::DirectoryUser) -> Result<User> {
+                queries::sync_directory_user(&self.$write, user).await
+            }
+
             async fn set_status(
                 &self,
                 user_id: i64,
@@ -349,7 +353,7 @@ macro_rules! sql_queries {
             };
 
             use $crate::{
-                HistoryPage, MAX_PAGE, NewUser, Result, StoreError, User, now_ms,
+                DirectoryUser, HistoryPage, MAX_PAGE, NewUser, Result, StoreError, User, now_ms,
             };
 
             type Conn = $conn;

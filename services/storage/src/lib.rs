@@ -33,8 +33,9 @@ pub mod retention;
 mod sqlite;
 
 pub use model::{
-    Appended, AuditQuery, DirectoryEntry, HistoryPage, LoginLock, NewAuditEntry, NewBroadcast,
-    NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, User, Webhook, now_ms,
+    Appended, AuditQuery, DirectoryEntry, DirectoryUser, HistoryPage, LoginLock, NewAuditEntry,
+    NewBroadcast, NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, User,
+    Webhook, now_ms,
 };
 pub use postgres::PgStore;
 pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
@@ -91,6 +92,11 @@ pub trait Store: Send + Sync + 'static {
     /// The user and their argon2 password hash, for sign-in; None if unknown or disabled.
     async fn credentials(&self, username: &str) -> Result<Option<(User, String)>>;
     async fn user_by_name(&self, username: &str) -> Result<User>;
+    /// Creates the user who just signed in through the directory, or brings their
+    /// display name, org and admin flag in step with it (the fields that are `Some`).
+    /// Only a user whose password hash is `user.password_hash` (the "no local password"
+    /// mark) is changed; another of that name gives `UserExists`.
+    async fn sync_directory_user(&self, user: DirectoryUser) -> Result<User>;
     async fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) -> Result<()>;
     /// Everyone who shares a conversation with the user (the user excluded).
     async fn contacts(&self, user_id: i64) -> Result<Vec<User>>;

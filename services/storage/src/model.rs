@@ -81,6 +81,18 @@ pub struct DirectoryEntry {
     pub broadcast_scope: String,
 }
 
+/// A user who signed in through the directory (LDAP): created when missing, with
+/// `password_hash` (a value no password matches, so they have no local password), and
+/// otherwise kept in step: each field that is `Some` is set, `None` leaves it as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    pub username: String,
+    pub display_name: Option<String>,
+    pub org: Option<String>,
+    pub admin: Option<bool>,
+    pub password_hash: String,
+}
+
 /// An incoming webhook, without its secret (only the secret's SHA-256 is stored).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {

@@ -373,6 +373,8 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub ldap: LdapArgs,
 }
 
 /// How the retention job (in `serve` and `storage`) deletes messages past their policy.
@@ -485,6 +487,48 @@ pub struct LimitArgs {
     pub allowed_origins: Vec<String>,
 }
 
+/// Directory sign-in (`serve` and `gateway`). Accounts with a local password sign in with
+/// it; every other username is checked against the directory, and created locally (with
+/// no local password) on its first successful sign-in.
+#[derive(Args)]
+#[command(next_help_heading = "Directory sign-in (LDAP)")]
+pub struct LdapArgs {
+    /// Sign users in against this LDAP / Active Directory server (ldap://host:port)
+    #[arg(long, env = "SWITCHBOARD_LDAP_URL", value_name = "URL")]
+    pub ldap_url: Option<String>,
+    /// Name to bind as, {user} standing for the username: a DN such as
+    /// "uid={user},ou=people,dc=example,dc=org", or Active Directory's "{user}@example.org"
+    #[arg(long, env = "SWITCHBOARD_LDAP_USER_DN", value_name = "TEMPLATE")]
+    pub ldap_user_dn: Option<String>,
+    /// Search users under this DN (search-then-bind when --ldap-user-dn is not given)
+    #[arg(long, env = "SWITCHBOARD_LDAP_SEARCH_BASE", value_name = "DN")]
+    pub ldap_search_base: Option<String>,
+    /// Filter that finds one user under --ldap-search-base, {user} standing for the
+    /// username (Active Directory: "(sAMAccountName={user})")
+    #[arg(long, env = "SWITCHBOARD_LDAP_USER_FILTER", default_value = "(uid={user})")]
+    pub ldap_user_filter: String,
+    /// Service account DN for the search [default: search anonymously]
+    #[arg(long, env = "SWITCHBOARD_LDAP_BIND_DN", value_name = "DN")]
+    pub ldap_bind_dn: Option<String>,
+    /// Password of --ldap-bind-dn (prefer the environment variable)
+    #[arg(long, env = "SWITCHBOARD_LDAP_BIND_PASSWORD", hide_env_values = true)]
+    pub ldap_bind_password: Option<String>,
+    /// Members of this group (DN; via memberOf or the group's member/uniqueMember/memberUid)
+    /// are admins, others are not [default: the admin flag is left alone]
+    #[arg(long, env = "SWITCHBOARD_LDAP_ADMIN_GROUP", value_name = "DN")]
+    pub ldap_admin_group: Option<String>,
+    /// Attribute copied to the display name on each sign-in (e.g. displayName, cn)
+    #[arg(long, env = "SWITCHBOARD_LDAP_DISPLAY_NAME_ATTR", value_name = "ATTR")]
+    pub ldap_display_name_attr: Option<String>,
+    /// Attribute copied to the org unit on each sign-in (e.g. ou, department)
+    #[arg(long, env = "SWITCHBOARD_LDAP_ORG_ATTR", value_name = "ATTR")]
+    pub ldap_org_attr: Option<String>,
+    /// Milliseconds a directory sign-in may take in all (connect, bind, searches); past
+    /// it, sign-in answers 503 unavailable
+    #[arg(long, env = "SWITCHBOARD_LDAP_TIMEOUT_MS", default_value_t = 5000)]
+    pub ldap_timeout_ms: u64,
+}
+
 #[derive(Args)]
 pub struct GatewayArgs {
     /// gRPC URL of the storage service (https:// with --tls-ca)
@@ -513,6 +557,8 @@ pub struct GatewayArgs {
     pub tls_ca: Option<PathBuf>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub ldap: LdapArgs,
 }
 
 #[derive(Args)]

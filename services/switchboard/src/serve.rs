@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use switchboard_gateway::ldap::LdapConfig;
 use switchboard_gateway::tls::Tls;
 use switchboard_gateway::{Cluster, Config, Gateway, auth};
 use switchboard_presence::{RedisConfig, RedisLocator, RedisPresence};
@@ -13,10 +14,10 @@ use switchboard_storage::{PgStore, SqliteStore, Store};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
-use crate::cli::{GatewayArgs, LimitArgs, RouterArgs, ServeArgs, StorageArgs, TlsArgs};
+use crate::cli::{GatewayArgs, LdapArgs, LimitArgs, RouterArgs, ServeArgs, StorageArgs, TlsArgs};
 
-fn config(limits: &LimitArgs) -> Config {
-    Config {
+fn config(limits: &LimitArgs, ldap: &LdapArgs) -> anyhow::Result<Config> {
+    Ok(Config {
         max_body_bytes: limits.max_body_bytes,
         max_frame_bytes: limits.max_frame_bytes,
         rate_per_user: limits.rate_per_user,
@@ -35,8 +36,28 @@ fn config(limits: &LimitArgs) -> Config {
         login_ip_failures_per_minute: limits.login_ip_failures_per_minute,
         client_ip_header: limits.client_ip_header.clone(),
         allowed_origins: limits.allowed_origins.clone(),
+        ldap: ldap_config(ldap)?,
         ..Config::default()
-    }
+    })
+}
+
+/// The directory sign-in settings; None without --ldap-url.
+fn ldap_config(args: &LdapArgs) -> anyhow::Result<Option<LdapConfig>> {
+    let Some(url) = &args.ldap_url else { return Ok(None) };
+    let config = LdapConfig {
+        user_dn: args.ldap_user_dn.clone(),
+        search_base: args.ldap_search_base.clone(),
+        user_filter: args.ldap_user_filter.clone(),
+        bind_dn: args.ldap_bind_dn.clone(),
+        bind_password: args.ldap_bind_password.clone(),
+        admin_group: args.ldap_admin_group.clone(),
+        display_name_attr: args.ldap_display_name_attr.clone(),
+        org_attr: args.ldap_org_attr.clone(),
+        timeout: Duration::from_millis(args.ldap_timeout_ms.max(1)),
+        ..LdapConfig::new(url.clone())
+    };
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(Some(config))
 }
 
 /// Binds `addr` and serves `gateway` (over TLS when configured) until SIGTERM/Ctrl-C,
@@ -132,7 +153,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let gateway = Gateway::new(store.clone(), config(&args.limits));
+    let gateway = Gateway::new(store.clone(), config(&args.limits, &args.ldap)?);
     bootstrap_admin(&gateway).await?;
     println!("Data: {}", args.data_dir.display());
     // Retention runs beside the server and ends with it (a sweep cut short resumes at the
@@ -149,6 +170,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// `switchboard gateway`: a cluster gateway over remote storage, Redis and routers.
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let config = config(&args.limits, &args.ldap)?;
     let tls = client_tls(&args)?;
     let store = RemoteStore::connect_lazy_tls(&args.storage, tls.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -165,8 +187,7 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         format!("cannot reach {} (check --redis or --redis-cluster)", args.redis.target())
     })?;
     let cluster = Cluster { routers: args.router.clone(), gateway_id: gateway_id.clone(), tls };
-    let gateway =
-        Gateway::clustered(Arc::new(store), Arc::new(presence), cluster, config(&args.limits));
+    let gateway = Gateway::clustered(Arc::new(store), Arc::new(presence), cluster, config);
     println!("Gateway {gateway_id}: storage {}, routers {}", args.storage, args.router.join(","));
     serve_gateway(gateway, args.listen, &args.tls, &args.limits).await
 }

@@ -219,6 +219,28 @@ fn help_explains_the_commands() {
     assert!(!success && stderr.contains("switchboard login"), "{stderr}");
 }
 
+#[test]
+fn directory_sign_in_is_documented_and_checked_at_start() {
+    for command in ["serve", "gateway"] {
+        let (success, help, _) = cli(Path::new("/nonexistent"), &[command, "--help"], None);
+        assert!(success);
+        assert!(help.contains("Directory sign-in (LDAP)"), "{command} --help: {help}");
+        for flag in ["--ldap-url", "--ldap-user-dn", "--ldap-search-base", "--ldap-admin-group"] {
+            assert!(help.contains(flag), "{command} --help lacks {flag}: {help}");
+        }
+    }
+    // A directory without a way to find users is refused before anything starts.
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let args = ["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
+    let (success, _, stderr) = cli(
+        Path::new("/nonexistent"),
+        &[&args[..], &["--ldap-url", "ldap://127.0.0.1:1"]].concat(),
+        None,
+    );
+    assert!(!success && stderr.contains("--ldap-user-dn"), "{stderr}");
+}
+
 /// Runs a command; returns its exit code, stdout and stderr.
 fn run(config: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(BIN)

@@ -25,8 +25,9 @@ use super::pb::append_outcome::Outcome;
 use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
-    Appended, AuditQuery, DirectoryEntry, HistoryPage, LoginLock, NewAuditEntry, NewBroadcast,
-    NewMessage, NewUser, Result, SearchPage, SearchQuery, Store, StoreError, User, Webhook,
+    Appended, AuditQuery, DirectoryEntry, DirectoryUser, HistoryPage, LoginLock, NewAuditEntry,
+    NewBroadcast, NewMessage, NewUser, Result, SearchPage, SearchQuery, Store, StoreError, User,
+    Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
@@ -118,6 +119,18 @@ impl Store for RemoteStore {
     async fn user_by_name(&self, username: &str) -> Result<User> {
         let request = pb::Username { username: username.to_owned() };
         let reply = self.client().user_by_name(request).await.map_err(status_to_error)?;
+        Ok(user_from_pb(reply.into_inner()))
+    }
+
+    async fn sync_directory_user(&self, user: DirectoryUser) -> Result<User> {
+        let request = pb::DirectoryUser {
+            username: user.username,
+            display_name: user.display_name,
+            org: user.org,
+            admin: user.admin,
+            password_hash: user.password_hash,
+        };
+        let reply = self.client().sync_directory_user(request).await.map_err(status_to_error)?;
         Ok(user_from_pb(reply.into_inner()))
     }
 

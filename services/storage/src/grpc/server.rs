@@ -135,6 +135,18 @@ impl Storage for StorageService {
         reply(self.store.user_by_name(&name).await, |u| user_to_pb(&u))
     }
 
+    async fn sync_directory_user(&self, request: Request<pb::DirectoryUser>) -> Reply<pb::User> {
+        let r = request.into_inner();
+        let user = crate::DirectoryUser {
+            username: r.username,
+            display_name: r.display_name,
+            org: r.org,
+            admin: r.admin,
+            password_hash: r.password_hash,
+        };
+        reply(self.store.sync_directory_user(user).await, |u| user_to_pb(&u))
+    }
+
     async fn set_status(&self, request: Request<pb::SetStatusRequest>) -> Reply<pb::Empty> {
         let r = request.into_inner();
         let status = switchboard_protocol::PresenceStatus::parse(&r.status)

@@ -66,6 +66,47 @@ pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<(User, St
     row.map(|row| Ok((user_from_row(&row)?, row.try_get("password_hash")?))).transpose()
 }
 
+/// Creates or updates a user signed in through the directory (see
+/// [`crate::Store::sync_directory_user`]). Insert-if-missing then update, so two first
+/// sign-ins at once both end with the one row; a row with another password hash (a local
+/// account) is left alone and answered with `UserExists`.
+pub async fn sync_directory_user(pool: &Pool, user: DirectoryUser) -> Result<User> {
+    let display_name = user.display_name.clone().unwrap_or_else(|| user.username.clone());
+    sqlx::query(
+        "INSERT INTO users (username, display_name, org, admin, password_hash, created_at,
+                            department, title, bot, broadcast_seen)
+         VALUES ($1, $2, $3, $4, $5, $6, '', '', $7,
+                 (SELECT COALESCE(MAX(id), 0) FROM broadcasts))
+         ON CONFLICT (username) DO NOTHING",
+    )
+    .bind(&user.username)
+    .bind(&display_name)
+    .bind(user.org.as_deref().unwrap_or(""))
+    .bind(user.admin.unwrap_or(false))
+    .bind(user.password_hash.as_str())
+    .bind(now_ms())
+    .bind(false)
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "UPDATE users SET display_name = COALESCE($2, display_name), org = COALESCE($3, org),
+                          admin = COALESCE($4, admin)
+         WHERE username = $1 AND password_hash = $5",
+    )
+    .bind(&user.username)
+    .bind(user.display_name.as_deref())
+    .bind(user.org.as_deref())
+    .bind(user.admin)
+    .bind(user.password_hash.as_str())
+    .execute(pool)
+    .await?;
+    match credentials(pool, &user.username).await? {
+        Some((found, hash)) if hash == user.password_hash => Ok(found),
+        // A local account (with a password) of that name: never the directory's to change.
+        _ => Err(StoreError::UserExists(user.username)),
+    }
+}
+
 pub async fn user_by_name(pool: &Pool, username: &str) -> Result<User> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1");
     match sqlx::query(&sql).bind(username).fetch_optional(pool).await? {
