@@ -153,11 +153,13 @@ fn rejected() -> ApiError {
     ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password")
 }
 
+/// The client learns that the directory is the cause; where it is and what went wrong go
+/// to the log only (an anonymous caller has no business with internal addresses).
 fn unavailable(config: &LdapConfig, detail: &str) -> ApiError {
     tracing::error!(url = %config.url, %detail, "directory (LDAP) sign-in failed");
     ApiError::new(
         ErrorCode::Unavailable,
-        format!("the directory (LDAP at {}) cannot be reached: {detail}; retry later", config.url),
+        "sign-in failed: the directory (LDAP) cannot be reached or did not answer; retry later",
     )
 }
 
