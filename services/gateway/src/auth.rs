@@ -80,11 +80,11 @@ pub fn new_token() -> String {
 /// same way, or an address with too many failures get `rate_limited` without any check.
 ///
 /// Precedence with a directory (`ldap`): an account with a local password signs in with
-/// it, and only with it (the directory cannot take it over); every other name (unknown
-/// here, or an account without a local password: created by a directory sign-in or the
-/// directory import) is checked against the directory, and on success created or brought
-/// in step locally. A directory that cannot be reached is `unavailable`, not a failed
-/// attempt: it counts against nobody.
+/// it, and only with it (the directory cannot take it over), and bots never sign in with
+/// a password; every other name (unknown here, or a person without a local password:
+/// created by a directory sign-in or the directory import) is checked against the
+/// directory, and on success created or brought in step locally. A directory that
+/// cannot be reached is `unavailable`, not a failed attempt: it counts against nobody.
 #[allow(clippy::too_many_arguments)]
 pub async fn login(
     store: &dyn Store,
@@ -115,6 +115,8 @@ pub async fn login(
     let account = found.as_ref().map(|(user, _)| user.clone());
     let failed = || failed_attempt(store, guard, ip, account.as_ref(), username, now);
     let user = match (found, ldap) {
+        // Bots sign in with their token only; a directory entry of that name is not theirs.
+        (Some((user, _)), _) if user.bot => return Err(failed().await),
         (Some((user, hash)), _) if has_local_password(&hash) => {
             if !verify_password(password.to_owned(), hash).await {
                 return Err(failed().await);

@@ -291,7 +291,7 @@ async fn wrong_password_unknown_user_and_empty_password_are_refused_alike() {
 }
 
 #[tokio::test]
-async fn local_accounts_keep_their_password_and_the_directory_cannot_take_them_over() {
+async fn local_accounts_and_bots_cannot_be_taken_over_by_the_directory() {
     let slapd = Slapd::start();
     let server = Server::start_with(ldap_config(&slapd.url)).await;
     // A local "alice" (not the directory's): only her local password signs her in.
@@ -304,6 +304,12 @@ async fn local_accounts_keep_their_password_and_the_directory_cannot_take_them_o
     assert_eq!(status, 200);
     let (status, body) = login(server.addr, "alice", "alice-secret").await;
     assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    // Nor a bot (bots have no password): "bob" of the directory does not become the bot.
+    let (bot, _, _) = server.gateway.create_bot(None, "bob", "Build bot").await.unwrap();
+    let (status, body) = login(server.addr, "bob", "bob-secret").await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    let stored = server.gateway.store().user_by_name("bob").await.unwrap();
+    assert_eq!((stored.display_name, stored.bot, stored.id), ("Build bot".into(), true, bot.id));
 }
 
 #[tokio::test]

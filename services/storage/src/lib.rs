@@ -94,8 +94,8 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_name(&self, username: &str) -> Result<User>;
     /// Creates the user who just signed in through the directory, or brings their
     /// display name, org and admin flag in step with it (the fields that are `Some`).
-    /// Only a user whose password hash is `user.password_hash` (the "no local password"
-    /// mark) is changed; another of that name gives `UserExists`.
+    /// Only a person (not a bot) whose password hash is `user.password_hash` (the "no
+    /// local password" mark) is changed; another of that name gives `UserExists`.
     async fn sync_directory_user(&self, user: DirectoryUser) -> Result<User>;
     async fn set_status(&self, user_id: i64, status: PresenceStatus, text: &str) -> Result<()>;
     /// Everyone who shares a conversation with the user (the user excluded).

@@ -69,7 +69,7 @@ pub async fn credentials(pool: &Pool, username: &str) -> Result<Option<(User, St
 /// Creates or updates a user signed in through the directory (see
 /// [`crate::Store::sync_directory_user`]). Insert-if-missing then update, so two first
 /// sign-ins at once both end with the one row; a row with another password hash (a local
-/// account) is left alone and answered with `UserExists`.
+/// account) or a bot is left alone and answered with `UserExists`.
 pub async fn sync_directory_user(pool: &Pool, user: DirectoryUser) -> Result<User> {
     let display_name = user.display_name.clone().unwrap_or_else(|| user.username.clone());
     sqlx::query(
@@ -91,18 +91,19 @@ pub async fn sync_directory_user(pool: &Pool, user: DirectoryUser) -> Result<Use
     sqlx::query(
         "UPDATE users SET display_name = COALESCE($2, display_name), org = COALESCE($3, org),
                           admin = COALESCE($4, admin)
-         WHERE username = $1 AND password_hash = $5",
+         WHERE username = $1 AND password_hash = $5 AND bot = $6",
     )
     .bind(&user.username)
     .bind(user.display_name.as_deref())
     .bind(user.org.as_deref())
     .bind(user.admin)
     .bind(user.password_hash.as_str())
+    .bind(false)
     .execute(pool)
     .await?;
     match credentials(pool, &user.username).await? {
-        Some((found, hash)) if hash == user.password_hash => Ok(found),
-        // A local account (with a password) of that name: never the directory's to change.
+        Some((found, hash)) if hash == user.password_hash && !found.bot => Ok(found),
+        // A local account (with a password) or a bot of that name: never the directory's.
         _ => Err(StoreError::UserExists(user.username)),
     }
 }
