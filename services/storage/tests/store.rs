@@ -14,8 +14,9 @@ use sqlx::Connection;
 use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
-    AuditQuery, DirectoryEntry, LoginLock, NewAuditEntry, NewBroadcast, NewMessage, NewUser,
-    PgStore, SearchQuery, SearchSort, SearchTerm, SqliteStore, Store, StoreError, User, now_ms,
+    AuditQuery, DirectoryEntry, DirectoryUser, LoginLock, NewAuditEntry, NewBroadcast, NewMessage,
+    NewUser, PgStore, SearchQuery, SearchSort, SearchTerm, SqliteStore, Store, StoreError, User,
+    now_ms,
 };
 
 enum Backend {
@@ -202,6 +203,7 @@ on_both_backends!(
     the_directory_finds_people_by_name_and_org,
     last_messages_preview_each_conversation,
     directory_imports_are_all_or_nothing_and_idempotent,
+    directory_sign_ins_create_then_follow_and_leave_local_accounts_alone,
     webhook_posts_are_system_messages_and_revocable,
     broadcasts_are_stored_once_and_pending_past_the_cursor,
     search_finds_only_what_the_searcher_may_read,
@@ -653,6 +655,64 @@ async fn directory_imports_are_all_or_nothing_and_idempotent(f: Fixture) -> Fixt
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     assert!(matches!(store.user_by_name("cat").await, Err(StoreError::UserNotFound(_))));
     f
+}
+
+fn signed_in(
+    username: &str,
+    name: Option<&str>,
+    org: Option<&str>,
+    admin: Option<bool>,
+) -> DirectoryUser {
+    DirectoryUser {
+        username: username.into(),
+        display_name: name.map(Into::into),
+        org: org.map(Into::into),
+        admin,
+        password_hash: "!".into(),
+    }
+}
+
+async fn directory_sign_ins_create_then_follow_and_leave_local_accounts_alone(
+    f: Fixture,
+) -> Fixture {
+    let store = f.store.as_ref();
+    // First sign-in: created, the username standing in for a missing display name.
+    let dee = store.sync_directory_user(signed_in("dee", None, Some("HQ/Ops"), Some(true))).await;
+    let dee = dee.unwrap();
+    assert_eq!((dee.display_name.as_str(), dee.org.as_str(), dee.admin), ("dee", "HQ/Ops", true));
+    // Later ones set what is given and keep the rest.
+    let again = signed_in("dee", Some("Dee Dee"), None, Some(false));
+    let again = store.sync_directory_user(again).await.unwrap();
+    assert_eq!(again.id, dee.id);
+    assert_eq!(
+        (again.display_name.as_str(), again.org.as_str(), again.admin),
+        ("Dee Dee", "HQ/Ops", false)
+    );
+    // A local account (a password hash) or a bot of that name is not the directory's.
+    let local = user(store, "eve").await;
+    let err = store.sync_directory_user(signed_in("eve", Some("Mallory"), None, Some(true))).await;
+    assert!(matches!(err, Err(StoreError::UserExists(_))), "{err:?}");
+    let eve = store.user_by_name("eve").await.unwrap();
+    assert_eq!((eve.id, eve.display_name.as_str(), eve.admin), (local.id, "eve", false));
+    let bot = NewUser { bot: true, password_hash: "!".into(), ..new_user("ci-bot") };
+    store.create_user(bot).await.unwrap();
+    let err = store.sync_directory_user(signed_in("ci-bot", None, None, Some(true))).await;
+    assert!(matches!(err, Err(StoreError::UserExists(_))), "{err:?}");
+    assert!(!store.user_by_name("ci-bot").await.unwrap().admin);
+    f
+}
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        display_name: name.into(),
+        org: String::new(),
+        admin: false,
+        password_hash: "not-a-real-hash".into(),
+        department: String::new(),
+        title: String::new(),
+        bot: false,
+    }
 }
 
 async fn webhook_posts_are_system_messages_and_revocable(f: Fixture) -> Fixture {
