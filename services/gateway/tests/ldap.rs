@@ -374,3 +374,29 @@ async fn a_directory_that_is_down_or_silent_is_unavailable_never_a_yes() {
     assert!(body["message"].as_str().unwrap().contains("directory"), "{body}");
     held.abort();
 }
+
+/// Directory accounts are throttled like local ones: guessing a directory user's password
+/// locks the account (429, the right password refused too), and an unreachable directory
+/// counts against nobody.
+#[tokio::test]
+async fn guessing_a_directory_password_is_locked_out_like_a_local_one() {
+    let slapd = Slapd::start();
+    let server = Server::start_with(ldap_config(&slapd.url)).await;
+    // First sign-in creates the account (no local password).
+    let (status, _) = login(server.addr, "alice", "alice-secret").await;
+    assert_eq!(status, 200);
+    let mut locked = None;
+    for attempt in 1..=20 {
+        let (status, body) = login(server.addr, "alice", &format!("guess-{attempt}")).await;
+        if status == 429 {
+            locked = Some((attempt, body));
+            break;
+        }
+        assert_eq!((status, body["code"].as_str()), (401, Some("invalid_credentials")));
+    }
+    let (attempt, body) = locked.expect("20 wrong directory passwords were never throttled");
+    assert!(attempt <= 11, "throttled only at attempt {attempt}");
+    assert_eq!(body["code"], "rate_limited");
+    let (status, _) = login(server.addr, "alice", "alice-secret").await;
+    assert_eq!(status, 429, "the right password is refused while locked");
+}
