@@ -406,6 +406,31 @@ fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
     })
 }
 
+/// Locks conversation `conversation` (its row, which an append takes for its seq too) and
+/// reads message `seq` of it, which must exist and not be deleted: returns its sender's id
+/// and its kind. Changes of one message (edits, deletions, reactions), on any storage
+/// replica, thereby run one after the other: a delete racing an edit is seen by whichever
+/// comes second. (A no-op UPDATE: SQLite has no SELECT ... FOR UPDATE, and its one writer
+/// serialises anyway.)
+pub async fn lock_live_message(conn: &mut Conn, conversation: i64, seq: i64) -> Result<(i64, String)> {
+    sqlx::query("UPDATE conversations SET last_seq = last_seq WHERE id = $1")
+        .bind(conversation)
+        .execute(&mut *conn)
+        .await?;
+    let target = sqlx::query(
+        "SELECT sender_id, kind, deleted_at FROM messages WHERE conversation_id = $1 AND seq = $2",
+    )
+    .bind(conversation)
+    .bind(seq)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("message {conversation}:{seq}")))?;
+    if target.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
+        return Err(StoreError::NotFound(format!("message {conversation}:{seq}")));
+    }
+    Ok((target.try_get("sender_id")?, target.try_get("kind")?))
+}
+
 /// The message `sender` already stored under `client_msg_id`, as a retry's answer
 /// (`duplicate`, nobody to fan out to again), if any.
 pub async fn stored_copy(

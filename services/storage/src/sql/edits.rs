@@ -23,29 +23,10 @@ pub async fn change_message(
         return Ok(first);
     }
     check_member(&mut tx, conversation, editor).await?;
-    // Lock the conversation row before reading the target (an append takes the same lock
-    // for its seq), so two changes of one message, on any storage replica, run one after
-    // the other: a delete racing an edit is seen by whichever comes second. (A no-op
-    // UPDATE: SQLite has no SELECT ... FOR UPDATE, and its one writer serialises anyway.)
-    sqlx::query("UPDATE conversations SET last_seq = last_seq WHERE id = $1")
-        .bind(conversation)
-        .execute(&mut *tx)
-        .await?;
-    let target = sqlx::query(
-        "SELECT sender_id, kind, deleted_at FROM messages WHERE conversation_id = $1 AND seq = $2",
-    )
-    .bind(conversation)
-    .bind(seq)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("message {conversation}:{seq}")))?;
-    if target.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
-        return Err(StoreError::NotFound(format!("message {conversation}:{seq}")));
-    }
-    if target.try_get::<i64, _>("sender_id")? != editor.id {
+    let (sender, kind) = lock_live_message(&mut tx, conversation, seq).await?;
+    if sender != editor.id {
         return Err(StoreError::NotAuthor { conversation, seq });
     }
-    let kind: String = target.try_get("kind")?;
     if !matches!(MessageKind::parse(&kind), Some(MessageKind::Text | MessageKind::Broadcast)) {
         return Err(StoreError::Invalid(format!("a {kind} message cannot be changed")));
     }

@@ -21,24 +21,7 @@ pub async fn react(
     switchboard_protocol::check_reaction(emoji).map_err(StoreError::Invalid)?;
     let mut tx = pool.begin().await?;
     check_member(&mut tx, conversation, user).await?;
-    // The conversation row's lock first (as edits take it), so two changes of one
-    // message's reactions count one after the other.
-    sqlx::query("UPDATE conversations SET last_seq = last_seq WHERE id = $1")
-        .bind(conversation)
-        .execute(&mut *tx)
-        .await?;
-    let target = sqlx::query(
-        "SELECT kind, deleted_at FROM messages WHERE conversation_id = $1 AND seq = $2",
-    )
-    .bind(conversation)
-    .bind(seq)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| StoreError::NotFound(format!("message {conversation}:{seq}")))?;
-    if target.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
-        return Err(StoreError::NotFound(format!("message {conversation}:{seq}")));
-    }
-    let kind: String = target.try_get("kind")?;
+    let (_, kind) = lock_live_message(&mut tx, conversation, seq).await?;
     if !matches!(
         MessageKind::parse(&kind),
         Some(MessageKind::Text | MessageKind::Broadcast | MessageKind::System)
