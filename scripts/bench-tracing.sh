@@ -2,8 +2,8 @@
 # What tracing costs (docs/benchmarks.md, "Tracing overhead"): a local cluster
 # (1 storage, 2 routers, 3 gateways, on ports from PORT_BASE, default 9100) runs the load tool's office
 # scenario, alternately without OpenTelemetry ("off": no OTLP endpoint) and with the
-# OTLP exporter configured but sampling nothing ("ratio0": every span and traceparent
-# is still made, no trace is kept), ROUNDS times interleaved, in one run; then, once,
+# OTLP exporter configured but sampling nothing ("ratio0": no trace is kept, so the
+# sending gateway makes no span), ROUNDS times interleaved, in one run; then, once,
 # sampling everything ("ratio1") into a local sink. Prints medians of delivered
 # messages per second and CPU per delivered message.
 #

@@ -8,6 +8,7 @@ use switchboard_protocol::{
     Conversation, ErrorCode, Message, MessageKind, Presence, PresenceStatus, ServerFrame,
 };
 use switchboard_storage::{Appended, HistoryPage, NewMessage, NewUser, User};
+use switchboard_telemetry::trace;
 
 use tracing::Instrument as _;
 
@@ -75,7 +76,9 @@ impl Gateway {
         kind: MessageKind,
         thread_seq: Option<i64>,
     ) -> Result<Appended, ApiError> {
-        let span = tracing::debug_span!(parent: None, "message.send", otel.kind = "server", user = sender.id);
+        let span = trace::root(
+            || tracing::debug_span!(parent: None, "message.send", otel.kind = "server", user = sender.id),
+        );
         let started = std::time::Instant::now();
         let result = self.send_checked(sender, target, client_msg_id, body, kind, thread_seq);
         let result = result.instrument(span).await;

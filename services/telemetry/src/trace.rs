@@ -30,6 +30,33 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// Cleared when the configured sampler never samples a trace that starts here (see
+/// [`root`]).
+static ROOTS_SAMPLED: AtomicBool = AtomicBool::new(true);
+
+/// A span that starts a trace (the sending gateway's `message.send`): `make` builds it,
+/// unless traces are exported and the sampler never samples a new trace (`always_off`,
+/// `parentbased_always_off`, or a trace-id ratio of 0: "sampling off"). Then no span is
+/// made at all: the sampler would only drop it, and making it per message is the one cost
+/// tracing has when it keeps nothing.
+pub fn root(make: impl FnOnce() -> Span) -> Span {
+    if enabled() && !ROOTS_SAMPLED.load(Ordering::Relaxed) { Span::none() } else { make() }
+}
+
+/// Whether a sampler configured as `OTEL_TRACES_SAMPLER` = `sampler` and
+/// `OTEL_TRACES_SAMPLER_ARG` = `arg` ever samples a trace with no parent. Read as the SDK
+/// reads them: the default is `parentbased_always_on`, and a missing or malformed ratio
+/// means 1.
+fn samples_roots(sampler: Option<&str>, arg: Option<&str>) -> bool {
+    match sampler.map(str::trim) {
+        Some("always_off" | "parentbased_always_off") => false,
+        Some("traceidratio" | "parentbased_traceidratio") => {
+            arg.and_then(|a| a.trim().parse::<f64>().ok()).is_none_or(|ratio| ratio > 0.0)
+        }
+        _ => true,
+    }
+}
+
 /// Whether the work running now belongs to a sampled trace: the OpenTelemetry context
 /// made current by entering a traced span is sampled. A thread-local read; false when
 /// tracing is off or outside any traced span.
@@ -55,6 +82,11 @@ pub fn traceparent(span: &Span) -> String {
     if !sc.is_valid() || !sc.is_sampled() {
         return String::new();
     }
+    format(sc)
+}
+
+/// `sc` as a W3C `traceparent` (version 00), as [`parse`] reads it back.
+pub fn format(sc: &SpanContext) -> String {
     format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
 }
 
@@ -151,6 +183,9 @@ impl Exporter {
     }
 
     pub(crate) fn mark_enabled() {
+        let sampler = std::env::var("OTEL_TRACES_SAMPLER").ok();
+        let arg = std::env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+        ROOTS_SAMPLED.store(samples_roots(sampler.as_deref(), arg.as_deref()), Ordering::Relaxed);
         ENABLED.store(true, Ordering::Relaxed);
     }
 
@@ -176,6 +211,19 @@ mod tests {
         assert!(sc.is_remote());
         let unsampled = parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
         assert!(!unsampled.is_sampled());
+    }
+
+    #[test]
+    fn roots_are_sampled_unless_the_sampler_says_never() {
+        assert!(samples_roots(None, None));
+        assert!(samples_roots(Some("parentbased_always_on"), None));
+        assert!(samples_roots(Some("parentbased_traceidratio"), Some("0.01")));
+        assert!(samples_roots(Some("traceidratio"), None), "a missing ratio is 1");
+        assert!(samples_roots(Some("traceidratio"), Some("none")), "a bad ratio is 1");
+        assert!(!samples_roots(Some("always_off"), None));
+        assert!(!samples_roots(Some("parentbased_always_off"), Some("1")));
+        assert!(!samples_roots(Some("parentbased_traceidratio"), Some("0")));
+        assert!(!samples_roots(Some("traceidratio"), Some(" 0.0 ")));
     }
 
     #[test]

@@ -21,7 +21,6 @@ use tracing::Instrument as _;
 
 use super::convert::*;
 use super::pb;
-use super::pb::append_outcome::Outcome;
 use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
@@ -615,28 +614,9 @@ async fn batch_appends(client: StorageClient, mut queue: mpsc::Receiver<AppendJo
             let request = pb::NewMessages { messages };
             match client.append_many(request).await {
                 Ok(reply) => {
-                    let outcomes = reply.into_inner().outcomes;
-                    if outcomes.len() != replies.len() {
-                        let e = format!(
-                            "storage service answered {} of {} appends",
-                            outcomes.len(),
-                            replies.len()
-                        );
-                        for reply in replies {
-                            let _ = reply.send(Err(StoreError::Unavailable(e.clone())));
-                        }
-                        return;
-                    }
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(match outcome.outcome {
-                            Some(Outcome::Appended(appended)) => appended_from_pb(appended),
-                            Some(Outcome::Failure(failure)) => {
-                                Err(failure_to_error(failure, "append refused"))
-                            }
-                            None => Err(StoreError::Unavailable(
-                                "storage service sent an empty outcome".into(),
-                            )),
-                        });
+                    let results = outcomes_from_pb(reply.into_inner().outcomes, replies.len());
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
                     }
                 }
                 Err(status) => {

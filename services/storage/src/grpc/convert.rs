@@ -9,6 +9,7 @@ use switchboard_protocol::{
 use tonic::{Code, Status};
 
 use super::pb;
+use super::pb::append_outcome::Outcome;
 use crate::{
     Appended, AuditQuery, DirectoryEntry, HistoryPage, NewAuditEntry, NewBroadcast, NewMessage,
     NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, StoreError, User, Webhook,
@@ -188,6 +189,27 @@ pub fn appended_from_pb(appended: pb::Appended) -> Result<Appended, StoreError> 
         duplicate: appended.duplicate,
         members: appended.members,
     })
+}
+
+/// The results of an `AppendMany` call that sent `sent` messages, one per message in
+/// order. An answer with a different number of outcomes fails every message (which
+/// outcome belongs to which message is then unknown), and so does an empty outcome.
+pub fn outcomes_from_pb(
+    outcomes: Vec<pb::AppendOutcome>,
+    sent: usize,
+) -> Vec<Result<Appended, StoreError>> {
+    if outcomes.len() != sent {
+        let e = format!("storage service answered {} of {sent} appends", outcomes.len());
+        return vec![Err(StoreError::Unavailable(e)); sent];
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| match outcome.outcome {
+            Some(Outcome::Appended(appended)) => appended_from_pb(appended),
+            Some(Outcome::Failure(failure)) => Err(failure_to_error(failure, "append refused")),
+            None => Err(StoreError::Unavailable("storage service sent an empty outcome".into())),
+        })
+        .collect()
 }
 
 pub fn page_to_pb(page: HistoryPage) -> pb::HistoryPage {

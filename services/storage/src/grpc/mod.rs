@@ -4,7 +4,8 @@
 //! status details, so the caller gets back the exact [`crate::StoreError`].
 
 mod client;
-mod convert;
+/// Conversions between records and protobuf messages (public for the fuzz targets).
+pub mod convert;
 mod server;
 
 pub use client::RemoteStore;
