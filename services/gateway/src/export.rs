@@ -77,7 +77,8 @@ async fn export(
         })?),
     };
     let limit = params.limit.unwrap_or(DEFAULT_PAGE).clamp(1, switchboard_storage::MAX_PAGE);
-    let query = ExportQuery { from: params.from, to: params.to, conversations, senders, after, limit };
+    let query =
+        ExportQuery { from: params.from, to: params.to, conversations, senders, after, limit };
     let total = if params.count { Some(gateway.store().export_count(&query).await?) } else { None };
     let page = gateway.store().export(&query).await?;
 
@@ -85,7 +86,12 @@ async fn export(
         let target = if query.conversations.is_empty() {
             "all conversations".to_owned()
         } else {
-            query.conversations.iter().map(|id| format!("conversation:{id}")).collect::<Vec<_>>().join(",")
+            query
+                .conversations
+                .iter()
+                .map(|id| format!("conversation:{id}"))
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let mut detail = format!("from {} to {}", rfc3339(params.from), rfc3339(params.to));
         if !usernames.is_empty() {

@@ -14,9 +14,9 @@ use sqlx::Connection;
 use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
-    AuditQuery, ExportQuery, DirectoryEntry, DirectoryUser, LoginLock, NewAuditEntry, NewBroadcast, NewMessage,
-    NewUser, PgStore, SearchQuery, SearchSort, SearchTerm, SqliteStore, Store, StoreError, User,
-    now_ms,
+    AuditQuery, DirectoryEntry, DirectoryUser, ExportQuery, LoginLock, NewAuditEntry, NewBroadcast,
+    NewMessage, NewUser, PgStore, SearchQuery, SearchSort, SearchTerm, SqliteStore, Store,
+    StoreError, User, now_ms,
 };
 
 enum Backend {
@@ -1408,7 +1408,10 @@ async fn retention_deletes_what_is_past_its_age_except_under_hold(f: Fixture) ->
 }
 
 /// `(conversation, seq)` of each record of every page of `query`, read `limit` at a time.
-async fn export_all(s: &dyn Store, query: &ExportQuery) -> Vec<switchboard_protocol::rest::ExportRecord> {
+async fn export_all(
+    s: &dyn Store,
+    query: &ExportQuery,
+) -> Vec<switchboard_protocol::rest::ExportRecord> {
     let mut records = Vec::new();
     let mut query = query.clone();
     loop {
@@ -1444,23 +1447,36 @@ async fn the_export_has_every_message_with_its_edits_deletion_and_reactions(f: F
     s.append(said(ab.id, &bob, "b1", "hi alice")).await.unwrap();
     f.backdate(ab.id, &[1], 30).await;
 
-    let recent = ExportQuery { from: now_ms() - 86_400_000, to: now_ms() + 60_000, limit: 2, ..Default::default() };
+    let recent = ExportQuery {
+        from: now_ms() - 86_400_000,
+        to: now_ms() + 60_000,
+        limit: 2,
+        ..Default::default()
+    };
     let records = export_all(s, &recent).await;
-    let keys: Vec<(i64, i64)> = records.iter().map(|r| (r.conversation.id, r.message.seq)).collect();
+    let keys: Vec<(i64, i64)> =
+        records.iter().map(|r| (r.conversation.id, r.message.seq)).collect();
     // Messages only (entries are folded in), in key order; last month's is out of range.
     assert_eq!(keys, [(ops.id, 1), (ops.id, 2), (ops.id, 3), (ops.id, 8), (ab.id, 2)]);
     assert_eq!(s.export_count(&recent).await.unwrap(), 5);
 
     let [created, edited, deleted, reply, direct] = &records[..] else { unreachable!() };
-    assert_eq!((created.message.kind, created.conversation.name.as_str()), (MessageKind::System, "Ops"));
+    assert_eq!(
+        (created.message.kind, created.conversation.name.as_str()),
+        (MessageKind::System, "Ops")
+    );
     assert!(created.conversation.members.is_empty(), "groups do not list members per record");
     assert_eq!(edited.message.body, "one, edited twice");
     assert_eq!(edited.original_body.as_deref(), Some("one"));
-    let edits: Vec<_> = edited.edits.iter().map(|e| (e.seq, e.by.as_str(), e.body.as_str())).collect();
+    let edits: Vec<_> =
+        edited.edits.iter().map(|e| (e.seq, e.by.as_str(), e.body.as_str())).collect();
     assert_eq!(edits, [(4, "alice", "one, edited"), (5, "alice", "one, edited twice")]);
     assert_eq!(edited.message.edited_at, Some(edited.edits[1].edited_at));
     assert_eq!(edited.reactions.len(), 1);
-    assert_eq!((edited.reactions[0].emoji.as_str(), &edited.reactions[0].users[..]), ("👍", &["bob".to_owned(), "carol".to_owned()][..]));
+    assert_eq!(
+        (edited.reactions[0].emoji.as_str(), &edited.reactions[0].users[..]),
+        ("👍", &["bob".to_owned(), "carol".to_owned()][..])
+    );
     assert_eq!(edited.sender_name, "alice");
     // The deleted message keeps its text for the export, and says who deleted it when.
     assert_eq!((deleted.message.body.as_str(), deleted.message.deleted), ("two", true));
@@ -1476,7 +1492,8 @@ async fn the_export_has_every_message_with_its_edits_deletion_and_reactions(f: F
 
     // Filters: by sender, by conversation (all time), and an unknown conversation.
     let bobs = ExportQuery { senders: vec![bob.id], ..recent.clone() };
-    let keys: Vec<_> = export_all(s, &bobs).await.iter().map(|r| (r.conversation.id, r.message.seq)).collect();
+    let keys: Vec<_> =
+        export_all(s, &bobs).await.iter().map(|r| (r.conversation.id, r.message.seq)).collect();
     assert_eq!(keys, [(ops.id, 3), (ab.id, 2)]);
     let direct_only = ExportQuery { from: 0, conversations: vec![ab.id], ..recent.clone() };
     let records = export_all(s, &direct_only).await;

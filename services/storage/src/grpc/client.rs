@@ -26,9 +26,8 @@ use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
     Appended, AuditQuery, DirectoryEntry, DirectoryUser, ExportPage, ExportQuery, HistoryPage,
-    LoginLock, NewAuditEntry,
-    NewBroadcast, NewMessage, NewUser, Result, SearchPage, SearchQuery, Store, StoreError, User,
-    Webhook,
+    LoginLock, NewAuditEntry, NewBroadcast, NewMessage, NewUser, Result, SearchPage, SearchQuery,
+    Store, StoreError, User, Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).

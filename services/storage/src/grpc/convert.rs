@@ -14,7 +14,8 @@ use tonic::{Code, Status};
 use super::pb;
 use crate::{
     Appended, AuditQuery, DirectoryEntry, ExportQuery, HistoryPage, NewAuditEntry, NewBroadcast,
-    NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, StoreError, User, Webhook,
+    NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, StoreError, User,
+    Webhook,
 };
 
 pub fn user_to_pb(user: &User) -> pb::User {

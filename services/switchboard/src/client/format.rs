@@ -43,13 +43,18 @@ pub fn message_line(message: &Message) -> String {
             format!("[{when}] {at} {sender}: {}{edited}{reactions}{thread}", message.body)
         }
         MessageKind::System => format!("[{when}] {at} * {}", message.body),
-        MessageKind::Broadcast => format!("[{when}] {at} ! broadcast from {sender}: {}", message.body),
+        MessageKind::Broadcast => {
+            format!("[{when}] {at} ! broadcast from {sender}: {}", message.body)
+        }
         MessageKind::Edit => {
             let of = message.ref_seq.unwrap_or_default();
             format!("[{when}] {at} * {sender} edited message {of}: {}", message.body)
         }
         MessageKind::Delete => {
-            format!("[{when}] {at} * {sender} deleted message {}", message.ref_seq.unwrap_or_default())
+            format!(
+                "[{when}] {at} * {sender} deleted message {}",
+                message.ref_seq.unwrap_or_default()
+            )
         }
         MessageKind::React | MessageKind::Unreact => {
             let did = if message.kind == MessageKind::React { "reacted" } else { "took back" };

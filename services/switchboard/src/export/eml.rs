@@ -74,7 +74,8 @@ pub fn edit(record: &ExportRecord, edit: &ExportEdit, domain: &str) -> String {
 fn recipients(mail: &mut Mail, record: &ExportRecord, domain: &str) {
     let c = &record.conversation;
     if c.kind == ConversationKind::Group {
-        let name = if c.name.is_empty() { format!("conversation {}", c.id) } else { c.name.clone() };
+        let name =
+            if c.name.is_empty() { format!("conversation {}", c.id) } else { c.name.clone() };
         mail.line(format!("To: {}:;", phrase(&name)));
         return;
     }
@@ -160,8 +161,7 @@ fn encoded_words(text: &str) -> String {
 }
 
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for group in bytes.chunks(3) {
         let n = group.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));

@@ -82,8 +82,14 @@ pub async fn run(client: ClientArgs, args: ExportArgs) -> anyhow::Result<()> {
     let mut users = args.users.clone();
     users.sort();
     users.dedup();
-    let settings =
-        Settings { from, to, conversations, users, format: args.format, mail_domain: args.mail_domain };
+    let settings = Settings {
+        from,
+        to,
+        conversations,
+        users,
+        format: args.format,
+        mail_domain: args.mail_domain,
+    };
     let connection = Connection::resolve(&client)?;
     let dir = args.out.as_path();
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -107,9 +113,11 @@ pub async fn run(client: ClientArgs, args: ExportArgs) -> anyhow::Result<()> {
         let first = progress.is_none();
         let path = page_path(&settings, state.after.as_deref(), args.page_size, first, resuming);
         let page = fetch(&connection, &path).await?;
-        let progress = progress
-            .get_or_insert_with(|| progress::Progress::new(state.written, page.total.map(|t| t.max(0) as u64)));
-        state.length = write::page(dir, settings.format, &settings.mail_domain, &page.records, state.length)?;
+        let progress = progress.get_or_insert_with(|| {
+            progress::Progress::new(state.written, page.total.map(|t| t.max(0) as u64))
+        });
+        state.length =
+            write::page(dir, settings.format, &settings.mail_domain, &page.records, state.length)?;
         state.written += page.records.len() as u64;
         state.complete = page.next_after.is_none();
         state.after = page.next_after;
@@ -135,7 +143,13 @@ pub async fn run(client: ClientArgs, args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn page_path(settings: &Settings, after: Option<&str>, limit: u32, first: bool, resuming: bool) -> String {
+fn page_path(
+    settings: &Settings,
+    after: Option<&str>,
+    limit: u32,
+    first: bool,
+    resuming: bool,
+) -> String {
     let mut path = format!(
         "/api/v1/admin/export?from={}&to={}&limit={limit}&format={}",
         settings.from,
@@ -203,8 +217,9 @@ fn prepare(dir: &Path, settings: Settings, restart: bool) -> anyhow::Result<Stat
         return Ok(state);
     }
     let text = fs::read_to_string(&path)?;
-    let old: State = serde_json::from_str(&text)
-        .with_context(|| format!("{} is damaged; remove the directory to start over", path.display()))?;
+    let old: State = serde_json::from_str(&text).with_context(|| {
+        format!("{} is damaged; remove the directory to start over", path.display())
+    })?;
     if restart {
         remove_export(dir)?;
         let state = fresh(settings);
@@ -225,7 +240,8 @@ fn prepare(dir: &Path, settings: Settings, restart: bool) -> anyhow::Result<Stat
 
 fn describe(s: &Settings) -> String {
     let time = switchboard_protocol::time::rfc3339;
-    let mut text = format!("--from {} --to {} --format {}", time(s.from), time(s.to), s.format.name());
+    let mut text =
+        format!("--from {} --to {} --format {}", time(s.from), time(s.to), s.format.name());
     for id in &s.conversations {
         text.push_str(&format!(" --conversation {id}"));
     }
@@ -294,7 +310,8 @@ pub fn parse_date(text: &str, end: bool) -> anyhow::Result<i64> {
         return Err(bad());
     }
     let (y, m, d) = (number(y)?, number(m)?, number(d)?);
-    let days_in_month = days_from_civil(y + i64::from(m == 12), m % 12 + 1, 1) - days_from_civil(y, m, 1);
+    let days_in_month =
+        days_from_civil(y + i64::from(m == 12), m % 12 + 1, 1) - days_from_civil(y, m, 1);
     if !(1..=12).contains(&m) || d < 1 || d > days_in_month {
         return Err(bad());
     }
@@ -349,7 +366,9 @@ mod tests {
         assert_eq!(parse_date("2026-11-25T12:00:00Z", true).ok(), Some(day + 43_200_000));
         assert_eq!(parse_date("2026-11-25T13:00:00.5+01:00", false).ok(), Some(day + 43_200_500));
         assert_eq!(parse_date("2026-11-24T23:30:00-00:30", false).ok(), Some(day));
-        for bad in ["2026-02-30", "2026-11-25T12:00Z", "yesterday", "2026-11-25T12:00:00", "26-11-25"] {
+        for bad in
+            ["2026-02-30", "2026-11-25T12:00Z", "yesterday", "2026-11-25T12:00:00", "26-11-25"]
+        {
             assert!(parse_date(bad, false).is_err(), "{bad}");
         }
     }
