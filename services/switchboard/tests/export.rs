@@ -345,7 +345,9 @@ async fn the_export_matches_the_data_set(tmp: &Path, url: &str, db: &Db) {
 
     // All three formats hold exactly the data set.
     let out = tmp.join("exports");
-    let done = export(&root, &out.join("jsonl"), "jsonl", &[]).1;
+    let (_, done, progress) = export(&root, &out.join("jsonl"), "jsonl", &[]);
+    // Not a terminal: plain progress lines, with the total counted at the start.
+    assert!(progress.lines().any(|l| l.starts_with("export: 6/6 messages, ")), "{progress}");
     assert_eq!(
         done.trim(),
         format!("Exported 6 messages to {} (jsonl)", out.join("jsonl").display())
