@@ -31,6 +31,7 @@ pub mod config;
 mod csv;
 mod directory;
 mod error;
+mod export;
 mod hub;
 pub mod ldap;
 mod lockout;

@@ -57,6 +57,7 @@ pub fn routes(gateway: Gateway) -> Router {
         .merge(crate::reactions::routes())
         .merge(crate::retention::routes())
         .merge(crate::audit::routes())
+        .merge(crate::export::routes())
         .merge(crate::admin::routes())
         .merge(crate::directory::routes())
         .merge(crate::web::routes())

@@ -224,6 +224,7 @@ const REST: &[Row] = &[
     ),
     ("PUT", "/api/v1/admin/users/{name}", r#"{"admin":false}"#, ADMINS),
     ("GET", "/api/v1/admin/audit", "", ADMINS),
+    ("GET", "/api/v1/admin/export?from=0&to=4102444800000&limit=5&count=true", "", ADMINS),
     ("GET", "/api/v1/admin/retention", "", ADMINS),
     ("PUT", "/api/v1/admin/retention", r#"{"conversation_id":{conv},"keep_days":3650}"#, ADMINS),
     (

@@ -10,6 +10,7 @@ mod error;
 mod frame;
 mod model;
 pub mod rest;
+pub mod time;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{ClientFrame, ServerFrame};

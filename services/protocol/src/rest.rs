@@ -420,3 +420,103 @@ pub struct UserFlags {
     pub admin: bool,
     pub disabled: bool,
 }
+
+/// `GET /api/v1/admin/export` (admins): one page of the compliance export, in
+/// `(conversation_id, seq)` order. Lists are comma-separated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// Messages sent at or after this time (milliseconds since the Unix epoch).
+    pub from: i64,
+    /// Messages sent before this time (milliseconds).
+    pub to: i64,
+    /// Only these conversations (ids, comma-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversations: Option<String>,
+    /// Only messages sent by these users (usernames, comma-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<String>,
+    /// The page starts after this `CONVERSATION:SEQ` (the previous page's `next_after`);
+    /// absent: a new export starts (audited as `export.start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Records per page (default 500, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Also answer `total`: how many records the whole export has (a count query).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub count: bool,
+    /// This page resumes an interrupted export (audited as `export.resume`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
+    /// The file format the client writes (`jsonl`, `csv`, `eml`), for the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// Answer to `GET /api/v1/admin/export`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportResponse {
+    pub records: Vec<ExportRecord>,
+    /// Set when more records may follow: ask again with `after` = this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+    /// Records in the whole export (when asked with `count`); more may arrive while it
+    /// runs if `to` is in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<i64>,
+}
+
+/// One message as the compliance export has it: the message (its `body` is the text
+/// now, even when `deleted`), where it was said, and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRecord {
+    pub conversation: ExportConversation,
+    /// The message as storage holds it (reactions are in the record's own `reactions`).
+    pub message: Message,
+    /// The sender's display name now.
+    pub sender_name: String,
+    /// The text as first sent, when it was edited since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_body: Option<String>,
+    /// Every edit still stored, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edits: Vec<ExportEdit>,
+    /// When it was deleted (milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
+    /// Who deleted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_by: Option<String>,
+    /// Reactions now, each emoji with who gave it, in the order first given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<ExportReaction>,
+}
+
+/// The conversation an exported message belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportConversation {
+    pub id: i64,
+    pub kind: crate::ConversationKind,
+    /// A group's name; empty for a direct conversation.
+    pub name: String,
+    /// A direct conversation's members (usernames, sorted); empty for groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// One edit of an exported message: its own entry's seq, when, by whom, the new text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportEdit {
+    pub seq: i64,
+    pub edited_at: i64,
+    pub by: String,
+    pub body: String,
+}
+
+/// One emoji on an exported message and who reacted with it (usernames).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportReaction {
+    pub emoji: String,
+    pub users: Vec<String>,
+}

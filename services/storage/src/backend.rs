@@ -333,6 +333,14 @@ macro_rules! sql_store {
             ) -> Result<Vec<switchboard_protocol::rest::AuditEntry>> {
                 queries::audit_log(&self.$read, query).await
             }
+
+            async fn export(&self, query: &$crate::ExportQuery) -> Result<$crate::ExportPage> {
+                queries::export(&self.$read, query).await
+            }
+
+            async fn export_count(&self, query: &$crate::ExportQuery) -> Result<i64> {
+                queries::export_count(&self.$read, query).await
+            }
         }
     };
 }
@@ -370,6 +378,7 @@ macro_rules! sql_queries {
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/reactions.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/retention.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/audit.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/export.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

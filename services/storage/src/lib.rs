@@ -33,9 +33,9 @@ pub mod retention;
 mod sqlite;
 
 pub use model::{
-    Appended, AuditQuery, DirectoryEntry, DirectoryUser, HistoryPage, LoginLock, NewAuditEntry,
-    NewBroadcast, NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, User,
-    Webhook, now_ms,
+    Appended, AuditQuery, DirectoryEntry, DirectoryUser, ExportPage, ExportQuery, HistoryPage,
+    LoginLock, NewAuditEntry, NewBroadcast, NewMessage, NewUser, SearchPage, SearchQuery,
+    SearchSort, SearchTerm, User, Webhook, now_ms,
 };
 pub use postgres::PgStore;
 pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
@@ -307,4 +307,14 @@ pub trait Store: Send + Sync + 'static {
     async fn record_audit(&self, entries: &[NewAuditEntry]) -> Result<()>;
     /// Audit entries matching `query`, newest first.
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+
+    /// One page of the compliance export: the messages (text, broadcast and system; not
+    /// the edit, delete and reaction entries, which are folded into the message they
+    /// change) matching `query`, in `(conversation_id, seq)` order, each with its stored
+    /// text even when deleted, its edits, its deletion and its reactions. For admins
+    /// only: the caller checks. `ConversationNotFound` for an unknown conversation in
+    /// the filter.
+    async fn export(&self, query: &ExportQuery) -> Result<ExportPage>;
+    /// How many records the whole export of `query` has (`after` and `limit` ignored).
+    async fn export_count(&self, query: &ExportQuery) -> Result<i64>;
 }

@@ -216,3 +216,28 @@ pub struct AuditQuery {
     /// Entries to return; capped at [`crate::MAX_PAGE`].
     pub limit: u32,
 }
+
+/// Which messages a compliance export reads (see [`crate::Store::export`]): every filter
+/// that is set must match. Records come in `(conversation_id, seq)` order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExportQuery {
+    /// Messages with `ts >= from` (milliseconds).
+    pub from: i64,
+    /// Messages with `ts < to` (milliseconds).
+    pub to: i64,
+    /// Only these conversations; empty: all.
+    pub conversations: Vec<i64>,
+    /// Only messages sent by these user ids; empty: everyone's.
+    pub senders: Vec<i64>,
+    /// The page starts after this `(conversation_id, seq)`.
+    pub after: Option<(i64, i64)>,
+    /// Records to return; capped at [`crate::MAX_PAGE`].
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportPage {
+    pub records: Vec<switchboard_protocol::rest::ExportRecord>,
+    /// More records may follow the last one.
+    pub has_more: bool,
+}

@@ -14,9 +14,9 @@ use sqlx::Connection;
 use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
-    AuditQuery, DirectoryEntry, DirectoryUser, LoginLock, NewAuditEntry, NewBroadcast, NewMessage,
-    NewUser, PgStore, SearchQuery, SearchSort, SearchTerm, SqliteStore, Store, StoreError, User,
-    now_ms,
+    AuditQuery, DirectoryEntry, DirectoryUser, ExportQuery, LoginLock, NewAuditEntry, NewBroadcast,
+    NewMessage, NewUser, PgStore, SearchQuery, SearchSort, SearchTerm, SqliteStore, Store,
+    StoreError, User, now_ms,
 };
 
 enum Backend {
@@ -216,6 +216,7 @@ on_both_backends!(
     retention_deletes_what_is_past_its_age_except_under_hold,
     the_audit_log_filters_and_pages_newest_first,
     a_disabled_account_cannot_sign_in_and_its_tokens_stop_working,
+    the_export_has_every_message_with_its_edits_deletion_and_reactions,
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {
@@ -1403,5 +1404,104 @@ async fn retention_deletes_what_is_past_its_age_except_under_hold(f: Fixture) ->
     // A conversation back on the default loses what is past 7 days.
     s.clear_retention(Some(ac.id)).await.unwrap();
     assert_eq!(sweep(s, &config).await.unwrap(), 1);
+    f
+}
+
+/// `(conversation, seq)` of each record of every page of `query`, read `limit` at a time.
+async fn export_all(
+    s: &dyn Store,
+    query: &ExportQuery,
+) -> Vec<switchboard_protocol::rest::ExportRecord> {
+    let mut records = Vec::new();
+    let mut query = query.clone();
+    loop {
+        let page = s.export(&query).await.unwrap();
+        assert!(page.records.len() <= query.limit as usize);
+        let last = page.records.last().map(|r| (r.conversation.id, r.message.seq));
+        records.extend(page.records);
+        if !page.has_more {
+            return records;
+        }
+        query.after = last;
+    }
+}
+
+async fn the_export_has_every_message_with_its_edits_deletion_and_reactions(f: Fixture) -> Fixture {
+    let [alice, bob, carol] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "carol").await,
+    ];
+    let s = f.store.as_ref();
+    let (ops, _) = s.create_group(&alice, "Ops", &[bob.clone(), carol.clone()]).await.unwrap();
+    s.append(said(ops.id, &alice, "o1", "one")).await.unwrap(); // 2
+    s.append(said(ops.id, &bob, "o2", "two")).await.unwrap(); // 3
+    s.change_message(&alice, ops.id, 2, Some("one, edited"), Some("e1")).await.unwrap(); // 4
+    s.change_message(&alice, ops.id, 2, Some("one, edited twice"), Some("e2")).await.unwrap(); // 5
+    s.react(&bob, ops.id, 2, "👍", true).await.unwrap(); // 6
+    s.react(&carol, ops.id, 2, "👍", true).await.unwrap(); // 7
+    s.reply(said(ops.id, &carol, "r1", "a reply"), 3).await.unwrap(); // 8
+    s.change_message(&bob, ops.id, 3, None, Some("d1")).await.unwrap(); // 9
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    s.append(said(ab.id, &alice, "a1", "last month")).await.unwrap();
+    s.append(said(ab.id, &bob, "b1", "hi alice")).await.unwrap();
+    f.backdate(ab.id, &[1], 30).await;
+
+    let recent = ExportQuery {
+        from: now_ms() - 86_400_000,
+        to: now_ms() + 60_000,
+        limit: 2,
+        ..Default::default()
+    };
+    let records = export_all(s, &recent).await;
+    let keys: Vec<(i64, i64)> =
+        records.iter().map(|r| (r.conversation.id, r.message.seq)).collect();
+    // Messages only (entries are folded in), in key order; last month's is out of range.
+    assert_eq!(keys, [(ops.id, 1), (ops.id, 2), (ops.id, 3), (ops.id, 8), (ab.id, 2)]);
+    assert_eq!(s.export_count(&recent).await.unwrap(), 5);
+
+    let [created, edited, deleted, reply, direct] = &records[..] else { unreachable!() };
+    assert_eq!(
+        (created.message.kind, created.conversation.name.as_str()),
+        (MessageKind::System, "Ops")
+    );
+    assert!(created.conversation.members.is_empty(), "groups do not list members per record");
+    assert_eq!(edited.message.body, "one, edited twice");
+    assert_eq!(edited.original_body.as_deref(), Some("one"));
+    let edits: Vec<_> =
+        edited.edits.iter().map(|e| (e.seq, e.by.as_str(), e.body.as_str())).collect();
+    assert_eq!(edits, [(4, "alice", "one, edited"), (5, "alice", "one, edited twice")]);
+    assert_eq!(edited.message.edited_at, Some(edited.edits[1].edited_at));
+    assert_eq!(edited.reactions.len(), 1);
+    assert_eq!(
+        (edited.reactions[0].emoji.as_str(), &edited.reactions[0].users[..]),
+        ("👍", &["bob".to_owned(), "carol".to_owned()][..])
+    );
+    assert_eq!(edited.sender_name, "alice");
+    // The deleted message keeps its text for the export, and says who deleted it when.
+    assert_eq!((deleted.message.body.as_str(), deleted.message.deleted), ("two", true));
+    assert_eq!(deleted.deleted_by.as_deref(), Some("bob"));
+    assert!(deleted.deleted_at.is_some_and(|t| t >= deleted.message.ts));
+    assert_eq!((reply.message.thread_seq, reply.message.body.as_str()), (Some(3), "a reply"));
+    assert_eq!(direct.conversation.members, ["alice", "bob"]);
+    assert!(direct.edits.is_empty() && direct.deleted_at.is_none() && direct.reactions.is_empty());
+    // History and search, for everyone, no longer show the deleted text.
+    let page = s.history(ops.id, &alice, None, None, 50).await.unwrap();
+    assert!(page.messages.iter().any(|m| m.seq == 3 && m.deleted && m.body.is_empty()));
+    assert!(s.search(&carol, &words(&["two"])).await.unwrap().messages.is_empty());
+
+    // Filters: by sender, by conversation (all time), and an unknown conversation.
+    let bobs = ExportQuery { senders: vec![bob.id], ..recent.clone() };
+    let keys: Vec<_> =
+        export_all(s, &bobs).await.iter().map(|r| (r.conversation.id, r.message.seq)).collect();
+    assert_eq!(keys, [(ops.id, 3), (ab.id, 2)]);
+    let direct_only = ExportQuery { from: 0, conversations: vec![ab.id], ..recent.clone() };
+    let records = export_all(s, &direct_only).await;
+    let bodies: Vec<_> = records.iter().map(|r| r.message.body.as_str()).collect();
+    assert_eq!(bodies, ["last month", "hi alice"]);
+    assert_eq!(s.export_count(&direct_only).await.unwrap(), 2);
+    let unknown = ExportQuery { conversations: vec![ab.id, 999], ..recent };
+    let err = s.export(&unknown).await.unwrap_err();
+    assert!(matches!(err, StoreError::ConversationNotFound(999)), "{err}");
     f
 }

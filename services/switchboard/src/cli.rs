@@ -135,6 +135,56 @@ pub enum Command {
     /// broadcasts (admins only)
     #[command(after_help = AUDIT_HELP)]
     Audit(AuditArgs),
+    /// Compliance export (admins): every message of a time range, with edits, deletions
+    /// and reactions, into a directory as JSON lines, CSV or .eml files; resumable
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
+}
+
+const EXPORT_HELP: &str = "Dates are YYYY-MM-DD (UTC; --to includes that whole day) or RFC 3339 \
+    times (2026-12-01T14:30:00Z, 2026-12-01T15:30:00+01:00; --to excludes that instant).\n\n\
+Files in DIR (see docs/operations.md):\n  \
+    jsonl  messages.jsonl: one JSON object per message\n  \
+    csv    messages.csv: RFC 4180, a header row, one row per message\n  \
+    eml    conversation-ID/SEQ.eml per message and SEQ-edit-EDITSEQ.eml per edit\n  \
+    export-state.json: the settings and how far the export got\n\n\
+An interrupted export resumes when the same command runs again; another export into the \
+same DIR is refused unless --restart. Every export is recorded in the audit log.\n\n\
+Examples:\n  switchboard export --from 2026-01-01 --to 2026-03-31 --format jsonl --out q1\n  \
+    switchboard export --from 2026-11-01 --to 2026-11-30 --user alice --format eml --out alice";
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Messages sent from this day or time on (see below)
+    #[arg(long, value_name = "DATE")]
+    pub from: String,
+    /// Messages sent up to this day (included) or time (see below)
+    #[arg(long, value_name = "DATE")]
+    pub to: String,
+    /// Only this conversation (its id); repeat for several
+    #[arg(long = "conversation", value_name = "ID")]
+    pub conversations: Vec<i64>,
+    /// Only messages sent by this user; repeat for several
+    #[arg(long = "user", value_name = "NAME")]
+    pub users: Vec<String>,
+    /// File format
+    #[arg(long, value_enum)]
+    pub format: crate::export::Format,
+    /// Directory to write into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Discard the export already in DIR (finished or not) and start this one
+    #[arg(long)]
+    pub restart: bool,
+    /// Domain of the addresses in .eml files (usernames become NAME@DOMAIN)
+    #[arg(long, default_value = "switchboard.invalid")]
+    pub mail_domain: String,
+    /// Messages per request (at most 1000)
+    #[arg(long, default_value_t = 200)]
+    pub page_size: u32,
+    /// Stop after this many pages as if interrupted (for testing resumption)
+    #[arg(long, hide = true)]
+    pub stop_after_pages: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -680,6 +730,10 @@ pub struct LoginArgs {
 pub struct SendArgs {
     /// A username (direct message) or a conversation id
     pub to: String,
+    /// Reply in the thread of message SEQ of that conversation (`history` shows each
+    /// message as #CONVERSATION:SEQ)
+    #[arg(long, value_name = "SEQ")]
+    pub thread: Option<i64>,
     /// The message; several words are joined with spaces
     #[arg(required = true, num_args = 1..)]
     pub text: Vec<String>,
@@ -696,7 +750,10 @@ pub struct ListenArgs {
 pub struct HistoryArgs {
     /// A username (your direct conversation) or a conversation id
     pub with: String,
-    /// How many of the newest messages to show
+    /// Show one thread instead: message SEQ and its replies, oldest first
+    #[arg(long, value_name = "SEQ")]
+    pub thread: Option<i64>,
+    /// How many of the newest messages (with --thread: the first replies) to show
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     /// Print messages as JSON lines

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod client;
+mod export;
 mod org;
 mod retention;
 mod serve;
@@ -39,6 +40,7 @@ fn main() -> std::process::ExitCode {
                 admin::user_set(cli.client, args).await
             }
             Command::Audit(args) => admin::audit(cli.client, args).await,
+            Command::Export(args) => export::run(cli.client, args).await,
             Command::Login(args) => client::login(cli.client, args).await,
             Command::Logout => client::logout(cli.client).await,
             Command::Send(args) => client::send(cli.client, args).await,

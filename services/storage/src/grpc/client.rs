@@ -24,9 +24,9 @@ use super::pb;
 use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
-    Appended, AuditQuery, DirectoryEntry, DirectoryUser, HistoryPage, LoginLock, NewAuditEntry,
-    NewBroadcast, NewMessage, NewUser, Result, SearchPage, SearchQuery, Store, StoreError, User,
-    Webhook,
+    Appended, AuditQuery, DirectoryEntry, DirectoryUser, ExportPage, ExportQuery, HistoryPage,
+    LoginLock, NewAuditEntry, NewBroadcast, NewMessage, NewUser, Result, SearchPage, SearchQuery,
+    Store, StoreError, User, Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
@@ -41,6 +41,9 @@ const MAX_APPEND_BATCH: usize = super::server::MAX_APPEND_MANY;
 const APPEND_QUEUE: usize = 8192;
 
 /// The generated client over a channel whose calls carry trace context.
+/// Largest export page accepted from the storage service.
+const EXPORT_REPLY_LIMIT: usize = 256 * 1024 * 1024;
+
 type StorageClient = storage_client::StorageClient<TracedClient<Channel>>;
 
 /// An append waiting for a call: the message, its span's `traceparent`, the reply.
@@ -588,6 +591,31 @@ impl Store for RemoteStore {
             .map_err(status_to_error)?
             .into_inner();
         Ok(reply.entries.into_iter().map(audit_from_pb).collect())
+    }
+
+    async fn export(&self, query: &ExportQuery) -> Result<ExportPage> {
+        // A page may hold up to MAX_PAGE records of the largest bodies, with their edits:
+        // more than tonic's default 4 MiB.
+        let reply = self
+            .client()
+            .max_decoding_message_size(EXPORT_REPLY_LIMIT)
+            .export(export_query_to_pb(query))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        let records =
+            reply.records.into_iter().map(export_record_from_pb).collect::<Result<Vec<_>>>()?;
+        Ok(ExportPage { records, has_more: reply.has_more })
+    }
+
+    async fn export_count(&self, query: &ExportQuery) -> Result<i64> {
+        let reply = self
+            .client()
+            .export_count(export_query_to_pb(query))
+            .await
+            .map_err(status_to_error)?
+            .into_inner();
+        Ok(reply.count)
     }
 }
 

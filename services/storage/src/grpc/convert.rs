@@ -2,7 +2,10 @@
 //! [`StoreError`] and gRPC statuses.
 
 use prost::Message as _;
-use switchboard_protocol::rest::{AuditEntry, ImportReport, LegalHold, RetentionPolicy};
+use switchboard_protocol::rest::{
+    AuditEntry, ExportConversation, ExportEdit, ExportReaction, ExportRecord, ImportReport,
+    LegalHold, RetentionPolicy,
+};
 use switchboard_protocol::{
     Broadcast, Conversation, ConversationKind, Message, MessageKind, PresenceStatus, Reaction,
 };
@@ -11,8 +14,9 @@ use tonic::{Code, Status};
 use super::pb;
 use super::pb::append_outcome::Outcome;
 use crate::{
-    Appended, AuditQuery, DirectoryEntry, HistoryPage, NewAuditEntry, NewBroadcast, NewMessage,
-    NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, StoreError, User, Webhook,
+    Appended, AuditQuery, DirectoryEntry, ExportQuery, HistoryPage, NewAuditEntry, NewBroadcast,
+    NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, StoreError, User,
+    Webhook,
 };
 
 pub fn user_to_pb(user: &User) -> pb::User {
@@ -598,4 +602,80 @@ pub fn audit_query_from_pb(q: pb::AuditQuery) -> AuditQuery {
         before: q.before,
         limit: q.limit,
     }
+}
+
+pub fn export_query_to_pb(q: &ExportQuery) -> pb::ExportQuery {
+    pb::ExportQuery {
+        from: q.from,
+        to: q.to,
+        conversations: q.conversations.clone(),
+        senders: q.senders.clone(),
+        after_conversation: q.after.map(|(c, _)| c),
+        after_seq: q.after.map(|(_, s)| s),
+        limit: q.limit,
+    }
+}
+
+pub fn export_query_from_pb(q: pb::ExportQuery) -> ExportQuery {
+    ExportQuery {
+        from: q.from,
+        to: q.to,
+        conversations: q.conversations,
+        senders: q.senders,
+        after: q.after_conversation.zip(q.after_seq),
+        limit: q.limit,
+    }
+}
+
+pub fn export_record_to_pb(r: ExportRecord) -> pb::ExportRecord {
+    pb::ExportRecord {
+        conversation_id: r.conversation.id,
+        conversation_kind: r.conversation.kind.as_str().to_owned(),
+        conversation_name: r.conversation.name,
+        conversation_members: r.conversation.members,
+        message: Some(message_to_pb(r.message)),
+        sender_name: r.sender_name,
+        original_body: r.original_body,
+        edits: r
+            .edits
+            .into_iter()
+            .map(|e| pb::ExportEdit { seq: e.seq, edited_at: e.edited_at, by: e.by, body: e.body })
+            .collect(),
+        deleted_at: r.deleted_at,
+        deleted_by: r.deleted_by,
+        reactions: r
+            .reactions
+            .into_iter()
+            .map(|r| pb::ExportReaction { emoji: r.emoji, users: r.users })
+            .collect(),
+    }
+}
+
+pub fn export_record_from_pb(r: pb::ExportRecord) -> Result<ExportRecord, StoreError> {
+    let message = r
+        .message
+        .ok_or_else(|| StoreError::Unavailable("an export record without its message".into()))?;
+    Ok(ExportRecord {
+        conversation: ExportConversation {
+            id: r.conversation_id,
+            kind: ConversationKind::parse(&r.conversation_kind).unwrap_or(ConversationKind::Group),
+            name: r.conversation_name,
+            members: r.conversation_members,
+        },
+        message: message_from_pb(message),
+        sender_name: r.sender_name,
+        original_body: r.original_body,
+        edits: r
+            .edits
+            .into_iter()
+            .map(|e| ExportEdit { seq: e.seq, edited_at: e.edited_at, by: e.by, body: e.body })
+            .collect(),
+        deleted_at: r.deleted_at,
+        deleted_by: r.deleted_by,
+        reactions: r
+            .reactions
+            .into_iter()
+            .map(|r| ExportReaction { emoji: r.emoji, users: r.users })
+            .collect(),
+    })
 }

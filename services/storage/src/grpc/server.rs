@@ -562,4 +562,17 @@ impl Storage for StorageService {
             entries: entries.into_iter().map(audit_to_pb).collect(),
         })
     }
+
+    async fn export(&self, request: Request<pb::ExportQuery>) -> Reply<pb::ExportPage> {
+        let query = export_query_from_pb(request.into_inner());
+        reply(self.store.export(&query).await, |page| pb::ExportPage {
+            records: page.records.into_iter().map(export_record_to_pb).collect(),
+            has_more: page.has_more,
+        })
+    }
+
+    async fn export_count(&self, request: Request<pb::ExportQuery>) -> Reply<pb::Count> {
+        let query = export_query_from_pb(request.into_inner());
+        reply(self.store.export_count(&query).await, |count| pb::Count { count })
+    }
 }

@@ -26,41 +26,40 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 pub fn message_line(message: &Message) -> String {
     let when = utc(message.ts);
+    let at = format!("#{}:{}", message.conversation_id, message.seq);
+    let sender = &message.sender;
     match message.kind {
-        MessageKind::Text if message.deleted => {
-            format!("[{when}] #{} {}: (deleted)", message.conversation_id, message.sender)
-        }
+        MessageKind::Text if message.deleted => format!("[{when}] {at} {sender}: (deleted)"),
         MessageKind::Text => {
             let edited = if message.edited_at.is_some() { " (edited)" } else { "" };
-            let (id, sender, body) = (message.conversation_id, &message.sender, &message.body);
             let reactions: String =
                 message.reactions.iter().map(|r| format!(" [{} {}]", r.emoji, r.count)).collect();
-            format!("[{when}] #{id} {sender}: {body}{edited}{reactions}")
+            let thread = match (message.thread_seq, message.reply_count) {
+                (Some(root), _) => format!(" (reply in thread {root})"),
+                (None, 1) => " (1 reply)".to_owned(),
+                (None, n) if n > 1 => format!(" ({n} replies)"),
+                _ => String::new(),
+            };
+            format!("[{when}] {at} {sender}: {}{edited}{reactions}{thread}", message.body)
         }
-        MessageKind::System => format!("[{when}] #{} * {}", message.conversation_id, message.body),
+        MessageKind::System => format!("[{when}] {at} * {}", message.body),
         MessageKind::Broadcast => {
-            let (id, sender, body) = (message.conversation_id, &message.sender, &message.body);
-            format!("[{when}] #{id} ! broadcast from {sender}: {body}")
+            format!("[{when}] {at} ! broadcast from {sender}: {}", message.body)
         }
         MessageKind::Edit => {
-            let (id, sender, body) = (message.conversation_id, &message.sender, &message.body);
             let of = message.ref_seq.unwrap_or_default();
-            format!("[{when}] #{id} * {sender} edited message {of}: {body}")
+            format!("[{when}] {at} * {sender} edited message {of}: {}", message.body)
         }
         MessageKind::Delete => {
-            let (id, sender) = (message.conversation_id, &message.sender);
             format!(
-                "[{when}] #{id} * {sender} deleted message {}",
+                "[{when}] {at} * {sender} deleted message {}",
                 message.ref_seq.unwrap_or_default()
             )
         }
         MessageKind::React | MessageKind::Unreact => {
-            let (id, sender, emoji) = (message.conversation_id, &message.sender, &message.body);
             let did = if message.kind == MessageKind::React { "reacted" } else { "took back" };
-            format!(
-                "[{when}] #{id} * {sender} {did} {emoji} on message {}",
-                message.ref_seq.unwrap_or_default()
-            )
+            let of = message.ref_seq.unwrap_or_default();
+            format!("[{when}] {at} * {sender} {did} {} on message {of}", message.body)
         }
     }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, anyhow, bail};
 use hyper::Method;
 use switchboard_protocol::rest::{
     EditRequest, HistoryResponse, LoginRequest, LoginResponse, OpenDirectRequest, PresenceResponse,
-    SendRequest, SendResponse, SetPresenceRequest,
+    SendRequest, SendResponse, SetPresenceRequest, ThreadResponse,
 };
 use switchboard_protocol::{Conversation, PresenceStatus};
 
@@ -154,17 +154,25 @@ pub async fn post_message(
 
 pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
     let connection = Connection::resolve(&args)?;
-    let (to, conversation_id) = send_target(&send.to);
+    let (to, conversation_id) = match send.thread {
+        // A reply names its conversation: a username's direct one is opened first.
+        Some(_) => (None, Some(connection.conversation(&send.to).await?)),
+        None => send_target(&send.to),
+    };
     let request = SendRequest {
         to,
         conversation_id,
         body: send.text.join(" "),
         client_msg_id: Some(client_msg_id()),
         kind: None,
-        thread_seq: None,
+        thread_seq: send.thread,
     };
     let answer = post_message(&connection, &request).await?;
-    println!("Sent to {} (conversation {}, seq {})", send.to, answer.conversation_id, answer.seq);
+    let (id, seq) = (answer.conversation_id, answer.seq);
+    match send.thread {
+        Some(root) => println!("Replied in thread {id}:{root} (seq {seq})"),
+        None => println!("Sent to {} (conversation {id}, seq {seq})", send.to),
+    }
     Ok(())
 }
 
@@ -179,6 +187,9 @@ pub fn retryable(e: &anyhow::Error) -> bool {
 pub async fn history(args: ClientArgs, history: HistoryArgs) -> anyhow::Result<()> {
     let connection = Connection::resolve(&args)?;
     let id = connection.conversation(&history.with).await?;
+    if let Some(root) = history.thread {
+        return thread(&connection, id, root, &history).await;
+    }
     let page: HistoryResponse = connection
         .http
         .get(&format!("/api/v1/conversations/{id}/messages?limit={}", history.limit))
@@ -192,6 +203,31 @@ pub async fn history(args: ClientArgs, history: HistoryArgs) -> anyhow::Result<(
     }
     if !history.json && page.messages.is_empty() {
         println!("(no messages yet in conversation {id})");
+    }
+    Ok(())
+}
+
+/// `history --thread SEQ`: the thread's root, then its first `limit` replies, indented.
+async fn thread(
+    connection: &Connection,
+    id: i64,
+    root: i64,
+    history: &HistoryArgs,
+) -> anyhow::Result<()> {
+    let path = format!("/api/v1/conversations/{id}/messages/{root}/thread?limit={}", history.limit);
+    let page: ThreadResponse = connection.http.get(&path).await?;
+    if history.json {
+        for message in std::iter::once(&page.root).chain(&page.replies) {
+            println!("{}", serde_json::to_string(message)?);
+        }
+        return Ok(());
+    }
+    println!("{}", format::message_line(&page.root));
+    for reply in &page.replies {
+        println!("  {}", format::message_line(reply));
+    }
+    if page.has_more {
+        eprintln!("(more replies: raise --limit)");
     }
     Ok(())
 }
