@@ -80,3 +80,22 @@ ensure_slapd() {
         kill "$(cat /var/run/slapd/slapd.pid)" 2>/dev/null || true
     fi
 }
+
+# moto's standalone server, an S3-compatible store (PyPI `moto[server]`), for the cluster
+# attachment test: installed into a virtualenv under ~/.cache/switchboard/moto (override
+# with SWITCHBOARD_MOTO_VENV); the test starts its own on an ephemeral port.
+ensure_moto() {
+    local venv="${SWITCHBOARD_MOTO_VENV:-$HOME/.cache/switchboard/moto}"
+    if [ -x "$venv/bin/moto_server" ]; then
+        return
+    fi
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+        echo "scripts/test: installing Python's venv (Debian package python3-venv)" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip >/dev/null
+    fi
+    echo "scripts/test: installing moto's S3 server (PyPI moto[server]) into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'moto[server]==5.2.5'
+}

@@ -444,6 +444,42 @@ describe('the web client', () => {
     assert.equal(await msg(alice).locator('.reaction:not(.add-reaction)').count(), 0);
   });
 
+  test('an image sent as a file shows as a thumbnail for both; another file as a download', async () => {
+    await alice.open('Bob Nguyen');
+    await bob.open('Alice Martin');
+    // A 1x1 PNG, picked with the attach button's file input.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+    await alice.page.locator('#attach-input').setInputFiles({ name: 'floor-plan.png', mimeType: 'image/png', buffer: png });
+    for (const person of [alice, bob]) {
+      const file = person.page.locator('#message-list .attachment', { hasText: 'floor-plan.png' });
+      await file.waitFor(WAIT);
+      const thumbnail = file.locator('img.thumbnail');
+      await thumbnail.waitFor(WAIT);
+      // Loaded through the signed-in fetch, shown from an object URL.
+      await person.page.waitForFunction((img) => img.complete && img.naturalWidth === 1, await thumbnail.elementHandle(), WAIT);
+      assert.match(await thumbnail.getAttribute('src'), /^blob:/);
+      await file.getByText('70 B').waitFor();
+    }
+    await bob.shot('attachment');
+    // A text file: a name, a size and a Download button, no picture.
+    await bob.page.locator('#attach-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('minutes of the meeting') });
+    const notes = alice.page.locator('#message-list .attachment', { hasText: 'notes.txt' });
+    await notes.waitFor(WAIT);
+    assert.equal(await notes.locator('img').count(), 0);
+    const [download] = await Promise.all([
+      alice.page.waitForEvent('download', WAIT),
+      notes.getByRole('button', { name: 'Download notes.txt' }).click(),
+    ]);
+    assert.equal(download.suggestedFilename(), 'notes.txt');
+    // Too big for the server: refused with a clear message, nothing sent.
+    const big = Buffer.alloc(3 * 1024 * 1024, 1);
+    await alice.page.locator('#attach-input').setInputFiles({ name: 'huge.bin', mimeType: 'application/octet-stream', buffer: big });
+    await alice.page.locator('#connection-banner', { hasText: 'Could not send huge.bin' }).waitFor(WAIT);
+    assert.equal(await bob.page.locator('#message-list .attachment', { hasText: 'huge.bin' }).count(), 0);
+    // The browser logs the refused request (413) to the console; that one is expected.
+    alice.errors = alice.errors.filter((e) => !/status of 413/.test(e));
+  });
+
     test('a phone-sized window shows one pane at a time', async () => {
     const phone = await Person.open(browser, proxy, 'carol', { width: 390, height: 780 });
     await phone.signIn(); // a fresh context holds no sign-in

@@ -44,7 +44,7 @@ export class Server {
   async start() {
     if (!this.port) this.port = await freePort();
     const child = spawn(binary, ['serve', '--data-dir', this.dir, '--listen', `127.0.0.1:${this.port}`,
-      '--rate-per-user', '0', '--rate-per-ip', '0', '--drain-secs', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--rate-per-user', '0', '--rate-per-ip', '0', '--drain-secs', '2', '--max-attachment-bytes', '2097152'], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.on('data', (d) => { this.log += d; });
     child.stderr.on('data', (d) => { this.log += d; });
     this.process = child;

@@ -76,6 +76,14 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Directory sign-in (LDAP) beside local accounts; None: local accounts only.
     pub ldap: Option<crate::ldap::LdapConfig>,
+
+    // Attachments.
+    /// Where attachments' bytes are kept (a directory, or an S3 bucket shared by every
+    /// gateway of a cluster); None: uploads are refused with `forbidden`.
+    pub attachments: Option<switchboard_storage::attachments::Blobs>,
+    /// Largest attachment in bytes. A bigger upload gets `attachment_too_large` as soon
+    /// as its declared length, or the byte past the limit, arrives; nothing is kept.
+    pub max_attachment_bytes: u64,
 }
 
 impl Default for Config {
@@ -104,6 +112,8 @@ impl Default for Config {
             session_queue_bytes: 8 * 1024 * 1024,
             allowed_origins: Vec::new(),
             ldap: None,
+            attachments: None,
+            max_attachment_bytes: switchboard_protocol::DEFAULT_MAX_ATTACHMENT_BYTES,
         }
     }
 }

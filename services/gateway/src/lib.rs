@@ -13,6 +13,7 @@
 //! - `hub`: who is connected here, fan-out to their sessions, presence watchers.
 //! - `session`: one WebSocket connection (reader task + writer task).
 //! - `rest`: the HTTP endpoints; `provision`: bulk accounts for load tests.
+//! - `attachments`: file uploads into conversations and members-only downloads.
 //! - `org`: bots, incoming webhooks and org broadcasts (operations and their endpoints);
 //!   `directory`: the CSV directory import.
 //! - [`tls`]: HTTPS/`wss://` on the gateway's port, with a certificate reloadable at run
@@ -25,6 +26,7 @@
 //! and, in a cluster, `RouterLinks` for deliveries to other gateways.
 
 mod admin;
+mod attachments;
 mod audit;
 pub mod auth;
 pub mod config;

@@ -558,6 +558,11 @@ impl Gateway {
     }
 
     /// Takes one message from client address `ip`'s budget (`Config::rate_per_ip`).
+    /// The sender's message rate: an upload is a stored message too.
+    pub(crate) fn check_user_rate(&self, user: &User) -> Result<(), ApiError> {
+        self.inner.rate.check(user.id).map_err(ApiError::rate_limited)
+    }
+
     pub(crate) fn check_ip_rate(&self, ip: Option<std::net::IpAddr>) -> Result<(), ApiError> {
         match ip {
             Some(ip) => self.inner.rate_ip.check(ip).map_err(ApiError::rate_limited),

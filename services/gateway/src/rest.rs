@@ -55,6 +55,7 @@ pub fn routes(gateway: Gateway) -> Router {
         .route("/api/v1/admin/provision", post(crate::provision::provision))
         .merge(crate::org::routes())
         .merge(crate::reactions::routes())
+        .merge(crate::attachments::routes())
         .merge(crate::retention::routes())
         .merge(crate::audit::routes())
         .merge(crate::export::routes())

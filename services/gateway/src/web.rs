@@ -46,12 +46,13 @@ static ASSETS: &[Asset] = &[
     asset!("/js/threads.js", "js/threads.js", JS),
     asset!("/js/dialogs.js", "js/dialogs.js", JS),
     asset!("/js/search.js", "js/search.js", JS),
+    asset!("/js/attachments.js", "js/attachments.js", JS),
 ];
 
 /// Scripts and styles come only from this server, as files: no inline script or style
 /// attribute can run, so text that slipped into the DOM as HTML still could not execute.
 /// `connect-src 'self'` covers the same-origin WebSocket.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
      connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 

@@ -25,7 +25,7 @@ mod support;
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Value, json};
-use support::{Client, Server, http, test_config};
+use support::{Client, Config, Server, http, http_raw, test_config};
 use switchboard_protocol::{ClientFrame, ServerFrame};
 
 const ROLES: [&str; 6] = ["anon", "user", "outsider", "bot", "caster", "admin"];
@@ -37,7 +37,7 @@ const RUN_ORDER: [usize; 6] = [0, 2, 3, 4, 5, 1];
 /// `Ops`, `{seq}` a message `user` sent there, `{role}` the caller's column name,
 /// `{hook}` a webhook of `Ops` made for this caller to try to revoke, `{hook_key}` a live
 /// webhook key, `{broadcast}` a broadcast to `HQ/Building 2` that asks for an ack,
-/// `{name}` an account for admins to change, `{emoji}` a reaction, `{no_hold}` a hold id that does not exist, `{asset}` every file of the web client. Bodies are JSON text after substitution.
+/// `{name}` an account for admins to change, `{emoji}` a reaction, `{file}` an attachment of `Ops`, `{no_hold}` a hold id that does not exist, `{asset}` every file of the web client. Bodies are JSON text after substitution.
 type Row = (&'static str, &'static str, &'static str, [&'static str; 6]);
 
 const OPEN: [&str; 6] = ["200", "200", "200", "200", "200", "200"];
@@ -97,6 +97,19 @@ const REST: &[Row] = &[
     ("GET", "/api/v1/conversations/{conv}/messages", "", MEMBERS),
     ("GET", "/api/v1/conversations/{conv}/reads", "", MEMBERS),
     ("GET", "/api/v1/conversations/{conv}/messages/{seq}/thread", "", MEMBERS),
+    (
+        "POST",
+        "/api/v1/conversations/{conv}/attachments?name=note-{role}.txt",
+        r#""a file from {role}""#,
+        ["401 unauthenticated", "201", "403 not_member", "201", "403 not_member", "403 not_member"],
+    ),
+    // A file of Ops: its members only; to anyone else it does not exist.
+    (
+        "GET",
+        "/api/v1/attachments/{file}",
+        "",
+        ["401 unauthenticated", "200", "404 not_found", "200", "404 not_found", "404 not_found"],
+    ),
     ("PUT", "/api/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", "", MEMBERS),
     ("DELETE", "/api/v1/conversations/{conv}/messages/{seq}/reactions/{emoji}", "", MEMBERS),
     (
@@ -367,6 +380,8 @@ struct World {
     vars: HashMap<&'static str, String>,
     /// Per role: a webhook of Ops for it to try to revoke.
     hooks: Vec<i64>,
+    /// Where the server keeps attachments.
+    _files: tempfile::TempDir,
 }
 
 async fn token(server: &Server, name: &str) -> String {
@@ -374,7 +389,9 @@ async fn token(server: &Server, name: &str) -> String {
 }
 
 async fn world() -> World {
-    let server = Server::start_with(test_config()).await;
+    let files = tempfile::tempdir().unwrap();
+    let blobs = switchboard_storage::attachments::Blobs::local(files.path()).unwrap();
+    let server = Server::start_with(Config { attachments: Some(blobs), ..test_config() }).await;
     let gw = &server.gateway;
     for (name, admin) in [("owner", false), ("user", false), ("outsider", false), ("caster", false)]
     {
@@ -430,6 +447,12 @@ async fn world() -> World {
         seqs.push(sent["seq"].as_i64().unwrap());
     }
     let (seq, ws_seq) = (seqs[0], seqs[1]);
+    // A file in Ops (its content JSON, as the table's answers are read as JSON).
+    let path = format!("/api/v1/conversations/{}/attachments?name=plan.json", ops.id);
+    let (status, sent) =
+        http_raw(server.addr, "POST", &path, tokens[1].as_deref(), Some(b"{}".to_vec())).await;
+    assert_eq!(status, 201, "{sent}");
+    let file = sent["attachment"]["id"].as_i64().unwrap();
     let vars = HashMap::from([
         ("{conv}", ops.id.to_string()),
         ("{seq}", seq.to_string()),
@@ -439,8 +462,9 @@ async fn world() -> World {
         ("{name}", "owner".to_owned()),
         ("{emoji}", "plus1".to_owned()),
         ("{no_hold}", "999999".to_owned()),
+        ("{file}", file.to_string()),
     ]);
-    World { server, tokens, vars, hooks }
+    World { server, tokens, vars, hooks, _files: files }
 }
 
 impl World {

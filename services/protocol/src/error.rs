@@ -50,6 +50,10 @@ pub enum ErrorCode {
     SlowConsumer,
     /// The server is shutting down; reconnect (elsewhere) and sync.
     ShuttingDown,
+    /// The uploaded file exceeded the configured maximum; nothing was stored.
+    AttachmentTooLarge,
+    /// The upload declared an image type its bytes are not; nothing was stored.
+    AttachmentTypeMismatch,
     /// Storage is unavailable; the request was not applied and may be retried.
     Unavailable,
     /// An unexpected server fault; the request was not applied.
@@ -80,6 +84,8 @@ impl ErrorCode {
             Self::GroupTooLarge => "group_too_large",
             Self::SlowConsumer => "slow_consumer",
             Self::ShuttingDown => "shutting_down",
+            Self::AttachmentTooLarge => "attachment_too_large",
+            Self::AttachmentTypeMismatch => "attachment_type_mismatch",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -98,7 +104,8 @@ impl ErrorCode {
             Self::Forbidden | Self::NotMember => 403,
             Self::ConversationNotFound | Self::UserNotFound | Self::NotFound => 404,
             Self::UserExists => 409,
-            Self::FrameTooLarge | Self::MessageTooLarge => 413,
+            Self::FrameTooLarge | Self::MessageTooLarge | Self::AttachmentTooLarge => 413,
+            Self::AttachmentTypeMismatch => 415,
             Self::RateLimited | Self::TooManyConnections => 429,
             Self::SlowConsumer | Self::ShuttingDown | Self::Unavailable => 503,
             Self::Internal => 500,

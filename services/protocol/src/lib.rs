@@ -15,9 +15,13 @@ pub mod time;
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{ClientFrame, ServerFrame};
 pub use model::{
-    Broadcast, Conversation, ConversationKind, MAX_REACTION_CHARS, Message, MessageKind, Presence,
-    PresenceStatus, Reaction, SearchHit, SearchSort, UserInfo, check_reaction, org_under,
+    Attachment, Broadcast, Conversation, ConversationKind, IMAGE_TYPES, MAX_REACTION_CHARS,
+    Message, MessageKind, Presence, PresenceStatus, Reaction, SearchHit, SearchSort, UserInfo,
+    check_reaction, org_under,
 };
 
 /// Default maximum size of a message body in bytes (UTF-8), per the delivery contract.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Default maximum size of an attachment in bytes (25 MiB).
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;

@@ -47,7 +47,40 @@ pub struct Message {
     /// for everyone; the entry's `sender` is who reacted). Absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reaction>,
+    /// Files sent with the message (`POST /api/v1/conversations/{id}/attachments`), each
+    /// downloadable by members at `GET /api/v1/attachments/{id}`. Empty on a deleted
+    /// message as people read it. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
+
+/// A file sent with a message: what a client shows and how it downloads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Download it at `GET /api/v1/attachments/{id}` (members only).
+    pub id: i64,
+    /// The file name the uploader gave (no directory part).
+    pub name: String,
+    /// The type the server checked and serves it with: `image/png`, `image/jpeg`,
+    /// `image/gif` and `image/webp` only when the bytes are one; `text/plain` and
+    /// `application/pdf` as declared; anything else `application/octet-stream`.
+    pub content_type: String,
+    /// Bytes.
+    pub size: i64,
+    /// SHA-256 of the content, lower-case hex.
+    pub sha256: String,
+}
+
+impl Attachment {
+    /// Whether clients may show it as a picture (a thumbnail).
+    pub fn is_image(&self) -> bool {
+        IMAGE_TYPES.contains(&self.content_type.as_str())
+    }
+}
+
+/// The image types whose content the server checks (by their magic bytes) and serves
+/// inline; every other type is served as a download.
+pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 /// One emoji's reactions on a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,6 +49,18 @@ pub struct SendResponse {
     pub duplicate: bool,
 }
 
+/// Answer to `POST /api/v1/conversations/{id}/attachments`: the message that carries the
+/// file (as for a send) and the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub conversation_id: i64,
+    pub seq: i64,
+    pub ts: i64,
+    pub client_msg_id: String,
+    pub duplicate: bool,
+    pub attachment: crate::Attachment,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryResponse {
     pub conversation_id: i64,

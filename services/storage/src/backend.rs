@@ -236,6 +236,26 @@ macro_rules! sql_store {
                 queries::retention_delete(&self.$write, conversation, cutoff, limit).await
             }
 
+            async fn attach(
+                &self,
+                message: NewMessage,
+                file: $crate::NewAttachment,
+            ) -> Result<Appended> {
+                queries::attach(&self.$write, &message, &file).await
+            }
+
+            async fn attachment(&self, id: i64, viewer: &User) -> Result<$crate::StoredAttachment> {
+                queries::attachment(&self.$read, id, viewer).await
+            }
+
+            async fn attachment_trash(&self, limit: u32) -> Result<Vec<String>> {
+                queries::attachment_trash(&self.$read, limit).await
+            }
+
+            async fn forget_attachment_trash(&self, keys: &[String]) -> Result<()> {
+                queries::forget_attachment_trash(&self.$write, keys).await
+            }
+
             async fn search(
                 &self,
                 viewer: &User,
@@ -379,6 +399,7 @@ macro_rules! sql_queries {
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/retention.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/audit.rs"));
             include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/export.rs"));
+            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/attachments.rs"));
             $(include!(concat!(env!("CARGO_MANIFEST_DIR"), "/src/sql/", $extra));)*
         }
     };

@@ -24,6 +24,7 @@
 //! `sqlite/mod.rs` and `postgres/mod.rs`. Group commit is [`appender`]'s, for both.
 
 mod appender;
+pub mod attachments;
 mod backend;
 pub mod grpc;
 pub mod metrics;
@@ -34,8 +35,8 @@ mod sqlite;
 
 pub use model::{
     Appended, AuditQuery, DirectoryEntry, DirectoryUser, ExportPage, ExportQuery, HistoryPage,
-    LoginLock, NewAuditEntry, NewBroadcast, NewMessage, NewUser, SearchPage, SearchQuery,
-    SearchSort, SearchTerm, User, Webhook, now_ms,
+    LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, SearchPage,
+    SearchQuery, SearchSort, SearchTerm, StoredAttachment, User, Webhook, now_ms,
 };
 pub use postgres::PgStore;
 pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
@@ -240,8 +241,26 @@ pub trait Store: Send + Sync + 'static {
     async fn retention_targets(&self, now: i64) -> Result<Vec<(i64, i64)>>;
     /// Deletes at most `limit` messages of `conversation` older than `cutoff`, oldest
     /// first, in one transaction, sparing users and conversations on hold; returns how
-    /// many. Their reactions and search entries go with them; seqs are never reused.
+    /// many. Their reactions, attachments and search entries go with them (the
+    /// attachments' objects are queued in [`Store::attachment_trash`]); seqs are never
+    /// reused.
     async fn retention_delete(&self, conversation: i64, cutoff: i64, limit: u32) -> Result<u64>;
+
+    /// Stores `message` (a text message, its body the caption, maybe empty) and the file
+    /// it carries, in one transaction (`NotMember` unless the sender is a member). The
+    /// message comes back with its `attachments`. A retry with the same `client_msg_id`
+    /// returns the first message (`duplicate`) and stores nothing: the caller then
+    /// deletes the object it uploaded for nothing.
+    async fn attach(&self, message: NewMessage, file: NewAttachment) -> Result<Appended>;
+    /// Attachment `id` for a download by `viewer`: `NotFound` unless it exists, `viewer`
+    /// is a member of its conversation and its message is not deleted (the same answer
+    /// for all three, so ids reveal nothing).
+    async fn attachment(&self, id: i64, viewer: &User) -> Result<StoredAttachment>;
+    /// Storage keys of objects whose attachments retention deleted, at most `limit`: the
+    /// retention job deletes them from the object store, then calls
+    /// [`Store::forget_attachment_trash`].
+    async fn attachment_trash(&self, limit: u32) -> Result<Vec<String>>;
+    async fn forget_attachment_trash(&self, keys: &[String]) -> Result<()>;
 
     /// Full-text search over the messages of `viewer`'s conversations only (a conversation
     /// they are not a member of is never read, whatever `query.conversations` says).

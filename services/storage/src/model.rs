@@ -241,3 +241,47 @@ pub struct ExportPage {
     /// More records may follow the last one.
     pub has_more: bool,
 }
+
+/// A file to store with a new message ([`crate::Store::attach`]). Its bytes are already in
+/// the object store under `storage_key`; the gateway checked its size and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAttachment {
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub sha256: String,
+    /// Where the bytes are in the object store.
+    pub storage_key: String,
+}
+
+/// An attachment's whole row: what a download needs (the key) and what a compliance
+/// export lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAttachment {
+    pub id: i64,
+    pub conversation_id: i64,
+    /// The message that carries it.
+    pub seq: i64,
+    /// Username of who uploaded it (the message's sender).
+    pub uploader: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub created_at: i64,
+    pub storage_key: String,
+}
+
+impl StoredAttachment {
+    /// As readers see it on a message.
+    pub fn info(&self) -> switchboard_protocol::Attachment {
+        switchboard_protocol::Attachment {
+            id: self.id,
+            name: self.name.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+        }
+    }
+}

@@ -5,10 +5,16 @@
 //! replica may run it, and two sweeps deleting the same rows only find less to do) and
 //! in the embedded server, never in a gateway. The policies, holds and deletes are the
 //! [`Store`]'s; this module only paces them.
+//!
+//! After each sweep it empties the attachment trash (the objects of attachments whose
+//! messages it deleted): each object is deleted from the [`Blobs`], then its key is
+//! forgotten, so a crash in between only means deleting an object that is already gone.
+//! A process with no attachment store configured leaves the trash for one that has.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::attachments::Blobs;
 use crate::metrics::APPENDERS;
 use crate::{Result, Store, now_ms};
 
@@ -49,11 +55,37 @@ pub async fn sweep(store: &dyn Store, config: &RetentionConfig) -> Result<u64> {
     Ok(total)
 }
 
+/// Deletes the objects of attachments retention removed (see the module docs); returns
+/// how many. An object that cannot be deleted now stays in the trash for the next time.
+pub async fn empty_trash(store: &dyn Store, blobs: &Blobs) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let keys = store.attachment_trash(TRASH_BATCH).await?;
+        let mut gone = Vec::with_capacity(keys.len());
+        for key in keys.iter() {
+            match blobs.delete(key).await {
+                Ok(()) => gone.push(key.clone()),
+                Err(e) => tracing::warn!(key = %key, error = %e, "deleting an attachment failed"),
+            }
+        }
+        store.forget_attachment_trash(&gone).await?;
+        total += gone.len() as u64;
+        if gone.len() < keys.len() || keys.len() < TRASH_BATCH as usize {
+            return Ok(total);
+        }
+    }
+}
+
+/// Trash keys handled per round trip.
+const TRASH_BATCH: u32 = 500;
+
 /// Sweeps every `config.interval` (the first one shortly after start) until `shutdown`
-/// resolves. A failed sweep is logged and tried again at the next interval.
+/// resolves, then empties the attachment trash into `blobs`. A failed sweep is logged
+/// and tried again at the next interval.
 pub async fn run(
     store: Arc<dyn Store>,
     config: RetentionConfig,
+    blobs: Option<Blobs>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     if config.interval.is_zero() {
@@ -67,6 +99,13 @@ pub async fn run(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "retention sweep"),
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+            }
+            if let Some(blobs) = &blobs {
+                match empty_trash(store.as_ref(), blobs).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "attachments deleted by retention"),
+                    Err(e) => tracing::warn!(error = %e, "emptying the attachment trash failed"),
+                }
             }
             tokio::time::sleep(config.interval).await;
         }

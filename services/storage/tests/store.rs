@@ -14,9 +14,9 @@ use sqlx::Connection;
 use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
-    AuditQuery, DirectoryEntry, DirectoryUser, ExportQuery, LoginLock, NewAuditEntry, NewBroadcast,
-    NewMessage, NewUser, PgStore, SearchQuery, SearchSort, SearchTerm, SqliteStore, Store,
-    StoreError, User, now_ms,
+    AuditQuery, DirectoryEntry, DirectoryUser, ExportQuery, LoginLock, NewAttachment,
+    NewAuditEntry, NewBroadcast, NewMessage, NewUser, PgStore, SearchQuery, SearchSort,
+    SearchTerm, SqliteStore, Store, StoreError, User, now_ms,
 };
 
 enum Backend {
@@ -214,6 +214,8 @@ on_both_backends!(
     a_thread_reads_its_root_then_its_replies,
     reactions_are_counted_per_emoji_and_stored_as_entries,
     retention_deletes_what_is_past_its_age_except_under_hold,
+    attachments_are_stored_with_their_message_for_members_only,
+    retention_trashes_attachments_with_their_messages,
     the_audit_log_filters_and_pages_newest_first,
     a_disabled_account_cannot_sign_in_and_its_tokens_stop_working,
     the_export_has_every_message_with_its_edits_deletion_and_reactions,
@@ -1503,5 +1505,97 @@ async fn the_export_has_every_message_with_its_edits_deletion_and_reactions(f: F
     let unknown = ExportQuery { conversations: vec![ab.id, 999], ..recent };
     let err = s.export(&unknown).await.unwrap_err();
     assert!(matches!(err, StoreError::ConversationNotFound(999)), "{err}");
+
+fn file(name: &str, key: &str) -> NewAttachment {
+    NewAttachment {
+        name: name.into(),
+        content_type: "image/png".into(),
+        size: 1234,
+        sha256: "ab".repeat(32),
+        storage_key: key.into(),
+    }
+}
+
+async fn attachments_are_stored_with_their_message_for_members_only(f: Fixture) -> Fixture {
+    let [alice, bob, eve] = [
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+        user(f.store.as_ref(), "eve").await,
+    ];
+    let s = f.store.as_ref();
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    s.append(said(ab.id, &alice, "t1", "before")).await.unwrap();
+    let stored =
+        s.attach(said(ab.id, &alice, "f1", "floor plan"), file("plan.png", "c/k1")).await.unwrap();
+    let m = &stored.message;
+    assert_eq!((m.seq, m.body.as_str(), stored.duplicate), (2, "floor plan", false));
+    assert_eq!(stored.members.len(), 2);
+    let info = m.attachments[0].clone();
+    assert_eq!(
+        (info.name.as_str(), info.size, info.content_type.as_str()),
+        ("plan.png", 1234, "image/png")
+    );
+    // A retry returns the first message and file; the new key is not stored.
+    let again =
+        s.attach(said(ab.id, &alice, "f1", "floor plan"), file("plan.png", "c/k2")).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!((again.message.seq, &again.message.attachments), (2, &vec![info.clone()]));
+    // Outsiders can neither attach nor look the file up; unknown ids look the same.
+    let err = s.attach(said(ab.id, &eve, "e1", "x"), file("x.png", "c/k3")).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotMember { .. }), "{err}");
+    let row = s.attachment(info.id, &bob).await.unwrap();
+    assert_eq!((row.storage_key.as_str(), row.uploader.as_str()), ("c/k1", "alice"));
+    assert_eq!((row.conversation_id, row.seq, row.sha256.len()), (ab.id, 2, 64));
+    for (id, who) in [(info.id, &eve), (info.id + 100, &bob)] {
+        let err = s.attachment(id, who).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    }
+    // Every read of the message carries the file.
+    let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.attachments.len()).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(page.messages[1].attachments, std::slice::from_ref(&info));
+    let last = s.last_messages(bob.id).await.unwrap();
+    assert_eq!(last[0].attachments, std::slice::from_ref(&info));
+    let hits = s.search(&bob, &words(&["plan"])).await.unwrap();
+    assert_eq!(hits.messages[0].attachments, std::slice::from_ref(&info));
+    // Deleted: hidden from people, the row kept (retention removes it).
+    s.change_message(&alice, ab.id, 2, None, Some("d1")).await.unwrap();
+    let page = s.history(ab.id, &bob, None, None, 10).await.unwrap();
+    assert!(page.messages[1].attachments.is_empty());
+    assert!(matches!(s.attachment(info.id, &bob).await, Err(StoreError::NotFound(_))));
+    // The compliance export still lists it, on the deleted message.
+    let query = ExportQuery { from: 0, to: i64::MAX, limit: 100, ..ExportQuery::default() };
+    let page = s.export(&query).await.unwrap();
+    let record = page.records.iter().find(|r| r.message.seq == 2).unwrap();
+    assert!(record.message.deleted);
+    assert_eq!(record.message.attachments, std::slice::from_ref(&info));
+    f
+}
+
+async fn retention_trashes_attachments_with_their_messages(f: Fixture) -> Fixture {
+    use switchboard_storage::retention::{RetentionConfig, sweep};
+    let [root, alice, bob] = [
+        user(f.store.as_ref(), "root").await,
+        user(f.store.as_ref(), "alice").await,
+        user(f.store.as_ref(), "bob").await,
+    ];
+    let s = f.store.as_ref();
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    s.attach(said(ab.id, &alice, "f1", ""), file("old.png", "c/old")).await.unwrap();
+    s.attach(said(ab.id, &bob, "f2", ""), file("held.png", "c/held")).await.unwrap();
+    s.attach(said(ab.id, &alice, "f3", ""), file("new.png", "c/new")).await.unwrap();
+    f.backdate(ab.id, &[1, 2], 10).await;
+    s.set_retention(None, Some(7)).await.unwrap();
+    s.add_hold(Some(&bob), None, "case 9", &root).await.unwrap();
+    assert!(s.attachment_trash(10).await.unwrap().is_empty());
+    let config = RetentionConfig { pause: std::time::Duration::ZERO, ..Default::default() };
+    assert_eq!(sweep(s, &config).await.unwrap(), 1);
+    // The old file's object is queued for deletion; the held and new ones stay.
+    assert_eq!(s.attachment_trash(10).await.unwrap(), ["c/old"]);
+    let page = s.history(ab.id, &alice, None, None, 10).await.unwrap();
+    let names: Vec<_> = page.messages.iter().map(|m| m.attachments[0].name.clone()).collect();
+    assert_eq!(names, ["held.png", "new.png"]);
+    s.forget_attachment_trash(&["c/old".to_owned()]).await.unwrap();
+    assert!(s.attachment_trash(10).await.unwrap().is_empty());
     f
 }

@@ -425,6 +425,66 @@ pub struct ServeArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub ldap: LdapArgs,
+    #[command(flatten)]
+    pub attachments: AttachmentArgs,
+}
+
+/// Where attachments' bytes are kept (`serve`, `gateway`, and `storage`, whose retention
+/// job deletes the files of messages it deletes).
+#[derive(Args)]
+pub struct AttachmentArgs {
+    /// Where attachments are kept: a directory, or s3://BUCKET (an S3-compatible bucket,
+    /// the same for every gateway and storage replica) [serve: DATA_DIR/attachments;
+    /// gateway: none, uploads are refused; storage: none, retention leaves the files]
+    #[arg(long, env = "SWITCHBOARD_ATTACHMENTS")]
+    pub attachments: Option<String>,
+    /// With s3://: the endpoint of an S3-compatible server (http(s)://host:port) instead
+    /// of AWS
+    #[arg(long, env = "SWITCHBOARD_ATTACHMENTS_S3_ENDPOINT")]
+    pub attachments_s3_endpoint: Option<String>,
+    /// With s3://: the bucket's region
+    #[arg(long, env = "SWITCHBOARD_ATTACHMENTS_S3_REGION", default_value = "us-east-1")]
+    pub attachments_s3_region: String,
+    /// With s3://: the access key id
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub attachments_s3_access_key_id: Option<String>,
+    /// With s3://: the secret access key (better given in the environment)
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub attachments_s3_secret_access_key: Option<String>,
+}
+
+impl AttachmentArgs {
+    /// The store --attachments names, else one in `default_dir`, else none.
+    pub fn blobs(
+        &self,
+        default_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Option<switchboard_storage::attachments::Blobs>> {
+        use anyhow::Context as _;
+        use switchboard_storage::attachments::{Blobs, S3Config};
+        let blobs = match (&self.attachments, default_dir) {
+            (Some(url), _) if url.starts_with("s3://") => {
+                let bucket = url.trim_start_matches("s3://").trim_end_matches('/');
+                anyhow::ensure!(!bucket.is_empty(), "--attachments s3:// needs a bucket name");
+                Blobs::s3(&S3Config {
+                    bucket: bucket.to_owned(),
+                    endpoint: self.attachments_s3_endpoint.clone(),
+                    region: self.attachments_s3_region.clone(),
+                    access_key_id: self.attachments_s3_access_key_id.clone(),
+                    secret_access_key: self.attachments_s3_secret_access_key.clone(),
+                })
+                .context("bad --attachments")?
+            }
+            (Some(dir), _) => {
+                let dir = PathBuf::from(dir.strip_prefix("file://").unwrap_or(dir));
+                Blobs::local(&dir).context("bad --attachments")?
+            }
+            (None, Some(dir)) => {
+                Blobs::local(&dir).context("cannot create the attachments directory")?
+            }
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(blobs))
+    }
 }
 
 /// How the retention job (in `serve` and `storage`) deletes messages past their policy.
@@ -471,6 +531,11 @@ pub struct LimitArgs {
     /// Largest message body in bytes
     #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest attachment in bytes (bigger uploads are refused while streaming; nothing
+    /// is kept)
+    #[arg(long, env = "SWITCHBOARD_MAX_ATTACHMENT_BYTES",
+          default_value_t = switchboard_protocol::DEFAULT_MAX_ATTACHMENT_BYTES)]
+    pub max_attachment_bytes: u64,
     /// Largest WebSocket frame in bytes (bigger frames close the connection)
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = 256 * 1024)]
     pub max_frame_bytes: usize,
@@ -609,6 +674,8 @@ pub struct GatewayArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub ldap: LdapArgs,
+    #[command(flatten)]
+    pub attachments: AttachmentArgs,
 }
 
 #[derive(Args)]
@@ -664,6 +731,8 @@ pub struct StorageArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub attachments: AttachmentArgs,
 }
 
 #[derive(Subcommand)]
@@ -734,9 +803,14 @@ pub struct SendArgs {
     /// message as #CONVERSATION:SEQ)
     #[arg(long, value_name = "SEQ")]
     pub thread: Option<i64>,
-    /// The message; several words are joined with spaces
-    #[arg(required = true, num_args = 1..)]
+    /// The message; several words are joined with spaces (with --attach: the caption,
+    /// may be left out)
+    #[arg(required_unless_present = "attach", num_args = 0..)]
     pub text: Vec<String>,
+    /// Send this file (members can download it; images show as pictures in the web
+    /// client)
+    #[arg(long, value_name = "FILE")]
+    pub attach: Option<PathBuf>,
 }
 
 #[derive(Args)]

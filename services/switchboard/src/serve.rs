@@ -9,6 +9,7 @@ use switchboard_gateway::ldap::LdapConfig;
 use switchboard_gateway::tls::Tls;
 use switchboard_gateway::{Cluster, Config, Gateway, auth};
 use switchboard_presence::{RedisConfig, RedisLocator, RedisPresence};
+use switchboard_storage::attachments::Blobs;
 use switchboard_storage::grpc::RemoteStore;
 use switchboard_storage::{PgStore, SqliteStore, Store};
 
@@ -16,9 +17,15 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::cli::{GatewayArgs, LdapArgs, LimitArgs, RouterArgs, ServeArgs, StorageArgs, TlsArgs};
 
-fn config(limits: &LimitArgs, ldap: &LdapArgs) -> anyhow::Result<Config> {
+fn config(
+    limits: &LimitArgs,
+    ldap: &LdapArgs,
+    attachments: Option<Blobs>,
+) -> anyhow::Result<Config> {
     Ok(Config {
         max_body_bytes: limits.max_body_bytes,
+        max_attachment_bytes: limits.max_attachment_bytes,
+        attachments,
         max_frame_bytes: limits.max_frame_bytes,
         rate_per_user: limits.rate_per_user,
         rate_burst: limits.rate_burst,
@@ -153,7 +160,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let gateway = Gateway::new(store.clone(), config(&args.limits, &args.ldap)?);
+    let blobs = args.attachments.blobs(Some(args.data_dir.join("attachments")))?;
+    let gateway = Gateway::new(store.clone(), config(&args.limits, &args.ldap, blobs.clone())?);
     bootstrap_admin(&gateway).await?;
     println!("Data: {}", args.data_dir.display());
     // Retention runs beside the server and ends with it (a sweep cut short resumes at the
@@ -161,6 +169,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let retention = tokio::spawn(switchboard_storage::retention::run(
         store,
         args.retention.config(),
+        blobs,
         std::future::pending(),
     ));
     let served = serve_gateway(gateway, args.listen, &args.tls, &args.limits).await;
@@ -170,7 +179,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// `switchboard gateway`: a cluster gateway over remote storage, Redis and routers.
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let config = config(&args.limits, &args.ldap)?;
+    let config = config(&args.limits, &args.ldap, args.attachments.blobs(None)?)?;
     let tls = client_tls(&args)?;
     let store = RemoteStore::connect_lazy_tls(&args.storage, tls.clone())
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -221,10 +230,13 @@ pub async fn storage(args: StorageArgs) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("Switchboard storage is listening on {scheme}://{} (gRPC)", listener.local_addr()?);
     let store: Arc<dyn Store> = Arc::new(store);
-    // The one place of a cluster that deletes by retention: where the data is.
+    // The one place of a cluster that deletes by retention: where the data is (and the
+    // files of what it deletes, when it knows the attachment store).
+    let blobs = args.attachments.blobs(None)?;
     let retention = tokio::spawn(switchboard_storage::retention::run(
         store.clone(),
         args.retention.config(),
+        blobs,
         std::future::pending(),
     ));
     let served =

@@ -12,6 +12,7 @@ import { frameHandlers } from './frames.js';
 import { searchMethods } from './search.js';
 import { State } from './state.js';
 import { threadMethods } from './threads.js';
+import { attachmentMethods, renderAttachments } from './attachments.js';
 import { uiMethods } from './ui.js';
 import { renderChatHeader, renderConversationList, renderMe, renderMessages, renderTyping } from './views.js';
 
@@ -60,6 +61,7 @@ export class App {
     setupDialogs(this);
     this.wireUi();
     this.wireThread();
+    this.wireAttachments();
     this.wireSearch();
     await Promise.all([this.loadConversations(), this.loadContacts()]);
     this.connection.start();
@@ -429,6 +431,7 @@ export class App {
       confirmingDelete: this.confirmingDelete,
       onThread: (m) => this.openThread(m),
       onReact: (m, emoji, add) => this.react(m, emoji, add),
+      attachments: (m) => renderAttachments(this.token, m),
     });
     if (bottom || (stick && atBottom)) box.scrollTop = box.scrollHeight;
   }
@@ -446,4 +449,4 @@ export class App {
   }
 }
 
-Object.assign(App.prototype, frameHandlers, uiMethods, searchMethods, threadMethods);
+Object.assign(App.prototype, frameHandlers, uiMethods, searchMethods, threadMethods, attachmentMethods);

@@ -30,6 +30,10 @@ function previewText(state, conv) {
   if (m.kind === 'broadcast') return `Broadcast: ${m.body}`;
   const who = m.sender === state.me.username ? 'You' : state.displayName(m.sender).split(' ')[0];
   if (m.deleted) return `${who} deleted a message`;
+  if (!m.body && m.attachments && m.attachments.length) {
+    const name = `📎 ${m.attachments[0].name}`;
+    return conv.kind === 'group' || m.sender === state.me.username ? `${who}: ${name}` : name;
+  }
   return conv.kind === 'group' || m.sender === state.me.username ? `${who}: ${m.body}` : m.body;
 }
 
@@ -184,9 +188,10 @@ export function renderMessages(state, conv, pending, actions = {}) {
     const mine = m.sender === state.me.username;
     const continued = previous && previous.sender === m.sender && m.ts - previous.ts < 5 * 60_000;
     const name = m.author || state.displayName(m.sender);
+    const files = m.deleted || !actions.attachments ? null : actions.attachments(m);
     const bubble = m.deleted
       ? el('div', { class: 'bubble deleted' }, el('div', { class: 'body' }, 'This message was deleted'))
-      : el('div', { class: 'bubble' }, el('div', { class: 'body' }, renderBody(m.body)));
+      : el('div', { class: 'bubble' }, m.body || !files ? el('div', { class: 'body' }, renderBody(m.body)) : null, files);
     const meta = el('div', { class: 'meta' }, el('time', { datetime: new Date(m.ts).toISOString(), title: new Date(m.ts).toLocaleString() }, formatTime(m.ts)));
     if (m.edited_at && !m.deleted) meta.append(el('span', { class: 'edited', title: `Edited ${new Date(m.edited_at).toLocaleString()}` }, 'edited'));
     if (mine && !m.pending && !m.deleted && m.kind === 'text' && actions.onEdit) {

@@ -25,8 +25,8 @@ use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
     Appended, AuditQuery, DirectoryEntry, DirectoryUser, ExportPage, ExportQuery, HistoryPage,
-    LoginLock, NewAuditEntry, NewBroadcast, NewMessage, NewUser, Result, SearchPage, SearchQuery,
-    Store, StoreError, User, Webhook,
+    LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, Result,
+    SearchPage, SearchQuery, Store, StoreError, StoredAttachment, User, Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
@@ -393,6 +393,33 @@ impl Store for RemoteStore {
         };
         let reply = self.client().react(request).await.map_err(status_to_error)?;
         reply.into_inner().appended.map(appended_from_pb).transpose()
+    }
+
+    async fn attach(&self, message: NewMessage, file: NewAttachment) -> Result<Appended> {
+        let request = pb::AttachRequest {
+            message: Some(new_message_to_pb(message)),
+            file: Some(new_attachment_to_pb(file)),
+        };
+        let reply = self.client().attach(request).await.map_err(status_to_error)?;
+        appended_from_pb(reply.into_inner())
+    }
+
+    async fn attachment(&self, id: i64, viewer: &User) -> Result<StoredAttachment> {
+        let request = pb::AttachmentRequest { id, viewer: Some(user_to_pb(viewer)) };
+        let reply = self.client().get_attachment(request).await.map_err(status_to_error)?;
+        Ok(stored_attachment_from_pb(reply.into_inner()))
+    }
+
+    async fn attachment_trash(&self, limit: u32) -> Result<Vec<String>> {
+        let request = pb::AttachmentTrashRequest { limit };
+        let reply = self.client().attachment_trash(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().keys)
+    }
+
+    async fn forget_attachment_trash(&self, keys: &[String]) -> Result<()> {
+        let request = pb::StorageKeys { keys: keys.to_vec() };
+        self.client().forget_attachment_trash(request).await.map_err(status_to_error)?;
+        Ok(())
     }
 
     async fn set_retention(&self, conversation: Option<i64>, keep_days: Option<i64>) -> Result<()> {

@@ -7,16 +7,17 @@ use switchboard_protocol::rest::{
     LegalHold, RetentionPolicy,
 };
 use switchboard_protocol::{
-    Broadcast, Conversation, ConversationKind, Message, MessageKind, PresenceStatus, Reaction,
+    Attachment, Broadcast, Conversation, ConversationKind, Message, MessageKind, PresenceStatus,
+    Reaction,
 };
 use tonic::{Code, Status};
 
 use super::pb;
 use super::pb::append_outcome::Outcome;
 use crate::{
-    Appended, AuditQuery, DirectoryEntry, ExportQuery, HistoryPage, NewAuditEntry, NewBroadcast,
-    NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, StoreError, User,
-    Webhook,
+    Appended, AuditQuery, DirectoryEntry, ExportQuery, HistoryPage, NewAttachment, NewAuditEntry,
+    NewBroadcast, NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm,
+    StoreError, StoredAttachment, User, Webhook,
 };
 
 pub fn user_to_pb(user: &User) -> pb::User {
@@ -76,6 +77,77 @@ pub fn message_to_pb(message: Message) -> pb::Message {
             .into_iter()
             .map(|r| pb::Reaction { emoji: r.emoji, count: r.count, me: r.me })
             .collect(),
+        attachments: message.attachments.into_iter().map(attachment_to_pb).collect(),
+    }
+}
+
+fn attachment_to_pb(a: Attachment) -> pb::Attachment {
+    pb::Attachment {
+        id: a.id,
+        name: a.name,
+        content_type: a.content_type,
+        size: a.size,
+        sha256: a.sha256,
+    }
+}
+
+fn attachment_from_pb(a: pb::Attachment) -> Attachment {
+    Attachment {
+        id: a.id,
+        name: a.name,
+        content_type: a.content_type,
+        size: a.size,
+        sha256: a.sha256,
+    }
+}
+
+pub fn new_attachment_to_pb(a: NewAttachment) -> pb::NewAttachment {
+    pb::NewAttachment {
+        name: a.name,
+        content_type: a.content_type,
+        size: a.size,
+        sha256: a.sha256,
+        storage_key: a.storage_key,
+    }
+}
+
+pub fn new_attachment_from_pb(a: pb::NewAttachment) -> NewAttachment {
+    NewAttachment {
+        name: a.name,
+        content_type: a.content_type,
+        size: a.size,
+        sha256: a.sha256,
+        storage_key: a.storage_key,
+    }
+}
+
+pub fn stored_attachment_to_pb(a: StoredAttachment) -> pb::StoredAttachment {
+    pb::StoredAttachment {
+        id: a.id,
+        conversation_id: a.conversation_id,
+        seq: a.seq,
+        uploader: a.uploader,
+        name: a.name,
+        content_type: a.content_type,
+        size: a.size,
+        sha256: a.sha256,
+        created_at: a.created_at,
+        storage_key: a.storage_key,
+    }
+}
+
+pub fn stored_attachment_from_pb(a: pb::StoredAttachment) -> StoredAttachment {
+    StoredAttachment {
+        id: a.id,
+        conversation_id: a.conversation_id,
+        seq: a.seq,
+        uploader: a.uploader,
+        name: a.name,
+        content_type: a.content_type,
+        size: a.size,
+        sha256: a.sha256,
+        created_at: a.created_at,
+        storage_key: a.storage_key,
     }
 }
 
@@ -99,6 +171,7 @@ pub fn message_from_pb(message: pb::Message) -> Message {
             .into_iter()
             .map(|r| Reaction { emoji: r.emoji, count: r.count, me: r.me })
             .collect(),
+        attachments: message.attachments.into_iter().map(attachment_from_pb).collect(),
     }
 }
 

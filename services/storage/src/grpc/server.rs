@@ -435,6 +435,37 @@ impl Storage for StorageService {
         reply(deleted, |n| pb::Count { count: i64::try_from(n).unwrap_or(i64::MAX) })
     }
 
+    async fn attach(&self, request: Request<pb::AttachRequest>) -> Reply<pb::Appended> {
+        let r = request.into_inner();
+        let message = r.message.ok_or_else(|| Status::invalid_argument("message is required"))?;
+        let file = r.file.ok_or_else(|| Status::invalid_argument("file is required"))?;
+        let message = new_message_from_pb(message)?;
+        let stored = self.store.attach(message, new_attachment_from_pb(file)).await;
+        reply(stored, appended_to_pb)
+    }
+
+    async fn get_attachment(
+        &self,
+        request: Request<pb::AttachmentRequest>,
+    ) -> Reply<pb::StoredAttachment> {
+        let r = request.into_inner();
+        let viewer = user(r.viewer, "viewer")?;
+        reply(self.store.attachment(r.id, &viewer).await, stored_attachment_to_pb)
+    }
+
+    async fn attachment_trash(
+        &self,
+        request: Request<pb::AttachmentTrashRequest>,
+    ) -> Reply<pb::StorageKeys> {
+        let limit = request.into_inner().limit;
+        reply(self.store.attachment_trash(limit).await, |keys| pb::StorageKeys { keys })
+    }
+
+    async fn forget_attachment_trash(&self, request: Request<pb::StorageKeys>) -> Reply<pb::Empty> {
+        let keys = request.into_inner().keys;
+        reply(self.store.forget_attachment_trash(&keys).await, |()| pb::Empty {})
+    }
+
     async fn search(&self, request: Request<pb::SearchRequest>) -> Reply<pb::SearchReply> {
         let (viewer, query) = search_from_pb(request.into_inner())?;
         reply(self.store.search(&viewer, &query).await, search_page_to_pb)

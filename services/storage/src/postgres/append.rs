@@ -63,6 +63,7 @@ fn outcome(row: &sqlx::postgres::PgRow, new: &NewMessage) -> Result<Result<Appen
                 thread_seq: None,
                 reply_count: 0,
                 reactions: Vec::new(),
+                attachments: Vec::new(),
             };
             let members: Option<Vec<i64>> = row.try_get("members")?;
             let duplicate = outcome == 1;

@@ -79,6 +79,7 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
                 thread_seq: None,
                 reply_count: 0,
                 reactions: Vec::new(),
+                attachments: Vec::new(),
             },
             false,
         )));
@@ -199,6 +200,7 @@ async fn stored_copies<'a>(
                 thread_seq: None,
                 reply_count: 0,
                 reactions: Vec::new(),
+                attachments: Vec::new(),
             };
             if let Some(key) = new.client_msg_id.as_deref() {
                 stored.insert((sender, key), message);

@@ -67,6 +67,7 @@ pub async fn insert_message(
         thread_seq: None,
         reply_count: 0,
         reactions: Vec::new(),
+        attachments: Vec::new(),
     })
 }
 
@@ -403,6 +404,7 @@ fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
         thread_seq: if change { None } else { ref_seq },
         reply_count: row.try_get("reply_count")?,
         reactions: Vec::new(),
+        attachments: Vec::new(),
     })
 }
 
@@ -468,11 +470,14 @@ pub async fn last_messages(pool: &Pool, user_id: i64) -> Result<Vec<Message>> {
          JOIN users u ON u.id = m.sender_id
          WHERE mine.user_id = $1 ORDER BY m.conversation_id"
     );
-    let rows = sqlx::query(&sql)
-    .bind(user_id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(|row| message_from_row(row.try_get("conversation_id")?, row)).collect()
+    let mut conn = pool.acquire().await?;
+    let rows = sqlx::query(&sql).bind(user_id).fetch_all(&mut *conn).await?;
+    let mut messages = rows
+        .iter()
+        .map(|row| message_from_row(row.try_get("conversation_id")?, row))
+        .collect::<Result<Vec<_>>>()?;
+    attach_files(&mut conn, &mut messages, true).await?;
+    Ok(messages)
 }
 
 pub async fn history(
@@ -515,6 +520,7 @@ pub async fn history(
         messages.reverse();
     }
     attach_reactions(&mut conn, conversation, viewer, &mut messages).await?;
+    attach_files(&mut conn, &mut messages, true).await?;
     Ok(HistoryPage { messages, has_more })
 }
 

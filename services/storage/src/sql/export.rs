@@ -125,6 +125,12 @@ pub async fn export(pool: &Pool, query: &ExportQuery) -> Result<ExportPage> {
         complete_records(&mut conn, &mut records[start..end]).await?;
         start = end;
     }
+    // The files each message carries, a deleted message's too (kept for this export).
+    let mut messages: Vec<Message> = records.iter().map(|r| r.message.clone()).collect();
+    attach_files(&mut conn, &mut messages, false).await?;
+    for (record, message) in records.iter_mut().zip(messages) {
+        record.message.attachments = message.attachments;
+    }
     Ok(ExportPage { records, has_more })
 }
 

@@ -203,10 +203,24 @@ pub async fn retention_delete(
         return Ok(0);
     }
     let list = (0..seqs.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
-    // Reactions first: they refer to their message. Reactions *to* a held user's
-    // message stay with it; a held user's reactions to a deleted message go with it.
+    // The files' objects are queued for the retention job to delete from the object
+    // store (`attachment_trash`), in this transaction: a key is never lost.
+    let trash = format!(
+        "INSERT INTO attachment_trash (storage_key, queued_at)
+         SELECT storage_key, $2 FROM attachments
+         WHERE conversation_id = $1 AND seq IN ({})",
+        (0..seqs.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ")
+    );
+    let mut query = sqlx::query(&trash).bind(conversation).bind(now_ms());
+    for seq in &seqs {
+        query = query.bind(*seq);
+    }
+    query.execute(&mut *tx).await?;
+    // Reactions and attachments first: they refer to their message. Reactions *to* a
+    // held user's message stay with it; a held user's reactions to a deleted message go
+    // with it.
     let mut deleted = 0;
-    for table in ["reactions", "messages"] {
+    for table in ["reactions", "attachments", "messages"] {
         let sql = format!("DELETE FROM {table} WHERE conversation_id = $1 AND seq IN ({list})");
         let mut query = sqlx::query(&sql).bind(conversation);
         for seq in &seqs {

@@ -52,11 +52,12 @@ pub async fn search(pool: &Pool, viewer: &User, query: &SearchQuery) -> Result<S
         matching(&mut conn, &conversations, query, limit + 1).await?
     };
     let has_more = rows.len() > limit as usize;
-    let messages = rows
+    let mut messages = rows
         .iter()
         .take(limit as usize)
         .map(|row| message_from_row(row.try_get("conversation_id")?, row))
         .collect::<Result<Vec<_>>>()?;
+    attach_files(&mut conn, &mut messages, true).await?;
     Ok(SearchPage { messages, has_more })
 }
 

@@ -114,5 +114,6 @@ pub async fn thread(
         messages.push(message_from_row(conversation, row)?);
     }
     attach_reactions(&mut conn, conversation, viewer, &mut messages).await?;
+    attach_files(&mut conn, &mut messages, true).await?;
     Ok(HistoryPage { messages, has_more })
 }

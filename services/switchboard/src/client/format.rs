@@ -40,7 +40,14 @@ pub fn message_line(message: &Message) -> String {
                 (None, n) if n > 1 => format!(" ({n} replies)"),
                 _ => String::new(),
             };
-            format!("[{when}] {at} {sender}: {}{edited}{reactions}{thread}", message.body)
+            let files: String = message
+                .attachments
+                .iter()
+                .map(|f| {
+                    format!(" [file {}: {} ({} bytes, {})]", f.id, f.name, f.size, f.content_type)
+                })
+                .collect();
+            format!("[{when}] {at} {sender}: {}{edited}{files}{reactions}{thread}", message.body)
         }
         MessageKind::System => format!("[{when}] {at} * {}", message.body),
         MessageKind::Broadcast => {

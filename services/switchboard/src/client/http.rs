@@ -98,11 +98,33 @@ impl Http {
         self.request(method, path, body).await.map(drop)
     }
 
+    /// `POST` of raw bytes with their content type (an attachment upload).
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<T> {
+        let answer = self.send(Method::POST, path, content_type, bytes).await?;
+        serde_json::from_slice(&answer)
+            .with_context(|| format!("unexpected answer from POST {path}"))
+    }
+
     async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Bytes> {
+        self.send(method, path, "application/json", body.unwrap_or_default()).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
     ) -> anyhow::Result<Bytes> {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
@@ -114,12 +136,12 @@ impl Http {
             .method(method.clone())
             .uri(path)
             .header("host", &self.authority)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .header("accept", "application/json");
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let request = request.body(Full::new(Bytes::from(body)))?;
         let response = sender
             .send_request(request)
             .await
@@ -136,4 +158,17 @@ impl Http {
             }
         }
     }
+}
+
+/// `s` percent-encoded for a URL query value (everything but unreserved characters).
+pub fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

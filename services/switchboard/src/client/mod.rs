@@ -7,12 +7,13 @@ mod listen;
 mod search;
 
 use std::io::BufRead;
+use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use hyper::Method;
 use switchboard_protocol::rest::{
     EditRequest, HistoryResponse, LoginRequest, LoginResponse, OpenDirectRequest, PresenceResponse,
-    SendRequest, SendResponse, SetPresenceRequest, ThreadResponse,
+    SendRequest, SendResponse, SetPresenceRequest, ThreadResponse, UploadResponse,
 };
 use switchboard_protocol::{Conversation, PresenceStatus};
 
@@ -152,8 +153,56 @@ pub async fn post_message(
     }
 }
 
+/// `send --attach FILE`: uploads the file into the conversation (the caption, if any,
+/// is the text of the message carrying it).
+async fn send_file(connection: &Connection, send: &SendArgs, file: &Path) -> anyhow::Result<()> {
+    let conversation = connection.conversation(&send.to).await?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("{} names no file", file.display()))?;
+    let path = format!(
+        "/api/v1/conversations/{conversation}/attachments?name={}&body={}&client_msg_id={}",
+        http::query_value(&name),
+        http::query_value(&send.text.join(" ")),
+        client_msg_id(),
+    );
+    let answer: UploadResponse =
+        connection.http.upload(&path, content_type_of(&name), bytes).await?;
+    let file = &answer.attachment;
+    println!(
+        "Sent {} ({}, {} bytes) to {} (conversation {}, seq {}, attachment {})",
+        file.name,
+        file.content_type,
+        file.size,
+        send.to,
+        answer.conversation_id,
+        answer.seq,
+        file.id
+    );
+    Ok(())
+}
+
+/// The type to declare for a file, from its extension (the server checks images' bytes).
+fn content_type_of(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "txt" | "log" => "text/plain",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
 pub async fn send(args: ClientArgs, send: SendArgs) -> anyhow::Result<()> {
     let connection = Connection::resolve(&args)?;
+    if let Some(file) = &send.attach {
+        return send_file(&connection, &send, file).await;
+    }
     let (to, conversation_id) = match send.thread {
         // A reply names its conversation: a username's direct one is opened first.
         Some(_) => (None, Some(connection.conversation(&send.to).await?)),

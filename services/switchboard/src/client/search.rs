@@ -91,6 +91,7 @@ mod tests {
                 thread_seq: None,
                 reply_count: 0,
                 reactions: Vec::new(),
+                attachments: Vec::new(),
             },
             highlight: vec!["the ".into(), "budget".into(), "\nis late".into()],
         };
