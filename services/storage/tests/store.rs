@@ -15,8 +15,8 @@ use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
     AuditQuery, DirectoryEntry, DirectoryUser, ExportQuery, LoginLock, NewAttachment,
-    NewAuditEntry, NewBroadcast, NewMessage, NewUser, PgStore, SearchQuery, SearchSort,
-    SearchTerm, SqliteStore, Store, StoreError, User, now_ms,
+    NewAuditEntry, NewBroadcast, NewMessage, NewUser, PgStore, SearchQuery, SearchSort, SearchTerm,
+    SqliteStore, Store, StoreError, User, now_ms,
 };
 
 enum Backend {
@@ -1505,6 +1505,8 @@ async fn the_export_has_every_message_with_its_edits_deletion_and_reactions(f: F
     let unknown = ExportQuery { conversations: vec![ab.id, 999], ..recent };
     let err = s.export(&unknown).await.unwrap_err();
     assert!(matches!(err, StoreError::ConversationNotFound(999)), "{err}");
+    f
+}
 
 fn file(name: &str, key: &str) -> NewAttachment {
     NewAttachment {

@@ -25,8 +25,8 @@ use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
     Appended, AuditQuery, DirectoryEntry, DirectoryUser, ExportPage, ExportQuery, HistoryPage,
-    LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, Result,
-    SearchPage, SearchQuery, Store, StoreError, StoredAttachment, User, Webhook,
+    LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, Result, SearchPage,
+    SearchQuery, Store, StoreError, StoredAttachment, User, Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).

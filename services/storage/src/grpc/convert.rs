@@ -16,8 +16,8 @@ use super::pb;
 use super::pb::append_outcome::Outcome;
 use crate::{
     Appended, AuditQuery, DirectoryEntry, ExportQuery, HistoryPage, NewAttachment, NewAuditEntry,
-    NewBroadcast, NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm,
-    StoreError, StoredAttachment, User, Webhook,
+    NewBroadcast, NewMessage, NewUser, SearchPage, SearchQuery, SearchSort, SearchTerm, StoreError,
+    StoredAttachment, User, Webhook,
 };
 
 pub fn user_to_pb(user: &User) -> pb::User {
