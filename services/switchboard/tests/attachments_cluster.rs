@@ -183,7 +183,8 @@ async fn files_go_through_s3_for_members_only_and_retention_removes_them() {
     assert!(!ok && err.contains("attachment_too_large"), "{err}");
     let conversation: i64 = {
         let (_, out, _) = cli(&alice_dir, &["history", "bob"]);
-        out.split('#').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+        // Lines read `[time] #CONVERSATION:SEQ sender: text`.
+        out.split('#').nth(1).unwrap().split(':').next().unwrap().parse().unwrap()
     };
     let mut chunked = Vec::new();
     for _ in 0..10 {
