@@ -11,6 +11,7 @@
 #   ROUNDS=1 DURATION=20 MESSAGES=200000 scripts/bench-retention.sh
 #   PROFILE=debug NO_BUILD=1 scripts/bench-retention.sh    # binaries as built, debug
 #   RETENTION_ARGS="--retention-batch 500 --retention-pause-ms 20" scripts/bench-retention.sh
+#   SWITCHBOARD_BIN=/tmp/old/switchboard NO_BUILD=1 scripts/bench-retention.sh
 #
 # The embedded server, not the cluster: it is what most installations run, and SQLite's
 # single writer is where deletes and live appends compete hardest (in a cluster they are
@@ -42,7 +43,9 @@ if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
 fi
 rm -rf "$OUT" && mkdir -p "$OUT/bin"
 # Copies, so a rebuild during the run cannot swap binaries under it.
-cp "$target_dir/$PROFILE/switchboard" "$target_dir/$PROFILE/switchboard-loadtest" "$OUT/bin/"
+# SWITCHBOARD_BIN=path runs another build of the server (e.g. before a pacing change).
+cp "${SWITCHBOARD_BIN:-$target_dir/$PROFILE/switchboard}" "$OUT/bin/switchboard"
+cp "$target_dir/$PROFILE/switchboard-loadtest" "$OUT/bin/"
 BIN=$OUT/bin/switchboard
 LOADTEST=$OUT/bin/switchboard-loadtest
 password=bench-admin-password

@@ -35,12 +35,12 @@ async fn matching(
     query: &SearchQuery,
     limit: u32,
 ) -> Result<Vec<DbRow>> {
-    let frequencies = word_frequencies(conn).await?;
+    let stats = statistics(conn, conversations).await?;
     let mut terms = Vec::with_capacity(query.terms.len());
     for term in &query.terms {
         match term {
             SearchTerm::Prefix(prefix) => {
-                let words = prefix_words(conn, prefix, &frequencies).await?;
+                let words = prefix_words(conn, prefix, &stats.frequencies).await?;
                 if words.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -56,15 +56,29 @@ async fn matching(
         SearchSort::Relevance => CANDIDATES,
         SearchSort::Recent => i64::from(query.offset) + i64::from(limit),
     };
-    let window = match expected_matches(&terms, &frequencies) {
-        Some(frequency) => probe_window(conn, conversations, query, frequency, wanted).await?,
-        None => None,
+    // A sender filter leaves an unknown share of the matches (and reads them all before,
+    // under the 100 ms target): only searches without one probe.
+    let window = match (expected_matches(&terms, &stats.frequencies), stats.oldest) {
+        (Some(frequency), Some(oldest)) if query.from.is_none() => {
+            probe_window(query, stats.messages as f64 * frequency, oldest, wanted)
+        }
+        _ => None,
     };
-    let Some((high, mut span, low)) = window else {
+    let Some((high, mut span)) = window else {
         return candidates(conn, &tsquery, conversations, query, limit, wanted, None).await;
     };
+    let oldest = stats.oldest.unwrap_or(i64::MIN);
     loop {
-        let from = (high - span).max(low);
+        let mut from = high.saturating_sub(span);
+        match query.after {
+            // Down to the date asked for: the window is then the whole query.
+            Some(after) if from <= after => from = after,
+            // Back to the oldest messages (by the statistics, which sample): all of them.
+            _ if from <= oldest => {
+                return candidates(conn, &tsquery, conversations, query, limit, wanted, None).await;
+            }
+            _ => {}
+        }
         let buckets: Vec<i64> = ((from / BUCKET_MS)..=((high - 1) / BUCKET_MS)).collect();
         if buckets.len() * conversations.len() > MAX_SCANS {
             return candidates(conn, &tsquery, conversations, query, limit, wanted, None).await;
@@ -78,7 +92,7 @@ async fn matching(
             Some(row) => row.try_get::<i64, _>("candidates")?,
             None => 0,
         };
-        if found >= wanted || from <= low {
+        if found >= wanted || query.after == Some(from) {
             return Ok(rows);
         }
         // Widen by what the density seen so far suggests, at least twice, at most 16 times.
@@ -125,19 +139,26 @@ async fn candidates(
     }
     let next = values.len() + 3 + usize::from(window.is_some());
     let order = match query.sort {
-        SearchSort::Relevance => "ts_rank(m.search, to_tsquery('simple', $1)) DESC, m.ts DESC",
+        SearchSort::Relevance => "m.score DESC, m.ts DESC",
         SearchSort::Recent => "m.ts DESC",
     };
+    // The candidates carry what a hit shows, so the page needs no second read of them.
     let sql = format!(
         "WITH c AS MATERIALIZED (
-             SELECT m.conversation_id, m.seq FROM messages m
+             SELECT m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author,
+                    m.ref_seq, m.edited_at, m.deleted_at, m.sender_id, m.search
+             FROM messages m
              WHERE m.conversation_id = ANY($2) AND m.search @@ to_tsquery('simple', $1)
                AND {SEARCHABLE} AND {filter}{probe}
-             ORDER BY m.ts DESC, m.conversation_id DESC, m.seq DESC LIMIT ${next})
+             ORDER BY m.ts DESC, m.conversation_id DESC, m.seq DESC LIMIT ${next}),
+         page AS (
+             SELECT m.*, ts_rank(m.search, to_tsquery('simple', $1)) AS score FROM c m
+             ORDER BY {}, m.conversation_id DESC, m.seq DESC
+             LIMIT ${} OFFSET ${})
          SELECT {FOUND}, (SELECT count(*) FROM c) AS candidates
-         FROM c JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq = c.seq
-         JOIN users u ON u.id = m.sender_id
-         ORDER BY {order}, m.conversation_id DESC, m.seq DESC LIMIT ${} OFFSET ${}",
+         FROM page m JOIN users u ON u.id = m.sender_id
+         ORDER BY {order}, m.conversation_id DESC, m.seq DESC",
+        order.replace("m.score", "score"),
         next + 1,
         next + 2,
     );
@@ -148,27 +169,51 @@ async fn candidates(
     if let Some(window) = window {
         statement = statement.bind(&window.buckets);
     }
-    Ok(statement
-        .bind(wanted)
-        .bind(i64::from(limit))
-        .bind(i64::from(query.offset))
-        .fetch_all(&mut *conn)
-        .await?)
+    let statement = statement.bind(wanted).bind(i64::from(limit)).bind(i64::from(query.offset));
+    // The planner prices a bitmap scan over hundreds of conversations too high and would
+    // rather read the whole table: for a search it never should.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
+    let rows = statement.fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
-/// The planner's statistics on `messages.search`: each common word and the share of
-/// messages holding it (ANALYZE keeps about a thousand). Empty before the first ANALYZE.
-async fn word_frequencies(conn: &mut Conn) -> Result<std::collections::HashMap<String, f64>> {
-    let rows: Vec<(String, f32)> = sqlx::query_as(
-        "SELECT e.word, e.frequency FROM pg_stats s,
-             unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
-                 AS e(word, frequency)
-         WHERE s.schemaname = current_schema() AND s.tablename = 'messages'
-           AND s.attname = 'search' AND e.word IS NOT NULL",
+/// What a search plans with: the searcher's message count (seqs count every entry: an
+/// estimate), and from the planner's statistics (`pg_stats`, kept by ANALYZE and
+/// autovacuum) each common word of `messages.search` with the share of messages holding
+/// it (about a thousand words) and about when the oldest message was sent (the first
+/// bound of the `ts` histogram). No words and `None` before the first ANALYZE.
+struct Statistics {
+    messages: i64,
+    frequencies: std::collections::HashMap<String, f64>,
+    oldest: Option<i64>,
+}
+
+/// One round trip: a search's every query costs one under load.
+async fn statistics(conn: &mut Conn, conversations: &[i64]) -> Result<Statistics> {
+    type Row = (i64, Option<i64>, Option<Vec<String>>, Option<Vec<f32>>);
+    let (messages, oldest, words, shares): Row = sqlx::query_as(
+        "WITH s AS (SELECT * FROM pg_stats
+                    WHERE schemaname = current_schema() AND tablename = 'messages')
+         SELECT (SELECT coalesce(sum(last_seq), 0)::BIGINT FROM conversations
+                 WHERE id = ANY($1)),
+                (SELECT (histogram_bounds::text::BIGINT[])[1] FROM s WHERE attname = 'ts'),
+                (SELECT most_common_elems::text::text[] FROM s WHERE attname = 'search'),
+                (SELECT most_common_elem_freqs FROM s WHERE attname = 'search')",
     )
-    .fetch_all(&mut *conn)
+    .bind(conversations)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(rows.into_iter().map(|(word, frequency)| (word, f64::from(frequency))).collect())
+    // The shares list ends with a few summary numbers past the words: zip stops at the
+    // last word.
+    let frequencies = words
+        .unwrap_or_default()
+        .into_iter()
+        .zip(shares.unwrap_or_default())
+        .map(|(word, share)| (word, f64::from(share)))
+        .collect();
+    Ok(Statistics { messages, frequencies, oldest })
 }
 
 /// The words a prefix stands for: at most `PREFIX_WORDS` of the dictionary's words
@@ -225,40 +270,21 @@ fn expected_matches(
 }
 
 /// Whether to probe the newest buckets first and, if so, the window to start with:
-/// `(high, span, low)`, probing `high - span <= ts < high` first, never below `low`.
-/// `None`: the searcher's messages times `frequency` are few enough to read at once.
-async fn probe_window(
-    conn: &mut Conn,
-    conversations: &[i64],
-    query: &SearchQuery,
-    frequency: f64,
-    wanted: i64,
-) -> Result<Option<(i64, i64, i64)>> {
-    // The searcher's messages (seqs count every entry: an estimate) and the oldest.
-    let (messages, oldest): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT coalesce(sum(c.last_seq), 0)::BIGINT, min(f.ts) FROM conversations c
-         LEFT JOIN LATERAL (SELECT ts FROM messages WHERE conversation_id = c.id
-                            ORDER BY seq LIMIT 1) f ON TRUE
-         WHERE c.id = ANY($1)",
-    )
-    .bind(conversations)
-    .fetch_one(&mut *conn)
-    .await?;
-    let expected = messages as f64 * frequency;
-    let Some(oldest) = oldest else { return Ok(None) };
+/// `(high, span)`, probing `high - span <= ts < high` first.
+/// `None`: the `expected` matches are few enough to read at once.
+fn probe_window(query: &SearchQuery, expected: f64, oldest: i64, wanted: i64) -> Option<(i64, i64)> {
     if expected <= PROBE_ABOVE {
-        return Ok(None);
+        return None;
     }
     // Up to an hour ahead of this clock: another server's may run a little fast.
     let high = query.before.unwrap_or(i64::MAX).min(now_ms() + 3_600_000);
-    let low = query.after.unwrap_or(i64::MIN).max(oldest);
-    if high <= low {
-        return Ok(None);
+    if high <= oldest || query.after.is_some_and(|after| high <= after) {
+        return None;
     }
-    // Assuming the matches spread evenly over the searcher's history, a window holding
+    // Assuming the matches spread evenly since the oldest message, a window holding
     // half as many again as wanted.
     let span = ((high - oldest) as f64 * (wanted as f64 * 1.5 / expected)) as i64;
-    Ok(Some((high, span.max(BUCKET_MS / 4), low)))
+    Some((high, span.max(BUCKET_MS / 4)))
 }
 
 /// The tsquery text: every term, `<->` between a phrase's words, `|` between a prefix's
