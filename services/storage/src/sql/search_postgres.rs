@@ -242,8 +242,8 @@ async fn prefix_words(
 }
 
 /// The share of messages expected to match every term, from the statistics: a word's
-/// frequency, a phrase's rarest word's, the sum of a prefix's words'; the rarest term's
-/// for all. `None` when a term is not among the common words: few matches.
+/// frequency, the sum of a prefix's words'; the rarest term's for all. `None` when a
+/// term is not among the common words (few matches) or is a phrase (unknown).
 fn expected_matches(
     terms: &[Term],
     frequencies: &std::collections::HashMap<String, f64>,
@@ -253,9 +253,10 @@ fn expected_matches(
     for term in terms {
         let term_share = match term {
             Term::Word(w) => word(w)?,
-            Term::Phrase(words) => words.iter().map(word).min_by(|a, b| {
-                a.unwrap_or(0.0).total_cmp(&b.unwrap_or(0.0))
-            })??,
+            // How often words stand side by side is not in the statistics, and guessing
+            // from the rarer word's share overestimates it many times over: probing
+            // then widens window after window, slower than reading all the matches.
+            Term::Phrase(_) => return None,
             Term::AnyOf(words) => {
                 let sum: f64 = words.iter().filter_map(word).sum();
                 if sum == 0.0 {
