@@ -5,7 +5,7 @@
 /// Messages of `conversations` matching every term and the filters, best first
 /// (`ts_rank`) or newest first: at most `limit`, after skipping the query's offset.
 ///
-/// `conversation_id = ANY($2)` with the words is one bitmap scan of the GIN index per
+/// `conversation_id IN (...)` with the words is one bitmap scan of the GIN index per
 /// conversation, each reading only that conversation's entries of each word; only the
 /// searcher's matches are fetched and ranked, however common the word is elsewhere.
 async fn matching(
@@ -14,7 +14,20 @@ async fn matching(
     query: &SearchQuery,
     limit: u32,
 ) -> Result<Vec<DbRow>> {
-    let (filter, values) = filters(query, 3);
+    let (sql, values) = matching_sql(query, conversations);
+    let mut statement = sqlx::query(&sql).bind(tsquery(&query.terms));
+    for value in values {
+        statement = statement.bind(value);
+    }
+    Ok(statement.bind(i64::from(limit)).bind(i64::from(query.offset)).fetch_all(&mut *conn).await?)
+}
+
+/// The statement `matching` runs: the tsquery text is `$1`, the filters' values
+/// (returned) follow, then the limit and the offset. The conversations are written into
+/// the text, not bound as an array: the partitions of `messages` they live in are then
+/// known to every plan, generic ones included, which cannot prune by an array parameter.
+pub fn matching_sql(query: &SearchQuery, conversations: &[i64]) -> (String, Vec<i64>) {
+    let (filter, values) = filters(query, 2);
     let order = match query.sort {
         SearchSort::Relevance => "ts_rank(m.search, q.q) DESC, m.ts DESC",
         SearchSort::Recent => "m.ts DESC",
@@ -23,16 +36,13 @@ async fn matching(
         "SELECT {FOUND} FROM messages m
          JOIN users u ON u.id = m.sender_id
          CROSS JOIN (SELECT to_tsquery('simple', $1) AS q) q
-         WHERE m.conversation_id = ANY($2) AND m.search @@ q.q AND {SEARCHABLE} AND {filter}
+         WHERE {} AND m.search @@ q.q AND {SEARCHABLE} AND {filter}
          ORDER BY {order}, m.conversation_id DESC, m.seq DESC LIMIT ${} OFFSET ${}",
+        in_conversations(conversations),
+        values.len() + 2,
         values.len() + 3,
-        values.len() + 4,
     );
-    let mut statement = sqlx::query(&sql).bind(tsquery(&query.terms)).bind(conversations);
-    for value in values {
-        statement = statement.bind(value);
-    }
-    Ok(statement.bind(i64::from(limit)).bind(i64::from(query.offset)).fetch_all(&mut *conn).await?)
+    (sql, values)
 }
 
 /// The tsquery text: every term, `<->` between a phrase's words, `:*` for a prefix. Terms
