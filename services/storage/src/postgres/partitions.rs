@@ -151,8 +151,10 @@ async fn hot_path_statements_read_one_partition() {
     let bob = store.create_user(new_user("bob")).await.expect("user");
     let mut groups = Vec::new();
     for g in 0..40 {
-        let (group, _) =
-            store.create_group(&alice, &format!("g{g}"), &[bob.clone()]).await.expect("group");
+        let (group, _) = store
+            .create_group(&alice, &format!("g{g}"), std::slice::from_ref(&bob))
+            .await
+            .expect("group");
         for i in 0..5 {
             let key = format!("k{g}-{i}");
             store
