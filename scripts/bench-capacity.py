@@ -171,7 +171,7 @@ def window(d, name):
         "pg_wal_bytes": a["pg"]["wal_bytes"] - b["pg"]["wal_bytes"],
         "sessions": gw("switchboard_gateway_sessions", a),
         "gateway_rss_kb": sum(a["rss_kb"].values()),
-        "sign_ins": frames_in("auth"),
+        "sign_ins": d_(gw, "switchboard_gateway_connections_total"),
         "presence_changes": frames_in("set_presence"),
         "sends": frames_in("send"),
         "typing": frames_in("typing"),
@@ -267,6 +267,8 @@ def costs(d):
     presence = {
         "cpu_s": {r: max(0.0, v) / changes for r, v in above_idle(pr, "cpu").items()},
         "redis_ops": max(0.0, above_idle(pr, "redis_ops")) / changes,
+        "pg_commits": max(0.0, pr["pg_commits"]) / changes,
+        "pg_statements": max(0.0, pr["pg_statements"]) / changes,
         "frames_out": pr["presence_frames_out"] / changes,
     }
     # Messages: three windows with different fan-out (1:1 vs groups of 20) and batch
@@ -298,9 +300,10 @@ def costs(d):
         / max(sum(x["batches"] for x in msg_windows), 1),
         "pg_wal_bytes_per_message": sum(x["pg_wal_bytes"] for x in msg_windows)
         / max(sum(x["messages"] for x in msg_windows), 1),
-        # Mean batch size against the rate one storage appender sees: b = max(1, r * w).
-        "batch_window_s": max(size_lo / rate_lo, size_hi / rate_hi) if rate_lo and rate_hi
-        else 0.0,
+        # Mean batch size against the rate one storage appender sees: b = max(1, r * w),
+        # w from the low rate (at the high one an overloaded machine makes batches of a
+        # backlog, not of the rate).
+        "batch_window_s": size_lo / rate_lo if rate_lo else 0.0,
         "batch_sizes": {f"{rate_lo:.0f}": size_lo, f"{rate_hi:.0f}": size_hi},
         "deliveries_per_message": {x["name"]: x["deliveries"] / max(x["messages"], 1)
                                    for x in msg_windows},
@@ -309,10 +312,6 @@ def costs(d):
         "router_forwards_per_message": {x["name"]: x["router_forwards"] / max(x["messages"], 1)
                                         for x in msg_windows},
     }
-    # Router CPU per forwarded copy (what grows with gateways), from the same windows.
-    router_rows = [[x["router_routes"], x["router_forwards"]] for x in msg_windows]
-    rf = solve(router_rows, [above_idle(x, "cpu")["router"] for x in msg_windows])
-    message["router_cpu_s_per_route"], message["router_cpu_s_per_forward"] = rf
     return {
         "baseline": baseline,
         "connection": connection,
@@ -366,11 +365,11 @@ def table(c):
         f"{c['signin']['pg_statements']:.2f} statements",
         "router: " + f"{mm['router_routes_per_message']:.2f} routes per message; forwards per "
         "message " + ", ".join(f"{k} {v:.2f}" for k, v in mm["router_forwards_per_message"].items())
-        + f"; CPU {us(mm['router_cpu_s_per_route']).strip()} us per route + "
-        f"{us(mm['router_cpu_s_per_forward']).strip()} us per forward",
+        ,
         "deliveries per message: " + ", ".join(
             f"{k} {v:.2f}" for k, v in mm["deliveries_per_message"].items()),
-        f"presence: {c['presence']['frames_out']:.2f} presence frames pushed per change",
+        f"presence: {c['presence']['frames_out']:.2f} presence frames pushed, "
+        f"{c['presence']['pg_commits']:.2f} PostgreSQL commits per change",
         f"org broadcast ({c['broadcast']['posts']} posts): "
         f"{c['broadcast']['pg_statements_per_recipient'] * 1000:.2f} PostgreSQL statements "
         f"per 1,000 recipients, {c['broadcast']['router_forwards_per_broadcast']:.1f} "

@@ -41,7 +41,7 @@ BROADCASTS=${BROADCASTS:-5}
 PRESENCE_USERS=${PRESENCE_USERS:-2000}
 PRESENCE_EVERY=${PRESENCE_EVERY:-4}
 LOW=${LOW:-200}
-HIGH=${HIGH:-1500}
+HIGH=${HIGH:-800}
 GROUP_RATE=${GROUP_RATE:-100}
 WINDOW=${WINDOW:-20}
 SIMULATE=${SIMULATE:-1}
@@ -155,10 +155,36 @@ start_load() {
     return 1
 }
 
-# measured NAME RAMP: a window of $WINDOW seconds, starting 3 s after the ramp.
+# Signed-in sessions on both gateways.
+sessions() {
+    local port n total=0
+    for port in 8081 8082; do
+        n=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '$1 == "switchboard_gateway_sessions" {print $2}')
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}
+
+# wait_signed_in NAME: until every client the load tool runs for NAME (the "N online" of
+# its first line) has signed in, at most 120 s: on a busy machine sign-ins run past the
+# ramp, and their work must not land in the next window.
+wait_signed_in() {
+    local want
+    want=$(sed -n 's/^running .*(\([0-9]*\) online).*/\1/p' "$OUT/$1.log" | head -n 1)
+    for _ in $(seq 240); do
+        [ "$(sessions)" -ge "${want:-0}" ] && return
+        sleep 0.5
+    done
+    echo "warning: only $(sessions) of $want clients signed in for $1" >&2
+}
+
+# measured NAME RAMP: a window of $WINDOW seconds, starting once the ramp is over and
+# every client has signed in, plus 3 s.
 measured() {
     start_load "$1"
-    sleep "$(($2 + 3))"
+    sleep "$2"
+    wait_signed_in "$1"
+    sleep 3
     sample "$1.before"
     sleep "$WINDOW"
     sample "$1.after"
@@ -176,7 +202,9 @@ echo "== sign-in, held connections, org broadcasts ($CONN_USERS clients)" >&2
 scenario connect connect-storm "$CONN_USERS" 10 $((WINDOW + 2 * BROADCASTS + 15)) 0 0 0 "[]" capc
 start_load connect
 sample signin.before
-sleep 14
+sleep 10
+wait_signed_in connect
+sleep 2
 sample signin.after
 sample connected.before
 sleep "$WINDOW"
@@ -219,7 +247,9 @@ EOF
     scenario simulation office "$SIM_PEOPLE" 20 $((SIM_WINDOW + 10)) "$rate" "$group_share" \
         "$presence_every" "$group_sizes" cap-sim "$online"
     start_load simulation
-    sleep 25
+    sleep 20
+    wait_signed_in simulation
+    sleep 5
     sample simulation.before
     sleep $((SIM_WINDOW / 2))
     broadcast simulation

@@ -109,10 +109,13 @@ def load(costs, profile, people, gateways, replicas, window=None, broadcasts_in_
                  + changes * costs["presence"]["redis_ops"]
                  + online * costs["connection"]["redis_ops_per_s"]
                  + costs["baseline"]["redis_ops_per_s"] / 2 * gateways)
+    # A presence change is stored too (users.status): one commit each.
     commits = (batches * m["pg_commits_per_batch"] + sign_ins * costs["signin"]["pg_commits"]
+               + changes * costs["presence"]["pg_commits"]
                + broadcasts * costs["broadcast"]["pg_commits_per_broadcast"])
     statements = (batches * m["pg_statements_per_batch"]
                   + sign_ins * costs["signin"]["pg_statements"]
+                  + changes * costs["presence"]["pg_statements"]
                   + recipients * costs["broadcast"]["pg_statements_per_recipient"])
     return {
         "online": online,
