@@ -2,6 +2,8 @@
 """The measuring half of scripts/bench-capacity.sh (stdlib only).
 
     bench-capacity.py sample FILE    # one snapshot of the cluster's counters, as JSON
+    bench-capacity.py settle         # waits (at most 90 s) until the database does only
+                                     # appends and presence writes (sign-in work is over)
     bench-capacity.py costs DIR      # per-unit costs from DIR's windows -> costs.json, table
     bench-capacity.py compare DIR PREDICTION.json   # the simulation window against a prediction
 
@@ -116,6 +118,36 @@ def sample():
         "routers": [metrics(p) for p in os.environ["CAP_ROUTERS"].split(",")],
         "storage": metrics(os.environ["CAP_STORAGE"]),
     }
+
+
+def settle():
+    """Returns once a second passes in which PostgreSQL ran (almost) nothing but the
+    append batches and presence writes of the traffic: a session's start (its
+    conversations, history, pending broadcasts) takes a dozen statements, and on a busy
+    machine that work runs seconds past the sign-in. At most 90 s."""
+    url = os.environ["CAP_PG_URL"]
+    gateways = os.environ["CAP_GATEWAYS"].split(",")
+    storage = os.environ["CAP_STORAGE"]
+
+    def counts():
+        batches = metrics(storage).get("switchboard_storage_append_batch_size_count", 0.0)
+        presence = sum(metrics(p).get(
+            'switchboard_gateway_frames_received_total{type="set_presence"}', 0.0)
+            for p in gateways)
+        return pg_stats(url)["statements"], batches, presence
+
+    quiet = 0
+    last = counts()
+    for _ in range(90):
+        time.sleep(1)
+        now = counts()
+        statements, batches, presence = (n - o for n, o in zip(now, last))
+        extra = statements - batches - presence - 1
+        quiet = quiet + 1 if extra <= max(10, 0.05 * statements) else 0
+        if quiet >= 2:
+            return
+        last = now
+    print("warning: the database did not settle within 90 s", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- windows
@@ -411,6 +443,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1:2]
     if cmd == ["sample"]:
         pathlib.Path(sys.argv[2]).write_text(json.dumps(sample()))
+    elif cmd == ["settle"]:
+        settle()
     elif cmd == ["costs"]:
         d = pathlib.Path(sys.argv[2])
         c = costs(d)

@@ -178,13 +178,13 @@ wait_signed_in() {
     echo "warning: only $(sessions) of $want clients signed in for $1" >&2
 }
 
-# measured NAME RAMP: a window of $WINDOW seconds, starting once the ramp is over and
-# every client has signed in, plus 3 s.
+# measured NAME RAMP: a window of $WINDOW seconds, starting once the ramp is over, every
+# client has signed in and the database has finished their sessions' start.
 measured() {
     start_load "$1"
     sleep "$2"
     wait_signed_in "$1"
-    sleep 3
+    scripts/bench-capacity.py settle
     sample "$1.before"
     sleep "$WINDOW"
     sample "$1.after"
@@ -199,13 +199,14 @@ sleep "$WINDOW"
 sample idle.after
 
 echo "== sign-in, held connections, org broadcasts ($CONN_USERS clients)" >&2
-scenario connect connect-storm "$CONN_USERS" 10 $((WINDOW + 2 * BROADCASTS + 15)) 0 0 0 "[]" capc
+scenario connect connect-storm "$CONN_USERS" 10 $((WINDOW + 2 * BROADCASTS + 60)) 0 0 0 "[]" capc
 start_load connect
 sample signin.before
 sleep 10
 wait_signed_in connect
 sleep 2
 sample signin.after
+scripts/bench-capacity.py settle
 sample connected.before
 sleep "$WINDOW"
 sample connected.after
@@ -218,14 +219,14 @@ sample broadcast.after
 wait "$load" || true
 
 echo "== presence changes" >&2
-scenario presence office "$PRESENCE_USERS" 8 $((WINDOW + 6)) 0 0 "$PRESENCE_EVERY" "[20]" capp
+scenario presence office "$PRESENCE_USERS" 8 $((WINDOW + 40)) 0 0 "$PRESENCE_EVERY" "[20]" capp
 measured presence 8
 echo "== messages" >&2
-scenario direct-low office 2000 5 $((WINDOW + 6)) "$LOW" 0 0 "[20]" capm
+scenario direct-low office 2000 5 $((WINDOW + 40)) "$LOW" 0 0 "[20]" capm
 measured direct-low 5
-scenario direct-high office 2000 5 $((WINDOW + 6)) "$HIGH" 0 0 "[20]" capm
+scenario direct-high office 2000 5 $((WINDOW + 40)) "$HIGH" 0 0 "[20]" capm
 measured direct-high 5
-scenario group office 2000 5 $((WINDOW + 6)) "$GROUP_RATE" 1 0 "[20]" capm
+scenario group office 2000 5 $((WINDOW + 40)) "$GROUP_RATE" 1 0 "[20]" capm
 measured group 5
 
 scripts/bench-capacity.py costs "$OUT" | tee "$OUT/costs.txt"
@@ -244,12 +245,12 @@ print(p["online_share"], online * p["messages_per_person_minute"] / 60,
 EOF
 )
     echo "== simulation: $SIM_PEOPLE people, $online online, $rate msg/s, one broadcast" >&2
-    scenario simulation office "$SIM_PEOPLE" 20 $((SIM_WINDOW + 10)) "$rate" "$group_share" \
+    scenario simulation office "$SIM_PEOPLE" 20 $((SIM_WINDOW + 40)) "$rate" "$group_share" \
         "$presence_every" "$group_sizes" cap-sim "$online"
     start_load simulation
     sleep 20
     wait_signed_in simulation
-    sleep 5
+    scripts/bench-capacity.py settle
     sample simulation.before
     sleep $((SIM_WINDOW / 2))
     broadcast simulation
