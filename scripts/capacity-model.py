@@ -14,7 +14,9 @@ online share, messages per online person per minute, the 1:1 share and the group
 of the rest, presence changes and sign-ins per online person per hour, broadcasts to
 everyone per hour, and the sizes of the machines (cores per gateway, router, storage
 replica and database; memory per gateway; the connections one gateway may hold) and the
-headroom (the share of each machine the peak may use, 0.5 = 50%).
+headroom (the share of each machine the peak may use, 0.5 = 50%). The counts are for the
+peak alone: add one gateway (its clients reconnect to the others when it dies) and a
+database standby for failures.
 
 How the load is built (every figure per second at the peak):
 - messages = online * messages_per_person_minute / 60; a message to a conversation of m
@@ -33,8 +35,8 @@ How the load is built (every figure per second at the peak):
 A component's count is the largest of what its CPU, memory and connections need at the
 headroom; the one that needs the most machines relative to the others is not the
 "bottleneck": the bottleneck is what cannot be scaled by adding machines (one
-PostgreSQL primary), so the model also says how far the load may grow before the
-database primary needs more than database_max_cores.
+PostgreSQL primary takes every write), so the model also says how far the load may grow
+before the primary needs more than database_max_cores.
 """
 import argparse
 import json
@@ -57,15 +59,21 @@ def load_shape(profile):
     return mix, members, deliveries
 
 
-def forwards_per_message(mix, share, gateways):
+def forwards_per_message(mix, share, gateways, alternate=False):
+    """Copies a router sends per message: one per other gateway holding an online member.
+    Members placed at random: (G - 1) * (1 - (1 - 1/G) ** ((m - 1) * share)). With
+    `alternate` (the load tool's placement: user i on gateway i mod G, so a 1:1 partner
+    and every other group member are on the other of 2 gateways): 1 - (1 - share) ** (m/2)."""
     if gateways <= 1:
         return 0.0
     g = gateways
+    if alternate and g == 2:
+        return sum(p * (1 - (1 - share) ** (m // 2)) for p, m in mix)
     return sum(p * (g - 1) * (1 - (1 - 1 / g) ** ((m - 1) * share)) for p, m in mix)
 
 
 def load(costs, profile, people, gateways, replicas, window=None, broadcasts_in_window=0,
-         signins=True):
+         signins=True, alternate=False):
     """CPU seconds per second per role and the other rates, for a cluster of `gateways`
     gateways and `replicas` storage replicas (routers are counted by the caller)."""
     share = profile["online_share"]
@@ -125,7 +133,7 @@ def load(costs, profile, people, gateways, replicas, window=None, broadcasts_in_
         "presence_changes": changes,
         "sign_ins": sign_ins,
         "broadcast_recipients": recipients,
-        "forwards": msgs * forwards_per_message(mix, share, gateways),
+        "forwards": msgs * forwards_per_message(mix, share, gateways, alternate),
         "batch_size": batch,
         "commits": commits,
         "statements": statements,
@@ -168,7 +176,11 @@ def size(costs, profile, people):
         "redis_shards": shards,
         "storage_replicas": replicas,
         "database_cores": db_cores,
-        "database_nodes": max(1, math.ceil(db_cores / profile["database_cores"])),
+        # Writes go to one primary (history is not partitioned yet): the smallest usual
+        # machine that holds them at the headroom, None when none does.
+        "database_primary_cores": next((n for n in (2, 4, 8, 16, 32, 64, 128)
+                                        if db_cores <= n <= profile["database_max_cores"]),
+                                       None),
         # How far the peak may grow before one primary needs more than the largest node.
         "database_growth": profile["database_max_cores"] / db_cores if db_cores else math.inf,
     }
@@ -192,8 +204,9 @@ def report(s, profile):
         f"cores; {x['redis_ops']:,.0f} ops/s)",
         f"   storage replicas  {s['storage_replicas']:>4}  ({profile['storage_cores']} cores; "
         f"CPU {c['storage']:.2f} cores; batches of {x['batch_size']:.1f})",
-        f"   database          {s['database_nodes']:>4}  primary of {s['database_cores']:.1f} "
-        f"cores at {h}% ({c['postgresql']:.2f} cores busy; {x['commits']:,.0f} commits/s, "
+        f"   database primary  {s['database_primary_cores'] or 'none':>4}  cores ("
+        f"{s['database_cores']:.1f} needed at {h}%, "
+        f"{c['postgresql']:.2f} cores busy; {x['commits']:,.0f} commits/s, "
         f"{x['statements']:,.0f} statements/s, WAL {x['wal_bytes'] / 2**20:.1f} MiB/s)",
         f"   the database primary can take {s['database_growth']:.1f}x this peak before it "
         f"needs more than {profile['database_max_cores']} cores",
@@ -205,7 +218,7 @@ def local(costs, profile, people, window, broadcasts_in_window):
     """What the local cluster (2 gateways, 2 routers, 1 storage) should see, in the units
     scripts/bench-capacity.py compare measures."""
     x = load(costs, profile, people, gateways=2, replicas=1, window=window,
-             broadcasts_in_window=broadcasts_in_window, signins=False)
+             broadcasts_in_window=broadcasts_in_window, signins=False, alternate=True)
     out = {f"cpu % {r}": 100 * v for r, v in x["cpu"].items()}
     out.update({
         "messages/s": x["messages"],
