@@ -304,7 +304,7 @@ def costs(d):
         "frames_out": pr["presence_frames_out"] / changes,
     }
     # Messages: three windows with different fan-out (1:1 vs groups of 20) and batch
-    # sizes (200 vs 1,500 msg/s). Each process's CPU is fitted as
+    # sizes (200 vs 800 msg/s). Each process's CPU is fitted as
     #   a * messages + b * deliveries (+ c * batches for storage and PostgreSQL).
     msg_windows = [w["direct-low"], w["direct-high"], w["group"]]
     fit = {}

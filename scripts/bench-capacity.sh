@@ -22,7 +22,7 @@
 # window, and prints the model's prediction (scripts/capacity-model.py) beside what was
 # measured.
 #
-#   scripts/bench-capacity.sh                       # about 8 minutes, results in target/bench-capacity
+#   scripts/bench-capacity.sh                       # about 10 minutes, results in target/bench-capacity
 #   SIMULATE=0 scripts/bench-capacity.sh            # per-unit costs only
 #   NO_BUILD=1 scripts/bench-capacity.sh            # the release binaries as they are
 #
