@@ -309,6 +309,20 @@ async fn a_retry_returns_the_first_copy_and_stores_nothing(f: Fixture) -> Fixtur
     assert_eq!((bobs.message.seq, bobs.duplicate), (2, false));
     let page = f.store.history(direct.id, &alice, None, None, 100).await.unwrap();
     assert_eq!(page.messages.len(), 2);
+    // ... within one conversation: in another one the same key is a new message, and a
+    // retry there finds that one (twice in one batch too).
+    let (group, _) = f.store.create_group(&alice, "Ops", std::slice::from_ref(&bob)).await.unwrap();
+    let (first, again) = tokio::join!(
+        f.store.append(text(group.id, &alice, "same")),
+        f.store.append(text(group.id, &alice, "same"))
+    );
+    let (first, again) = (first.unwrap(), again.unwrap());
+    assert_eq!((first.message.conversation_id, first.message.seq), (group.id, 2));
+    assert_eq!((again.message.conversation_id, again.message.seq), (group.id, 2));
+    assert_eq!(usize::from(first.duplicate) + usize::from(again.duplicate), 1);
+    let retried = f.store.append(text(direct.id, &alice, "same")).await.unwrap();
+    assert_eq!((retried.message.conversation_id, retried.message.seq), (direct.id, 1));
+    assert!(retried.duplicate);
     f
 }
 

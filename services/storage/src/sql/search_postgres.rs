@@ -126,43 +126,8 @@ async fn candidates(
     wanted: i64,
     window: Option<&Probe>,
 ) -> Result<Vec<DbRow>> {
-    let (filter, mut values) = filters(query, 3);
-    let mut probe = String::new();
-    if let Some(window) = window {
-        let next = values.len() + 3;
-        probe = format!(
-            " AND m.ts >= ${next} AND m.ts < ${} AND (m.ts / 268435456) = ANY(${})",
-            next + 1,
-            next + 2
-        );
-        values.extend([window.from, window.high]);
-    }
-    let next = values.len() + 3 + usize::from(window.is_some());
-    let order = match query.sort {
-        SearchSort::Relevance => "m.score DESC, m.ts DESC",
-        SearchSort::Recent => "m.ts DESC",
-    };
-    // The candidates carry what a hit shows, so the page needs no second read of them.
-    let sql = format!(
-        "WITH c AS MATERIALIZED (
-             SELECT m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author,
-                    m.ref_seq, m.edited_at, m.deleted_at, m.sender_id, m.search
-             FROM messages m
-             WHERE m.conversation_id = ANY($2) AND m.search @@ to_tsquery('simple', $1)
-               AND {SEARCHABLE} AND {filter}{probe}
-             ORDER BY m.ts DESC, m.conversation_id DESC, m.seq DESC LIMIT ${next}),
-         page AS (
-             SELECT m.*, ts_rank(m.search, to_tsquery('simple', $1)) AS score FROM c m
-             ORDER BY {}, m.conversation_id DESC, m.seq DESC
-             LIMIT ${} OFFSET ${})
-         SELECT {FOUND}, (SELECT count(*) FROM c) AS candidates
-         FROM page m JOIN users u ON u.id = m.sender_id
-         ORDER BY {order}, m.conversation_id DESC, m.seq DESC",
-        order.replace("m.score", "score"),
-        next + 1,
-        next + 2,
-    );
-    let mut statement = sqlx::query(&sql).bind(tsquery).bind(conversations);
+    let (sql, values) = candidates_sql(query, conversations, window);
+    let mut statement = sqlx::query(&sql).bind(tsquery);
     for value in values {
         statement = statement.bind(value);
     }
@@ -179,11 +144,71 @@ async fn candidates(
     Ok(rows)
 }
 
+/// The statement `candidates` runs: the tsquery text is `$1`, the filters' values
+/// (returned) follow, then the probe's buckets (an array) when probing, then `wanted`, the
+/// limit and the offset. The conversations are written into the text, not bound as an
+/// array: the partitions of `messages` they live in are then known to every plan,
+/// generic ones included, which cannot prune by an array parameter.
+fn candidates_sql(
+    query: &SearchQuery,
+    conversations: &[i64],
+    window: Option<&Probe>,
+) -> (String, Vec<i64>) {
+    let (filter, mut values) = filters(query, 2);
+    let mut probe = String::new();
+    if let Some(window) = window {
+        let next = values.len() + 2;
+        probe = format!(
+            " AND m.ts >= ${next} AND m.ts < ${} AND (m.ts / 268435456) = ANY(${})",
+            next + 1,
+            next + 2
+        );
+        values.extend([window.from, window.high]);
+    }
+    let next = values.len() + 2 + usize::from(window.is_some());
+    let order = match query.sort {
+        SearchSort::Relevance => "m.score DESC, m.ts DESC",
+        SearchSort::Recent => "m.ts DESC",
+    };
+    // The candidates carry what a hit shows, so the page needs no second read of them.
+    let sql = format!(
+        "WITH c AS MATERIALIZED (
+             SELECT m.conversation_id, m.seq, m.kind, m.body, m.client_msg_id, m.ts, m.author,
+                    m.ref_seq, m.edited_at, m.deleted_at, m.sender_id, m.search
+             FROM messages m
+             WHERE {} AND m.search @@ to_tsquery('simple', $1)
+               AND {SEARCHABLE} AND {filter}{probe}
+             ORDER BY m.ts DESC, m.conversation_id DESC, m.seq DESC LIMIT ${next}),
+         page AS (
+             SELECT m.*, ts_rank(m.search, to_tsquery('simple', $1)) AS score FROM c m
+             ORDER BY {}, m.conversation_id DESC, m.seq DESC
+             LIMIT ${} OFFSET ${})
+         SELECT {FOUND}, (SELECT count(*) FROM c) AS candidates
+         FROM page m JOIN users u ON u.id = m.sender_id
+         ORDER BY {order}, m.conversation_id DESC, m.seq DESC",
+        in_conversations(conversations),
+        order.replace("m.score", "score"),
+        next + 1,
+        next + 2,
+    );
+    (sql, values)
+}
+
+/// [`candidates_sql`] without a probe (for the partition-pruning test).
+pub fn matching_sql(query: &SearchQuery, conversations: &[i64]) -> (String, Vec<i64>) {
+    candidates_sql(query, conversations, None)
+}
+
 /// What a search plans with: the searcher's message count (seqs count every entry: an
 /// estimate), and from the planner's statistics (`pg_stats`, kept by ANALYZE and
 /// autovacuum) each common word of `messages.search` with the share of messages holding
 /// it (about a thousand words) and about when the oldest message was sent (the first
 /// bound of the `ts` histogram). No words and `None` before the first ANALYZE.
+///
+/// `messages` is partitioned (migration 0012) and autovacuum analyzes only the
+/// partitions, so the words come from one partition's statistics (a hash of the
+/// conversations: a fair sample of all), the oldest time from the lowest of every
+/// partition's and the parent's.
 struct Statistics {
     messages: i64,
     frequencies: std::collections::HashMap<String, f64>,
@@ -195,12 +220,14 @@ async fn statistics(conn: &mut Conn, conversations: &[i64]) -> Result<Statistics
     type Row = (i64, Option<i64>, Option<Vec<String>>, Option<Vec<f32>>);
     let (messages, oldest, words, shares): Row = sqlx::query_as(
         "WITH s AS (SELECT * FROM pg_stats
-                    WHERE schemaname = current_schema() AND tablename = 'messages')
+                    WHERE schemaname = current_schema()
+                      AND (tablename = 'messages' OR tablename ~ '^messages_p[0-9]+$')),
+              w AS (SELECT * FROM s WHERE attname = 'search' ORDER BY tablename DESC LIMIT 1)
          SELECT (SELECT coalesce(sum(last_seq), 0)::BIGINT FROM conversations
                  WHERE id = ANY($1)),
-                (SELECT (histogram_bounds::text::BIGINT[])[1] FROM s WHERE attname = 'ts'),
-                (SELECT most_common_elems::text::text[] FROM s WHERE attname = 'search'),
-                (SELECT most_common_elem_freqs FROM s WHERE attname = 'search')",
+                (SELECT min((histogram_bounds::text::BIGINT[])[1]) FROM s WHERE attname = 'ts'),
+                (SELECT most_common_elems::text::text[] FROM w),
+                (SELECT most_common_elem_freqs FROM w)",
     )
     .bind(conversations)
     .fetch_one(&mut *conn)
