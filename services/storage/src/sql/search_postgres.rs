@@ -195,6 +195,7 @@ fn candidates_sql(
 }
 
 /// [`candidates_sql`] without a probe (for the partition-pruning test).
+#[cfg(test)]
 pub fn matching_sql(query: &SearchQuery, conversations: &[i64]) -> (String, Vec<i64>) {
     candidates_sql(query, conversations, None)
 }
