@@ -19,58 +19,28 @@ cd "$(dirname "$0")/.."
 ensure_postgres
 ensure_redis
 
+. scripts/bench-lib.sh
+
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-15}
 USERS=${USERS:-2000}
 LIGHT=${LIGHT:-100}
 HEAVY=${HEAVY:-5000}
-target_dir=${CARGO_TARGET_DIR:-target}
-OUT=${OUT:-$target_dir/bench-cluster}
+OUT=${OUT:-$bench_target_dir/bench-cluster}
 
-# NO_BUILD=1 uses the release binaries as they are (e.g. while sources are being edited).
+bench_ports_free
+rm -rf "$OUT" && mkdir -p "$OUT"
+bench_binaries
 if [ -z "${NO_BUILD:-}" ]; then
-    echo "Building (release) ..." >&2
-    cargo build --release -q -p switchboard -p switchboard-loadtest --bins
     cargo build --release -q -p switchboard --example floors
 fi
-# Copies, so a rebuild during the run cannot swap binaries under it.
-if curl -s -o /dev/null http://127.0.0.1:8081/healthz; then
-    echo "error: something already listens on 127.0.0.1:8081 (a local cluster?); stop it first" >&2
-    exit 1
-fi
-rm -rf "$OUT" && mkdir -p "$OUT/bin"
-# SWITCHBOARD_BIN=path runs another build of the server (e.g. an older commit's, for a
-# before/after comparison) with this load tool.
-cp "${SWITCHBOARD_BIN:-$target_dir/release/switchboard}" "$OUT/bin/switchboard"
-cp "$target_dir/release/switchboard-loadtest" "$target_dir/release/examples/floors" "$OUT/bin/"
-BIN=$OUT/bin/switchboard
-LOADTEST=$OUT/bin/switchboard-loadtest
+cp "$bench_target_dir/release/examples/floors" "$OUT/bin/"
+password=$bench_password
 
-db=switchboard_bench
-psql postgres://postgres@127.0.0.1:5432/postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
-psql postgres://postgres@127.0.0.1:5432/postgres -qc "CREATE DATABASE $db"
-DATABASE=postgres://postgres@127.0.0.1:5432/$db
+bench_fresh_database postgres://postgres@127.0.0.1:5432/postgres switchboard_bench
 PREFIX=bench-$$
-password=bench-admin-password
-printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin --database "$DATABASE" >/dev/null
-
-BIN=$BIN DATABASE=$DATABASE PREFIX=$PREFIX GATEWAY_ARGS="--rate-per-user 0 --rate-per-ip 0" \
-    deploy/local/cluster.sh >"$OUT/cluster.log" 2>&1 &
-cluster=$!
-cleanup() {
-    # TERM, not INT: a background job of a script ignores SIGINT.
-    kill -TERM "$cluster" 2>/dev/null || true
-    wait "$cluster" 2>/dev/null || true
-    redis-cli --scan --pattern "$PREFIX:*" | xargs -r redis-cli del >/dev/null
-}
-trap cleanup EXIT
-for port in 8081 8082; do
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-        sleep 0.2
-    done
-done
-sleep 1
+trap bench_stop_cluster EXIT
+bench_start_cluster
 
 echo "== floors (one at a time, no load) ==" | tee "$OUT/floors.txt"
 "$OUT/bin/floors" redis://127.0.0.1:6379 "$DATABASE" 2000 | tee -a "$OUT/floors.txt"

@@ -2,10 +2,14 @@
 """CPU seconds used per role (Switchboard storage/router/gateway, the load tool,
 PostgreSQL, Redis, everything else) between two snapshots.
 
-    scripts/cpu-by-role.py snapshot > before.json
+    scripts/cpu-by-role.py snapshot [--only WORD,WORD,...] > before.json
     ... run the load ...
-    scripts/cpu-by-role.py snapshot > after.json
+    scripts/cpu-by-role.py snapshot [--only WORD,WORD,...] > after.json
     scripts/cpu-by-role.py diff before.json after.json [MESSAGES [LOAD_TOOL_SECONDS]]
+
+--only counts just the processes whose command line contains one of the words (e.g. a
+Redis prefix, a database name, a PostgreSQL cluster_name, a Redis port), so servers and
+tests of other people on a shared machine stay out of the figures.
 
 With MESSAGES (e.g. the run's delivered count) it also prints microseconds of CPU per
 message. Exited processes' time is lost, so take both snapshots while the cluster runs;
@@ -17,13 +21,15 @@ import json, os, sys
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def role(pid):
+def role(pid, only=()):
     try:
         argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
     except OSError:
         return None
     words = [a.decode(errors="replace") for a in argv if a]
     if not words:
+        return None
+    if only and not any(w in " ".join(words) for w in only):
         return None
     exe = os.path.basename(words[0])
     if exe == "switchboard" and len(words) > 1:
@@ -37,7 +43,7 @@ def role(pid):
     return "other"
 
 
-def snapshot():
+def snapshot(only=()):
     out = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -48,7 +54,7 @@ def snapshot():
             continue
         fields = stat[stat.rindex(")") + 2:].split()
         ticks = int(fields[11]) + int(fields[12])  # utime + stime
-        r = role(pid)
+        r = role(pid, only)
         if r:
             out[pid] = [r, ticks]
     return out
@@ -74,7 +80,10 @@ def diff(before, after, messages, tool_seconds):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["snapshot"]:
-        json.dump(snapshot(), sys.stdout)
+        only = ()
+        if sys.argv[2:3] == ["--only"] and len(sys.argv) > 3:
+            only = tuple(w for w in sys.argv[3].split(",") if w)
+        json.dump(snapshot(only), sys.stdout)
     elif sys.argv[1:2] == ["diff"]:
         b = json.load(open(sys.argv[2]))
         a = json.load(open(sys.argv[3]))

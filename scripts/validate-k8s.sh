@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Renders every kustomization under deploy/k8s (the base, both overlays, the load-test
+# Renders every kustomization under deploy/k8s (the base, the overlays, the load-test
 # Job) with `kubectl kustomize` and validates every object, offline:
 #
 # - against the Kubernetes API schemas, strictly (unknown fields are errors), with
@@ -36,7 +36,8 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
-for dir in deploy/k8s/base deploy/k8s/overlays/dev deploy/k8s/overlays/production deploy/k8s/loadtest; do
+for dir in deploy/k8s/base deploy/k8s/overlays/dev deploy/k8s/overlays/dev-redis-cluster \
+    deploy/k8s/overlays/production deploy/k8s/loadtest; do
     name=$(echo "$dir" | tr / -)
     # Newer kubectl warns (on stderr) about `bases` and `patchesStrategicMerge`, kept so
     # that Debian's kubectl renders them too.

@@ -107,6 +107,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Outcome> {
             plan::provision(&scenario, &authority, &admin_token).await?
         }
     };
+    // Offline users are provisioned (members of groups and 1:1 pairs) but never connect.
+    let plans: Vec<UserPlan> = plans.into_iter().filter(|p| scenario.online(p.index)).collect();
     let senders = plans.iter().filter(|p| p.sends).count() as u32;
     let sources = target::source_addrs(&gateways, cfg.source_addrs);
     let run_id = worker::unix_ms();
@@ -114,10 +116,11 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Outcome> {
     let lead = if cfg.workers > 1 { 2000 + plans.len() as u64 / 20 } else { 500 };
     let start_unix_ms = worker::unix_ms() + lead;
     eprintln!(
-        "running {} ({}): {} users, {} s after a {} s ramp, {} msg/s, {} worker(s), gateways {}",
+        "running {} ({}): {} users ({} online), {} s after a {} s ramp, {} msg/s, {} worker(s), gateways {}",
         scenario.name,
         scenario.kind.as_str(),
         scenario.users,
+        plans.len(),
         scenario.duration_secs,
         scenario.ramp_secs,
         scenario.rate,

@@ -45,8 +45,13 @@ pub struct Scenario {
     #[serde(default)]
     pub description: String,
     pub kind: Kind,
-    /// Simulated users, each with one WebSocket connection.
+    /// Users provisioned (accounts, 1:1 pairs, groups over all of them).
     pub users: u32,
+    /// Share of the users that connect (1: all); the others stay offline, so groups and
+    /// 1:1 partners include offline people as in a real organisation. Spread evenly over
+    /// the users (see [`Scenario::online`]); user 0 is always online.
+    #[serde(default = "default_online_share")]
+    pub online_share: f64,
     /// Seconds of traffic after the ramp; the run then drains and stops.
     pub duration_secs: u64,
     /// Seconds over which connections start (evenly spread).
@@ -77,6 +82,10 @@ fn default_ramp() -> f64 {
 
 fn default_drain() -> u64 {
     5
+}
+
+fn default_online_share() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,10 +218,23 @@ impl Scenario {
         if self.drain_secs > 600 {
             bail!("drain_secs must be at most 600");
         }
+        if !(self.online_share > 0.0 && self.online_share <= 1.0) {
+            bail!("online_share must be above 0 and at most 1 (got {})", self.online_share);
+        }
         if self.provision.group_sizes.iter().any(|&s| s < 2) {
             bail!("group sizes must be at least 2");
         }
         Ok(())
+    }
+
+    /// Whether the user at `index` connects: user 0 (a broadcast's sender) always; any
+    /// other independently with probability `online_share`, from a fixed draw per index,
+    /// so a 1:1 partner or a group mate of an online user is online with that probability
+    /// (as in an organisation), and the same users are online in every run.
+    pub fn online(&self, index: u32) -> bool {
+        index == 0
+            || self.online_share >= 1.0
+            || crate::rng::Rng::new(u64::from(index)).uniform(0.0, 1.0) < self.online_share
     }
 
     /// Whether users chat with each other (office-like traffic).
@@ -251,5 +273,31 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn online_share_connects_that_share_independently() {
+        let mut s: Scenario =
+            toml::from_str("kind = \"office\"\nusers = 10000\nduration_secs = 5\n").unwrap();
+        assert_eq!(s.online_share, 1.0);
+        assert!((0..10_000).all(|i| s.online(i)));
+        s.online_share = 0.3;
+        s.validate().unwrap();
+        let online: Vec<bool> = (0..10_000).map(|i| s.online(i)).collect();
+        let count = online.iter().filter(|&&o| o).count();
+        assert!((2850..=3150).contains(&count), "{count} of 10,000 online");
+        assert!(online[0], "user 0 (the broadcast sender) is always online");
+        // Independent: the partner (2j, 2j+1) of an online user is online about 30% of
+        // the time, not never or always as with a regular pattern.
+        let pairs = (1..5000).filter(|j| online[2 * j]).count();
+        let both = (1..5000).filter(|j| online[2 * j] && online[2 * j + 1]).count();
+        let share = both as f64 / pairs as f64;
+        assert!((0.25..0.35).contains(&share), "partner online {share}");
+        // The same users every time.
+        assert_eq!(online, (0..10_000).map(|i| s.online(i)).collect::<Vec<_>>());
+        s.online_share = 0.0;
+        assert!(s.validate().is_err());
+        s.online_share = 1.5;
+        assert!(s.validate().is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Account administration: `PUT /api/v1/admin/users/{name}` changes an account's role
-//! (admin or not) or disables it. A disabled account cannot sign in and its tokens are
-//! refused (`Store::credentials`, `Store::user_by_token`); enabling it again brings the
-//! tokens back. Every change is audited (`user.update`).
+//! (admin or not) or disables it. A disabled account cannot sign in, its tokens are
+//! refused (`Store::credentials`, `Store::user_by_token`) and its open sessions, on every
+//! gateway, are ended; enabling it again brings the tokens back. Every change is audited (`user.update`).
 
 use axum::extract::{Path, State};
 use axum::routing::put;
@@ -42,6 +42,10 @@ impl Gateway {
         }
         let (user, disabled) =
             self.store().update_user(username, change.admin, change.disabled).await?;
+        if change.disabled == Some(true) {
+            // Its tokens are refused from now on; sessions signed in before end too.
+            self.end_sessions(user.id, None, "this account was disabled by an administrator");
+        }
         let mut detail = Vec::new();
         if let Some(admin) = change.admin {
             detail.push(format!("admin={admin}"));

@@ -50,7 +50,10 @@ pub fn random_password() -> String {
     bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
-pub fn token_hash(token: &str) -> [u8; 32] {
+/// SHA-256 of a session token: what storage keeps, and what a sign-out names.
+pub type TokenHash = [u8; 32];
+
+pub fn token_hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 

@@ -20,6 +20,7 @@ use switchboard_storage::User;
 
 use switchboard_telemetry::trace;
 
+use crate::auth::TokenHash;
 use crate::queue::Queue;
 
 /// What a session's writer task is asked to do.
@@ -97,11 +98,10 @@ impl Outbound {
             conversation_id,
             seq,
             frame: frame.as_str().to_owned(),
-            to_org: false,
-            org: String::new(),
             published_us,
             // A message's trace goes on through the router (the send's span is current).
             traceparent: if is_message { trace::current_traceparent() } else { String::new() },
+            ..Addressed::default()
         })
     }
 
@@ -125,6 +125,8 @@ impl Outbound {
 struct Session {
     /// The user as they signed in (their org-unit path then decides org broadcasts).
     user: Arc<User>,
+    /// SHA-256 of the token the session signed in with (a sign-out ends its sessions).
+    token: TokenHash,
     queue: Queue,
     /// usernames this session watches
     watching: HashSet<String>,
@@ -214,14 +216,21 @@ impl Hub {
 
     /// Adds session `id` of `user`, fed through `queue`; false (and nothing added) when
     /// the user already has `max` sessions here (0: no limit).
-    pub fn register(&self, id: u64, user: Arc<User>, queue: Queue, max: usize) -> bool {
+    pub fn register(
+        &self,
+        id: u64,
+        user: Arc<User>,
+        token: TokenHash,
+        queue: Queue,
+        max: usize,
+    ) -> bool {
         let user_id = user.id;
         let mut state = self.lock();
         let held = state.by_user.get(&user_id).map_or(0, Vec::len);
         if max > 0 && held >= max {
             return false;
         }
-        let session = Session { user, queue, watching: HashSet::new() };
+        let session = Session { user, token, queue, watching: HashSet::new() };
         state.sessions.insert(id, session);
         state.by_user.entry(user_id).or_default().push(id);
         true
@@ -263,6 +272,26 @@ impl Hub {
                 .collect()
         };
         push_all(targets, &item);
+    }
+
+    /// Pushes `end` (a close) to `user`'s sessions here: those signed in with `token`
+    /// when given, else all of them. Returns how many.
+    pub fn end_sessions(&self, user: i64, token: Option<&TokenHash>, end: &Outbound) -> usize {
+        let targets: Pushes = {
+            let state = self.lock();
+            state
+                .by_user
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| state.sessions.get(id))
+                .filter(|s| token.is_none_or(|t| *t == s.token))
+                .map(|s| s.queue.clone())
+                .collect()
+        };
+        let count = targets.len();
+        push_all(targets, end);
+        count
     }
 
     /// Pushes `item` to every session here whose user is under the org-unit path `org`

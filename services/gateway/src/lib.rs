@@ -170,6 +170,14 @@ impl Gateway {
                     });
                     let _in_span = span.enter();
                     if let Some(inner) = me.upgrade() {
+                        if addressed.close {
+                            let end = session::signed_out(addressed.frame.into());
+                            let token = <auth::TokenHash>::try_from(addressed.token_hash).ok();
+                            for user in addressed.users {
+                                inner.hub.end_sessions(user, token.as_ref(), &end);
+                            }
+                            return;
+                        }
                         if addressed.to_org {
                             let org = std::mem::take(&mut addressed.org);
                             inner.hub.deliver_org(&org, hub::Outbound::from_routed(addressed));

@@ -7,11 +7,13 @@ use switchboard_presence::{PresenceError, UserRef};
 use switchboard_protocol::{
     Conversation, ErrorCode, Message, MessageKind, Presence, PresenceStatus, ServerFrame,
 };
+use switchboard_router::pb::Addressed;
 use switchboard_storage::{Appended, HistoryPage, NewMessage, NewUser, User};
 use switchboard_telemetry::trace;
 
 use tracing::Instrument as _;
 
+use crate::auth::TokenHash;
 use crate::hub::Outbound;
 use crate::metrics::METRICS;
 use crate::{ApiError, Gateway, auth};
@@ -251,6 +253,28 @@ impl Gateway {
             tracing::debug!("no router linked; remote delivery dropped");
         }
         self.inner.hub.deliver(users, skip_user, item);
+    }
+
+    /// Ends `user`'s live sessions, here and on every other gateway: those signed in with
+    /// `token` (a sign-out), or all of them (`None`: the account was disabled). Each gets
+    /// an `unauthenticated` error saying `why`, then a close (1008).
+    pub(crate) fn end_sessions(&self, user: i64, token: Option<TokenHash>, why: &str) {
+        let frame = ServerFrame::error(None, ErrorCode::Unauthenticated, why).to_json();
+        if let Some(router) = &self.inner.router {
+            let routed = Addressed {
+                users: vec![user],
+                frame: frame.clone(),
+                close: true,
+                token_hash: token.map(|t| t.to_vec()).unwrap_or_default(),
+                ..Addressed::default()
+            };
+            if !router.route(routed) {
+                tracing::warn!(user, "no router linked; sessions on other gateways stay open");
+            }
+        }
+        let end = crate::session::signed_out(frame.into());
+        let ended = self.inner.hub.end_sessions(user, token.as_ref(), &end);
+        tracing::debug!(user, ended, "sessions ended here");
     }
 
     /// Members of a conversation, for fan-out. Cached by the embedded server, which sees

@@ -269,7 +269,8 @@ async fn login(
     }
 }
 
-/// Revokes the caller's token (an unknown or revoked token is answered alike, 204).
+/// Revokes the caller's token and ends the WebSocket sessions signed in with it (an
+/// unknown or revoked token is answered alike, 204).
 async fn logout(
     State(gateway): State<Gateway>,
     ClientIp(ip): ClientIp,
@@ -279,6 +280,8 @@ async fn logout(
     let owner = gateway.store().user_by_token(&hash).await?;
     gateway.store().revoke_token(&hash).await?;
     if let Some(owner) = owner {
+        // WebSocket sessions signed in with this token end with it (on every gateway).
+        gateway.end_sessions(owner.id, Some(hash), "signed out: this token was revoked");
         gateway.audit(AuditEvent {
             actor: &owner.username,
             action: "auth.logout",

@@ -19,6 +19,7 @@ use switchboard_protocol::{ClientFrame, ErrorCode, MessageKind, ServerFrame};
 use switchboard_storage::{StoreError, User};
 use tokio::task::JoinHandle;
 
+use crate::auth::TokenHash;
 use crate::hub::Outbound;
 use crate::metrics::{METRICS, delivered_live, frame_type};
 use crate::ops::Target;
@@ -58,7 +59,7 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>, i
     // Boxed (here and below): an idle session's task holds the state of the await it is
     // parked on, sized for the largest await in the function; the rare, large ones
     // (sign-in, a request, a backfill) live on the heap only while they run.
-    let (user, since) = match Box::pin(sign_in(&gateway, &mut stream, token, ip)).await {
+    let signed_in = match Box::pin(sign_in(&gateway, &mut stream, token, ip)).await {
         Ok(signed_in) => signed_in,
         Err(e) => {
             METRICS.sign_in_failures.inc();
@@ -66,7 +67,7 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>, i
             return;
         }
     };
-    run(gateway, Arc::new(user), since, sink, stream, ip).await;
+    run(gateway, signed_in, sink, stream, ip).await;
 }
 
 /// Sends the error that ends a session before it started, and closes.
@@ -83,6 +84,14 @@ async fn refuse(mut sink: Sink, e: ApiError, reason: &'static str) {
 
 type Since = BTreeMap<i64, i64>;
 
+/// Who a session is: the user, the hash of the token they signed in with, and the `since`
+/// of their `auth` frame (a resume).
+struct SignedIn {
+    user: Arc<User>,
+    token: TokenHash,
+    since: Option<Since>,
+}
+
 /// Reads the `auth` frame (unless the upgrade carried the token) and checks the token.
 /// A bad token counts as a failed sign-in of `ip`; an address with too many is refused
 /// (`rate_limited`) before any check.
@@ -91,7 +100,7 @@ async fn sign_in(
     stream: &mut SplitStream<WebSocket>,
     token: Option<String>,
     ip: Option<IpAddr>,
-) -> Result<(User, Option<Since>), ApiError> {
+) -> Result<SignedIn, ApiError> {
     let guard = &gateway.inner.login;
     guard.check_ip(ip)?;
     let (token, since) = match token {
@@ -99,7 +108,7 @@ async fn sign_in(
         None => read_auth(gateway, stream).await?,
     };
     match auth::authenticate(gateway.store().as_ref(), &token).await {
-        Ok(user) => Ok((user, since)),
+        Ok(user) => Ok(SignedIn { user: Arc::new(user), token: auth::token_hash(&token), since }),
         Err(e) => {
             if e.code() == ErrorCode::Unauthenticated {
                 guard.ip_failed(ip);
@@ -141,18 +150,18 @@ async fn read_auth(
     }
 }
 
-#[tracing::instrument(name = "session", skip_all, fields(user = %user.username))]
+#[tracing::instrument(name = "session", skip_all, fields(user = %signed_in.user.username))]
 async fn run(
     gateway: Gateway,
-    user: Arc<User>,
-    since: Option<Since>,
+    signed_in: SignedIn,
     sink: Sink,
     mut stream: SplitStream<WebSocket>,
     ip: Option<IpAddr>,
 ) {
     // This function's state is what every idle session keeps: the loop below. Starting
     // and ending are boxed, so their larger state lives on the heap only while they run.
-    let (tx, session, mut writer) = match Box::pin(start(&gateway, &user, since, sink)).await {
+    let user = signed_in.user.clone();
+    let (tx, session, mut writer) = match Box::pin(start(&gateway, signed_in, sink)).await {
         Ok(started) => started,
         Err((sink, e)) => {
             Box::pin(refuse(sink, e, "too many connections")).await;
@@ -204,10 +213,11 @@ async fn run(
 /// [`crate::Config::max_connections_per_user`] sessions here, the sink and the error.
 async fn start(
     gateway: &Gateway,
-    user: &Arc<User>,
-    since: Option<Since>,
+    signed_in: SignedIn,
     sink: Sink,
 ) -> Result<(Queue, u64, JoinHandle<()>), (Sink, ApiError)> {
+    let SignedIn { user, token, since } = signed_in;
+    let user = &user;
     let tx = gateway.inner.hub.new_queue();
     let rx = tx.receiver();
     let hub = &gateway.inner.hub;
@@ -222,7 +232,7 @@ async fn start(
     // Broadcasts stored while the user was away, before any live one.
     let _ = tx.send(Outbound::PendingBroadcasts).await;
     let max = gateway.config().max_connections_per_user;
-    if !hub.register(session_id, user.clone(), tx.clone(), max) {
+    if !hub.register(session_id, user.clone(), token, tx.clone(), max) {
         let e = ApiError::new(
             ErrorCode::TooManyConnections,
             format!("at most {max} connections per user; close another session first"),
@@ -295,6 +305,13 @@ fn shutting_down(gateway: &Gateway) -> Outbound {
         retry_after_ms: Some(auth::random_below(spread + 1)),
     };
     Outbound::Close { frame: Some(frame.to_json().into()), code: CLOSE_RESTART }
+}
+
+/// The end of a session whose token was revoked or whose account was disabled: `frame`
+/// (an `unauthenticated` error), then a close (1008). Sign in again (a disabled account
+/// cannot).
+pub(crate) fn signed_out(frame: Utf8Bytes) -> Outbound {
+    Outbound::Close { frame: Some(frame), code: CLOSE_POLICY }
 }
 
 fn closing(code: ErrorCode, message: &str, close_code: u16) -> Outbound {

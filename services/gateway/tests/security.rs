@@ -400,3 +400,46 @@ async fn cors_answers_only_configured_origins() {
         assert_eq!(head.contains("access-control-allow-origin"), granted, "{origin}: {head}");
     }
 }
+
+/// Signing out ends the sessions signed in with that token, and only those; disabling an
+/// account ends all of its sessions. Each gets `unauthenticated`, then a close (1008).
+#[tokio::test]
+async fn signing_out_or_being_disabled_ends_open_sessions() {
+    let server = Server::start().await;
+    server.gateway.create_user(None, "root", "root-password".into(), "", "", true).await.unwrap();
+    let root = server.login("root", "root-password").await;
+    let laptop = server.user("alice").await;
+    let phone = server.login("alice", "alice-password").await;
+    let mut on_laptop = server.connect(&laptop).await;
+    let mut on_phone = server.connect(&phone).await;
+
+    let (status, _) = http(server.addr, "POST", "/api/v1/logout", Some(&laptop), None).await;
+    assert_eq!(status, 204);
+    let (frames, close) = on_laptop.until_closed().await;
+    assert_eq!(error_code(frames.last().unwrap()), ErrorCode::Unauthenticated, "{frames:?}");
+    assert_eq!(close, Some(1008));
+    // The phone's session, on another token, goes on.
+    let pong = on_phone.request(json!({"type": "ping"})).await;
+    assert!(matches!(pong, ServerFrame::Pong { .. }), "{pong:?}");
+
+    let (status, _) = http(
+        server.addr,
+        "PUT",
+        "/api/v1/admin/users/alice",
+        Some(&root),
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (frames, close) = on_phone.until_closed().await;
+    let last = frames.last().unwrap();
+    assert_eq!(error_code(last), ErrorCode::Unauthenticated, "{frames:?}");
+    assert!(format!("{last:?}").contains("disabled"), "the reason is given: {last:?}");
+    assert_eq!(close, Some(1008));
+    // And the token cannot start a new one.
+    let mut again = Client::raw(&server.ws_url()).await;
+    again.send(json!({"type": "auth", "token": phone})).await;
+    let (frames, close) = again.until_closed().await;
+    assert_eq!(error_code(&frames[0]), ErrorCode::Unauthenticated);
+    assert_eq!(close, Some(1008));
+}

@@ -265,7 +265,8 @@ pub trait Store: Send + Sync + 'static {
     /// Full-text search over the messages of `viewer`'s conversations only (a conversation
     /// they are not a member of is never read, whatever `query.conversations` says).
     /// Deleted messages and edit/delete entries are not found; an edited message is found
-    /// by its new text.
+    /// by its new text. PostgreSQL ranks the newest 5,000 matches only and reads a prefix
+    /// as its 50 most frequent words (docs/protocol.md); SQLite ranks every match.
     async fn search(&self, viewer: &User, query: &SearchQuery) -> Result<SearchPage>;
     /// Moves the user's read cursor forward (never back); returns the cursor.
     async fn mark_read(&self, conversation: i64, viewer: &User, seq: i64) -> Result<i64>;

@@ -27,7 +27,11 @@ pub struct RetentionConfig {
     /// Most messages deleted per transaction: bounds how long one delete holds locks
     /// (SQLite's single writer, PostgreSQL row locks) next to live traffic.
     pub batch: u32,
-    /// Pause after each full batch, so appends get the writer in between.
+    /// Pause after every `batch` messages deleted (counted across conversations, so a
+    /// history of many small conversations is paced like one long one), and after each
+    /// transaction at least as long as it took: the job holds the writer (SQLite's, or
+    /// PostgreSQL's row locks) at most half the time, whatever the disk's speed, so
+    /// appends get it in between.
     pub pause: Duration,
 }
 
@@ -40,16 +44,29 @@ impl Default for RetentionConfig {
 /// One sweep: deletes everything due now, a batch at a time. Returns how many messages
 /// went. Also counted in `switchboard_retention_messages_deleted_total`.
 pub async fn sweep(store: &dyn Store, config: &RetentionConfig) -> Result<u64> {
-    let mut total = 0;
+    let batch = u64::from(config.batch.max(1));
+    let (mut total, mut since_pause) = (0, 0);
     for (conversation, cutoff) in store.retention_targets(now_ms()).await? {
         loop {
+            let started = std::time::Instant::now();
             let deleted = store.retention_delete(conversation, cutoff, config.batch).await?;
             APPENDERS.retention_deleted.add(deleted);
             total += deleted;
-            if deleted < u64::from(config.batch.max(1)) {
+            since_pause += deleted;
+            let mut pause = Duration::ZERO;
+            if deleted > 0 {
+                pause = started.elapsed();
+            }
+            if since_pause >= batch {
+                since_pause = 0;
+                pause = pause.max(config.pause);
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            if deleted < batch {
                 break;
             }
-            tokio::time::sleep(config.pause).await;
         }
     }
     Ok(total)

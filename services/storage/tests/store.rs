@@ -311,6 +311,20 @@ async fn a_retry_returns_the_first_copy_and_stores_nothing(f: Fixture) -> Fixtur
     assert_eq!((bobs.message.seq, bobs.duplicate), (2, false));
     let page = f.store.history(direct.id, &alice, None, None, 100).await.unwrap();
     assert_eq!(page.messages.len(), 2);
+    // ... within one conversation: in another one the same key is a new message, and a
+    // retry there finds that one (twice in one batch too).
+    let (group, _) = f.store.create_group(&alice, "Ops", std::slice::from_ref(&bob)).await.unwrap();
+    let (first, again) = tokio::join!(
+        f.store.append(text(group.id, &alice, "same")),
+        f.store.append(text(group.id, &alice, "same"))
+    );
+    let (first, again) = (first.unwrap(), again.unwrap());
+    assert_eq!((first.message.conversation_id, first.message.seq), (group.id, 2));
+    assert_eq!((again.message.conversation_id, again.message.seq), (group.id, 2));
+    assert_eq!(usize::from(first.duplicate) + usize::from(again.duplicate), 1);
+    let retried = f.store.append(text(direct.id, &alice, "same")).await.unwrap();
+    assert_eq!((retried.message.conversation_id, retried.message.seq), (direct.id, 1));
+    assert!(retried.duplicate);
     f
 }
 
@@ -1600,4 +1614,122 @@ async fn retention_trashes_attachments_with_their_messages(f: Fixture) -> Fixtur
     s.forget_attachment_trash(&["c/old".to_owned()]).await.unwrap();
     assert!(s.attachment_trash(10).await.unwrap().is_empty());
     f
+}
+
+// PostgreSQL's search at scale (migration 0013): prefixes stand for the most frequent
+// words starting with them, and relevance ranks the newest matches only. SQLite's FTS5
+// does neither (docs/protocol.md, "search").
+
+/// A connection to the fixture's PostgreSQL database, for writing history in bulk.
+async fn postgres_connection(f: &Fixture) -> sqlx::PgConnection {
+    let Backend::Postgres(db) = &f.backend else { panic!("a PostgreSQL fixture") };
+    sqlx::PgConnection::connect(&db.url).await.unwrap()
+}
+
+#[tokio::test]
+async fn postgres_prefixes_search_the_most_frequent_words_starting_with_them() {
+    let f = Fixture::postgres().await;
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    let s = f.store.as_ref();
+    // 10 messages say "project", 5 "projection", and 60 rarer words start with "proj"
+    // once each; "progress" does not start with it.
+    let mut n = 0;
+    let mut say = async |body: String| {
+        n += 1;
+        s.append(said(ab.id, &alice, &format!("m{n}"), &body)).await.unwrap().message.seq
+    };
+    let mut common = BTreeSet::new();
+    for i in 0..10 {
+        common.insert(say(format!("the Project plan, take {i}")).await);
+    }
+    for i in 0..5 {
+        common.insert(say(format!("a projection {i}")).await);
+    }
+    for i in 0..60 {
+        say(format!("projw{i:02} progress")).await;
+    }
+    let prefix = |p: &str| SearchQuery {
+        terms: vec![SearchTerm::Prefix(p.into())],
+        limit: 100,
+        ..SearchQuery::default()
+    };
+    let mut db = postgres_connection(&f).await;
+    sqlx::query("ANALYZE messages").execute(&mut db).await.unwrap();
+
+    // 50 words: project, projection and the first 48 others (as frequent, then shortest,
+    // then alphabetical): 10 + 5 + 48 messages.
+    let hits: BTreeSet<i64> = found(s, &bob, &prefix("proj")).await.iter().map(|h| h.1).collect();
+    assert_eq!(hits.len(), 63);
+    assert!(hits.is_superset(&common), "the frequent words are always searched");
+    // A longer prefix narrows the words, so the rarer ones are found too.
+    assert_eq!(found(s, &bob, &prefix("PROJW5")).await.len(), 10);
+    assert_eq!(found(s, &bob, &prefix("projw59")).await.len(), 1);
+    assert!(found(s, &bob, &prefix("projx")).await.is_empty());
+    // A word that arrives with an edit joins the dictionary at once.
+    s.change_message(&alice, ab.id, 1, Some("projectile"), None).await.unwrap();
+    assert_eq!(found(s, &bob, &prefix("projectil")).await, [(ab.id, 1)]);
+    drop(db);
+    f.finish().await;
+}
+
+#[tokio::test]
+async fn postgres_relevance_ranks_the_newest_five_thousand_matches() {
+    let f = Fixture::postgres().await;
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    let s = f.store.as_ref();
+    // 30,000 messages over the past year, all with "common": enough that the search
+    // probes the newest weeks first instead of reading every match. Message 100 says it
+    // best but is older than the newest 5,000; message 29,000 says it second best.
+    let mut db = postgres_connection(&f).await;
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO messages (conversation_id, seq, sender_id, kind, body, ts)
+         SELECT $1, s, $2, 'text',
+                CASE s WHEN 100 THEN 'common common common common common'
+                       WHEN 29000 THEN 'common common common common filler'
+                       ELSE repeat('common ', 1 + s % 3) || 'filler words ' || s END,
+                $3 - (30001 - s) * 1000000::BIGINT
+         FROM generate_series(1, 30000) s",
+    )
+    .bind(ab.id)
+    .bind(alice.id)
+    .bind(now)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE conversations SET last_seq = 30000 WHERE id = $1")
+        .bind(ab.id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE messages").execute(&mut db).await.unwrap();
+
+    let ranked = found(s, &bob, &words(&["common"])).await;
+    assert_eq!(ranked[0], (ab.id, 29_000), "the best of the newest 5,000");
+    assert!(ranked.iter().all(|(_, seq)| *seq > 25_000), "{ranked:?}");
+    // Then three "common"s before two before one, newest first among equals.
+    assert_eq!(ranked[1..4], [(ab.id, 29_999), (ab.id, 29_996), (ab.id, 29_993)]);
+    // Pages of 20 are the first 100 in order, each result once.
+    let all = found(s, &bob, &SearchQuery { limit: 100, ..words(&["common"]) }).await;
+    let mut paged = Vec::new();
+    for offset in (0..100).step_by(20) {
+        paged.extend(found(s, &bob, &SearchQuery { offset, ..words(&["common"]) }).await);
+    }
+    assert_eq!(paged, all);
+    assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), 100);
+    // Newest first is exact: the newest matches, wherever they are.
+    let recent = SearchQuery { sort: SearchSort::Recent, offset: 40, ..words(&["common"]) };
+    let recent: Vec<i64> = found(s, &bob, &recent).await.iter().map(|h| h.1).collect();
+    assert_eq!(recent, (29_941..=29_960).rev().collect::<Vec<_>>());
+    // Old messages are still found when the words are rare, or the dates ask for them.
+    let rare = found(s, &bob, &words(&["common", "12345"])).await;
+    assert_eq!(rare, [(ab.id, 12_345)]);
+    let old = SearchQuery { before: Some(now - 29_000 * 1_000_000), ..words(&["common"]) };
+    let old = found(s, &bob, &old).await;
+    assert_eq!(old[0], (ab.id, 100));
+    assert!(old.iter().all(|(_, seq)| *seq <= 1_000), "{old:?}");
+    drop(db);
+    f.finish().await;
 }

@@ -496,8 +496,9 @@ pub struct RetentionArgs {
     /// Most messages one retention transaction deletes
     #[arg(long, env = "SWITCHBOARD_RETENTION_BATCH", default_value_t = 1000)]
     pub retention_batch: u32,
-    /// Pause after each full retention batch, in milliseconds, so live traffic gets the
-    /// database in between
+    /// Pause after every --retention-batch messages deleted (across conversations), in
+    /// milliseconds, so live traffic gets the database in between (each transaction is
+    /// also followed by a pause as long as it took)
     #[arg(long, env = "SWITCHBOARD_RETENTION_PAUSE_MS", default_value_t = 50)]
     pub retention_pause_ms: u64,
 }

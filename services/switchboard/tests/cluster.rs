@@ -1,7 +1,9 @@
 //! Cluster mode with real processes: one `storage` (over a PostgreSQL database of this
-//! test's own), two `router`s and three `gateway`s sharing the local Redis under a key
-//! prefix of this test's own. People on different gateways chat and see each other's
-//! presence; a router is killed and delivery goes on.
+//! test's own), `router`s and `gateway`s sharing presence in Redis. People on different
+//! gateways chat and see each other's presence; a router and a gateway are killed and
+//! delivery goes on. Each scenario runs twice, from one body: on the local Redis under a
+//! key prefix of the test's own (`..._on_one_redis`) and on a Redis Cluster of the test's
+//! own, 3 primaries and 3 replicas (`..._on_a_redis_cluster`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -68,6 +70,59 @@ impl Client {
     }
 }
 
+/// Where a test's cluster keeps presence. Dropping it drops the Redis Cluster; the
+/// single Redis's keys go with [`Redis::forget`].
+enum Redis {
+    /// The local Redis (`SWITCHBOARD_TEST_REDIS`), under a key prefix of the test's own.
+    One { url: String, prefix: String },
+    /// A Redis Cluster of the test's own.
+    Cluster(LocalCluster),
+}
+
+impl Redis {
+    /// The local Redis, under a prefix named after `test` and this process.
+    fn one(test: &str) -> Self {
+        let url = std::env::var("SWITCHBOARD_TEST_REDIS")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        Self::One { url, prefix: format!("sbtest:{test}:{}", std::process::id()) }
+    }
+
+    /// A fresh local Redis Cluster (a few seconds to form).
+    async fn cluster() -> Self {
+        Self::Cluster(tokio::task::spawn_blocking(LocalCluster::start).await.unwrap())
+    }
+
+    /// A name for what depends on the backend (databases), so the two runs of one
+    /// scenario in one process do not collide.
+    fn tag(&self) -> &'static str {
+        match self {
+            Self::One { .. } => "one",
+            Self::Cluster(_) => "rc",
+        }
+    }
+
+    /// The arguments routers and gateways take to reach it.
+    fn args(&self) -> Vec<String> {
+        match self {
+            Self::One { url, prefix } => {
+                vec!["--redis".into(), url.clone(), "--redis-prefix".into(), prefix.clone()]
+            }
+            Self::Cluster(cluster) => {
+                let RedisTarget::Cluster(nodes) = cluster.seeds() else { unreachable!() };
+                vec!["--redis-cluster".into(), nodes.join(",")]
+            }
+        }
+    }
+
+    /// Leaves nothing behind: the prefix's keys, or the whole cluster.
+    async fn forget(self) {
+        match self {
+            Self::One { url, prefix } => forget_prefix(&url, &prefix).await,
+            Self::Cluster(cluster) => drop(cluster),
+        }
+    }
+}
+
 /// Signs `user` in through the CLI against `gateway`; returns the token.
 fn login(gateway: &str, user: &str, config: &std::path::Path) -> String {
     let mut child = Command::new(BIN)
@@ -93,20 +148,30 @@ fn login(gateway: &str, user: &str, config: &std::path::Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
+async fn people_on_different_gateways_chat_and_survive_crashes_on_one_redis() {
+    people_on_different_gateways_chat_and_survive_crashes(Redis::one("cluster")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_on_different_gateways_chat_and_survive_crashes_on_a_redis_cluster() {
+    people_on_different_gateways_chat_and_survive_crashes(Redis::cluster().await).await;
+}
+
+/// Chat 1:1 and in a group across three gateways, presence across gateways, then a
+/// router crash, a gateway crash (its user offline within the TTL, backfilled on another
+/// gateway) and a storage outage.
+async fn people_on_different_gateways_chat_and_survive_crashes(presence: Redis) {
     let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("sbtest_cluster_{}", std::process::id());
-    let prefix = format!("sbtest:cluster:{}", std::process::id());
+    let name = format!("sbtest_cluster_{}_{}", presence.tag(), std::process::id());
     let (mut admin, database) = fresh_database(&admin_url, &name).await;
     let tmp = tempfile::tempdir().unwrap();
     add_users(&database, &["alice", "bob", "carol"]);
 
     let (storage_proc, storage) =
         spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
+    let redis_args = presence.args();
+    let redis: Vec<&str> = redis_args.iter().map(String::as_str).collect();
     let router_args = [&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat();
     let (router_a, router_a_addr) = spawn(&router_args);
     let (_router_b, router_b_addr) = spawn(&router_args);
@@ -273,7 +338,7 @@ async fn people_on_different_gateways_chat_and_survive_a_router_crash() {
         .execute(&mut admin)
         .await
         .unwrap();
-    forget_prefix(&redis_url, &prefix).await;
+    presence.forget().await;
 }
 
 /// A Redis server of this test's own on a free port, killed on drop (so the test can
@@ -450,13 +515,19 @@ fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway() {
+async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway_on_one_redis() {
+    webhooks_bots_and_broadcasts_reach_people_on_every_gateway(Redis::one("cluster-org")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway_on_a_redis_cluster() {
+    webhooks_bots_and_broadcasts_reach_people_on_every_gateway(Redis::cluster().await).await;
+}
+
+async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway(presence: Redis) {
     let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("sbtest_cluster_org_{}", std::process::id());
-    let prefix = format!("sbtest:cluster-org:{}", std::process::id());
+    let name = format!("sbtest_cluster_org_{}_{}", presence.tag(), std::process::id());
     let (mut pg, database) = fresh_database(&admin_url, &name).await;
     let tmp = tempfile::tempdir().unwrap();
     for (user, org, admin) in [
@@ -482,7 +553,8 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway() {
     }
     let (_storage, storage) =
         spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
+    let redis_args = presence.args();
+    let redis: Vec<&str> = redis_args.iter().map(String::as_str).collect();
     let (_router, router) =
         spawn(&[&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat());
     let (storage_url, router_url) = (format!("http://{storage}"), format!("http://{router}"));
@@ -591,7 +663,7 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway() {
     assert_eq!(status["pending"], json!(["bob", "dave"]));
 
     drop(gateways);
-    forget_prefix(&redis_url, &prefix).await;
+    presence.forget().await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut pg)
         .await

@@ -88,7 +88,9 @@ export class Connection {
         // clients do not all arrive at the other gateways at once).
         this.restartInMs = Number.isFinite(frame.retry_after_ms) ? frame.retry_after_ms : null;
       }
-      if (frame.type === 'error' && !signedIn && frame.code === 'unauthenticated') {
+      // A bad token at sign-in, or later a sign-out elsewhere or a disabled account:
+      // reconnecting with this token cannot work.
+      if (frame.type === 'error' && frame.code === 'unauthenticated') {
         this.stopped = true;
         this.onState('unauthenticated');
         return;

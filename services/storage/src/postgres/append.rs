@@ -17,11 +17,15 @@ use switchboard_protocol::{Message, MessageKind};
 
 use crate::{Appended, NewMessage, Result, StoreError, now_ms};
 
+/// The one statement of a batch: conversations, senders, kinds, bodies, keys (arrays, one
+/// element per message), the time, authors.
+pub const APPEND_BATCH: &str = "SELECT * FROM append_batch($1, $2, $3, $4, $5, $6, $7)";
+
 /// Stores `batch` in one transaction; answers in the batch's order. The outer error aborts
 /// the whole batch (nothing of it is stored); inner errors (not a member, unknown
 /// conversation) reject one message and keep the rest.
 pub async fn commit_batch(pool: &PgPool, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
-    let rows = sqlx::query("SELECT * FROM append_batch($1, $2, $3, $4, $5, $6, $7)")
+    let rows = sqlx::query(APPEND_BATCH)
         .bind(batch.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
         .bind(batch.iter().map(|m| m.sender.id).collect::<Vec<_>>())
         .bind(batch.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>())

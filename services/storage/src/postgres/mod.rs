@@ -18,6 +18,8 @@ crate::backend::sql_queries!(
 );
 
 mod append;
+#[cfg(test)]
+mod partitions;
 
 use std::time::Duration;
 

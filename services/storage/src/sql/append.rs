@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use crate::{Appended, NewMessage};
 
-/// Most rows per multi-row statement: 8 parameters each, well under SQLite's 32,766.
+/// Most rows per multi-row statement: at most 8 parameters each, well under SQLite's 32,766.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Stores a batch in one transaction; answers in the batch's order. The outer error
@@ -28,15 +28,16 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
     // Per message: Ok((message, duplicate)) or its rejection.
     let mut outcomes: Vec<Result<(Message, bool)>> = Vec::with_capacity(batch.len());
     let mut fresh: Vec<usize> = Vec::with_capacity(batch.len());
-    let mut keys_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
+    let mut keys_in_batch: HashMap<(i64, i64, &str), usize> = HashMap::new();
     for (i, new) in batch.iter().enumerate() {
         if let Some(key) = new.client_msg_id.as_deref() {
-            if let Some(copy) = stored.get(&(new.sender.id, key)) {
+            let retry_key = (new.conversation_id, new.sender.id, key);
+            if let Some(copy) = stored.get(&retry_key) {
                 outcomes.push(Ok((copy.clone(), true)));
                 continue;
             }
             // The same key twice in one batch: the second is a retry of the first.
-            if let Some(&first) = keys_in_batch.get(&(new.sender.id, key))
+            if let Some(&first) = keys_in_batch.get(&retry_key)
                 && let Ok((message, _)) = &outcomes[first]
             {
                 let copy = message.clone();
@@ -60,7 +61,7 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
         }
         *last_seq += 1;
         if let Some(key) = new.client_msg_id.as_deref() {
-            keys_in_batch.insert((new.sender.id, key), i);
+            keys_in_batch.insert((new.conversation_id, new.sender.id, key), i);
         }
         fresh.push(i);
         outcomes.push(Ok((
@@ -155,11 +156,12 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
         .collect())
 }
 
-/// Messages of this batch stored before (retries), by (sender id, client_msg_id).
+/// Messages of this batch stored before (retries), by (conversation, sender id,
+/// client_msg_id).
 async fn stored_copies<'a>(
     conn: &mut Conn,
     batch: &'a [NewMessage],
-) -> Result<HashMap<(i64, &'a str), Message>> {
+) -> Result<HashMap<(i64, i64, &'a str), Message>> {
     let keyed: Vec<&NewMessage> = batch.iter().filter(|m| m.client_msg_id.is_some()).collect();
     let mut stored = HashMap::new();
     for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
@@ -168,20 +170,25 @@ async fn stored_copies<'a>(
              m.author FROM (",
         );
         select.push_values(chunk, |mut row, new| {
-            row.push_bind(new.sender.id).push_bind(new.client_msg_id.as_deref());
+            row.push_bind(new.sender.id)
+                .push_bind(new.client_msg_id.as_deref())
+                .push_bind(new.conversation_id);
         });
         select.push(
-            ") AS v JOIN messages m ON m.sender_id = v.column1 AND m.client_msg_id = v.column2 \
+            ") AS v JOIN messages m ON m.conversation_id = v.column3 \
+             AND m.sender_id = v.column1 AND m.client_msg_id = v.column2 \
              AND m.client_msg_id IS NOT NULL",
         );
         for row in select.build().fetch_all(&mut *conn).await? {
             let sender: i64 = row.try_get(0)?;
             let key: String = row.try_get(1)?;
+            let conversation: i64 = row.try_get(2)?;
             // The key as the batch holds it (the map borrows the batch, not the row).
-            let Some(new) = chunk
-                .iter()
-                .find(|m| m.sender.id == sender && m.client_msg_id.as_deref() == Some(&key))
-            else {
+            let Some(new) = chunk.iter().find(|m| {
+                m.conversation_id == conversation
+                    && m.sender.id == sender
+                    && m.client_msg_id.as_deref() == Some(&key)
+            }) else {
                 continue;
             };
             let kind: String = row.try_get(4)?;
@@ -203,7 +210,7 @@ async fn stored_copies<'a>(
                 attachments: Vec::new(),
             };
             if let Some(key) = new.client_msg_id.as_deref() {
-                stored.insert((sender, key), message);
+                stored.insert((conversation, sender, key), message);
             }
         }
     }

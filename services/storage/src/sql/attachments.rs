@@ -7,7 +7,7 @@
 // the messages of a page with one query (`attach_files`). Retention deletes rows with
 // their messages and queues their keys in `attachment_trash` (see `retention.rs`).
 
-/// Stores `message` and its file in one transaction. A retry (same sender and
+/// Stores `message` and its file in one transaction. A retry (same conversation, sender and
 /// `client_msg_id`) returns the first message with its files, stores nothing.
 pub async fn attach(
     pool: &Pool,
@@ -18,7 +18,7 @@ pub async fn attach(
     let sender = &message.sender;
     let mut tx = pool.begin().await?;
     if let Some(mut first) =
-        stored_copy(&mut tx, sender, message.client_msg_id.as_deref()).await?
+        stored_copy(&mut tx, conversation, sender, message.client_msg_id.as_deref()).await?
     {
         attach_files(&mut tx, std::slice::from_mut(&mut first.message), true).await?;
         return Ok(first);

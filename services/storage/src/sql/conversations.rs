@@ -408,6 +408,10 @@ fn message_from_row(conversation: i64, row: &DbRow) -> Result<Message> {
     })
 }
 
+/// Message `$1`:`$2`, as a change of it (edit, delete, reaction) checks it.
+pub const LIVE_MESSAGE: &str =
+    "SELECT sender_id, kind, deleted_at FROM messages WHERE conversation_id = $1 AND seq = $2";
+
 /// Locks conversation `conversation` (its row, which an append takes for its seq too) and
 /// reads message `seq` of it, which must exist and not be deleted: returns its sender's id
 /// and its kind. Changes of one message (edits, deletions, reactions), on any storage
@@ -419,9 +423,7 @@ pub async fn lock_live_message(conn: &mut Conn, conversation: i64, seq: i64) -> 
         .bind(conversation)
         .execute(&mut *conn)
         .await?;
-    let target = sqlx::query(
-        "SELECT sender_id, kind, deleted_at FROM messages WHERE conversation_id = $1 AND seq = $2",
-    )
+    let target = sqlx::query(LIVE_MESSAGE)
     .bind(conversation)
     .bind(seq)
     .fetch_optional(&mut *conn)
@@ -433,25 +435,34 @@ pub async fn lock_live_message(conn: &mut Conn, conversation: i64, seq: i64) -> 
     Ok((target.try_get("sender_id")?, target.try_get("kind")?))
 }
 
-/// The message `sender` already stored under `client_msg_id`, as a retry's answer
-/// (`duplicate`, nobody to fan out to again), if any.
+/// Message `$1`:(sender `$2`, client_msg_id `$3`): a retry's first copy.
+pub fn stored_copy_sql() -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m
+         JOIN users u ON u.id = m.sender_id
+         WHERE m.conversation_id = $1 AND m.sender_id = $2 AND m.client_msg_id = $3"
+    )
+}
+
+/// The message `sender` already stored in `conversation` under `client_msg_id`, as a
+/// retry's answer (`duplicate`, nobody to fan out to again), if any. A key is the
+/// sender's within one conversation: the lookup names the conversation, so on
+/// partitioned history it reads one partition.
 pub async fn stored_copy(
     conn: &mut Conn,
+    conversation: i64,
     sender: &User,
     client_msg_id: Option<&str>,
 ) -> Result<Option<crate::Appended>> {
     let Some(key) = client_msg_id else { return Ok(None) };
-    let row = sqlx::query(&format!(
-        "SELECT m.conversation_id, {MESSAGE_COLUMNS} FROM messages m
-         JOIN users u ON u.id = m.sender_id
-         WHERE m.sender_id = $1 AND m.client_msg_id = $2"
-    ))
+    let row = sqlx::query(&stored_copy_sql())
+    .bind(conversation)
     .bind(sender.id)
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let message = message_from_row(row.try_get("conversation_id")?, &row)?;
+    let message = message_from_row(conversation, &row)?;
     Ok(Some(crate::Appended { message, duplicate: true, members: Vec::new() }))
 }
 
@@ -480,6 +491,17 @@ pub async fn last_messages(pool: &Pool, user_id: i64) -> Result<Vec<Message>> {
     Ok(messages)
 }
 
+/// A page of `$1`'s messages with `$2 < seq < $3`, at most `$4`, in seq `order` (`ASC`
+/// from `$2`: a backfill; `DESC` from `$3`: scrolling back).
+pub fn history_sql(order: &str) -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS}
+         FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq < $3
+         ORDER BY m.seq {order} LIMIT $4"
+    )
+}
+
 pub async fn history(
     pool: &Pool,
     conversation: i64,
@@ -497,13 +519,7 @@ pub async fn history(
         Some(after) => ("ASC", after),
         None => ("DESC", 0),
     };
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS}
-         FROM messages m JOIN users u ON u.id = m.sender_id
-         WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq < $3
-         ORDER BY m.seq {order} LIMIT $4"
-    );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(&history_sql(order))
         .bind(conversation)
         .bind(lower)
         .bind(before)

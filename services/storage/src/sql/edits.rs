@@ -7,6 +7,16 @@
 // `body` is the new text, the first text kept in `original_body`; or `deleted_at` is
 // set), so history and search show the message as it reads now.
 
+/// Message `$3`:`$4` reads `$1` from time `$2` on.
+pub const EDIT_MESSAGE: &str =
+    "UPDATE messages SET original_body = COALESCE(original_body, body), body = $1, edited_at = $2
+     WHERE conversation_id = $3 AND seq = $4";
+
+/// Message `$2`:`$3` is deleted at time `$1`, and so are its edit entries: they hold its
+/// earlier texts.
+pub const DELETE_MESSAGE: &str = "UPDATE messages SET deleted_at = $1
+     WHERE conversation_id = $2 AND (seq = $3 OR (kind = 'edit' AND ref_seq = $3))";
+
 /// Edits (`Some(new text)`) or deletes (`None`) message `seq` of `conversation`, which
 /// `editor` must have sent. Returns the entry recording it, with the members to fan it
 /// out to. A retry with the same `client_msg_id` returns the first entry (`duplicate`).
@@ -19,7 +29,7 @@ pub async fn change_message(
     client_msg_id: Option<&str>,
 ) -> Result<crate::Appended> {
     let mut tx = pool.begin().await?;
-    if let Some(first) = stored_copy(&mut tx, editor, client_msg_id).await? {
+    if let Some(first) = stored_copy(&mut tx, conversation, editor, client_msg_id).await? {
         return Ok(first);
     }
     check_member(&mut tx, conversation, editor).await?;
@@ -41,17 +51,8 @@ pub async fn change_message(
     )
     .await?;
     let changed = match body {
-        Some(text) => sqlx::query(
-            "UPDATE messages SET original_body = COALESCE(original_body, body), body = $1,
-                                 edited_at = $2
-             WHERE conversation_id = $3 AND seq = $4",
-        )
-        .bind(text),
-        // The edit entries of a deleted message go too: they hold its earlier texts.
-        None => sqlx::query(
-            "UPDATE messages SET deleted_at = $1
-             WHERE conversation_id = $2 AND (seq = $3 OR (kind = 'edit' AND ref_seq = $3))",
-        ),
+        Some(text) => sqlx::query(EDIT_MESSAGE).bind(text),
+        None => sqlx::query(DELETE_MESSAGE),
     };
     changed.bind(entry.ts).bind(conversation).bind(seq).execute(&mut *tx).await?;
     let members: Vec<i64> =

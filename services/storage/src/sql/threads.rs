@@ -19,7 +19,7 @@ pub async fn reply(
     let conversation = message.conversation_id;
     let sender = &message.sender;
     let mut tx = pool.begin().await?;
-    if let Some(first) = stored_copy(&mut tx, sender, message.client_msg_id.as_deref()).await? {
+    if let Some(first) = stored_copy(&mut tx, conversation, sender, message.client_msg_id.as_deref()).await? {
         return Ok(first);
     }
     check_member(&mut tx, conversation, sender).await?;
@@ -66,6 +66,24 @@ pub async fn reply(
     Ok(crate::Appended { message: stored, duplicate: false, members })
 }
 
+/// Message `$1`:`$2`, a thread's root, with its reply count.
+pub fn thread_root_sql() -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.conversation_id = $1 AND m.seq = $2"
+    )
+}
+
+/// The replies to message `$1`:`$2` with seq above `$3`, oldest first, at most `$4`.
+pub fn thread_replies_sql() -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
+         WHERE m.conversation_id = $1 AND m.ref_seq = $2 AND m.kind IN ('text', 'broadcast')
+           AND m.seq > $3
+         ORDER BY m.seq ASC LIMIT $4"
+    )
+}
+
 /// The thread of message `seq`: the root first (with its reply count), then its replies
 /// with `seq > after`, oldest first, at most `limit` of them. `has_more`: more replies
 /// follow. Deleted replies keep their place, as in history.
@@ -79,10 +97,7 @@ pub async fn thread(
 ) -> Result<HistoryPage> {
     let mut conn = pool.acquire().await?;
     check_member(&mut conn, conversation, viewer).await?;
-    let root = sqlx::query(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
-         WHERE m.conversation_id = $1 AND m.seq = $2"
-    ))
+    let root = sqlx::query(&thread_root_sql())
     .bind(conversation)
     .bind(seq)
     .fetch_optional(&mut *conn)
@@ -95,12 +110,7 @@ pub async fn thread(
         )));
     }
     let limit = limit.clamp(1, MAX_PAGE) as i64;
-    let rows = sqlx::query(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.sender_id
-         WHERE m.conversation_id = $1 AND m.ref_seq = $2 AND m.kind IN ('text', 'broadcast')
-           AND m.seq > $3
-         ORDER BY m.seq ASC LIMIT $4"
-    ))
+    let rows = sqlx::query(&thread_replies_sql())
     .bind(conversation)
     .bind(seq)
     .bind(after.unwrap_or(0))

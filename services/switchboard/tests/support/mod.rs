@@ -231,4 +231,24 @@ impl WsClient {
             }
         }
     }
+
+    /// Reads until the server closes, within 10 s; the text frames before it and the
+    /// close code.
+    pub async fn until_closed(&mut self) -> (Vec<serde_json::Value>, Option<u16>) {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut frames = Vec::new();
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next());
+            match next.await.expect("the server never closed") {
+                Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(&text).unwrap()),
+                Some(Ok(Message::Close(close))) => {
+                    return (frames, close.map(|c| u16::from(c.code)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (frames, None),
+            }
+        }
+    }
 }

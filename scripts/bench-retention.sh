@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Retention under load (docs/benchmarks.md, "Retention under load"): the embedded server
+# (`switchboard serve`, SQLite) on a history of MESSAGES old messages (the search
+# benchmark's synthetic organisation, spread over the past year) runs the load tool's
+# office scenario, alternately with retention idle ("idle": no policy) and with retention
+# deleting everything older than a day ("deleting": about MESSAGES messages go while the
+# load runs), ROUNDS times interleaved, each round on a fresh copy of the same seeded
+# database. Prints medians of office p50/p99 and of retention's deletion rate.
+#
+#   scripts/bench-retention.sh                 # ROUNDS=3 DURATION=40 USERS=1000 RATE=500
+#   ROUNDS=1 DURATION=20 MESSAGES=200000 scripts/bench-retention.sh
+#   PROFILE=debug NO_BUILD=1 scripts/bench-retention.sh    # binaries as built, debug
+#   RETENTION_ARGS="--retention-batch 500 --retention-pause-ms 20" scripts/bench-retention.sh
+#   SWITCHBOARD_BIN=/tmp/old/switchboard NO_BUILD=1 scripts/bench-retention.sh
+#
+# The embedded server, not the cluster: it is what most installations run, and SQLite's
+# single writer is where deletes and live appends compete hardest (in a cluster they are
+# row locks in PostgreSQL, each conversation's own). Loopback only (port PORT, default
+# 9180); stops the server when done. Results under $OUT (default target/bench-retention).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-40}
+USERS=${USERS:-1000}
+RATE=${RATE:-500}
+MESSAGES=${MESSAGES:-1000000}
+PORT=${PORT:-9180}
+PROFILE=${PROFILE:-release}
+RETENTION_ARGS=${RETENTION_ARGS:-}
+target_dir=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$target_dir/bench-retention}
+
+if [ -z "${NO_BUILD:-}" ]; then
+    echo "Building ($PROFILE) ..." >&2
+    flag=()
+    [ "$PROFILE" = release ] && flag=(--release)
+    cargo build "${flag[@]}" -q -p switchboard -p switchboard-loadtest --bins
+fi
+if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
+    echo "error: something already listens on 127.0.0.1:$PORT; set PORT" >&2
+    exit 1
+fi
+rm -rf "$OUT" && mkdir -p "$OUT/bin"
+# Copies, so a rebuild during the run cannot swap binaries under it.
+# SWITCHBOARD_BIN=path runs another build of the server (e.g. before a pacing change).
+cp "${SWITCHBOARD_BIN:-$target_dir/$PROFILE/switchboard}" "$OUT/bin/switchboard"
+cp "$target_dir/$PROFILE/switchboard-loadtest" "$OUT/bin/"
+BIN=$OUT/bin/switchboard
+LOADTEST=$OUT/bin/switchboard-loadtest
+password=bench-admin-password
+
+echo "Seeding $MESSAGES messages ..." >&2
+"$LOADTEST" search-seed --sqlite "$OUT/seeded" --messages "$MESSAGES" >"$OUT/seed.log" 2>&1
+printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin \
+    --data-dir "$OUT/seeded" >/dev/null
+
+server=
+stop_server() {
+    if [ -n "$server" ]; then
+        kill -TERM "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+        server=
+    fi
+}
+trap stop_server EXIT
+
+deleted() { # messages retention deleted so far, from the server's metrics
+    curl -sf "http://127.0.0.1:$PORT/metrics" |
+        awk '/^switchboard_retention_messages_deleted_total/ {print $2; found=1} END {if (!found) print 0}'
+}
+
+run() { # round mode
+    local dir="$OUT/r$1-$2" data="$OUT/data-r$1-$2"
+    echo "== round $1: $2 ==" >&2
+    cp -a "$OUT/seeded" "$data"
+    if [ "$2" = deleting ]; then
+        # The organisation's default: keep a day (nearly all the seeded year goes).
+        sqlite3 "$data/switchboard.db" \
+            "INSERT INTO retention_policies (conversation_id, keep_days, updated_at)
+             VALUES (0, 1, CAST(strftime('%s','now') AS INTEGER) * 1000)"
+    fi
+    # The first sweep starts 1 s after start; idle rounds have no policy, so it finds
+    # nothing to do, as on a server whose history is within its policy.
+    # shellcheck disable=SC2086
+    "$BIN" serve --data-dir "$data" --listen 127.0.0.1:$PORT --rate-per-user 0 --rate-per-ip 0 \
+        --retention-interval-secs 1 $RETENTION_ARGS >"$dir.server.log" 2>&1 &
+    server=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+        sleep 0.2
+    done
+    if [ "$2" = deleting ]; then
+        # Start the load once deleting has begun.
+        for _ in $(seq 100); do
+            [ "$(deleted)" != 0 ] && break
+            sleep 0.2
+        done
+    fi
+    local before start
+    before=$(deleted)
+    start=$(date +%s.%N)
+    printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/office.toml \
+        --gateway ws://127.0.0.1:$PORT --users "$USERS" --rate "$RATE" --duration "$DURATION" \
+        --admin-user admin --admin-password-stdin --out "$dir" >"$dir.log" 2>&1 || true
+    local after end
+    after=$(deleted)
+    end=$(date +%s.%N)
+    python3 -c 'import sys; b, a, s, e = map(float, sys.argv[1:]); print(f"{a - b:.0f} {(a - b) / (e - s):.0f}")' \
+        "$before" "$after" "$start" "$end" >"$dir.deleted"
+    tail -n 3 "$dir.log" >&2
+    echo "deleted during the load: $(cut -d' ' -f1 "$dir.deleted"), per second: $(cut -d' ' -f2 "$dir.deleted")" >&2
+    stop_server
+    rm -rf "$data"
+}
+
+for round in $(seq "$ROUNDS"); do
+    for mode in idle deleting; do
+        run "$round" "$mode"
+    done
+done
+
+python3 - "$OUT" <<'PY' | tee "$OUT/summary.txt"
+import json, pathlib, statistics, sys
+out = pathlib.Path(sys.argv[1])
+rows = {}
+for result in sorted(out.glob("r*/result.json")):
+    _, mode = result.parent.name.split("-", 1)
+    r = json.loads(result.read_text())
+    n, rate = (out / f"{result.parent.name}.deleted").read_text().split()
+    r["_deleted"], r["_rate"] = float(n), float(rate)
+    rows.setdefault(mode, []).append(r)
+print(f"{'mode':>8} {'runs':>4} {'p50 ms':>7} {'p99 ms':>7} {'delivered/s':>11} {'deleted/s':>9} {'lost':>5}   p99 per run")
+base = None
+for mode in ["idle", "deleting"]:
+    runs = rows.get(mode)
+    if not runs:
+        continue
+    med = lambda k: statistics.median(float(r.get(k, 0) or 0) for r in runs)
+    p99 = med("p99_ms")
+    base = base or p99
+    per_run = ", ".join(f"{float(r.get('p99_ms', 0)):.1f}" for r in runs)
+    print(f"{mode:>8} {len(runs):>4} {med('p50_ms'):>7.2f} {p99:>7.2f} {med('delivered_per_s'):>11.0f} {med('_rate'):>9.0f} {sum(int(r.get('lost', 0)) for r in runs):>5}   {per_run}   ({100 * (p99 - base) / base:+.1f}% p99 vs idle)")
+PY

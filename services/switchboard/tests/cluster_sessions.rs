@@ -1,0 +1,103 @@
+//! Ending sessions across a cluster (real processes: storage over a PostgreSQL database
+//! of this test's own, a router, two gateways on the local Redis under a prefix of this
+//! test's own): a sign-out on one gateway ends the sessions of that token on the other,
+//! and disabling an account ends all of its sessions wherever they are.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+use support::{BIN, WsClient, add_users, all_ready, forget_prefix, fresh_database, spawn};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_outs_and_disabled_accounts_end_sessions_on_every_gateway() {
+    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let redis_url =
+        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let name = format!("sbtest_cluster_sessions_{}", std::process::id());
+    let prefix = format!("sbtest:cluster-sessions:{}", std::process::id());
+    let (mut pg, database) = fresh_database(&admin_url, &name).await;
+    add_users(&database, &["alice"]);
+    let mut add = Command::new(BIN)
+        .args(["user", "add", "root", "--admin", "--password-stdin", "--database", &database])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"root-password\n").unwrap();
+    assert!(add.wait().unwrap().success());
+
+    let (_storage, storage) =
+        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
+    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
+    let (_router, router) =
+        spawn(&[&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat());
+    let (storage_url, router_url) = (format!("http://{storage}"), format!("http://{router}"));
+    let mut gateways = Vec::new();
+    for id in ["gw1", "gw2"] {
+        let role = ["gateway", "--listen", "127.0.0.1:0", "--gateway-id", id];
+        let links = ["--storage", storage_url.as_str(), "--router", router_url.as_str()];
+        gateways.push(spawn(&[&role[..], &links[..], &redis[..]].concat()));
+    }
+    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
+    all_ready(&gw).await;
+
+    // alice on her laptop (gw2) and her phone (gw2); she signs the laptop out through gw1.
+    let laptop = support::login_token(&gw[0], "alice").await;
+    let phone = support::login_token(&gw[0], "alice").await;
+    let mut on_laptop = WsClient::connect(&gw[1], &laptop).await;
+    let mut on_phone = WsClient::connect(&gw[1], &phone).await;
+    let (status, _) = request(&gw[0], "POST", "/api/v1/logout", &laptop, None).await;
+    assert_eq!(status, 204);
+    let (frames, close) = on_laptop.until_closed().await;
+    assert_eq!(frames.last().unwrap()["code"], "unauthenticated", "{frames:?}");
+    assert_eq!(close, Some(1008));
+    on_phone.send(json!({"type": "ping", "id": "p"})).await;
+    on_phone.expect(|f| f["type"] == "pong").await;
+
+    // An admin on gw1 disables her: the phone's session on gw2 ends too.
+    let root = support::login_token(&gw[0], "root").await;
+    let body = json!({"disabled": true});
+    let (status, _) = request(&gw[0], "PUT", "/api/v1/admin/users/alice", &root, Some(body)).await;
+    assert_eq!(status, 200);
+    let (frames, close) = on_phone.until_closed().await;
+    let last = frames.last().unwrap();
+    assert_eq!(last["code"], "unauthenticated", "{frames:?}");
+    assert!(last["message"].as_str().unwrap().contains("disabled"), "{last}");
+    assert_eq!(close, Some(1008));
+
+    drop(gateways);
+    forget_prefix(&redis_url, &prefix).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+}
+
+/// An HTTP/1.1 request with a bearer token; the status and the body.
+async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+         connection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response.split_once("\r\n\r\n").unwrap().1.to_owned())
+}
