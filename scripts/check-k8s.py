@@ -8,7 +8,11 @@ ones a schema cannot know:
   routers 7 s; storage 10 s), so Kubernetes never kills a drain half-way;
 - SWITCHBOARD_ROUTERS names exactly the router StatefulSet's pods
   (switchboard-router-0 .. N-1 behind its headless Service), since every gateway must
-  link to every router.
+  link to every router;
+- attachments: the gateways and the storage role name the same store
+  (SWITCHBOARD_ATTACHMENTS, from the ConfigMap or their own env), an s3:// bucket (a
+  directory would be each pod's own), and an Ingress in front lets bodies of
+  SWITCHBOARD_MAX_ATTACHMENT_BYTES through (ingress-nginx's proxy-body-size).
 
 Usage: check-k8s.py RENDERED.yaml...  Exit status 1 on any violation.
 """
@@ -19,6 +23,63 @@ import yaml
 
 # Role -> seconds its drain may take after SIGTERM, without the configurable part.
 DRAIN = {"storage": 10, "router": 7, "gateway": 5}
+# switchboard_protocol::DEFAULT_MAX_ATTACHMENT_BYTES
+DEFAULT_MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
+
+
+def env_of(container, config, name):
+    """The value `name` has in the container: its own env, else the ConfigMap it reads."""
+    for e in container.get("env", []):
+        if e["name"] == name:
+            return e.get("value")
+    reads_config = any(
+        source.get("configMapRef", {}).get("name") == "switchboard-config" for source in container.get("envFrom", [])
+    )
+    return config.get(name) if reads_config else None
+
+
+def nginx_size(text):
+    """ingress-nginx's size syntax (`1m`, `512k`, `1048576`) in bytes; 0 means no limit."""
+    text = str(text).strip().lower()
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    if text and text[-1] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
+def check_attachments(docs, config):
+    problems = []
+    stores = {}
+    limit = DEFAULT_MAX_ATTACHMENT_BYTES
+    for d in docs:
+        role = d["metadata"]["name"].removeprefix("switchboard-")
+        if d["kind"] != "Deployment" or role not in ("gateway", "storage"):
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            stores[role] = env_of(c, config, "SWITCHBOARD_ATTACHMENTS")
+            if role == "gateway":
+                limit = int(env_of(c, config, "SWITCHBOARD_MAX_ATTACHMENT_BYTES") or limit)
+    if stores.get("gateway") != stores.get("storage"):
+        problems.append(
+            f"SWITCHBOARD_ATTACHMENTS differs: gateways {stores.get('gateway')!r}, storage {stores.get('storage')!r}"
+            " (storage deletes the files retention removes)"
+        )
+    store = stores.get("gateway")
+    if not store:
+        return problems
+    if not store.startswith("s3://"):
+        problems.append(f"SWITCHBOARD_ATTACHMENTS {store!r}: pods need one shared s3:// bucket, not a directory")
+    for d in docs:
+        if d["kind"] != "Ingress":
+            continue
+        size = d["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/proxy-body-size", "1m")
+        allowed = nginx_size(size)
+        if allowed != 0 and allowed < limit:
+            problems.append(
+                f"Ingress {d['metadata']['name']}: proxy-body-size {size} is below"
+                f" SWITCHBOARD_MAX_ATTACHMENT_BYTES {limit}: uploads would fail at the proxy"
+            )
+    return problems
 
 
 def check(path):
@@ -64,6 +125,7 @@ def check(path):
         have = config["SWITCHBOARD_ROUTERS"].split(",")
         if have != want:
             problems.append(f"SWITCHBOARD_ROUTERS {have} must list the {replicas} routers: {want}")
+    problems += check_attachments(docs, config)
     return problems
 
 
@@ -74,7 +136,9 @@ def main():
             print(f"FAIL {path}: {problem}", file=sys.stderr)
             failed = True
     if not failed:
-        print(f"ok   our rules (resources, probes, grace periods, router list): {len(sys.argv) - 1} renderings")
+        print(
+            f"ok   our rules (resources, probes, grace periods, router list, attachments): {len(sys.argv) - 1} renderings"
+        )
     sys.exit(1 if failed else 0)
 
 
