@@ -13,6 +13,14 @@
 #   RETENTION_ARGS="--retention-batch 500 --retention-pause-ms 20" scripts/bench-retention.sh
 #   SWITCHBOARD_BIN=/tmp/old/switchboard NO_BUILD=1 scripts/bench-retention.sh
 #
+# Several builds or settings side by side, interleaved in each round (one idle run, then
+# one deleting run per variant): VARIANTS names them; BIN_<name> is that variant's
+# server (default: this build) and ARGS_<name> its extra retention flags. E.g. before
+# and after a change, in one session:
+#
+#   VARIANTS="before after" BIN_before=/tmp/before/switchboard NO_BUILD=1 \
+#       scripts/bench-retention.sh
+#
 # The embedded server, not the cluster: it is what most installations run, and SQLite's
 # single writer is where deletes and live appends compete hardest (in a cluster they are
 # row locks in PostgreSQL, each conversation's own). Loopback only (port PORT, default
@@ -28,6 +36,7 @@ MESSAGES=${MESSAGES:-1000000}
 PORT=${PORT:-9180}
 PROFILE=${PROFILE:-release}
 RETENTION_ARGS=${RETENTION_ARGS:-}
+VARIANTS=${VARIANTS:-}
 target_dir=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$target_dir/bench-retention}
 
@@ -47,6 +56,10 @@ rm -rf "$OUT" && mkdir -p "$OUT/bin"
 cp "${SWITCHBOARD_BIN:-$target_dir/$PROFILE/switchboard}" "$OUT/bin/switchboard"
 cp "$target_dir/$PROFILE/switchboard-loadtest" "$OUT/bin/"
 BIN=$OUT/bin/switchboard
+for variant in $VARIANTS; do
+    bin_var=BIN_$variant
+    cp "${!bin_var:-$BIN}" "$OUT/bin/switchboard-$variant"
+done
 LOADTEST=$OUT/bin/switchboard-loadtest
 password=bench-admin-password
 
@@ -70,11 +83,16 @@ deleted() { # messages retention deleted so far, from the server's metrics
         awk '/^switchboard_retention_messages_deleted_total/ {print $2; found=1} END {if (!found) print 0}'
 }
 
-run() { # round mode
-    local dir="$OUT/r$1-$2" data="$OUT/data-r$1-$2"
+run() { # round mode [variant]
+    local dir="$OUT/r$1-$2" data="$OUT/data-r$1-$2" bin=$BIN args=$RETENTION_ARGS
+    if [ -n "${3:-}" ]; then
+        bin=$OUT/bin/switchboard-$3
+        local args_var=ARGS_$3
+        args="$RETENTION_ARGS ${!args_var:-}"
+    fi
     echo "== round $1: $2 ==" >&2
     cp -a "$OUT/seeded" "$data"
-    if [ "$2" = deleting ]; then
+    if [ "$2" != idle ]; then
         # The organisation's default: keep a day (nearly all the seeded year goes).
         sqlite3 "$data/switchboard.db" \
             "INSERT INTO retention_policies (conversation_id, keep_days, updated_at)
@@ -83,14 +101,14 @@ run() { # round mode
     # The first sweep starts 1 s after start; idle rounds have no policy, so it finds
     # nothing to do, as on a server whose history is within its policy.
     # shellcheck disable=SC2086
-    "$BIN" serve --data-dir "$data" --listen 127.0.0.1:$PORT --rate-per-user 0 --rate-per-ip 0 \
-        --retention-interval-secs 1 $RETENTION_ARGS >"$dir.server.log" 2>&1 &
+    "$bin" serve --data-dir "$data" --listen 127.0.0.1:$PORT --rate-per-user 0 --rate-per-ip 0 \
+        --retention-interval-secs 1 $args >"$dir.server.log" 2>&1 &
     server=$!
     for _ in $(seq 100); do
         curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
         sleep 0.2
     done
-    if [ "$2" = deleting ]; then
+    if [ "$2" != idle ]; then
         # Start the load once deleting has begun.
         for _ in $(seq 100); do
             [ "$(deleted)" != 0 ] && break
@@ -108,6 +126,7 @@ run() { # round mode
     end=$(date +%s.%N)
     python3 -c 'import sys; b, a, s, e = map(float, sys.argv[1:]); print(f"{a - b:.0f} {(a - b) / (e - s):.0f}")' \
         "$before" "$after" "$start" "$end" >"$dir.deleted"
+    cut -d' ' -f1 /proc/loadavg >"$dir.load"
     tail -n 3 "$dir.log" >&2
     echo "deleted during the load: $(cut -d' ' -f1 "$dir.deleted"), per second: $(cut -d' ' -f2 "$dir.deleted")" >&2
     stop_server
@@ -115,8 +134,17 @@ run() { # round mode
 }
 
 for round in $(seq "$ROUNDS"); do
-    for mode in idle deleting; do
-        run "$round" "$mode"
+    run "$round" idle
+    if [ -z "$VARIANTS" ]; then
+        run "$round" deleting
+    fi
+    # Every other round in reverse order, so no variant always runs right after idle.
+    order=$VARIANTS
+    if [ $((round % 2)) = 0 ]; then
+        order=$(printf '%s\n' $VARIANTS | tac | tr '\n' ' ')
+    fi
+    for variant in $order; do
+        run "$round" "deleting-$variant" "$variant"
     done
 done
 
@@ -130,9 +158,9 @@ for result in sorted(out.glob("r*/result.json")):
     n, rate = (out / f"{result.parent.name}.deleted").read_text().split()
     r["_deleted"], r["_rate"] = float(n), float(rate)
     rows.setdefault(mode, []).append(r)
-print(f"{'mode':>8} {'runs':>4} {'p50 ms':>7} {'p99 ms':>7} {'delivered/s':>11} {'deleted/s':>9} {'lost':>5}   p99 per run")
+print(f"{'mode':>16} {'runs':>4} {'p50 ms':>7} {'p99 ms':>7} {'delivered/s':>11} {'deleted/s':>9} {'lost':>5}   p99 per run")
 base = None
-for mode in ["idle", "deleting"]:
+for mode in ["idle"] + sorted(m for m in rows if m != "idle"):
     runs = rows.get(mode)
     if not runs:
         continue
@@ -140,5 +168,8 @@ for mode in ["idle", "deleting"]:
     p99 = med("p99_ms")
     base = base or p99
     per_run = ", ".join(f"{float(r.get('p99_ms', 0)):.1f}" for r in runs)
-    print(f"{mode:>8} {len(runs):>4} {med('p50_ms'):>7.2f} {p99:>7.2f} {med('delivered_per_s'):>11.0f} {med('_rate'):>9.0f} {sum(int(r.get('lost', 0)) for r in runs):>5}   {per_run}   ({100 * (p99 - base) / base:+.1f}% p99 vs idle)")
+    print(f"{mode:>16} {len(runs):>4} {med('p50_ms'):>7.2f} {p99:>7.2f} {med('delivered_per_s'):>11.0f} {med('_rate'):>9.0f} {sum(int(r.get('lost', 0)) for r in runs):>5}   {per_run}   ({100 * (p99 - base) / base:+.1f}% p99 vs idle)")
+loads = [float(p.read_text()) for p in out.glob("r*.load")]
+if loads:
+    print(f"load average (1 min) at the end of each run: {min(loads):.1f} to {max(loads):.1f}, median {statistics.median(loads):.1f}")
 PY

@@ -7,7 +7,9 @@
 //!   the request body is the file, streamed into the object store while its size is
 //!   counted (over `Config::max_attachment_bytes`: `413 attachment_too_large`), hashed and
 //!   its type checked (`415 attachment_type_mismatch`). Any refusal or failure leaves no
-//!   object, no row and no message.
+//!   row and no message, and no object, except when the store is unavailable (the row
+//!   may have been committed unseen): the retention job deletes that object later if no
+//!   row names it (its orphan sweep).
 //! - `GET /api/v1/attachments/{id}`: the bytes, with the checked type, `nosniff` and a
 //!   `Content-Disposition` (inline for images, a download for the rest); `404 not_found`
 //!   alike for unknown ids, non-members and deleted messages.
@@ -29,7 +31,7 @@ use serde::Deserialize;
 use switchboard_protocol::rest::UploadResponse;
 use switchboard_protocol::{ErrorCode, MessageKind};
 use switchboard_storage::attachments::UploadError;
-use switchboard_storage::{NewAttachment, NewMessage};
+use switchboard_storage::{NewAttachment, NewMessage, StoreError};
 
 use crate::rest::{Caller, ClientIp};
 use crate::{ApiError, Gateway, auth};
@@ -132,7 +134,7 @@ async fn upload(
         return Err(UploadError::TooLarge { limit }.into());
     }
     let declared = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let key = format!("c{id}/{}", auth::random_hex(16));
+    let key = switchboard_storage::attachments::upload_key(id, &auth::random_hex(16));
     let received = match blobs.upload(&key, stream.by_ref(), declared, limit).await {
         Ok(received) => received,
         Err(e) => {
@@ -160,7 +162,11 @@ async fn upload(
     let appended = match gateway.store().attach(message, file).await {
         Ok(appended) => appended,
         Err(e) => {
-            forget(&blobs, &key).await;
+            // Unavailable: the row may have been committed with no answer getting back;
+            // the retention job's orphan sweep deletes the object if it was not.
+            if !matches!(e, StoreError::Unavailable(_)) {
+                forget(&blobs, &key).await;
+            }
             return Err(e.into());
         }
     };
@@ -201,7 +207,8 @@ async fn drain(stream: &mut axum::body::BodyDataStream) {
     .await;
 }
 
-/// Deletes an object no row refers to; a failure leaves an orphan, logged with its key.
+/// Deletes an object no row refers to; a failure leaves an orphan, logged with its key
+/// (the retention job's orphan sweep deletes it later).
 async fn forget(blobs: &switchboard_storage::attachments::Blobs, key: &str) {
     if let Err(e) = blobs.delete(key).await {
         tracing::warn!(key, error = %e, "deleting an unused attachment object failed");

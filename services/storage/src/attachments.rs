@@ -240,6 +240,48 @@ impl Blobs {
         let listed: Vec<_> = self.store.list(None).try_collect().await?;
         Ok(listed.into_iter().map(|meta| meta.location.to_string()).collect())
     }
+
+    /// Keys of the objects last written at or before `before`, as the store lists them (for
+    /// the retention job's orphan sweep).
+    pub fn keys_older_than(
+        &self,
+        before: std::time::SystemTime,
+    ) -> impl Stream<Item = Result<String, BlobError>> + Send + 'static {
+        let before = unix_millis(before);
+        self.store.list(None).filter_map(move |meta| {
+            let kept = match meta {
+                Ok(meta) if meta.last_modified.timestamp_millis() <= before => {
+                    Some(Ok(meta.location.to_string()))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(BlobError::from(e))),
+            };
+            std::future::ready(kept)
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_millis(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The key a new upload into `conversation` is stored under: the conversation, then 32
+/// random hex digits (`random_hex`, from the caller's generator).
+pub fn upload_key(conversation: i64, random_hex: &str) -> String {
+    format!("c{conversation}/{random_hex}")
+}
+
+/// Whether `key` has the shape of [`upload_key`]'s keys: the orphan sweep leaves any
+/// other object in the store alone.
+pub fn is_upload_key(key: &str) -> bool {
+    let Some((conversation, random)) = key.split_once('/') else { return false };
+    let Some(id) = conversation.strip_prefix('c') else { return false };
+    !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && random.len() == 32
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn store_error(e: object_store::Error) -> UploadError {
@@ -312,6 +354,24 @@ mod tests {
             checked_type("image/png", b"<html><script>"),
             Err(UploadError::TypeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn the_orphan_sweep_knows_upload_keys_only() {
+        let key = upload_key(42, "0123456789abcdef0123456789abcdef");
+        assert_eq!(key, "c42/0123456789abcdef0123456789abcdef");
+        assert!(is_upload_key(&key));
+        for other in [
+            "c42/0123456789abcdef",
+            "backups/0123456789abcdef0123456789abcdef",
+            "c/0123456789abcdef0123456789abcdef",
+            "c42/0123456789abcdef0123456789abcdef#1",
+            "c42/0123456789abcdef0123456789abcdeg",
+            "c4x/0123456789abcdef0123456789abcdef",
+            "c42/x/0123456789abcdef0123456789abcd",
+        ] {
+            assert!(!is_upload_key(other), "{other}");
+        }
     }
 
     #[test]

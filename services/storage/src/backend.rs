@@ -232,8 +232,9 @@ macro_rules! sql_store {
                 conversation: i64,
                 cutoff: i64,
                 limit: u32,
-            ) -> Result<u64> {
-                queries::retention_delete(&self.$write, conversation, cutoff, limit).await
+                budget: std::time::Duration,
+            ) -> Result<$crate::RetentionBatch> {
+                queries::retention_delete(&self.$write, conversation, cutoff, limit, budget).await
             }
 
             async fn attach(
@@ -254,6 +255,10 @@ macro_rules! sql_store {
 
             async fn forget_attachment_trash(&self, keys: &[String]) -> Result<()> {
                 queries::forget_attachment_trash(&self.$write, keys).await
+            }
+
+            async fn known_attachment_keys(&self, keys: &[String]) -> Result<Vec<String>> {
+                queries::known_attachment_keys(&self.$read, keys).await
             }
 
             async fn search(

@@ -35,8 +35,8 @@ mod sqlite;
 
 pub use model::{
     Appended, AuditQuery, DirectoryEntry, DirectoryUser, ExportPage, ExportQuery, HistoryPage,
-    LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, SearchPage,
-    SearchQuery, SearchSort, SearchTerm, StoredAttachment, User, Webhook, now_ms,
+    LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, RetentionBatch,
+    SearchPage, SearchQuery, SearchSort, SearchTerm, StoredAttachment, User, Webhook, now_ms,
 };
 pub use postgres::PgStore;
 pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
@@ -239,12 +239,19 @@ pub trait Store: Send + Sync + 'static {
     /// `(conversation, cutoff)` of each conversation not on hold whose policy deletes:
     /// its messages with `ts < cutoff` (milliseconds) are due. The retention job's plan.
     async fn retention_targets(&self, now: i64) -> Result<Vec<(i64, i64)>>;
-    /// Deletes at most `limit` messages of `conversation` older than `cutoff`, oldest
-    /// first, in one transaction, sparing users and conversations on hold; returns how
-    /// many. Their reactions, attachments and search entries go with them (the
-    /// attachments' objects are queued in [`Store::attachment_trash`]); seqs are never
-    /// reused.
-    async fn retention_delete(&self, conversation: i64, cutoff: i64, limit: u32) -> Result<u64>;
+    /// Deletes messages of `conversation` older than `cutoff`, oldest first, in one
+    /// transaction, sparing users and conversations on hold: at most `limit`, and no more
+    /// once `budget` of work has passed inside the transaction (zero: no time limit). Says
+    /// how many went and whether any are still due. Their reactions, attachments and
+    /// search entries go with them (the attachments' objects are queued in
+    /// [`Store::attachment_trash`]); seqs are never reused.
+    async fn retention_delete(
+        &self,
+        conversation: i64,
+        cutoff: i64,
+        limit: u32,
+        budget: std::time::Duration,
+    ) -> Result<RetentionBatch>;
 
     /// Stores `message` (a text message, its body the caption, maybe empty) and the file
     /// it carries, in one transaction (`NotMember` unless the sender is a member). The
@@ -261,6 +268,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::forget_attachment_trash`].
     async fn attachment_trash(&self, limit: u32) -> Result<Vec<String>>;
     async fn forget_attachment_trash(&self, keys: &[String]) -> Result<()>;
+    /// Which of `keys` an attachment row or the trash still names (the others are
+    /// objects no message ever came to carry: the retention job's orphan sweep deletes
+    /// them).
+    async fn known_attachment_keys(&self, keys: &[String]) -> Result<Vec<String>>;
 
     /// Full-text search over the messages of `viewer`'s conversations only (a conversation
     /// they are not a member of is never read, whatever `query.conversations` says).

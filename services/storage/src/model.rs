@@ -285,3 +285,13 @@ impl StoredAttachment {
         }
     }
 }
+
+/// What one retention transaction ([`crate::Store::retention_delete`]) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionBatch {
+    /// Messages deleted.
+    pub deleted: u64,
+    /// Nothing more of the conversation was due when it committed; false when the
+    /// transaction stopped at its row limit or its time budget with more left.
+    pub done: bool,
+}

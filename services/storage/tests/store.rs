@@ -216,6 +216,8 @@ on_both_backends!(
     retention_deletes_what_is_past_its_age_except_under_hold,
     attachments_are_stored_with_their_message_for_members_only,
     retention_trashes_attachments_with_their_messages,
+    a_retention_transaction_stops_at_its_time_budget,
+    retention_deletes_orphaned_attachment_objects_only,
     the_audit_log_filters_and_pages_newest_first,
     a_disabled_account_cannot_sign_in_and_its_tokens_stop_working,
     the_export_has_every_message_with_its_edits_deletion_and_reactions,
@@ -1613,6 +1615,90 @@ async fn retention_trashes_attachments_with_their_messages(f: Fixture) -> Fixtur
     assert_eq!(names, ["held.png", "new.png"]);
     s.forget_attachment_trash(&["c/old".to_owned()]).await.unwrap();
     assert!(s.attachment_trash(10).await.unwrap().is_empty());
+    f
+}
+
+async fn a_retention_transaction_stops_at_its_time_budget(f: Fixture) -> Fixture {
+    use std::time::Duration;
+    use switchboard_storage::RetentionBatch;
+    let [alice, bob] = [user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await];
+    let s = f.store.as_ref();
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    for i in 1..=41 {
+        s.append(said(ab.id, &alice, &format!("m{i}"), "old news")).await.unwrap();
+    }
+    let old: Vec<i64> = (1..=40).collect();
+    f.backdate(ab.id, &old, 10).await;
+    let cutoff = now_ms() - 7 * 86_400_000;
+    // A budget spent by the first statement: one chunk (32 rows) per transaction, and
+    // the store says more is due.
+    let tiny = Duration::from_micros(1);
+    let first = s.retention_delete(ab.id, cutoff, 1000, tiny).await.unwrap();
+    assert_eq!(first, RetentionBatch { deleted: 32, done: false });
+    let second = s.retention_delete(ab.id, cutoff, 1000, tiny).await.unwrap();
+    assert_eq!(second, RetentionBatch { deleted: 8, done: true });
+    let page = s.history(ab.id, &alice, None, None, 100).await.unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [41]);
+    // The row limit still holds without a time limit.
+    for i in 42..=51 {
+        s.append(said(ab.id, &alice, &format!("m{i}"), "old news")).await.unwrap();
+    }
+    f.backdate(ab.id, &(41..=50).collect::<Vec<_>>(), 10).await;
+    let limited = s.retention_delete(ab.id, cutoff, 4, Duration::ZERO).await.unwrap();
+    assert_eq!(limited, RetentionBatch { deleted: 4, done: false });
+    let rest = s.retention_delete(ab.id, cutoff, 1000, Duration::ZERO).await.unwrap();
+    assert_eq!(rest, RetentionBatch { deleted: 6, done: true });
+    let none = s.retention_delete(ab.id, cutoff, 1000, tiny).await.unwrap();
+    assert_eq!(none, RetentionBatch { deleted: 0, done: true });
+    let page = s.history(ab.id, &alice, None, None, 100).await.unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [51]);
+    f
+}
+
+async fn retention_deletes_orphaned_attachment_objects_only(f: Fixture) -> Fixture {
+    use std::time::Duration;
+    use switchboard_storage::attachments::{Blobs, upload_key};
+    use switchboard_storage::retention::{RetentionConfig, delete_orphans, empty_trash, sweep};
+    let [alice, bob] = [user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await];
+    let s = f.store.as_ref();
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(dir.path()).unwrap();
+    let put = async |key: &str| {
+        let body =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("some text"))]);
+        blobs.upload(key, body, "text/plain", 1000).await.unwrap();
+    };
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    let [kept, trashed, orphan] = ["1", "2", "3"].map(|n| upload_key(ab.id, &n.repeat(32)));
+    for key in [&kept, &trashed, &orphan] {
+        put(key).await;
+    }
+    // Not an upload's key: someone else's object in the same store.
+    put("backups/notes.txt").await;
+    s.attach(said(ab.id, &alice, "f1", ""), file("old.txt", &trashed)).await.unwrap();
+    s.attach(said(ab.id, &alice, "f2", ""), file("kept.txt", &kept)).await.unwrap();
+    f.backdate(ab.id, &[1], 10).await;
+    s.set_retention(Some(ab.id), Some(7)).await.unwrap();
+    let config = RetentionConfig { pause: Duration::ZERO, ..Default::default() };
+    assert_eq!(sweep(s, &config).await.unwrap(), 1);
+    let mut known =
+        s.known_attachment_keys(&[kept.clone(), trashed.clone(), orphan.clone()]).await.unwrap();
+    known.sort();
+    assert_eq!(known, [kept.clone(), trashed.clone()]);
+
+    // Younger than the grace period: an upload whose row may be on its way.
+    assert_eq!(delete_orphans(s, &blobs, Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(delete_orphans(s, &blobs, Duration::ZERO).await.unwrap(), 1);
+    let mut left = blobs.keys().await.unwrap();
+    left.sort();
+    let mut expected = vec![kept.clone(), trashed.clone(), "backups/notes.txt".to_owned()];
+    expected.sort();
+    assert_eq!(left, expected);
+    // The trash still deletes its own.
+    assert_eq!(empty_trash(s, &blobs).await.unwrap(), 1);
+    let mut left = blobs.keys().await.unwrap();
+    left.sort();
+    assert_eq!(left, ["backups/notes.txt".to_owned(), kept]);
     f
 }
 

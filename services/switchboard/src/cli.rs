@@ -493,14 +493,31 @@ pub struct RetentionArgs {
     /// Seconds between retention sweeps (0: never delete, whatever the policies say)
     #[arg(long, env = "SWITCHBOARD_RETENTION_INTERVAL_SECS", default_value_t = 3600)]
     pub retention_interval_secs: u64,
-    /// Most messages one retention transaction deletes
+    /// Most messages one retention transaction deletes (the time budget usually ends it
+    /// first)
     #[arg(long, env = "SWITCHBOARD_RETENTION_BATCH", default_value_t = 1000)]
     pub retention_batch: u32,
-    /// Pause after every --retention-batch messages deleted (across conversations), in
-    /// milliseconds, so live traffic gets the database in between (each transaction is
-    /// also followed by a pause as long as it took)
+    /// Work per retention transaction, in milliseconds: it commits once this much time
+    /// passed inside it, so sends wait at most about this long behind a delete (0: no
+    /// time limit, --retention-batch messages per transaction)
+    #[arg(long, env = "SWITCHBOARD_RETENTION_BUDGET_MS", default_value_t = 5)]
+    pub retention_budget_ms: u64,
+    /// Most of the time the retention job holds the database, in percent: after each
+    /// transaction it rests long enough (50: as long as the transaction took). Lower it
+    /// if sends slow down while a large deletion runs; 100: no rest
+    #[arg(long, env = "SWITCHBOARD_RETENTION_SHARE_PERCENT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub retention_share_percent: u32,
+    /// Also rest at least this long (milliseconds) after every --retention-batch
+    /// messages deleted, counted across conversations: caps the deletion rate
     #[arg(long, env = "SWITCHBOARD_RETENTION_PAUSE_MS", default_value_t = 50)]
     pub retention_pause_ms: u64,
+    /// Delete attachment objects no message carries (an upload whose message was never
+    /// stored) once they are this old, in seconds, after each retention sweep; only keys
+    /// of the shape uploads get are touched. 0: never (when the bucket is shared with
+    /// another installation, which this would take for orphans)
+    #[arg(long, env = "SWITCHBOARD_RETENTION_ORPHAN_GRACE_SECS", default_value_t = 86_400)]
+    pub retention_orphan_grace_secs: u64,
 }
 
 impl RetentionArgs {
@@ -508,7 +525,10 @@ impl RetentionArgs {
         switchboard_storage::retention::RetentionConfig {
             interval: std::time::Duration::from_secs(self.retention_interval_secs),
             batch: self.retention_batch.max(1),
+            budget: std::time::Duration::from_millis(self.retention_budget_ms),
+            share_percent: self.retention_share_percent,
             pause: std::time::Duration::from_millis(self.retention_pause_ms),
+            orphan_grace: std::time::Duration::from_secs(self.retention_orphan_grace_secs),
         }
     }
 }

@@ -25,8 +25,8 @@ use super::pb::storage_client;
 use crate::metrics::CLIENT as METRICS;
 use crate::{
     Appended, AuditQuery, DirectoryEntry, DirectoryUser, ExportPage, ExportQuery, HistoryPage,
-    LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, Result, SearchPage,
-    SearchQuery, Store, StoreError, StoredAttachment, User, Webhook,
+    LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, Result,
+    RetentionBatch, SearchPage, SearchQuery, Store, StoreError, StoredAttachment, User, Webhook,
 };
 
 /// How long one storage call may take before it fails as `Unavailable` (retryable).
@@ -422,6 +422,12 @@ impl Store for RemoteStore {
         Ok(())
     }
 
+    async fn known_attachment_keys(&self, keys: &[String]) -> Result<Vec<String>> {
+        let request = pb::StorageKeys { keys: keys.to_vec() };
+        let reply = self.client().known_attachment_keys(request).await.map_err(status_to_error)?;
+        Ok(reply.into_inner().keys)
+    }
+
     async fn set_retention(&self, conversation: Option<i64>, keep_days: Option<i64>) -> Result<()> {
         let request = pb::RetentionPolicy { conversation_id: conversation, keep_days };
         self.client().set_retention(request).await.map_err(status_to_error)?;
@@ -473,10 +479,19 @@ impl Store for RemoteStore {
         Ok(reply.into_inner().targets.into_iter().map(|t| (t.conversation_id, t.cutoff)).collect())
     }
 
-    async fn retention_delete(&self, conversation: i64, cutoff: i64, limit: u32) -> Result<u64> {
-        let request = pb::RetentionDeleteRequest { conversation_id: conversation, cutoff, limit };
+    async fn retention_delete(
+        &self,
+        conversation: i64,
+        cutoff: i64,
+        limit: u32,
+        budget: Duration,
+    ) -> Result<RetentionBatch> {
+        let budget_us = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
+        let request =
+            pb::RetentionDeleteRequest { conversation_id: conversation, cutoff, limit, budget_us };
         let reply = self.client().retention_delete(request).await.map_err(status_to_error)?;
-        Ok(u64::try_from(reply.into_inner().count).unwrap_or(0))
+        let reply = reply.into_inner();
+        Ok(RetentionBatch { deleted: u64::try_from(reply.deleted).unwrap_or(0), done: reply.done })
     }
 
     async fn search(&self, viewer: &User, query: &SearchQuery) -> Result<SearchPage> {

@@ -429,10 +429,14 @@ impl Storage for StorageService {
     async fn retention_delete(
         &self,
         request: Request<pb::RetentionDeleteRequest>,
-    ) -> Reply<pb::Count> {
+    ) -> Reply<pb::RetentionBatch> {
         let r = request.into_inner();
-        let deleted = self.store.retention_delete(r.conversation_id, r.cutoff, r.limit).await;
-        reply(deleted, |n| pb::Count { count: i64::try_from(n).unwrap_or(i64::MAX) })
+        let budget = std::time::Duration::from_micros(r.budget_us);
+        let batch = self.store.retention_delete(r.conversation_id, r.cutoff, r.limit, budget).await;
+        reply(batch, |b| pb::RetentionBatch {
+            deleted: i64::try_from(b.deleted).unwrap_or(i64::MAX),
+            done: b.done,
+        })
     }
 
     async fn attach(&self, request: Request<pb::AttachRequest>) -> Reply<pb::Appended> {
@@ -464,6 +468,14 @@ impl Storage for StorageService {
     async fn forget_attachment_trash(&self, request: Request<pb::StorageKeys>) -> Reply<pb::Empty> {
         let keys = request.into_inner().keys;
         reply(self.store.forget_attachment_trash(&keys).await, |()| pb::Empty {})
+    }
+
+    async fn known_attachment_keys(
+        &self,
+        request: Request<pb::StorageKeys>,
+    ) -> Reply<pb::StorageKeys> {
+        let keys = request.into_inner().keys;
+        reply(self.store.known_attachment_keys(&keys).await, |keys| pb::StorageKeys { keys })
     }
 
     async fn search(&self, request: Request<pb::SearchRequest>) -> Reply<pb::SearchReply> {

@@ -183,3 +183,20 @@ pub async fn forget_attachment_trash(pool: &Pool, keys: &[String]) -> Result<()>
     query.execute(pool).await?;
     Ok(())
 }
+
+/// Which of `keys` an attachment row or the trash names.
+pub async fn known_attachment_keys(pool: &Pool, keys: &[String]) -> Result<Vec<String>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = (0..keys.len()).map(|i| format!("${}", i + 1)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT storage_key FROM attachments WHERE storage_key IN ({list})
+         UNION SELECT storage_key FROM attachment_trash WHERE storage_key IN ({list})"
+    );
+    let mut query = sqlx::query_scalar(&sql);
+    for key in keys {
+        query = query.bind(key);
+    }
+    Ok(query.fetch_all(pool).await?)
+}

@@ -170,9 +170,19 @@ pub async fn retention_targets(pool: &Pool, now: i64) -> Result<Vec<(i64, i64)>>
     Ok(targets)
 }
 
-/// Deletes at most `limit` messages of `conversation` older than `cutoff`, oldest
-/// first, in one transaction, keeping those of users on hold (and all of them if the
-/// conversation went on hold meanwhile). Returns how many went. Only messages before the
+/// Rows the first statement of a retention transaction deletes; later ones delete as
+/// many as the time measured so far says fit in what is left of the budget, up to
+/// [`RETENTION_MAX_CHUNK`].
+const RETENTION_FIRST_CHUNK: u64 = 32;
+/// Most rows one retention statement names (its `IN` list's placeholders).
+const RETENTION_MAX_CHUNK: u64 = 500;
+
+/// Deletes messages of `conversation` older than `cutoff`, oldest first, in one
+/// transaction, keeping those of users on hold (and all of them if the conversation went
+/// on hold meanwhile): chunk after chunk until `limit` went, nothing more is due, or
+/// `budget` passed since the transaction began (zero: no time limit). The first chunk is
+/// small; each next one is sized from the time per row measured so far, so the
+/// transaction overruns its budget by about one row's work. Only messages before the
 /// conversation's first one at or after the cutoff are looked at, so a conversation with
 /// nothing old costs one index probe; the messages of held users at its start are read
 /// again each time.
@@ -181,9 +191,56 @@ pub async fn retention_delete(
     conversation: i64,
     cutoff: i64,
     limit: u32,
-) -> Result<u64> {
+    budget: std::time::Duration,
+) -> Result<crate::RetentionBatch> {
+    let limit = u64::from(limit.max(1));
     let mut tx = pool.begin().await?;
-    let seqs: Vec<i64> = sqlx::query_scalar(
+    // From here on this transaction holds SQLite's writer (or PostgreSQL's row locks).
+    let began = std::time::Instant::now();
+    let mut outcome = crate::RetentionBatch::default();
+    let mut chunk = RETENTION_FIRST_CHUNK.min(limit);
+    let mut seen = 0;
+    loop {
+        let started = std::time::Instant::now();
+        let seqs = retention_chunk(&mut *tx, conversation, cutoff, chunk).await?;
+        outcome.deleted += retention_delete_seqs(&mut *tx, conversation, &seqs).await?;
+        // Counted as selected, not as deleted: another sweeper may have taken some.
+        seen += seqs.len() as u64;
+        if (seqs.len() as u64) < chunk {
+            outcome.done = true;
+            break;
+        }
+        if seen >= limit {
+            break;
+        }
+        let spent = began.elapsed();
+        if !budget.is_zero() {
+            let Some(left) = budget.checked_sub(spent).filter(|left| !left.is_zero()) else {
+                break;
+            };
+            let per_row = started.elapsed().as_nanos() / seqs.len().max(1) as u128;
+            let fit = u64::try_from(left.as_nanos() / per_row.max(1)).unwrap_or(u64::MAX);
+            if fit == 0 {
+                break;
+            }
+            chunk = fit.min(RETENTION_MAX_CHUNK);
+        } else {
+            chunk = RETENTION_MAX_CHUNK;
+        }
+        chunk = chunk.min(limit - seen);
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// The seqs of the next `limit` due messages of `conversation` (see [`retention_delete`]).
+async fn retention_chunk(
+    conn: &mut Conn,
+    conversation: i64,
+    cutoff: i64,
+    limit: u64,
+) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
         "SELECT m.seq FROM messages m
          WHERE m.conversation_id = $1 AND m.ts < $2
            AND m.seq < COALESCE((SELECT y.seq FROM messages y
@@ -196,9 +253,14 @@ pub async fn retention_delete(
     .bind(conversation)
     .bind(cutoff)
     .bind(i64::MAX)
-    .bind(i64::from(limit.max(1)))
-    .fetch_all(&mut *tx)
-    .await?;
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// Deletes the messages `seqs` of `conversation` with what refers to them; returns how
+/// many messages went.
+async fn retention_delete_seqs(conn: &mut Conn, conversation: i64, seqs: &[i64]) -> Result<u64> {
     if seqs.is_empty() {
         return Ok(0);
     }
@@ -212,10 +274,10 @@ pub async fn retention_delete(
         (0..seqs.len()).map(|i| format!("${}", i + 3)).collect::<Vec<_>>().join(", ")
     );
     let mut query = sqlx::query(&trash).bind(conversation).bind(now_ms());
-    for seq in &seqs {
+    for seq in seqs {
         query = query.bind(*seq);
     }
-    query.execute(&mut *tx).await?;
+    query.execute(&mut *conn).await?;
     // Reactions and attachments first: they refer to their message. Reactions *to* a
     // held user's message stay with it; a held user's reactions to a deleted message go
     // with it.
@@ -223,11 +285,10 @@ pub async fn retention_delete(
     for table in ["reactions", "attachments", "messages"] {
         let sql = format!("DELETE FROM {table} WHERE conversation_id = $1 AND seq IN ({list})");
         let mut query = sqlx::query(&sql).bind(conversation);
-        for seq in &seqs {
+        for seq in seqs {
             query = query.bind(*seq);
         }
-        deleted = query.execute(&mut *tx).await?.rows_affected();
+        deleted = query.execute(&mut *conn).await?.rows_affected();
     }
-    tx.commit().await?;
     Ok(deleted)
 }
