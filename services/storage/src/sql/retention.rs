@@ -202,8 +202,8 @@ pub async fn retention_delete(
     let mut seen = 0;
     loop {
         let started = std::time::Instant::now();
-        let seqs = retention_chunk(&mut *tx, conversation, cutoff, chunk).await?;
-        outcome.deleted += retention_delete_seqs(&mut *tx, conversation, &seqs).await?;
+        let seqs = retention_chunk(&mut tx, conversation, cutoff, chunk).await?;
+        outcome.deleted += retention_delete_seqs(&mut tx, conversation, &seqs).await?;
         // Counted as selected, not as deleted: another sweeper may have taken some.
         seen += seqs.len() as u64;
         if (seqs.len() as u64) < chunk {
