@@ -63,7 +63,7 @@ impl Default for RetentionConfig {
             interval: Duration::from_secs(3600),
             batch: 1000,
             budget: Duration::from_millis(5),
-            share_percent: 50,
+            share_percent: 25,
             pause: Duration::from_millis(50),
             orphan_grace: Duration::from_secs(24 * 3600),
         }

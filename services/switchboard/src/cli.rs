@@ -503,9 +503,9 @@ pub struct RetentionArgs {
     #[arg(long, env = "SWITCHBOARD_RETENTION_BUDGET_MS", default_value_t = 5)]
     pub retention_budget_ms: u64,
     /// Most of the time the retention job holds the database, in percent: after each
-    /// transaction it rests long enough (50: as long as the transaction took). Lower it
-    /// if sends slow down while a large deletion runs; 100: no rest
-    #[arg(long, env = "SWITCHBOARD_RETENTION_SHARE_PERCENT", default_value_t = 50,
+    /// transaction it rests long enough (25: three times as long as it took). Lower it if
+    /// sends slow down while a large deletion runs, raise it to delete faster; 100: no rest
+    #[arg(long, env = "SWITCHBOARD_RETENTION_SHARE_PERCENT", default_value_t = 25,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub retention_share_percent: u32,
     /// Also rest at least this long (milliseconds) after every --retention-batch
