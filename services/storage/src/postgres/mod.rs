@@ -29,10 +29,10 @@ use switchboard_protocol::{Conversation, Message, PresenceStatus};
 use crate::appender::{Appenders, Pipeline};
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User};
 
-/// Appender tasks (each with its share of the senders). Each holds a connection per
+/// Appender tasks (each with its share of the senders); each holds a connection per
 /// batch it commits ([`PIPELINE`]). One: a batch's cost is mostly per batch, not per
-/// message (see `appender.rs`), so more appenders would only split the load into smaller, costlier batches; one commits
-/// hundreds of messages a millisecond.
+/// message (see `appender.rs`), so more appenders would only split the load into
+/// smaller, costlier batches; one commits hundreds of messages a millisecond.
 const APPENDERS: usize = 1;
 /// How the appender batches (see `appender.rs`): two batches commit at once, so the next
 /// one gathers while the last commits (each on its own connection; they lock their
