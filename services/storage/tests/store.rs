@@ -284,6 +284,67 @@ async fn concurrent_writers_get_gapless_increasing_seqs(f: Fixture) -> Fixture {
     f
 }
 
+/// One sender's appends in flight together (a bot or bridge that does not wait for each
+/// ack) are stored in the order sent, also when the appender commits several batches at
+/// once (PostgreSQL): a later append waits for the commit of its sender's earlier ones.
+/// Not run through `RemoteStore`, whose concurrent calls make no such promise (a session
+/// sends its next message only after the ack of the last).
+async fn one_senders_appends_in_flight_together_keep_their_order(f: Fixture) -> Fixture {
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    // Waves of 30 a millisecond apart, so later waves arrive while earlier ones commit;
+    // within a wave they queue in order (join_all polls them in order).
+    let mut waves = Vec::new();
+    for wave in 0..20 {
+        let (store, alice, bob) = (f.store.clone(), alice.clone(), bob.clone());
+        waves.push(tokio::spawn(async move {
+            let senders: Vec<User> =
+                (0..30).map(|n| if n % 3 == 0 { bob.clone() } else { alice.clone() }).collect();
+            let appends = senders
+                .iter()
+                .enumerate()
+                .map(|(n, sender)| store.append(text(direct.id, sender, &format!("{wave}-{n}"))));
+            let outcomes = futures_util::future::join_all(appends).await;
+            senders
+                .iter()
+                .zip(outcomes)
+                .map(|(sender, outcome)| (sender.id, outcome.unwrap().message.seq))
+                .collect::<Vec<_>>()
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let mut sent = Vec::new();
+    for wave in waves {
+        sent.extend(wave.await.unwrap());
+    }
+    for who in [&alice, &bob] {
+        let seqs: Vec<i64> = sent.iter().filter(|(id, _)| *id == who.id).map(|(_, s)| *s).collect();
+        assert_eq!(seqs.len(), if who.id == bob.id { 200 } else { 400 });
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{}'s seqs in order: {seqs:?}", who.username);
+    }
+    f
+}
+
+mod in_order {
+    #[tokio::test]
+    async fn sqlite() {
+        let fixture = super::Fixture::sqlite().await;
+        super::one_senders_appends_in_flight_together_keep_their_order(fixture)
+            .await
+            .finish()
+            .await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let fixture = super::Fixture::postgres().await;
+        super::one_senders_appends_in_flight_together_keep_their_order(fixture)
+            .await
+            .finish()
+            .await;
+    }
+}
+
 async fn a_retry_returns_the_first_copy_and_stores_nothing(f: Fixture) -> Fixture {
     let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (direct, _) = f.store.open_direct(&alice, &bob).await.unwrap();

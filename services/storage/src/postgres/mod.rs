@@ -26,14 +26,18 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use switchboard_protocol::{Conversation, Message, PresenceStatus};
 
-use crate::appender::Appenders;
+use crate::appender::{Appenders, Pipeline};
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User};
 
-/// Appender tasks: batches in flight at once. Each holds one connection while it commits.
-/// One: a batch's cost is mostly per batch, not per message (see `appender.rs`), so more
-/// appenders would only split the load into smaller, costlier batches; one commits
-/// hundreds of messages a millisecond.
+/// Appender tasks (each with its share of the senders); each holds a connection per
+/// batch it commits ([`PIPELINE`]). One: a batch's cost is mostly per batch, not per
+/// message (see `appender.rs`), so more appenders would only split the load into
+/// smaller, costlier batches; one commits hundreds of messages a millisecond.
 const APPENDERS: usize = 1;
+/// How the appender batches (see `appender.rs`): two batches commit at once, so the next
+/// one gathers while the last commits (each on its own connection; they lock their
+/// conversations in id order, and one sender's appends never commit in two at once).
+const PIPELINE: Pipeline = Pipeline { depth: 2, linger: Duration::from_millis(1), linger_until: 8 };
 
 pub struct PgStore {
     pool: PgPool,
@@ -59,7 +63,7 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         let batch_pool = pool.clone();
-        let appenders = Appenders::spawn(APPENDERS, move |batch| {
+        let appenders = Appenders::spawn(APPENDERS, PIPELINE, move |batch| {
             let pool = batch_pool.clone();
             Box::pin(async move { append::commit_batch(&pool, &batch).await })
         });

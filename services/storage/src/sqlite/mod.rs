@@ -24,7 +24,7 @@ use sqlx::sqlite::{
 };
 use switchboard_protocol::{Conversation, Message, PresenceStatus};
 
-use crate::appender::Appenders;
+use crate::appender::{Appenders, Pipeline};
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User};
 
 /// Name of the database file inside the data dir.
@@ -64,7 +64,8 @@ impl SqliteStore {
             .await?;
         // One appender: SQLite has one writer anyway.
         let pool = writer.clone();
-        let appender = Appenders::spawn(1, move |batch| {
+        let pipeline = Pipeline { depth: 1, linger: Duration::from_millis(1), linger_until: 8 };
+        let appender = Appenders::spawn(1, pipeline, move |batch| {
             let pool = pool.clone();
             Box::pin(async move { queries::commit_batch(&pool, &batch).await })
         });
