@@ -121,8 +121,11 @@ while True:
 sink=$!
 trap 'kill $sink 2>/dev/null; stop_cluster; redis-cli --scan --pattern "bench-tracing-$$*" | xargs -r redis-cli del >/dev/null' EXIT
 
+# ABBA order (off first in odd rounds, ratio0 first in even ones), so a drift of the
+# machine over the run weighs on both modes alike.
 for round in $(seq "$ROUNDS"); do
-    for mode in off ratio0; do
+    if [ $((round % 2)) = 1 ]; then order="off ratio0"; else order="ratio0 off"; fi
+    for mode in $order; do
         run "$round" "$mode"
     done
 done
@@ -135,19 +138,29 @@ rows = {}
 for result in sorted(out.glob("r*/result.json")):
     _, mode = result.parent.name.split("-", 1)
     r = json.loads(result.read_text())
+    # Server CPU per delivered message: the gateways', storage's and routers' rows of
+    # scripts/cpu-by-role.py (what tracing runs in); PostgreSQL and the load tool apart.
     cpu = (out / f"{result.parent.name}.cpu").read_text()
-    m = re.search(r"servers?\D*?([0-9.]+)\s*us", cpu)
-    r["_cpu"] = cpu
+    per = {m[1]: float(m[2]) for m in re.finditer(r"^(.+?)\s+[0-9.]+\s+[0-9.]+%\s+([0-9.]+)$", cpu, re.M)}
+    r["_server_us"] = sum(v for k, v in per.items() if k.startswith("switchboard"))
+    total = re.search(r"^total\s+[0-9.]+\s+([0-9.]+)$", cpu, re.M)
+    r["_total_us"] = float(total[1]) if total else 0.0
     rows.setdefault(mode, []).append(r)
-print(f"{'mode':>7} {'runs':>4} {'delivered/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'lost':>5} {'dup':>4}")
-base = None
+print(f"{'mode':>7} {'runs':>4} {'delivered/s':>11} {'p50 ms':>7} {'p99 ms':>8} {'lost':>5} {'dup':>4} {'server us/msg':>13} {'total us/msg':>12}")
+base = {}
 for mode in ["off", "ratio0", "ratio1"]:
     runs = rows.get(mode)
     if not runs:
         continue
     med = lambda k: statistics.median(float(r.get(k, 0) or 0) for r in runs)
-    d = med("delivered_per_s")
-    base = base or d
-    print(f"{mode:>7} {len(runs):>4} {d:>11.0f} {med('p50_ms'):>7.2f} {med('p99_ms'):>7.2f} {sum(int(r.get('lost', 0)) for r in runs):>5} {sum(int(r.get('duplicated', 0)) for r in runs):>4}   ({100 * (d - base) / base:+.1f}% vs off)")
+    now = {k: med(k) for k in ["delivered_per_s", "_server_us", "_total_us"]}
+    base = base or now
+    vs = lambda k: f"{100 * (now[k] - base[k]) / base[k]:+.1f}%" if base[k] else "-"
+    print(f"{mode:>7} {len(runs):>4} {now['delivered_per_s']:>11.0f} {med('p50_ms'):>7.2f} {med('p99_ms'):>8.2f} "
+          f"{sum(int(r.get('lost', 0)) for r in runs):>5} {sum(int(r.get('duplicated', 0)) for r in runs):>4} "
+          f"{now['_server_us']:>13.1f} {now['_total_us']:>12.1f}   "
+          f"(vs off: delivered/s {vs('delivered_per_s')}, server CPU {vs('_server_us')}, total CPU {vs('_total_us')})")
+    print(f"{'':>7} each run: delivered/s " + ", ".join(f"{float(r.get('delivered_per_s', 0)):.0f}" for r in runs)
+          + "; server us/msg " + ", ".join(f"{r['_server_us']:.1f}" for r in runs))
 PY
 echo "CPU per delivered message, per run: $OUT/r*-*.cpu" >&2

@@ -10,6 +10,7 @@ use switchboard_protocol::UserInfo;
 use switchboard_protocol::rest::{
     AuditEntry, AuditResponse, CreateUserRequest, UpdateUserRequest, UserFlags,
 };
+use switchboard_protocol::time::days_from_civil;
 use switchboard_storage::{PgStore, SqliteStore, Store, now_ms};
 
 use crate::cli::{AuditArgs, ClientArgs, UserAddArgs, UserSetArgs};
@@ -179,18 +180,6 @@ pub fn parse_time(text: &str, now: i64) -> anyhow::Result<i64> {
         secs = h * 3600 + min * 60 + s;
     }
     Ok((days_from_civil(y, m, day) * 86_400 + secs) * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's public-domain
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
