@@ -23,8 +23,17 @@ use crate::worker::Ctx;
 
 /// Longest wait for `welcome` (and the resume's `synced`) after connecting.
 const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connection attempts before a user that never got in gives up.
+/// Attempts before a user that never got in gives up, when the server turned it away
+/// for good (e.g. `unauthenticated`) or a limit of this machine stopped it. Refusals that
+/// say "later" (`unavailable`, `rate_limited`, a draining gateway, a timeout) are retried
+/// with backoff until the run's traffic ends.
 const FIRST_CONNECT_ATTEMPTS: u32 = 3;
+/// A session shorter than this that breaks counts as a failed attempt: the backoff keeps
+/// growing, so clients that get in and are closed at once do not hammer the server.
+const SHORT_SESSION: Duration = Duration::from_secs(5);
+/// First backoff step after a failed attempt (doubling, capped by the scenario's
+/// `reconnect.backoff_max_ms`; the wait is uniform from 0 to the step).
+const BACKOFF_BASE_MS: f64 = 250.0;
 /// Longest wait a draining gateway's `retry_after_ms` may impose.
 const MAX_RETRY_AFTER_MS: u64 = 60_000;
 
@@ -108,14 +117,18 @@ impl User {
                 Err(kind) => {
                     attempts += 1;
                     ctx.stats.error(kind);
-                    if first && attempts >= FIRST_CONNECT_ATTEMPTS {
+                    let later = self.reconnect_after.is_some() || retry_later(kind);
+                    if first && !later && attempts >= FIRST_CONNECT_ATTEMPTS {
+                        ctx.stats.add(Count::ConnectFailures, 1);
+                        return;
+                    }
+                    if first && Instant::now() >= ctx.traffic_end() {
                         ctx.stats.add(Count::ConnectFailures, 1);
                         return;
                     }
                     self.gateway_shift += 1;
-                    let cap = ctx.scenario.reconnect.backoff_max_ms.max(100) as f64;
-                    let wait = self.rng.uniform(0.0, cap.min(250.0 * 2f64.powi(attempts as i32)));
-                    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+                    let wait = self.backoff(attempts);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
                     continue;
                 }
             };
@@ -123,30 +136,46 @@ impl User {
                 ctx.stats.reconnected(at.elapsed().as_secs_f64() * 1000.0);
             }
             first = false;
-            attempts = 0;
+            let began = Instant::now();
             match self.session(ws).await {
                 End::Done => break,
                 End::Storm => {
+                    attempts = 0;
                     dropped_at = Some(Instant::now());
                     let jitter = self.rng.uniform(0.0, ctx.scenario.reconnect.jitter_ms as f64);
                     tokio::time::sleep(Duration::from_millis(jitter as u64)).await;
                 }
                 End::Broken(why) => {
                     ctx.stats.error(why);
-                    // A draining gateway says when to come back (and to come back
-                    // elsewhere); otherwise a short random wait.
-                    let wait = match self.reconnect_after.take() {
-                        Some(ms) => {
-                            self.gateway_shift += 1;
-                            ms.min(MAX_RETRY_AFTER_MS)
-                        }
-                        None => self.rng.uniform(0.0, 500.0) as u64,
+                    // A server that says when to come back (a draining gateway, a busy
+                    // one) is obeyed, elsewhere; a session that broke at once backs off
+                    // like a failed attempt; otherwise a short random wait.
+                    let wait = if self.reconnect_after.is_some() || began.elapsed() < SHORT_SESSION
+                    {
+                        attempts += 1;
+                        self.gateway_shift += 1;
+                        self.backoff(attempts)
+                    } else {
+                        attempts = 0;
+                        self.rng.uniform(0.0, 500.0) as u64
                     };
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
             }
         }
         self.finish();
+    }
+
+    /// Milliseconds to wait before attempt `attempts + 1`: what the server named
+    /// (`retry_after_ms` of its refusal or farewell), else exponential backoff with full
+    /// jitter.
+    fn backoff(&mut self, attempts: u32) -> u64 {
+        if let Some(ms) = self.reconnect_after.take() {
+            return ms.min(MAX_RETRY_AFTER_MS);
+        }
+        let cap = self.ctx.scenario.reconnect.backoff_max_ms.max(100) as f64;
+        let step = cap.min(BACKOFF_BASE_MS * 2f64.powi(attempts.min(30) as i32));
+        self.rng.uniform(0.0, step) as u64
     }
 
     /// Connects and signs in; on a resume (and on the first connection of chat
@@ -189,9 +218,14 @@ impl User {
                     }
                 }
                 Ok(ServerFrame::Synced { .. }) if welcomed => break,
-                Ok(ServerFrame::Error { code, .. }) => {
+                Ok(ServerFrame::Error { code, retry_after_ms, .. }) => {
                     ctx.stats.kind(code.as_str());
-                    return Err("sign_in_refused");
+                    self.reconnect_after = retry_after_ms;
+                    let later = matches!(
+                        code,
+                        ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::ShuttingDown
+                    );
+                    return Err(if later { "sign_in_refused" } else { "sign_in_rejected" });
                 }
                 Ok(ServerFrame::Message { message }) => self.on_message(&message, true),
                 Ok(_) => {}
@@ -327,6 +361,16 @@ impl User {
                 self.ctx.stats.kind(ErrorCode::ShuttingDown.as_str());
                 self.reconnect_after = Some(retry_after_ms.unwrap_or(0));
             }
+            // Storage failed as the session started: the close follows; come back then.
+            Ok(ServerFrame::Error {
+                id: None,
+                code: ErrorCode::Unavailable,
+                retry_after_ms: Some(ms),
+                ..
+            }) => {
+                self.ctx.stats.error(ErrorCode::Unavailable.as_str());
+                self.reconnect_after = Some(ms);
+            }
             Ok(ServerFrame::Error { code, .. }) => self.ctx.stats.error(code.as_str()),
             Ok(_) => {}
             Err(_) => self.ctx.stats.error("bad_server_frame"),
@@ -448,6 +492,24 @@ impl User {
         let unacked = std::mem::take(&mut self.pending).len() as u64;
         self.ctx.stats.add(Count::Unacked, unacked);
     }
+}
+
+/// Whether a failed connection attempt is worth retrying until the traffic ends: the
+/// server said "later", or the connection timed out, was refused or reset (a busy
+/// server's full accept queue). Not: a rejected token, a limit of this machine.
+fn retry_later(kind: &str) -> bool {
+    matches!(
+        kind,
+        "sign_in_refused"
+            | "sign_in_timeout"
+            | "closed_in_sign_in"
+            | "connection_error_in_sign_in"
+            | "auth_send_failed"
+            | "ECONNREFUSED"
+            | "ECONNRESET"
+            | "ETIMEDOUT"
+            | "handshake"
+    )
 }
 
 /// When a simulated user first sends and changes presence, and the mean gaps after that

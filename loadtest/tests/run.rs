@@ -20,9 +20,13 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(Config { rate_per_user: 0.0, ..Config::default() }).await
+}
+
+async fn server_with(config: Config) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    let gateway = Gateway::new(Arc::new(store), Config { rate_per_user: 0.0, ..Config::default() });
+    let gateway = Gateway::new(Arc::new(store), config);
     gateway.create_user(None, "root", "root-password".into(), "", "", true).await.unwrap();
     let token = gateway.login("root", "root-password").await.unwrap().0;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -93,6 +97,39 @@ async fn a_tiny_office_run_is_verified_end_to_end() {
     let html = std::fs::read_to_string(out.path().join("results/report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("Latency percentiles over time"));
     assert!(!html.contains("<script src"), "self-contained");
+}
+
+/// A gateway that lets one sign-in at a time reach storage and none wait: a storm of 300
+/// at once is mostly refused (`unavailable` with `retry_after_ms`), and the tool's users
+/// come back as told until every one of them is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_storm_refused_by_a_busy_gateway_gets_everyone_in() {
+    let config = Config { sign_ins_in_flight: 1, sign_in_queue: 0, ..Config::default() };
+    let server = server_with(config).await;
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("storm.toml");
+    let text = "name = \"storm\"\nkind = \"connect-storm\"\nusers = 300\nduration_secs = 10\n\
+                ramp_secs = 0\ndrain_secs = 1\n[provision]\nprefix = \"st\"\n\
+                password = \"loadtest-password\"\ngroup_sizes = []\n\
+                [thresholds]\nconnect_failures = 0\n";
+    std::fs::write(&path, text).unwrap();
+    let cfg = RunConfig {
+        scenario: path,
+        gateways: format!("ws://{}", server.addr),
+        overrides: Overrides::default(),
+        out: out.path().join("results"),
+        admin: Admin::Token(server.token.clone()),
+        xmpp: None,
+        workers: 1,
+        source_addrs: 2,
+        allow_remote: false,
+    };
+    let outcome = run(cfg).await.unwrap();
+    let s = &outcome.summary;
+    assert!(outcome.passed, "{:?} {:?}", s.violations, s.kinds);
+    assert_eq!(s.totals.connects, 300, "{:?}", s.kinds);
+    assert_eq!(s.peak_connected, 300, "all held at once");
+    assert!(s.kinds.get("unavailable").is_some_and(|&n| n > 0), "never refused: {:?}", s.kinds);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

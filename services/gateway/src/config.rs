@@ -68,6 +68,12 @@ pub struct Config {
     /// closed with `slow_consumer` (it reconnects and syncs): a client that never reads
     /// costs the gateway at most this much, however large the messages sent to it.
     pub session_queue_bytes: usize,
+    /// WebSocket sign-ins that may be checking their token and starting their session
+    /// (storage calls) at once; more wait in a queue (see `admission.rs`). 0: unlimited.
+    pub sign_ins_in_flight: usize,
+    /// Sign-ins that may wait for their turn; one more, or one waiting longer than 10 s,
+    /// is refused with `unavailable` and a `retry_after_ms` (close 1013).
+    pub sign_in_queue: usize,
 
     // Browsers.
     /// Origins (`scheme://host[:port]`) besides the gateway's own whose pages may open
@@ -110,6 +116,8 @@ impl Default for Config {
             rate_ip_burst: 400.0,
             max_group_members: 1000,
             session_queue_bytes: 8 * 1024 * 1024,
+            sign_ins_in_flight: 32,
+            sign_in_queue: 1000,
             allowed_origins: Vec::new(),
             ldap: None,
             attachments: None,

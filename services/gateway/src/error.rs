@@ -28,6 +28,13 @@ impl ApiError {
         Self(body)
     }
 
+    /// The same error, telling the client how long to wait before retrying (unless it
+    /// says so already).
+    pub fn with_retry_after(mut self, retry_after_ms: u64) -> Self {
+        self.0.retry_after_ms.get_or_insert(retry_after_ms);
+        self
+    }
+
     /// As an `error` frame answering request `id`.
     pub fn frame(self, id: Option<String>) -> ServerFrame {
         ServerFrame::Error {

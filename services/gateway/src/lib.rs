@@ -11,7 +11,8 @@
 //! - `ops`: the operations (send, open a conversation, history, ...) that the WebSocket and
 //!   REST paths share, so both enforce the same rules.
 //! - `hub`: who is connected here, fan-out to their sessions, presence watchers.
-//! - `session`: one WebSocket connection (reader task + writer task).
+//! - `session`: one WebSocket connection (reader task + writer task); `admission`: how
+//!   many sign-ins reach storage at once, and how many may wait.
 //! - `rest`: the HTTP endpoints; `provision`: bulk accounts for load tests.
 //! - `attachments`: file uploads into conversations and members-only downloads.
 //! - `org`: bots, incoming webhooks and org broadcasts (operations and their endpoints);
@@ -26,6 +27,7 @@
 //! and, in a cluster, `RouterLinks` for deliveries to other gateways.
 
 mod admin;
+mod admission;
 mod attachments;
 mod audit;
 pub mod auth;
@@ -105,6 +107,8 @@ struct Inner {
     rate_ip: rate::RateLimiter<std::net::IpAddr>,
     /// Failed sign-ins: per account (through storage) and per client IP.
     login: lockout::LoginGuard,
+    /// How many WebSocket sign-ins reach storage at once, and how many may wait.
+    sign_ins: admission::SignInGate,
     /// Flips to true when draining starts; sessions watch it and close.
     draining: watch::Sender<bool>,
     /// `(user, broadcast id)` each session has written, for the task that saves the
@@ -154,6 +158,7 @@ impl Gateway {
         let rate = rate::RateLimiter::new(config.rate_per_user, config.rate_burst);
         let rate_ip = rate::RateLimiter::new(config.rate_per_ip, config.rate_ip_burst);
         let login = lockout::LoginGuard::new(&config);
+        let sign_ins = admission::SignInGate::new(config.sign_ins_in_flight, config.sign_in_queue);
         let audit = audit::AuditLog::spawn(store.clone());
         let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
             let router = cluster.map(|c| {
@@ -199,6 +204,7 @@ impl Gateway {
                 rate,
                 rate_ip,
                 login,
+                sign_ins,
                 draining,
                 broadcasts_sent,
                 audit,

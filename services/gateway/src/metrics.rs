@@ -62,6 +62,9 @@ pub(crate) struct Metrics {
     pub connections: Counter,
     /// Connections closed because sign-in failed.
     pub sign_in_failures: Counter,
+    /// Sign-ins refused (`unavailable`, with `retry_after_ms`) because too many were
+    /// under way or waiting (see `admission.rs`); part of `sign_in_failures`.
+    pub sign_ins_refused: Counter,
     pub frames_in: CounterVec<23>,
     pub frames_out: CounterVec<18>,
     /// Messages stored from this gateway (not counting retries answered as duplicates).
@@ -86,6 +89,7 @@ pub(crate) struct Metrics {
 pub(crate) static METRICS: Metrics = Metrics {
     connections: Counter::new(),
     sign_in_failures: Counter::new(),
+    sign_ins_refused: Counter::new(),
     frames_in: CounterVec::new(CLIENT_FRAMES),
     frames_out: CounterVec::new(SERVER_FRAMES),
     sent: Counter::new(),
@@ -138,6 +142,16 @@ pub(crate) fn render(gateway: &Gateway) -> String {
         "switchboard_gateway_sign_in_failures_total",
         "WebSocket connections closed because sign-in failed.",
         &m.sign_in_failures,
+    );
+    e.counter(
+        "switchboard_gateway_sign_ins_refused_total",
+        "WebSocket sign-ins refused as unavailable because too many were under way or waiting.",
+        &m.sign_ins_refused,
+    );
+    e.gauge_value(
+        "switchboard_gateway_sign_ins_waiting",
+        "WebSocket sign-ins waiting for their turn to reach storage.",
+        gateway.inner.sign_ins.waiting() as i64,
     );
     e.gauge_value(
         "switchboard_gateway_sessions",

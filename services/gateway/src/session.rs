@@ -19,6 +19,7 @@ use switchboard_protocol::{ClientFrame, ErrorCode, MessageKind, ServerFrame};
 use switchboard_storage::{StoreError, User};
 use tokio::task::JoinHandle;
 
+use crate::admission::Admitted;
 use crate::auth::TokenHash;
 use crate::hub::Outbound;
 use crate::metrics::{METRICS, delivered_live, frame_type};
@@ -63,11 +64,22 @@ pub async fn serve(socket: WebSocket, gateway: Gateway, token: Option<String>, i
         Ok(signed_in) => signed_in,
         Err(e) => {
             METRICS.sign_in_failures.inc();
+            let e = retry_later(&gateway, e);
             Box::pin(refuse(sink, e, "not signed in")).await;
             return;
         }
     };
     run(gateway, signed_in, sink, stream, ip).await;
+}
+
+/// `e`, naming a `retry_after_ms` when it is `unavailable` (storage failed, or too many
+/// sign-ins): the gateway's estimate of when a new sign-in would get through.
+fn retry_later(gateway: &Gateway, e: ApiError) -> ApiError {
+    if e.code() == ErrorCode::Unavailable {
+        let after = gateway.inner.sign_ins.retry_after_ms();
+        return e.with_retry_after(after);
+    }
+    e
 }
 
 /// Sends the error that ends a session before it started, and closes.
@@ -85,16 +97,18 @@ async fn refuse(mut sink: Sink, e: ApiError, reason: &'static str) {
 type Since = BTreeMap<i64, i64>;
 
 /// Who a session is: the user, the hash of the token they signed in with, and the `since`
-/// of their `auth` frame (a resume).
+/// of their `auth` frame (a resume); and its turn to use storage for signing in, held
+/// until the session has started.
 struct SignedIn {
     user: Arc<User>,
     token: TokenHash,
     since: Option<Since>,
+    admitted: Admitted,
 }
 
-/// Reads the `auth` frame (unless the upgrade carried the token) and checks the token.
-/// A bad token counts as a failed sign-in of `ip`; an address with too many is refused
-/// (`rate_limited`) before any check.
+/// Reads the `auth` frame (unless the upgrade carried the token), waits for a turn (see
+/// `admission.rs`) and checks the token. A bad token counts as a failed sign-in of `ip`;
+/// an address with too many is refused (`rate_limited`) before any check.
 async fn sign_in(
     gateway: &Gateway,
     stream: &mut SplitStream<WebSocket>,
@@ -107,8 +121,11 @@ async fn sign_in(
         Some(token) => (token, None),
         None => read_auth(gateway, stream).await?,
     };
+    let admitted = gateway.inner.sign_ins.admit().await?;
     match auth::authenticate(gateway.store().as_ref(), &token).await {
-        Ok(user) => Ok(SignedIn { user: Arc::new(user), token: auth::token_hash(&token), since }),
+        Ok(user) => {
+            Ok(SignedIn { user: Arc::new(user), token: auth::token_hash(&token), since, admitted })
+        }
         Err(e) => {
             if e.code() == ErrorCode::Unauthenticated {
                 guard.ip_failed(ip);
@@ -216,7 +233,7 @@ async fn start(
     signed_in: SignedIn,
     sink: Sink,
 ) -> Result<(Queue, u64, JoinHandle<()>), (Sink, ApiError)> {
-    let SignedIn { user, token, since } = signed_in;
+    let SignedIn { user, token, since, admitted } = signed_in;
     let user = &user;
     let tx = gateway.inner.hub.new_queue();
     let rx = tx.receiver();
@@ -247,11 +264,14 @@ async fn start(
         Ok(seqs) => seqs.into_iter().collect(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot load conversations");
-            let frame = Some(ApiError::from(e).frame(None).to_json().into());
+            let e = retry_later(gateway, ApiError::from(e));
+            let frame = Some(e.frame(None).to_json().into());
             let _ = tx.send(Outbound::Close { frame, code: CLOSE_TRY_LATER }).await;
             HashMap::new()
         }
     };
+    // Started: the next sign-in may use storage.
+    drop(admitted);
     let last = covered.clone();
     let writer = Writer {
         gateway: gateway.clone(),

@@ -592,6 +592,15 @@ pub struct LimitArgs {
     /// disconnected with slow_consumer (it reconnects and syncs)
     #[arg(long, env = "SWITCHBOARD_SESSION_QUEUE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub session_queue_bytes: usize,
+    /// WebSocket sign-ins that may be checking their token and starting their session
+    /// against storage at once; more wait their turn (0: unlimited). Keeps a storm of
+    /// sign-ins (every client of a restarted cluster) from swamping storage
+    #[arg(long, env = "SWITCHBOARD_SIGN_INS_IN_FLIGHT", default_value_t = 32)]
+    pub sign_ins_in_flight: usize,
+    /// WebSocket sign-ins that may wait for their turn; one more, or one waiting over
+    /// 10 s, is refused with unavailable and a retry_after_ms estimated from the queue
+    #[arg(long, env = "SWITCHBOARD_SIGN_IN_QUEUE", default_value_t = 1000)]
+    pub sign_in_queue: usize,
     /// Failed sign-ins in a row after which each failure locks the account for a delay
     /// that doubles from --login-backoff-base-ms
     #[arg(long, env = "SWITCHBOARD_LOGIN_BACKOFF_AFTER", default_value_t = 3)]

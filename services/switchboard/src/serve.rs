@@ -35,6 +35,8 @@ fn config(
         max_connections_per_user: limits.max_connections_per_user,
         max_group_members: limits.max_group_members,
         session_queue_bytes: limits.session_queue_bytes,
+        sign_ins_in_flight: limits.sign_ins_in_flight,
+        sign_in_queue: limits.sign_in_queue,
         login_backoff_after: limits.login_backoff_after,
         login_backoff_base: Duration::from_millis(limits.login_backoff_base_ms),
         login_lockout_after: limits.login_lockout_after,
