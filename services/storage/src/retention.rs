@@ -44,8 +44,9 @@ pub struct RetentionConfig {
     /// time limit, `batch` messages per transaction.
     pub budget: Duration,
     /// Most of the time the job holds the database, in percent (1 to 100): after each
-    /// transaction it rests `took * (100 - share) / share` (at 50, as long as the
-    /// transaction took), whatever the disk's speed. 100: no rest.
+    /// transaction it rests `took * (100 - share) / share` (at the default 25,
+    /// three times as long as the transaction took; at 50, as long), whatever the disk's
+    /// speed. 100: no rest.
     pub share_percent: u32,
     /// Also a rest of at least this long after every `batch` messages deleted (counted
     /// across conversations, so a history of many small conversations is paced like one
