@@ -7,11 +7,8 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::json;
-use support::{BIN, WsClient, add_users, all_ready, forget_prefix, fresh_database, spawn};
+use support::{WsClient, add_admin, add_users, all_ready, forget_prefix, fresh_database, spawn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_outs_and_disabled_accounts_end_sessions_on_every_gateway() {
@@ -23,14 +20,7 @@ async fn sign_outs_and_disabled_accounts_end_sessions_on_every_gateway() {
     let prefix = format!("sbtest:cluster-sessions:{}", std::process::id());
     let (mut pg, database) = fresh_database(&admin_url, &name).await;
     add_users(&database, &["alice"]);
-    let mut add = Command::new(BIN)
-        .args(["user", "add", "root", "--admin", "--password-stdin", "--database", &database])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin.take().unwrap().write_all(b"root-password\n").unwrap();
-    assert!(add.wait().unwrap().success());
+    add_admin(&database, "root");
 
     let (_storage, storage) =
         spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);

@@ -9,13 +9,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{BIN, all_ready, forget_prefix, fresh_database, spawn};
+use support::{add_admin, all_ready, forget_prefix, fresh_database, spawn};
 use tokio_tungstenite::tungstenite::Message;
 
 const CLIENTS: usize = 300;
@@ -68,14 +66,7 @@ async fn a_storm_of_sign_ins_beyond_the_queue_is_told_when_to_retry_and_all_get_
     let name = format!("sbtest_sign_in_storm_{}", std::process::id());
     let prefix = format!("sbtest:sign-in-storm:{}", std::process::id());
     let (mut pg, database) = fresh_database(&admin_url, &name).await;
-    let mut add = Command::new(BIN)
-        .args(["user", "add", "root", "--admin", "--password-stdin", "--database", &database])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin.take().unwrap().write_all(b"root-password\n").unwrap();
-    assert!(add.wait().unwrap().success());
+    add_admin(&database, "root");
 
     let (_storage, storage) =
         spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);

@@ -80,15 +80,25 @@ pub async fn fresh_database(admin_url: &str, name: &str) -> (sqlx::PgConnection,
 /// Creates `users` (password `{user}-password`) with the CLI, straight in the database.
 pub fn add_users(database: &str, users: &[&str]) {
     for user in users {
-        let mut add = Command::new(BIN)
-            .args(["user", "add", user, "--password-stdin", "--database", database])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
-        assert!(add.wait().unwrap().success());
+        add_user(database, user, false);
     }
+}
+
+/// Adds the admin `user` (password `{user}-password`) to the cluster database, as an
+/// operator does with `switchboard user add --admin`.
+pub fn add_admin(database: &str, user: &str) {
+    add_user(database, user, true);
+}
+
+fn add_user(database: &str, user: &str, admin: bool) {
+    let mut args = vec!["user", "add", user, "--password-stdin", "--database", database];
+    if admin {
+        args.push("--admin");
+    }
+    let mut add =
+        Command::new(BIN).args(args).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
+    assert!(add.wait().unwrap().success());
 }
 
 /// Deletes every Redis key under `prefix`.
