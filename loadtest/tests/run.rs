@@ -40,6 +40,21 @@ async fn server_with(config: Config) -> Server {
     Server { addr, token, _dir: dir }
 }
 
+/// One worker on two source addresses against `server`, results under `out`.
+fn run_config(server: &Server, scenario: std::path::PathBuf, out: &Path) -> RunConfig {
+    RunConfig {
+        scenario,
+        gateways: format!("ws://{}", server.addr),
+        overrides: Overrides::default(),
+        out: out.join("results"),
+        admin: Admin::Token(server.token.clone()),
+        xmpp: None,
+        workers: 1,
+        source_addrs: 2,
+        allow_remote: false,
+    }
+}
+
 fn scenario(dir: &Path, extra: &str) -> std::path::PathBuf {
     let path = dir.join("tiny.toml");
     let text = format!(
@@ -56,17 +71,11 @@ fn scenario(dir: &Path, extra: &str) -> std::path::PathBuf {
 async fn a_tiny_office_run_is_verified_end_to_end() {
     let server = server().await;
     let out = tempfile::tempdir().unwrap();
-    let cfg = RunConfig {
-        scenario: scenario(out.path(), "[thresholds]\nlost = 0\nduplicated = 0\n"),
-        gateways: format!("ws://{}", server.addr),
-        overrides: Overrides::default(),
-        out: out.path().join("results"),
-        admin: Admin::Token(server.token.clone()),
-        xmpp: None,
-        workers: 1,
-        source_addrs: 2,
-        allow_remote: false,
-    };
+    let cfg = run_config(
+        &server,
+        scenario(out.path(), "[thresholds]\nlost = 0\nduplicated = 0\n"),
+        out.path(),
+    );
     let outcome = run(cfg).await.unwrap();
     let s = &outcome.summary;
     assert!(outcome.passed, "{:?}", s.violations);
@@ -113,17 +122,7 @@ async fn a_connect_storm_refused_by_a_busy_gateway_gets_everyone_in() {
                 password = \"loadtest-password\"\ngroup_sizes = []\n\
                 [thresholds]\nconnect_failures = 0\n";
     std::fs::write(&path, text).unwrap();
-    let cfg = RunConfig {
-        scenario: path,
-        gateways: format!("ws://{}", server.addr),
-        overrides: Overrides::default(),
-        out: out.path().join("results"),
-        admin: Admin::Token(server.token.clone()),
-        xmpp: None,
-        workers: 1,
-        source_addrs: 2,
-        allow_remote: false,
-    };
+    let cfg = run_config(&server, path, out.path());
     let outcome = run(cfg).await.unwrap();
     let s = &outcome.summary;
     assert!(outcome.passed, "{:?} {:?}", s.violations, s.kinds);
