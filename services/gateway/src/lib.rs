@@ -47,6 +47,7 @@ mod provision;
 mod queue;
 mod rate;
 mod reactions;
+mod reorder;
 mod rest;
 mod retention;
 mod search;

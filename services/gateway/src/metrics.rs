@@ -79,6 +79,9 @@ pub(crate) struct Metrics {
     /// here (live deliveries only).
     pub delivery: Histogram<14>,
     pub slow_consumers: Counter,
+    /// Gaps in a session's live delivery read from storage (a live message went missing
+    /// or stayed overtaken longer than `reorder::WAIT`).
+    pub gaps_filled: Counter,
     /// Sessions told to reconnect elsewhere because this gateway drains.
     pub drained_sessions: Counter,
     pub draining: Gauge,
@@ -98,6 +101,7 @@ pub(crate) static METRICS: Metrics = Metrics {
     send: Histogram::seconds(LATENCY_US),
     delivery: Histogram::seconds(LATENCY_US),
     slow_consumers: Counter::new(),
+    gaps_filled: Counter::new(),
     drained_sessions: Counter::new(),
     draining: Gauge::new(),
     audit_write_failures: Counter::new(),
@@ -199,6 +203,12 @@ pub(crate) fn render(gateway: &Gateway) -> String {
         "switchboard_gateway_slow_consumer_disconnects_total",
         "Sessions closed because their outbound queue overflowed.",
         &m.slow_consumers,
+    );
+    e.counter(
+        "switchboard_gateway_delivery_gaps_filled_total",
+        "Gaps in a session's live delivery filled from storage (messages lost on the way, \
+         or overtaken for longer than the writer waits).",
+        &m.gaps_filled,
     );
     e.counter(
         "switchboard_gateway_drained_sessions_total",

@@ -3,9 +3,10 @@
 //!
 //! Ordering lives in the writer. It remembers, per conversation, the last seq this
 //! session was sent. A message at or below it is a duplicate and is dropped; one above
-//! the next expected seq means live delivery skipped something, and the writer reads
-//! the gap from storage before sending it. So every session sees every message of its
-//! conversations once, in seq order, whatever the live path does.
+//! the next expected seq means live delivery skipped something or was overtaken: the
+//! writer holds it briefly for the missing seqs to arrive live (`reorder.rs`), then reads
+//! what is still missing from storage before sending it. So every session sees every
+//! message of its conversations once, in seq order, whatever the live path does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -25,6 +26,7 @@ use crate::hub::Outbound;
 use crate::metrics::{METRICS, delivered_live, frame_type};
 use crate::ops::Target;
 use crate::queue::{Queue, Receiver};
+use crate::reorder::{Held, Reorder};
 use crate::{ApiError, Gateway, auth};
 
 /// Messages read from storage per query while filling a gap or syncing.
@@ -279,6 +281,7 @@ async fn start(
         sink,
         covered,
         last,
+        reorder: Reorder::default(),
         broadcasts_sent: HashSet::new(),
         unflushed_broadcast: None,
     };
@@ -549,6 +552,8 @@ struct Writer {
     covered: HashMap<i64, i64>,
     /// conversation id -> last seq sent to this session
     last: HashMap<i64, i64>,
+    /// Live messages that arrived ahead of a gap, waiting for it to fill.
+    reorder: Reorder,
     /// Ids of the org broadcasts sent to this session (each is sent once: the sign-in's
     /// pending ones and live ones may overlap). One entry per broadcast the session saw.
     broadcasts_sent: HashSet<i64>,
@@ -609,7 +614,24 @@ impl Writer {
     /// Takes the next queued item and writes it; flushes when the queue runs dry. False
     /// when the session is over.
     async fn next(&mut self, rx: &Receiver) -> Result<bool, Stop> {
-        let Some(item) = rx.recv().await else { return Ok(false) };
+        let item = match self.reorder.deadline() {
+            None => rx.recv().await,
+            Some(deadline) => tokio::select! {
+                item = rx.recv() => item,
+                () = tokio::time::sleep_until(deadline) => {
+                    // Held messages waited long enough: what is still missing was
+                    // dropped on the way, so storage fills it.
+                    for conversation in self.reorder.conversations() {
+                        Box::pin(self.fill_gaps(conversation)).await?;
+                    }
+                    if rx.is_empty() {
+                        self.flush().await?;
+                    }
+                    return Ok(true);
+                }
+            },
+        };
+        let Some(item) = item else { return Ok(false) };
         match item {
             Outbound::Close { frame, code } => {
                 if let Some(frame) = frame {
@@ -663,8 +685,11 @@ impl Writer {
         match self.last.get(&conversation).copied() {
             Some(last) if seq <= last => return Ok(()),
             Some(last) if seq > last + 1 => {
-                let upto = Box::pin(self.backfill(conversation, last, seq)).await?;
-                self.last.insert(conversation, upto);
+                // Overtaken (or the seqs before it were lost): wait for them.
+                if !self.reorder.hold(conversation, seq, Held { frame, published_us }) {
+                    Box::pin(self.fill_gaps(conversation)).await?;
+                }
+                return Ok(());
             }
             // Not seen before: a conversation we were just added to starts here.
             None => {
@@ -672,10 +697,46 @@ impl Writer {
             }
             Some(_) => {}
         }
+        self.send_live(conversation, seq, frame, published_us).await?;
+        // Messages that overtook this one follow it now.
+        for (seq, held) in self.reorder.ready(conversation, seq) {
+            self.send_live(conversation, seq, held.frame, held.published_us).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_live(
+        &mut self,
+        conversation: i64,
+        seq: i64,
+        frame: Utf8Bytes,
+        published_us: i64,
+    ) -> Result<(), Stop> {
         self.sink.feed(WsMessage::Text(frame)).await?;
         METRICS.frames_out.inc("message");
         delivered_live(published_us);
         self.last.insert(conversation, seq);
+        Ok(())
+    }
+
+    /// Sends every message `conversation` holds, reading each gap before one from
+    /// storage first.
+    async fn fill_gaps(&mut self, conversation: i64) -> Result<(), Stop> {
+        for (seq, held) in self.reorder.take(conversation) {
+            let mut last = self.last.get(&conversation).copied().unwrap_or(seq - 1);
+            if seq <= last {
+                continue;
+            }
+            if seq > last + 1 {
+                METRICS.gaps_filled.inc();
+                last = self.backfill(conversation, last, seq).await?;
+                self.last.insert(conversation, last);
+                if seq <= last {
+                    continue;
+                }
+            }
+            self.send_live(conversation, seq, held.frame, held.published_us).await?;
+        }
         Ok(())
     }
 
