@@ -2,11 +2,17 @@
 # The web client's browser tests (web-tests/): headless Debian Chromium driven by
 # playwright-core against the built `switchboard` binary. Called by scripts/test after
 # the Rust suites; runs on its own too. Installs what it needs when missing: Chromium
-# (Debian package `chromium`; playwright never downloads a browser) and the npm test
-# dependency (`npm ci` from the committed package-lock.json). Screenshots go to
-# $CARGO_TARGET_DIR/web-screenshots (target/web-screenshots without it).
+# (Debian package `chromium`; playwright never downloads a browser), the npm test
+# dependency (`npm ci` from the committed package-lock.json), and PostgreSQL and Redis
+# (scripts/services.sh), which the cluster-mode tests (tests/cluster.js) run on, each in a
+# database and key prefix of its own. Screenshots go to $CARGO_TARGET_DIR/web-screenshots
+# (target/web-screenshots without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+. scripts/services.sh
+ensure_postgres
+ensure_redis
 
 if [ ! -x /usr/bin/chromium ]; then
     echo "scripts/web-tests.sh: installing Chromium (Debian package chromium)" >&2

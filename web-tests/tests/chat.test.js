@@ -315,7 +315,7 @@ describe('the web client', () => {
     await alice.waitOnline();
     await bob.waitOnline();
     // The draining server named a delay; the page waited that long before reconnecting.
-    const told = alice.sockets.findLast((s) => s.retryAfterMs !== null);
+    const told = alice.sockets.findLast((s) => s.error === 'shutting_down');
     assert.ok(told, 'the server sent shutting_down with retry_after_ms');
     const next = alice.sockets[alice.sockets.indexOf(told) + 1];
     assert.ok(next.openedAt - told.closedAt >= told.retryAfterMs - 250,

@@ -167,16 +167,20 @@ export class Person {
       dialog.dismiss().catch(() => {});
     });
     page.on('pageerror', (e) => this.errors.push(String(e)));
-    // Every WebSocket the page opens: when it opened and closed, and the reconnect delay
-    // a draining server asked for (`shutting_down` with `retry_after_ms`).
+    // Every WebSocket the page opens: when it opened and closed, and the error that ended
+    // it with the reconnect delay the server asked for (`shutting_down` from a draining
+    // server, `unavailable` from a busy one refusing the sign-in, with `retry_after_ms`).
     this.sockets = [];
     page.on('websocket', (ws) => {
-      const socket = { openedAt: Date.now(), closedAt: null, retryAfterMs: null };
+      const socket = { openedAt: Date.now(), closedAt: null, error: null, retryAfterMs: null };
       this.sockets.push(socket);
       ws.on('framereceived', ({ payload }) => {
         try {
           const frame = JSON.parse(payload);
-          if (frame.type === 'error' && frame.code === 'shutting_down') socket.retryAfterMs = frame.retry_after_ms;
+          if (frame.type === 'error' && !frame.id && Number.isFinite(frame.retry_after_ms)) {
+            socket.error = frame.code;
+            socket.retryAfterMs = frame.retry_after_ms;
+          }
         } catch {
           // not JSON: not ours to check
         }

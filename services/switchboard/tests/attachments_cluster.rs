@@ -13,7 +13,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Proc, add_users, all_ready, fresh_database, http_get, login_token, spawn_with_env};
+use support::{Cluster, Proc, TestData, add_users, http_get, login_token};
 use switchboard_storage::attachments::{Blobs, S3Config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -77,49 +77,32 @@ fn cli(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_go_through_s3_for_members_only_and_retention_removes_them() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let id = std::process::id();
-    let name = format!("sbtest_files_{id}");
-    let prefix = format!("sbtest:files:{id}");
-    let bucket = format!("sbtest-files-{id}");
+    let data = TestData::new("files").await;
+    let bucket = format!("sbtest-files-{}", std::process::id());
     let (_s3, endpoint) = start_s3(&bucket).await;
-    let (mut admin, database) = fresh_database(&admin_url, &name).await;
-    add_users(&database, &["alice", "bob", "eve"]);
+    add_users(&data.database, &["alice", "bob", "eve"]);
 
-    let credentials = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")];
     let files =
         ["--attachments", &format!("s3://{bucket}"), "--attachments-s3-endpoint", &endpoint]
             .map(str::to_owned);
     let files: Vec<&str> = files.iter().map(String::as_str).collect();
-    let storage_args = [
-        &["storage", "--listen", "127.0.0.1:0", "--database", &database][..],
-        &["--retention-interval-secs", "1"][..],
-        &files[..],
-    ]
-    .concat();
-    let (_storage, storage) = spawn_with_env(&storage_args, &credentials);
-    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
-    let (_router, router) =
-        spawn_with_env(&[&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat(), &[]);
-    let storage_url = format!("http://{storage}");
-    let router_url = format!("http://{router}");
-    let mut gateways = Vec::new();
-    for gw in ["gw1", "gw2"] {
-        let args = [
-            &["gateway", "--listen", "127.0.0.1:0", "--gateway-id", gw][..],
-            &["--rate-per-user", "0", "--rate-per-ip", "0", "--max-attachment-bytes", "65536"][..],
-            &["--storage", &storage_url, "--router", &router_url][..],
-            &redis[..],
-            &files[..],
-        ]
-        .concat();
-        gateways.push(spawn_with_env(&args, &credentials));
-    }
-    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
-    all_ready(&gw).await;
+    let cluster = Cluster::on(&data)
+        .storage_args(&["--retention-interval-secs", "1"])
+        .storage_args(&files)
+        .gateways(2)
+        .gateway_args(&["--rate-per-user", "0", "--rate-per-ip", "0"])
+        .gateway_args(&["--max-attachment-bytes", "65536"])
+        .gateway_args(&files)
+        // The S3 credentials, for the roles that reach the bucket.
+        .env(|role| match role {
+            "router" => Vec::new(),
+            _ => [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .to_vec(),
+        })
+        .start()
+        .await;
+    let gw = cluster.addrs();
     let bucket_view = Blobs::s3(&S3Config {
         bucket: bucket.clone(),
         endpoint: Some(endpoint.clone()),
@@ -207,13 +190,13 @@ async fn files_go_through_s3_for_members_only_and_retention_removes_them() {
     // Retention (in the storage role, every second here) deletes the message and, with
     // it, the file's object in the bucket.
     sqlx::query("UPDATE messages SET ts = ts - 10 * 86400000")
-        .execute(&mut db(&database).await)
+        .execute(&mut db(&data.database).await)
         .await
         .unwrap();
     sqlx::query(
         "INSERT INTO retention_policies (conversation_id, keep_days, updated_at) VALUES (0, 7, 0)",
     )
-    .execute(&mut db(&database).await)
+    .execute(&mut db(&data.database).await)
     .await
     .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -223,11 +206,8 @@ async fn files_go_through_s3_for_members_only_and_retention_removes_them() {
     }
     assert_eq!(http_get(&gw[1], &path, Some(&bob)).await.0, 404);
 
-    drop(gateways);
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    drop(cluster);
+    data.remove().await;
 }
 
 async fn db(url: &str) -> sqlx::PgConnection {

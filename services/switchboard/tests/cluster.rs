@@ -15,110 +15,40 @@ use std::time::Duration;
 use switchboard_presence::RedisTarget;
 use switchboard_presence::testing::LocalCluster;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{
-    BIN, Proc, add_users, all_ready, forget_prefix, fresh_database, post_json, ready, spawn,
-};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use support::{BIN, Cluster, Proc, TestData, WsClient, add_user_in, add_users, post_json, ready};
 
-struct Client {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl Client {
-    async fn connect(gateway: &str, token: &str) -> Self {
-        Self::connect_with(gateway, json!({"type": "auth", "token": token})).await
-    }
-
-    /// Connects and signs in with `auth` (which may carry `since`).
-    async fn connect_with(gateway: &str, auth: Value) -> Self {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://{gateway}/ws")).await.unwrap();
-        ws.send(WsMessage::text(auth.to_string())).await.unwrap();
-        let mut client = Self { ws };
-        client.expect(|f| f["type"] == "welcome").await;
-        client
-    }
-
-    async fn send(&mut self, frame: Value) {
-        self.ws.send(WsMessage::text(frame.to_string())).await.unwrap();
-    }
-
-    /// The first frame matching `pred` (others are skipped), within 10 s.
-    async fn expect(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .expect("timed out waiting for a frame")
-                .unwrap()
-                .unwrap();
-            if let WsMessage::Text(text) = frame {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if pred(&value) {
-                    return value;
-                }
-            }
-        }
-    }
-
-    async fn message(&mut self) -> Value {
-        self.expect(|f| f["type"] == "message").await["message"].clone()
-    }
-}
-
-/// Where a test's cluster keeps presence. Dropping it drops the Redis Cluster; the
-/// single Redis's keys go with [`Redis::forget`].
+/// Where a test's cluster keeps presence. Dropping it drops the Redis Cluster.
 enum Redis {
-    /// The local Redis (`SWITCHBOARD_TEST_REDIS`), under a key prefix of the test's own.
-    One { url: String, prefix: String },
+    /// The local Redis, under the test data's key prefix.
+    One,
     /// A Redis Cluster of the test's own.
     Cluster(LocalCluster),
 }
 
 impl Redis {
-    /// The local Redis, under a prefix named after `test` and this process.
-    fn one(test: &str) -> Self {
-        let url = std::env::var("SWITCHBOARD_TEST_REDIS")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        Self::One { url, prefix: format!("sbtest:{test}:{}", std::process::id()) }
-    }
-
     /// A fresh local Redis Cluster (a few seconds to form).
     async fn cluster() -> Self {
         Self::Cluster(tokio::task::spawn_blocking(LocalCluster::start).await.unwrap())
     }
 
-    /// A name for what depends on the backend (databases), so the two runs of one
+    /// A name for what depends on the backend (the test data), so the two runs of one
     /// scenario in one process do not collide.
     fn tag(&self) -> &'static str {
         match self {
-            Self::One { .. } => "one",
+            Self::One => "one",
             Self::Cluster(_) => "rc",
         }
     }
 
     /// The arguments routers and gateways take to reach it.
-    fn args(&self) -> Vec<String> {
+    fn args(&self, data: &TestData) -> Vec<String> {
         match self {
-            Self::One { url, prefix } => {
-                vec!["--redis".into(), url.clone(), "--redis-prefix".into(), prefix.clone()]
-            }
+            Self::One => data.redis_args(),
             Self::Cluster(cluster) => {
                 let RedisTarget::Cluster(nodes) = cluster.seeds() else { unreachable!() };
                 vec!["--redis-cluster".into(), nodes.join(",")]
             }
-        }
-    }
-
-    /// Leaves nothing behind: the prefix's keys, or the whole cluster.
-    async fn forget(self) {
-        match self {
-            Self::One { url, prefix } => forget_prefix(&url, &prefix).await,
-            Self::Cluster(cluster) => drop(cluster),
         }
     }
 }
@@ -149,7 +79,7 @@ fn login(gateway: &str, user: &str, config: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_on_different_gateways_chat_and_survive_crashes_on_one_redis() {
-    people_on_different_gateways_chat_and_survive_crashes(Redis::one("cluster")).await;
+    people_on_different_gateways_chat_and_survive_crashes(Redis::One).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,55 +91,25 @@ async fn people_on_different_gateways_chat_and_survive_crashes_on_a_redis_cluste
 /// router crash, a gateway crash (its user offline within the TTL, backfilled on another
 /// gateway) and a storage outage.
 async fn people_on_different_gateways_chat_and_survive_crashes(presence: Redis) {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("sbtest_cluster_{}_{}", presence.tag(), std::process::id());
-    let (mut admin, database) = fresh_database(&admin_url, &name).await;
+    let data = TestData::new(&format!("cluster-{}", presence.tag())).await;
     let tmp = tempfile::tempdir().unwrap();
-    add_users(&database, &["alice", "bob", "carol"]);
-
-    let (storage_proc, storage) =
-        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let redis_args = presence.args();
-    let redis: Vec<&str> = redis_args.iter().map(String::as_str).collect();
-    let router_args = [&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat();
-    let (router_a, router_a_addr) = spawn(&router_args);
-    let (_router_b, router_b_addr) = spawn(&router_args);
-    let routers = format!("http://{router_a_addr},http://{router_b_addr}");
-    let storage_url = format!("http://{storage}");
-    let mut gateways: Vec<(Proc, String)> = Vec::new();
-    for id in ["gw1", "gw2", "gw3"] {
-        let args = [
-            &[
-                "gateway",
-                "--listen",
-                "127.0.0.1:0",
-                "--gateway-id",
-                id,
-                "--rate-per-user",
-                "0",
-                "--rate-per-ip",
-                "0",
-                "--presence-ttl",
-                "3",
-            ][..],
-            &["--storage", &storage_url, "--router", &routers][..],
-            &redis[..],
-        ]
-        .concat();
-        gateways.push(spawn(&args));
-    }
-    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
+    add_users(&data.database, &["alice", "bob", "carol"]);
+    let redis = presence.args(&data);
+    let mut cluster = Cluster::on(&data)
+        .redis(&redis.iter().map(String::as_str).collect::<Vec<_>>())
+        .routers(2)
+        .gateways(3)
+        .gateway_args(&["--rate-per-user", "0", "--rate-per-ip", "0", "--presence-ttl", "3"])
+        .start()
+        .await;
+    let gw = cluster.addrs();
 
     let alice_token = login(&gw[0], "alice", &tmp.path().join("alice"));
     let bob_token = login(&gw[1], "bob", &tmp.path().join("bob"));
     let carol_token = login(&gw[2], "carol", &tmp.path().join("carol"));
-    let mut alice = Client::connect(&gw[0], &alice_token).await;
-    let mut bob = Client::connect(&gw[1], &bob_token).await;
-    let mut carol = Client::connect(&gw[2], &carol_token).await;
-
-    // Routers link to gateways asynchronously; wait until every gateway is ready.
-    all_ready(&gw).await;
+    let mut alice = WsClient::connect(&gw[0], &alice_token).await;
+    let mut bob = WsClient::connect(&gw[1], &bob_token).await;
+    let mut carol = WsClient::connect(&gw[2], &carol_token).await;
 
     // 1:1 across gateways.
     alice
@@ -256,7 +156,7 @@ async fn people_on_different_gateways_chat_and_survive_crashes(presence: Redis) 
     // the dead router are lost on the live path; the next message shows receivers the gap,
     // which they fill from storage (the delivery contract), so after a last message
     // everyone has everything, in order, once.
-    drop(router_a);
+    cluster.routers[0].0.kill();
     for i in 0..20 {
         let id = format!("after-crash-{i}");
         bob.send(json!({"type": "send", "conversation_id": group, "client_msg_id": id, "body": i.to_string()})).await;
@@ -280,7 +180,7 @@ async fn people_on_different_gateways_chat_and_survive_crashes(presence: Redis) 
 
     // carol's gateway is killed: watchers see her offline within the presence TTL (3 s
     // here); she reconnects to another gateway and gets exactly what she missed.
-    let (gw3, _) = gateways.pop().unwrap();
+    let (gw3, _) = cluster.gateways.pop().unwrap();
     let killed = std::time::Instant::now();
     drop(gw3);
     for i in 0..3 {
@@ -295,7 +195,7 @@ async fn people_on_different_gateways_chat_and_survive_crashes(presence: Redis) 
         })
         .await;
     assert!(killed.elapsed() < Duration::from_secs(8), "offline after {:?}", killed.elapsed());
-    let mut carol = Client::connect_with(
+    let mut carol = WsClient::connect_with(
         &gw[0],
         json!({"type": "auth", "token": carol_token, "since": {group.to_string(): 23}}),
     )
@@ -311,7 +211,7 @@ async fn people_on_different_gateways_chat_and_survive_crashes(presence: Redis) 
 
     // Storage goes away: sends fail with a retryable error and nothing is acked; when it
     // is back (same address), the same send goes through.
-    drop(storage_proc);
+    cluster.storage.0.kill();
     let send = json!({"type": "send", "id": "s1", "conversation_id": group, "client_msg_id": "during-outage", "body": "kept?"});
     alice.send(send.clone()).await;
     let refused = alice.expect(|f| f["id"] == "s1").await;
@@ -320,7 +220,7 @@ async fn people_on_different_gateways_chat_and_survive_crashes(presence: Redis) 
         (Some("error"), Some("unavailable"))
     );
     assert!(!ready(&gw[0]).await, "/readyz must fail while storage is unreachable");
-    let (_storage, _) = spawn(&["storage", "--listen", &storage, "--database", &database]);
+    cluster.storage = cluster.spawn_storage(&cluster.storage.1);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let acked = loop {
         alice.send(send.clone()).await;
@@ -333,12 +233,8 @@ async fn people_on_different_gateways_chat_and_survive_crashes(presence: Redis) 
     };
     assert_eq!(acked["seq"], 28, "the refused attempts took no seq");
 
-    drop(gateways);
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    presence.forget().await;
+    drop((cluster, presence));
+    data.remove().await;
 }
 
 /// A Redis server of this test's own on a free port, killed on drop (so the test can
@@ -371,51 +267,27 @@ impl PrivateRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_during_traffic_loses_nothing() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("sbtest_redis_restart_{}", std::process::id());
-    let (mut admin, database) = fresh_database(&admin_url, &name).await;
-    add_users(&database, &["alice", "bob"]);
+    let data = TestData::new("redis-restart").await;
+    add_users(&data.database, &["alice", "bob"]);
     let tmp = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let redis = PrivateRedis::start_on(port);
     let redis_url = redis.url();
 
-    let (_storage, storage) =
-        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let (_router, router) = spawn(&["router", "--listen", "127.0.0.1:0", "--redis", &redis_url]);
-    let mut gateways = Vec::new();
-    for id in ["gw1", "gw2"] {
-        let storage = format!("http://{storage}");
-        let router = format!("http://{router}");
-        gateways.push(spawn(&[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--gateway-id",
-            id,
-            "--rate-per-user",
-            "0",
-            "--rate-per-ip",
-            "0",
-            // Heartbeats every 3 s: after the restart, Redis knows no sessions for up to
-            // 3 s, and the router drops what it routes meanwhile; the sessions repair it.
-            "--presence-ttl",
-            "9",
-            "--storage",
-            &storage,
-            "--router",
-            &router,
-            "--redis",
-            &redis_url,
-        ]));
-    }
-    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
-    all_ready(&gw).await;
+    let cluster = Cluster::on(&data)
+        .redis(&["--redis", &redis_url])
+        .gateways(2)
+        .gateway_args(&["--rate-per-user", "0", "--rate-per-ip", "0"])
+        // Heartbeats every 3 s: after the restart, Redis knows no sessions for up to 3 s,
+        // and the router drops what it routes meanwhile; the sessions repair it.
+        .gateway_args(&["--presence-ttl", "9"])
+        .start()
+        .await;
+    let gw = cluster.addrs();
     let alice_token = login(&gw[0], "alice", &tmp.path().join("alice"));
     let bob_token = login(&gw[1], "bob", &tmp.path().join("bob"));
-    let mut alice = Client::connect(&gw[0], &alice_token).await;
-    let mut bob = Client::connect(&gw[1], &bob_token).await;
+    let mut alice = WsClient::connect(&gw[0], &alice_token).await;
+    let mut bob = WsClient::connect(&gw[1], &bob_token).await;
     alice.send(json!({"type": "watch", "id": "w", "users": ["bob"]})).await;
     let watched = alice.expect(|f| f["id"] == "w").await;
     assert_eq!(watched["presences"][0]["status"], "available");
@@ -468,17 +340,14 @@ async fn a_redis_restart_during_traffic_loses_nothing() {
     // Presence recovered: bob is still seen online, and his changes reach alice again.
     presence_flows_again(&mut alice, &mut bob, Duration::from_secs(15)).await;
 
-    drop((gateways, redis));
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    drop((cluster, redis));
+    data.remove().await;
 }
 
 /// After a Redis outage or failover: bob's presence changes reach alice (watching him)
 /// again within `within` (changes published before the subscriptions were back are lost
 /// by design, so bob toggles until one arrives), and a fresh `watch` sees his status.
-async fn presence_flows_again(alice: &mut Client, bob: &mut Client, within: Duration) {
+async fn presence_flows_again(alice: &mut WsClient, bob: &mut WsClient, within: Duration) {
     let deadline = std::time::Instant::now() + within;
     loop {
         bob.send(json!({"type": "set_presence", "id": "p", "status": "away", "text": "lunch"}))
@@ -516,7 +385,7 @@ fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway_on_one_redis() {
-    webhooks_bots_and_broadcasts_reach_people_on_every_gateway(Redis::one("cluster-org")).await;
+    webhooks_bots_and_broadcasts_reach_people_on_every_gateway(Redis::One).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,10 +394,8 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway_on_a_redis_c
 }
 
 async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway(presence: Redis) {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("sbtest_cluster_org_{}_{}", presence.tag(), std::process::id());
-    let (mut pg, database) = fresh_database(&admin_url, &name).await;
+    let data = TestData::new(&format!("cluster-org-{}", presence.tag())).await;
+    let database = &data.database;
     let tmp = tempfile::tempdir().unwrap();
     for (user, org, admin) in [
         ("admin", "HQ", true),
@@ -537,59 +404,26 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway(presence: Re
         ("carol", "HQ/Building 20", false),
         ("dave", "HQ/Building 2", false),
     ] {
-        let mut args = vec!["user", "add", user, "--password-stdin", "--database", &database];
-        args.extend(["--org", org]);
-        if admin {
-            args.push("--admin");
-        }
-        let mut add = Command::new(BIN)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
-        assert!(add.wait().unwrap().success());
+        add_user_in(database, user, org, admin);
     }
-    let (_storage, storage) =
-        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let redis_args = presence.args();
-    let redis: Vec<&str> = redis_args.iter().map(String::as_str).collect();
-    let (_router, router) =
-        spawn(&[&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat());
-    let (storage_url, router_url) = (format!("http://{storage}"), format!("http://{router}"));
-    let mut gateways = Vec::new();
-    for id in ["gw1", "gw2"] {
-        let args = [
-            &[
-                "gateway",
-                "--listen",
-                "127.0.0.1:0",
-                "--gateway-id",
-                id,
-                "--rate-per-user",
-                "0",
-                "--rate-per-ip",
-                "0",
-            ][..],
-            &["--storage", &storage_url, "--router", &router_url][..],
-            &redis[..],
-        ]
-        .concat();
-        gateways.push(spawn(&args));
-    }
-    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
+    let redis = presence.args(&data);
+    let cluster = Cluster::on(&data)
+        .redis(&redis.iter().map(String::as_str).collect::<Vec<_>>())
+        .gateways(2)
+        .gateway_args(&["--rate-per-user", "0", "--rate-per-ip", "0"])
+        .start()
+        .await;
+    let gw = cluster.addrs();
     let admin_config = tmp.path().join("admin");
     let admin_token = login(&gw[0], "admin", &admin_config);
     let alice_token = login(&gw[0], "alice", &tmp.path().join("alice"));
     let bob_token = login(&gw[1], "bob", &tmp.path().join("bob"));
     let carol_token = login(&gw[1], "carol", &tmp.path().join("carol"));
     let dave_token = login(&gw[0], "dave", &tmp.path().join("dave"));
-    let mut admin = Client::connect(&gw[0], &admin_token).await;
-    let mut alice = Client::connect(&gw[0], &alice_token).await;
-    let mut bob = Client::connect(&gw[1], &bob_token).await;
-    let mut carol = Client::connect(&gw[1], &carol_token).await;
-    all_ready(&gw).await;
+    let mut admin = WsClient::connect(&gw[0], &admin_token).await;
+    let mut alice = WsClient::connect(&gw[0], &alice_token).await;
+    let mut bob = WsClient::connect(&gw[1], &bob_token).await;
+    let mut carol = WsClient::connect(&gw[1], &carol_token).await;
 
     // A webhook into a group spread over both gateways, posted to through either.
     admin
@@ -618,7 +452,7 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway(presence: Re
 
     // A bot: outside the group its post is refused (exit code 4), to a person it works.
     let bot = Command::new(BIN)
-        .args(["bot", "add", "ci", "--display-name", "CI bot", "--database", &database])
+        .args(["bot", "add", "ci", "--display-name", "CI bot", "--database", database])
         .output()
         .unwrap();
     assert!(bot.status.success());
@@ -652,7 +486,7 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway(presence: Re
     carol.send(json!({"type": "ping", "id": "p"})).await;
     let next = carol.expect(|f| f["type"] == "broadcast" || f["id"] == "p").await;
     assert_eq!(next["type"], "pong", "{next}");
-    let mut dave = Client::connect(&gw[1], &dave_token).await;
+    let mut dave = WsClient::connect(&gw[1], &dave_token).await;
     assert_eq!(dave.expect(|f| f["type"] == "broadcast").await["broadcast"]["id"], id);
     alice.send(json!({"type": "ack_broadcast", "id": "k", "broadcast_id": id})).await;
     assert_eq!(alice.expect(|f| f["id"] == "k").await["type"], "ok");
@@ -662,12 +496,8 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway(presence: Re
     assert_eq!(status["acknowledged"][0]["user"], "alice");
     assert_eq!(status["pending"], json!(["bob", "dave"]));
 
-    drop(gateways);
-    presence.forget().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut pg)
-        .await
-        .unwrap();
+    drop((cluster, presence));
+    data.remove().await;
 }
 
 /// The cluster on a Redis Cluster (3 primaries, 3 replicas) instead of one Redis: people
@@ -676,50 +506,24 @@ async fn webhooks_bots_and_broadcasts_reach_people_on_every_gateway(presence: Re
 /// arrives once, in order; presence flows again afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_redis_cluster_a_primary_failover_during_traffic_loses_nothing() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("sbtest_redis_cluster_{}", std::process::id());
-    let (mut admin, database) = fresh_database(&admin_url, &name).await;
-    add_users(&database, &["alice", "bob"]);
+    let data = TestData::new("redis-cluster").await;
+    add_users(&data.database, &["alice", "bob"]);
     let tmp = tempfile::tempdir().unwrap();
     let mut redis = tokio::task::spawn_blocking(LocalCluster::start).await.unwrap();
     let RedisTarget::Cluster(nodes) = redis.seeds() else { unreachable!() };
     let nodes = nodes.join(",");
 
-    let (_storage, storage) =
-        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let (_router, router) =
-        spawn(&["router", "--listen", "127.0.0.1:0", "--redis-cluster", &nodes]);
-    let mut gateways = Vec::new();
-    for id in ["gw1", "gw2"] {
-        let storage = format!("http://{storage}");
-        let router = format!("http://{router}");
-        gateways.push(spawn(&[
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--gateway-id",
-            id,
-            "--rate-per-user",
-            "0",
-            "--rate-per-ip",
-            "0",
-            "--presence-ttl",
-            "6",
-            "--storage",
-            &storage,
-            "--router",
-            &router,
-            "--redis-cluster",
-            &nodes,
-        ]));
-    }
-    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
-    all_ready(&gw).await;
+    let cluster = Cluster::on(&data)
+        .redis(&["--redis-cluster", &nodes])
+        .gateways(2)
+        .gateway_args(&["--rate-per-user", "0", "--rate-per-ip", "0", "--presence-ttl", "6"])
+        .start()
+        .await;
+    let gw = cluster.addrs();
     let alice_token = login(&gw[0], "alice", &tmp.path().join("alice"));
     let bob_token = login(&gw[1], "bob", &tmp.path().join("bob"));
-    let mut alice = Client::connect(&gw[0], &alice_token).await;
-    let mut bob = Client::connect(&gw[1], &bob_token).await;
+    let mut alice = WsClient::connect(&gw[0], &alice_token).await;
+    let mut bob = WsClient::connect(&gw[1], &bob_token).await;
     alice.send(json!({"type": "watch", "id": "w", "users": ["bob"]})).await;
     let watched = alice.expect(|f| f["id"] == "w").await;
     assert_eq!(watched["presences"][0]["status"], "available");
@@ -752,9 +556,6 @@ async fn on_a_redis_cluster_a_primary_failover_during_traffic_loses_nothing() {
     // Presence flows again: bob's changes reach alice.
     presence_flows_again(&mut alice, &mut bob, Duration::from_secs(20)).await;
 
-    drop((gateways, redis));
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    drop((cluster, redis));
+    data.remove().await;
 }

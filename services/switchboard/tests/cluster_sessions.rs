@@ -8,34 +8,15 @@
 mod support;
 
 use serde_json::json;
-use support::{WsClient, add_admin, add_users, all_ready, forget_prefix, fresh_database, spawn};
+use support::{Cluster, TestData, WsClient, add_admin, add_users};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_outs_and_disabled_accounts_end_sessions_on_every_gateway() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("sbtest_cluster_sessions_{}", std::process::id());
-    let prefix = format!("sbtest:cluster-sessions:{}", std::process::id());
-    let (mut pg, database) = fresh_database(&admin_url, &name).await;
-    add_users(&database, &["alice"]);
-    add_admin(&database, "root");
-
-    let (_storage, storage) =
-        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
-    let (_router, router) =
-        spawn(&[&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat());
-    let (storage_url, router_url) = (format!("http://{storage}"), format!("http://{router}"));
-    let mut gateways = Vec::new();
-    for id in ["gw1", "gw2"] {
-        let role = ["gateway", "--listen", "127.0.0.1:0", "--gateway-id", id];
-        let links = ["--storage", storage_url.as_str(), "--router", router_url.as_str()];
-        gateways.push(spawn(&[&role[..], &links[..], &redis[..]].concat()));
-    }
-    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
-    all_ready(&gw).await;
+    let data = TestData::new("cluster-sessions").await;
+    add_users(&data.database, &["alice"]);
+    add_admin(&data.database, "root");
+    let cluster = Cluster::on(&data).gateways(2).start().await;
+    let gw = cluster.addrs();
 
     // alice on her laptop (gw2) and her phone (gw2); she signs the laptop out through gw1.
     let laptop = support::login_token(&gw[0], "alice").await;
@@ -61,12 +42,8 @@ async fn sign_outs_and_disabled_accounts_end_sessions_on_every_gateway() {
     assert!(last["message"].as_str().unwrap().contains("disabled"), "{last}");
     assert_eq!(close, Some(1008));
 
-    drop(gateways);
-    forget_prefix(&redis_url, &prefix).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut pg)
-        .await
-        .unwrap();
+    drop(cluster);
+    data.remove().await;
 }
 
 /// An HTTP/1.1 request with a bearer token; the status and the body.

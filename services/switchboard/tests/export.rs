@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use sqlx::Connection;
-use support::{BIN, Proc, fresh_database, spawn};
+use support::{BIN, Cluster, TestData, spawn};
 
 /// Where the test's data lives, to backdate a message (nothing in the API writes the past).
 enum Db {
@@ -472,39 +472,16 @@ async fn sqlite_export_matches_the_data_set_in_every_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cluster_export_matches_the_data_set_in_every_format() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("sbtest_export_{}", std::process::id());
-    let prefix = format!("sbtest:export:{}", std::process::id());
-    let (mut admin, database) = fresh_database(&admin_url, &name).await;
-    let target = ["--database", database.as_str()];
+    let data = TestData::new("export").await;
+    let target = ["--database", data.database.as_str()];
     add_user(&target, "root", true);
     add_user(&target, "alice", false);
     add_user(&target, "bob", false);
-    let (storage, storage_addr) =
-        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
-    let (router, router_addr) =
-        spawn(&[&["router", "--listen", "127.0.0.1:0"][..], &redis].concat());
-    let (storage_url, router_url) =
-        (format!("http://{storage_addr}"), format!("http://{router_addr}"));
-    let gateway_args = [
-        &["gateway", "--listen", "127.0.0.1:0", "--rate-per-user", "0", "--rate-per-ip", "0"][..],
-        &["--storage", &storage_url, "--router", &router_url],
-        &redis,
-    ]
-    .concat();
-    let (gateway, gateway_addr) = spawn(&gateway_args);
-    support::all_ready(std::slice::from_ref(&gateway_addr)).await;
+    let gateway = ["--rate-per-user", "0", "--rate-per-ip", "0"];
+    let cluster = Cluster::on(&data).gateway_args(&gateway).start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let url = format!("http://{gateway_addr}");
-    the_export_matches_the_data_set(tmp.path(), &url, &Db::Postgres(database.clone())).await;
-    drop::<[Proc; 3]>([gateway, router, storage]);
-    support::forget_prefix(&redis_url, &prefix).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let url = format!("http://{}", cluster.addrs()[0]);
+    the_export_matches_the_data_set(tmp.path(), &url, &Db::Postgres(data.database.clone())).await;
+    drop(cluster);
+    data.remove().await;
 }

@@ -25,10 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::json;
-use support::{
-    Proc, WsClient, add_users, all_ready, forget_prefix, fresh_database, http_get, login_token,
-    spawn_with_env,
-};
+use support::{Cluster, TestData, WsClient, add_users, http_get, login_token};
 
 /// One exported span, flattened.
 #[derive(Debug, Clone)]
@@ -104,83 +101,16 @@ impl Collector {
     }
 }
 
-struct Env {
-    admin_url: String,
-    redis_url: String,
-}
-
-fn env() -> Env {
-    Env {
-        admin_url: std::env::var("SWITCHBOARD_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-        redis_url: std::env::var("SWITCHBOARD_TEST_REDIS")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-    }
-}
-
-/// A running cluster: one storage, one router, gateways named `gw1`, `gw2`, ...
-struct Cluster {
-    storage: (Proc, String),
-    router: (Proc, String),
-    gateways: Vec<(Proc, String)>,
-}
-
-/// Starts the cluster; `otel(role, gateway id)` gives each process its extra environment.
-async fn start_cluster(
-    database: &str,
-    prefix: &str,
-    gateways: usize,
-    otel: impl Fn(&str) -> Vec<(String, String)>,
-) -> Cluster {
-    let redis_url = env().redis_url;
-    let with = |args: &[&str], who: &str| {
-        let vars = otel(who);
-        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        spawn_with_env(args, &vars)
-    };
-    let storage = with(&["storage", "--listen", "127.0.0.1:0", "--database", database], "storage");
-    let router = with(
-        &["router", "--listen", "127.0.0.1:0", "--redis", &redis_url, "--redis-prefix", prefix],
-        "router",
-    );
-    let mut started = Vec::new();
-    for n in 1..=gateways {
-        let id = format!("gw{n}");
-        let args = [
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--gateway-id",
-            &id,
-            "--storage",
-            &format!("http://{}", storage.1),
-            "--router",
-            &format!("http://{}", router.1),
-            "--redis",
-            &redis_url,
-            "--redis-prefix",
-            prefix,
-        ];
-        started.push(with(&args, &id));
-    }
-    let addrs: Vec<String> = started.iter().map(|(_, a)| a.clone()).collect();
-    all_ready(&addrs).await;
-    Cluster { storage, router, gateways: started }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_is_one_trace_across_gateway_storage_router_and_gateway() {
-    let env = env();
-    let name = format!("sbtest_traces_{}", std::process::id());
-    let prefix = format!("sbtest:traces:{}", std::process::id());
-    let (mut admin, database) = fresh_database(&env.admin_url, &name).await;
-    add_users(&database, &["alice", "bob"]);
+    let data = TestData::new("traces").await;
+    add_users(&data.database, &["alice", "bob"]);
     let collector = Collector::default();
     let endpoint = collector.start().await;
 
     // gw1 keeps every trace it starts, gw2 none; storage and the router follow the
     // sender's decision (their own default would keep everything).
-    let cluster = start_cluster(&database, &prefix, 2, |who| {
+    let cluster = Cluster::on(&data).gateways(2).env(move |who| {
         let mut vars = vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), endpoint.clone()),
             ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
@@ -193,8 +123,8 @@ async fn one_message_is_one_trace_across_gateway_storage_router_and_gateway() {
             vars.push(("OTEL_TRACES_SAMPLER_ARG".into(), "0".into()));
         }
         vars
-    })
-    .await;
+    });
+    let mut cluster = cluster.start().await;
     let (gw1, gw2) = (&cluster.gateways[0].1, &cluster.gateways[1].1);
     let alice_token = login_token(gw1, "alice").await;
     let bob_token = login_token(gw2, "bob").await;
@@ -214,8 +144,8 @@ async fn one_message_is_one_trace_across_gateway_storage_router_and_gateway() {
     alice.expect(|f| f["type"] == "message" && f["message"]["body"] == "hello").await;
 
     // Every role flushes its spans on the way out.
-    let Cluster { mut storage, mut router, mut gateways } = cluster;
-    for (proc, _) in gateways.iter_mut().chain([&mut router, &mut storage]) {
+    let Cluster { storage, routers, gateways, .. } = &mut cluster;
+    for (proc, _) in gateways.iter_mut().chain(routers.iter_mut()).chain([storage]) {
         proc.terminate();
     }
     let spans = collector.spans();
@@ -265,11 +195,7 @@ async fn one_message_is_one_trace_across_gateway_storage_router_and_gateway() {
         .collect();
     assert!(stray.is_empty(), "spans of a dropped trace were exported: {stray:#?}");
 
-    forget_prefix(&env.redis_url, &prefix).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    data.remove().await;
 }
 
 /// A `/metrics` page: every sample by its name with labels (as written). Panics on
@@ -326,14 +252,11 @@ fn moved(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_of_every_role_count_a_known_workload() {
-    let env = env();
-    let name = format!("sbtest_metrics_{}", std::process::id());
-    let prefix = format!("sbtest:metrics:{}", std::process::id());
-    let (mut admin, database) = fresh_database(&env.admin_url, &name).await;
-    add_users(&database, &["alice", "bob"]);
-    let cluster = start_cluster(&database, &prefix, 2, |_| Vec::new()).await;
+    let data = TestData::new("metrics").await;
+    add_users(&data.database, &["alice", "bob"]);
+    let cluster = Cluster::on(&data).gateways(2).start().await;
     let (gw1, gw2) = (&cluster.gateways[0].1, &cluster.gateways[1].1);
-    let (storage, router) = (&cluster.storage.1, &cluster.router.1);
+    let (storage, router) = (&cluster.storage.1, &cluster.routers[0].1);
     let alice_token = login_token(gw1, "alice").await;
     let bob_token = login_token(gw2, "bob").await;
     let mut alice = WsClient::connect(gw1, &alice_token).await;
@@ -446,9 +369,5 @@ async fn metrics_of_every_role_count_a_known_workload() {
     }
 
     drop(cluster);
-    forget_prefix(&env.redis_url, &prefix).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    data.remove().await;
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Proc, all_ready, forget_prefix, fresh_database, post_json, spawn};
+use support::{Cluster, TestData, add_admin, all_ready, post_json};
 use switchboard_loadtest::run::{Admin, RunConfig, run};
 use switchboard_loadtest::scenario::Overrides;
 
@@ -32,48 +32,18 @@ const GATEWAY_STOP: Duration = Duration::from_secs(5 + 5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_gateway_and_both_routers_restart_under_load_and_nothing_is_lost() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("sbtest_rolling_{}", std::process::id());
-    let prefix = format!("sbtest:rolling:{}", std::process::id());
-    let (mut pg, database) = fresh_database(&admin_url, &name).await;
-    add_admin(&database, "root");
-
-    let (_storage, storage) =
-        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
-    let router = |listen: &str| spawn(&[&["router", "--listen", listen][..], &redis[..]].concat());
-    let mut routers: Vec<(Proc, String)> = vec![router("127.0.0.1:0"), router("127.0.0.1:0")];
-    let router_urls =
-        routers.iter().map(|(_, a)| format!("http://{a}")).collect::<Vec<_>>().join(",");
-    let storage_url = format!("http://{storage}");
-    let gateway = |id: &str, listen: &str| {
-        let args = [
-            &[
-                "gateway",
-                "--listen",
-                listen,
-                "--gateway-id",
-                id,
-                "--rate-per-user",
-                "0",
-                "--rate-per-ip",
-                "0",
-            ][..],
-            &["--drain-secs", DRAIN_SECS, "--reconnect-spread-ms", SPREAD_MS],
-            &["--storage", &storage_url, "--router", &router_urls][..],
-            &redis[..],
-        ]
-        .concat();
-        spawn(&args)
-    };
+    let data = TestData::new("rolling").await;
+    add_admin(&data.database, "root");
+    let mut cluster = Cluster::on(&data)
+        .routers(2)
+        .gateways(3)
+        .gateway_args(&["--rate-per-user", "0", "--rate-per-ip", "0"])
+        .gateway_args(&["--drain-secs", DRAIN_SECS, "--reconnect-spread-ms", SPREAD_MS])
+        .start()
+        .await;
     let ids = ["gw1", "gw2", "gw3"];
-    let mut gateways: Vec<(Proc, String)> =
-        ids.iter().map(|id| gateway(id, "127.0.0.1:0")).collect();
-    let addrs: Vec<String> = gateways.iter().map(|(_, a)| a.clone()).collect();
-    all_ready(&addrs).await;
+    let addrs = cluster.addrs();
+    let (database, redis_url, prefix) = (&data.database, &data.redis_url, &data.prefix);
 
     // The load: office traffic (1:1 and groups, typing, watching) over all three gateways.
     let out = tempfile::tempdir().unwrap();
@@ -112,25 +82,25 @@ async fn every_gateway_and_both_routers_restart_under_load_and_nothing_is_lost()
         runtime.block_on(run(config))
     });
     // Provisioning, the ramp, and a few seconds of steady traffic first.
-    wait_for_online(&database, &redis_url, &prefix, &ids, Duration::from_secs(30)).await;
+    wait_for_online(database, redis_url, prefix, &ids, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Every gateway, one after another: SIGTERM, then a new process on the same port.
     for (i, id) in ids.iter().enumerate() {
-        let (status, took) = gateways[i].0.terminate();
+        let (status, took) = cluster.gateways[i].0.terminate();
         assert!(status.success(), "{id} exited with {status}");
         assert!(took < GATEWAY_STOP, "{id} took {took:?} to stop");
-        assert_gateway_left(&redis_url, &prefix, id).await;
-        gateways[i] = gateway(id, &addrs[i]);
+        assert_gateway_left(redis_url, prefix, id).await;
+        cluster.gateways[i] = cluster.spawn_gateway(i, &addrs[i]);
         all_ready(&addrs).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     // Then both routers, the same way.
-    for (i, (process, addr)) in routers.iter_mut().enumerate() {
-        let (status, took) = process.terminate();
+    for i in 0..cluster.routers.len() {
+        let (status, took) = cluster.routers[i].0.terminate();
         assert!(status.success(), "router {i} exited with {status}");
         assert!(took < Duration::from_secs(8), "router {i} took {took:?} to stop");
-        *process = router(addr).0;
+        cluster.routers[i] = cluster.spawn_router(&cluster.routers[i].1);
         // Gateways link again within their backoff (at most 2 s).
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -141,7 +111,7 @@ async fn every_gateway_and_both_routers_restart_under_load_and_nothing_is_lost()
     );
 
     // Every client is back, each with exactly one session on a live gateway.
-    wait_for_online(&database, &redis_url, &prefix, &ids, Duration::from_secs(15)).await;
+    wait_for_online(database, redis_url, prefix, &ids, Duration::from_secs(15)).await;
 
     let outcome = tokio::task::spawn_blocking(move || load.join().unwrap()).await.unwrap().unwrap();
     let s = &outcome.summary;
@@ -177,10 +147,10 @@ async fn every_gateway_and_both_routers_restart_under_load_and_nothing_is_lost()
     assert!(t.connects >= 2 * USERS as u64, "reconnects: {}", t.connects);
 
     // The load generator has signed everyone out: nobody shows online, no session is left.
-    let users = user_ids(&database).await;
+    let users = user_ids(database).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let sessions = sessions(&redis_url, &prefix, &users).await;
+        let sessions = sessions(redis_url, prefix, &users).await;
         if sessions.values().all(HashMap::is_empty) {
             break;
         }
@@ -190,26 +160,8 @@ async fn every_gateway_and_both_routers_restart_under_load_and_nothing_is_lost()
     let observer = presence_of(&addrs[0], &users).await;
     assert!(observer.iter().all(|(_, status)| status == "offline"), "{observer:?}");
 
-    drop(gateways);
-    drop(routers);
-    forget_prefix(&redis_url, &prefix).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut pg)
-        .await
-        .unwrap();
-}
-
-/// Creates admin account `user` (password `{user}-password`) straight in the database.
-fn add_admin(database: &str, user: &str) {
-    use std::io::Write;
-    let mut add = std::process::Command::new(support::BIN)
-        .args(["user", "add", user, "--admin", "--password-stdin", "--database", database])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    add.stdin.take().unwrap().write_all(format!("{user}-password\n").as_bytes()).unwrap();
-    assert!(add.wait().unwrap().success());
+    drop(cluster);
+    data.remove().await;
 }
 
 /// The load generator's users (id, username), from the test's database.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{add_admin, all_ready, forget_prefix, fresh_database, spawn};
+use support::{Cluster, TestData, add_admin};
 use tokio_tungstenite::tungstenite::Message;
 
 const CLIENTS: usize = 300;
@@ -59,26 +59,11 @@ async fn open(gateway: &str) -> Ws {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_sign_ins_beyond_the_queue_is_told_when_to_retry_and_all_get_in() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("sbtest_sign_in_storm_{}", std::process::id());
-    let prefix = format!("sbtest:sign-in-storm:{}", std::process::id());
-    let (mut pg, database) = fresh_database(&admin_url, &name).await;
-    add_admin(&database, "root");
-
-    let (_storage, storage) =
-        spawn(&["storage", "--listen", "127.0.0.1:0", "--database", &database]);
-    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
-    let (_router, router) =
-        spawn(&[&["router", "--listen", "127.0.0.1:0"][..], &redis[..]].concat());
-    let (storage_url, router_url) = (format!("http://{storage}"), format!("http://{router}"));
-    let role = ["gateway", "--listen", "127.0.0.1:0", "--gateway-id", "gw1"];
-    let links = ["--storage", storage_url.as_str(), "--router", router_url.as_str()];
+    let data = TestData::new("sign-in-storm").await;
+    add_admin(&data.database, "root");
     let gate = ["--sign-ins-in-flight", "2", "--sign-in-queue", "10"];
-    let (_gateway, gw) = spawn(&[&role[..], &links[..], &redis[..], &gate[..]].concat());
-    all_ready(std::slice::from_ref(&gw)).await;
+    let cluster = Cluster::on(&data).gateway_args(&gate).start().await;
+    let gw = cluster.addrs().remove(0);
 
     let root = support::login_token(&gw, "root").await;
     let body = json!({"prefix": "storm", "count": CLIENTS, "password": "storm-password"});
@@ -147,11 +132,8 @@ async fn a_storm_of_sign_ins_beyond_the_queue_is_told_when_to_retry_and_all_get_
     assert!(value("switchboard_gateway_sign_ins_refused_total") >= refusals.len() as f64);
     assert_eq!(value("switchboard_gateway_sign_ins_waiting"), 0.0);
 
-    forget_prefix(&redis_url, &prefix).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut pg)
-        .await
-        .unwrap();
+    drop(cluster);
+    data.remove().await;
 }
 
 /// POSTs `body` with a bearer token; the status and the JSON answer.

@@ -3,28 +3,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sqlx::Connection;
+use support::{BIN, TestData};
 use switchboard_storage::Store;
 use switchboard_storage::grpc::RemoteStore;
 
-const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_storage_role_serves_what_admin_commands_wrote() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("sbtest_role_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let data = TestData::new("role").await;
+    let url = &data.database;
 
     let mut add = Command::new(BIN)
         .args([
@@ -35,7 +27,7 @@ async fn the_storage_role_serves_what_admin_commands_wrote() {
             "HQ/Building 2",
             "--password-stdin",
             "--database",
-            &url,
+            url,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -47,7 +39,7 @@ async fn the_storage_role_serves_what_admin_commands_wrote() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut storage = Command::new(BIN)
-        .args(["storage", "--listen", "127.0.0.1:0", "--database", &url])
+        .args(["storage", "--listen", "127.0.0.1:0", "--database", url])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -73,8 +65,5 @@ async fn the_storage_role_serves_what_admin_commands_wrote() {
         tokio::time::timeout(Duration::from_secs(15), remote.user_by_name("carol")).await.unwrap();
     assert!(matches!(gone, Err(switchboard_storage::StoreError::Unavailable(_))), "{gone:?}");
 
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    data.remove().await;
 }

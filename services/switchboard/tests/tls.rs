@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
-use support::{BIN, Proc, add_users, all_ready, forget_prefix, fresh_database, login_token};
+use support::{BIN, Cluster, Proc, TestData, add_users, login_token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -291,14 +291,8 @@ async fn the_embedded_server_speaks_tls_and_rotates_its_certificate_on_sighup() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_services_talk_grpc_over_tls_with_a_private_ca() {
-    let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("SWITCHBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let name = format!("sbtest_tls_{}", std::process::id());
-    let prefix = format!("sbtest:tls:{}", std::process::id());
-    let (mut admin, database) = fresh_database(&admin_url, &name).await;
-    add_users(&database, &["alice", "bob"]);
+    let data = TestData::new("tls").await;
+    add_users(&data.database, &["alice", "bob"]);
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new();
     install(tmp.path(), &ca.server());
@@ -307,26 +301,18 @@ async fn cluster_services_talk_grpc_over_tls_with_a_private_ca() {
     let (cert, key, ca_file) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
     let tls = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
 
-    let storage_args =
-        [&["storage", "--listen", "127.0.0.1:0", "--database", &database][..], &tls[..]].concat();
-    let (_storage, storage) = support::spawn(&storage_args);
-    let redis = ["--redis", redis_url.as_str(), "--redis-prefix", prefix.as_str()];
-    let router_args = [&["router", "--listen", "127.0.0.1:0"][..], &redis[..], &tls[..]].concat();
-    let (_router, router) = support::spawn(&router_args);
-    let (storage_url, router_url) = (format!("https://{storage}"), format!("https://{router}"));
-    let mut gateways: Vec<(Proc, String)> = Vec::new();
-    for id in ["gw1", "gw2"] {
-        let args = [
-            &["gateway", "--listen", "127.0.0.1:0", "--gateway-id", id][..],
-            &["--storage", &storage_url, "--router", &router_url, "--tls-ca", &ca_file][..],
-            &redis[..],
-        ]
-        .concat();
-        gateways.push(support::spawn(&args));
-    }
-    let gw: Vec<String> = gateways.iter().map(|(_, addr)| addr.clone()).collect();
     // Ready means storage answers and a router is linked: both over TLS.
-    all_ready(&gw).await;
+    let cluster = Cluster::on(&data)
+        .https()
+        .storage_args(&tls)
+        .router_args(&tls)
+        .gateways(2)
+        .gateway_args(&["--tls-ca", &ca_file])
+        .start()
+        .await;
+    let gw = cluster.addrs();
+    let storage_url = format!("https://{}", cluster.storage.1);
+    let router_url = format!("https://{}", cluster.routers[0].1);
 
     let alice_token = login_token(&gw[0], "alice").await;
     let bob_token = login_token(&gw[1], "bob").await;
@@ -342,7 +328,7 @@ async fn cluster_services_talk_grpc_over_tls_with_a_private_ca() {
     let refused = Command::new(BIN)
         .args(["gateway", "--listen", "127.0.0.1:0", "--storage", &storage_url])
         .args(["--router", &router_url])
-        .args(redis)
+        .args(data.redis_args())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
@@ -350,9 +336,6 @@ async fn cluster_services_talk_grpc_over_tls_with_a_private_ca() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--tls-ca"));
 
-    drop(gateways);
-    forget_prefix(&redis_url, &prefix).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
+    drop(cluster);
+    data.remove().await;
 }

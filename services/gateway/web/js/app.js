@@ -367,7 +367,8 @@ export class App {
 
   flash(text) {
     const banner = $('connection-banner');
-    if (!banner.hidden && banner.classList.contains('offline')) return;
+    // The connection's own status (offline, busy) says more than a flash would.
+    if (!banner.hidden && (banner.classList.contains('offline') || banner.classList.contains('busy'))) return;
     banner.hidden = false;
     banner.className = 'banner error';
     banner.replaceChildren(text);

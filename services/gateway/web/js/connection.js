@@ -1,7 +1,9 @@
 // The WebSocket session: sign-in with `auth` + `since` (docs/protocol.md, section 5),
 // request/answer matching by `id`, keepalive pings, and reconnection with exponential
-// backoff and full jitter. Unacknowledged sends are re-sent with their original
-// `client_msg_id` after every reconnect, so a send is stored once whatever happens.
+// backoff and full jitter, or after the wait the server names (a draining server's
+// `shutting_down`, a busy one's refusal of the sign-in). Unacknowledged sends are re-sent
+// with their original `client_msg_id` after every reconnect, so a send is stored once
+// whatever happens.
 
 const PING_EVERY_MS = 25_000;
 const PONG_WITHIN_MS = 10_000;
@@ -9,6 +11,11 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 // Longest wait a draining server's `retry_after_ms` may impose.
 const RESTART_WAIT_MAX_MS = 60_000;
+// Longest wait a refused sign-in's `retry_after_ms` may impose (a busy gateway names up
+// to 2 minutes), and the most jitter added on top of it, as a share of the wait: clients
+// refused together, told the same, do not come back together.
+const BUSY_WAIT_MAX_MS = 120_000;
+const BUSY_JITTER = 0.2;
 
 export class Connection {
   /**
@@ -17,7 +24,7 @@ export class Connection {
    * @param {() => Record<string, number>} o.since last seq held per conversation
    * @param {(frame: object) => void} o.onFrame every frame that is not an answer
    * @param {(state: string, detail?: object) => void} o.onState 'connecting', 'online',
-   *   'offline' (with {retryInMs}), 'unauthenticated'
+   *   'offline' (with {retryInMs, retryAt, restarting, busy}), 'unauthenticated'
    */
   constructor({ token, since, onFrame, onState }) {
     this.token = token;
@@ -31,6 +38,10 @@ export class Connection {
     this.attempt = 0;
     this.retryTimer = null;
     this.restartInMs = null; // the draining server's retry_after_ms, until the close
+    // A refused sign-in's {code, retryAfterMs} (`unavailable`: the server is busy;
+    // `rate_limited`: too many failed sign-ins from here), until the close.
+    this.refusal = null;
+    this.busyUntil = 0; // no attempt before this time (Date.now() ms): the server said so
     this.pingTimer = null;
     this.pongTimer = null;
     this.stopped = false;
@@ -88,6 +99,14 @@ export class Connection {
         // clients do not all arrive at the other gateways at once).
         this.restartInMs = Number.isFinite(frame.retry_after_ms) ? frame.retry_after_ms : null;
       }
+      // The sign-in (or the session's start) refused for now, with the time to come back:
+      // a busy server, or too many failed sign-ins from this address. Not an error to
+      // show: the close that follows waits as told.
+      const retryable = frame.code === 'unavailable' || frame.code === 'rate_limited';
+      if (frame.type === 'error' && !frame.id && retryable && Number.isFinite(frame.retry_after_ms)) {
+        this.refusal = { code: frame.code, retryAfterMs: frame.retry_after_ms };
+        return;
+      }
       // A bad token at sign-in, or later a sign-out elsewhere or a disabled account:
       // reconnecting with this token cannot work.
       if (frame.type === 'error' && frame.code === 'unauthenticated') {
@@ -113,23 +132,36 @@ export class Connection {
       for (const { reject } of this.waiting.values()) reject(Object.assign(new Error('offline'), { code: 'offline' }));
       this.waiting.clear();
       if (this.stopped) return;
-      // A draining server names the delay; a slow session comes back soon, spread out;
+      // A draining server names the delay, and so does one refusing the sign-in (at
+      // least that long, plus jitter); a slow session comes back soon, spread out;
       // anything else backs off.
       const restarting = event.code === 1012;
+      const refusal = event.code === 1013 ? this.refusal : null;
       const soon = restarting || (event.code === 1013 && signedIn);
       const ceiling = soon ? 2000 : Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt);
       let delay = Math.floor(Math.random() * ceiling);
       if (restarting && this.restartInMs !== null) delay = Math.min(this.restartInMs, RESTART_WAIT_MAX_MS);
+      if (refusal) {
+        const wait = Math.min(refusal.retryAfterMs, BUSY_WAIT_MAX_MS);
+        delay = Math.min(wait + Math.floor(Math.random() * wait * BUSY_JITTER), BUSY_WAIT_MAX_MS);
+      }
       this.restartInMs = null;
+      this.refusal = null;
       this.attempt += 1;
-      this.onState('offline', { retryInMs: delay, retryAt: Date.now() + delay, restarting });
+      const retryAt = Date.now() + delay;
+      this.busyUntil = refusal ? retryAt : 0;
+      const busy = refusal ? refusal.code : null;
+      this.onState('offline', { retryInMs: delay, retryAt, restarting, busy });
       this.retryTimer = setTimeout(() => this.open(), delay);
     });
   }
 
-  /** Skips the wait of the backoff (the browser says the network is back). */
+  /**
+   * Skips the wait of the backoff (the browser says the network is back), but not a wait
+   * the server asked for.
+   */
   reconnectNow() {
-    if (this.stopped || this.online) return;
+    if (this.stopped || this.online || Date.now() < this.busyUntil) return;
     if (this.ws && this.ws.readyState === WebSocket.CONNECTING) return;
     this.open();
   }

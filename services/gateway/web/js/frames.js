@@ -194,6 +194,21 @@ export const frameHandlers = {
       banner.hidden = false;
       banner.className = 'banner connecting';
       banner.replaceChildren('Connecting…');
+    } else if (state === 'offline' && detail.busy) {
+      // The server refused the sign-in for now and said when to come back: a status,
+      // not an error, and no "Retry now" (it would only be refused again).
+      banner.hidden = false;
+      banner.className = 'banner busy';
+      const why = detail.busy === 'rate_limited' ? 'Too many sign-ins from this address. ' : 'The server is busy. ';
+      const draw = () => {
+        const seconds = Math.max(0, Math.ceil((detail.retryAt - Date.now()) / 1000));
+        banner.replaceChildren(
+          el('strong', {}, why),
+          `Retrying${seconds ? ` in ${seconds} s` : ''}… Messages you write are sent once you are connected.`,
+        );
+      };
+      draw();
+      this.countdown = setInterval(draw, 1000);
     } else if (state === 'offline') {
       banner.hidden = false;
       banner.className = 'banner offline';

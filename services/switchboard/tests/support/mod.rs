@@ -1,13 +1,18 @@
 //! Helpers for tests that run the cluster's roles as real processes: spawning
-//! `switchboard` roles, a PostgreSQL database and a Redis key prefix per test, readiness.
+//! `switchboard` roles, a PostgreSQL database and a Redis key prefix per test and a cluster
+//! over them (`cluster.rs`), readiness, small HTTP and WebSocket clients.
 
 #![allow(dead_code, clippy::unwrap_used)]
+
+mod cluster;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sqlx::Connection;
+// Each test binary uses some of these (dead_code above, for the same reason).
+#[allow(unused_imports)]
+pub use cluster::{Cluster, TestData};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
@@ -27,12 +32,17 @@ impl Proc {
         let status = self.0.wait().unwrap();
         (status, started.elapsed())
     }
+
+    /// Kills the process (a crash) and waits for it to end.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.kill();
     }
 }
 
@@ -66,32 +76,27 @@ pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     (Proc(child), addr)
 }
 
-/// Creates (afresh) database `name`; returns the admin connection and the new one's URL.
-pub async fn fresh_database(admin_url: &str, name: &str) -> (sqlx::PgConnection, String) {
-    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    (admin, format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0))
-}
-
 /// Creates `users` (password `{user}-password`) with the CLI, straight in the database.
 pub fn add_users(database: &str, users: &[&str]) {
     for user in users {
-        add_user(database, user, false);
+        add(database, user, &[], false);
     }
 }
 
 /// Adds the admin `user` (password `{user}-password`) to the cluster database, as an
 /// operator does with `switchboard user add --admin`.
 pub fn add_admin(database: &str, user: &str) {
-    add_user(database, user, true);
+    add(database, user, &[], true);
 }
 
-fn add_user(database: &str, user: &str, admin: bool) {
+/// Adds `user` (password `{user}-password`; an admin if `admin`) in org unit `org`.
+pub fn add_user_in(database: &str, user: &str, org: &str, admin: bool) {
+    add(database, user, &["--org", org], admin);
+}
+
+fn add(database: &str, user: &str, more: &[&str], admin: bool) {
     let mut args = vec!["user", "add", user, "--password-stdin", "--database", database];
+    args.extend(more);
     if admin {
         args.push("--admin");
     }
@@ -207,11 +212,16 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(gateway: &str, token: &str) -> Self {
+        Self::connect_with(gateway, serde_json::json!({"type": "auth", "token": token})).await
+    }
+
+    /// Connects and signs in with `auth` (which may carry `since`).
+    pub async fn connect_with(gateway: &str, auth: serde_json::Value) -> Self {
         use futures_util::SinkExt;
         let (mut ws, _) =
             tokio_tungstenite::connect_async(format!("ws://{gateway}/ws")).await.unwrap();
-        let auth = serde_json::json!({"type": "auth", "token": token}).to_string();
-        ws.send(tokio_tungstenite::tungstenite::Message::text(auth)).await.unwrap();
+        let auth = tokio_tungstenite::tungstenite::Message::text(auth.to_string());
+        ws.send(auth).await.unwrap();
         let mut client = Self { ws };
         client.expect(|f| f["type"] == "welcome").await;
         client
@@ -240,6 +250,11 @@ impl WsClient {
                 }
             }
         }
+    }
+
+    /// The next message pushed (its `message` object), within 10 s.
+    pub async fn message(&mut self) -> serde_json::Value {
+        self.expect(|f| f["type"] == "message").await["message"].clone()
     }
 
     /// Reads until the server closes, within 10 s; the text frames before it and the
