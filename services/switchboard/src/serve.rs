@@ -222,7 +222,7 @@ pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
 
 /// `switchboard storage`: the gRPC storage service over PostgreSQL.
 pub async fn storage(args: StorageArgs) -> anyhow::Result<()> {
-    let store = PgStore::connect(&args.database)
+    let store = PgStore::connect_with(&args.database, args.search_words())
         .await
         .context("cannot open the PostgreSQL database (check --database)")?;
     let tls = server_tls(&args.tls)?;

@@ -5,8 +5,9 @@
 //! held until commit, so concurrent writers to one conversation serialise on that row and
 //! seqs stay gapless. Appends go through a few appender tasks (one per sender shard)
 //! that commit each group in one statement (`append.rs`); each batch locks conversation
-//! rows in ascending id order, so concurrent batches cannot deadlock. The
-//! rest of the SQL is shared with SQLite (see the crate docs).
+//! rows in ascending id order, so concurrent batches cannot deadlock. The words of new
+//! messages reach the prefix dictionary later, from a background task
+//! (`search_words.rs`). The rest of the SQL is shared with SQLite (see the crate docs).
 
 // The SQL shared with SQLite, compiled for PostgreSQL (appends have their own, set-based
 // version: `append.rs`).
@@ -20,6 +21,11 @@ crate::backend::sql_queries!(
 mod append;
 #[cfg(test)]
 mod partitions;
+mod search_words;
+#[cfg(test)]
+mod search_words_tests;
+
+pub use search_words::SearchWordsConfig;
 
 use std::time::Duration;
 
@@ -42,22 +48,30 @@ const PIPELINE: Pipeline = Pipeline { depth: 2, linger: Duration::from_millis(1)
 pub struct PgStore {
     pool: PgPool,
     appenders: Appenders,
+    search_words: SearchWordsConfig,
+    /// Dropped with the store, which stops the dictionary harvester.
+    _stop_harvester: tokio::sync::oneshot::Sender<()>,
 }
 
 impl PgStore {
-    /// Connects to `url`, applies migrations and starts the appenders. Must be called
-    /// inside a tokio runtime.
+    /// Connects to `url`, applies migrations and starts the appenders and the dictionary
+    /// harvester (default pace). Must be called inside a tokio runtime.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, SearchWordsConfig::default()).await
+    }
+
+    /// [`PgStore::connect`], the harvester paced by `search_words`.
+    pub async fn connect_with(url: &str, search_words: SearchWordsConfig) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        Self::with_pool(pool).await
+        Self::with_pool(pool, search_words).await
     }
 
     /// Uses an existing pool (tests point one at their own database).
-    pub async fn with_pool(pool: PgPool) -> Result<Self> {
+    pub async fn with_pool(pool: PgPool, search_words: SearchWordsConfig) -> Result<Self> {
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
@@ -67,7 +81,19 @@ impl PgStore {
             let pool = batch_pool.clone();
             Box::pin(async move { append::commit_batch(&pool, &batch).await })
         });
-        Ok(Self { pool, appenders })
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(search_words::run(pool.clone(), search_words.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { pool, appenders, search_words, _stop_harvester: stop })
+    }
+
+    /// Adds the words of every message committed before the call to the prefix
+    /// dictionary now, instead of at the harvester's next round (waiting for another
+    /// harvester's round first); returns how many words were new. For tests and tools
+    /// that prefix-search right after writing.
+    pub async fn harvest_search_words(&self) -> Result<u64> {
+        search_words::harvest(&self.pool, &self.search_words, true).await
     }
 }
 
