@@ -9,12 +9,12 @@
 //!
 //! A round is one transaction. It takes a transaction-scoped advisory lock, so of several
 //! storage replicas on one database one harvests at a time (the others skip the round),
-//! then one statement finds conversations whose `last_seq` passed their progress
+//! then finds conversations whose `last_seq` passed their progress
 //! (`search_words_progress`), reads those messages by primary key, inserts their distinct
-//! words, sorted, `ON CONFLICT DO NOTHING`, and advances the progress. One statement has
-//! one snapshot, and a message is committed with the `last_seq` that counts it, so
-//! every message up to the `last_seq` the statement read is visible to it: progress never
-//! passes a message whose words were not read. Rows are only read, never locked; the
+//! words, sorted, `ON CONFLICT DO NOTHING`, and advances the progress. A message is
+//! committed with the `last_seq` that counts it, so every message up to a `last_seq` read
+//! is visible to any later snapshot: progress never passes a message whose words were
+//! not read. Rows are only read, never locked; the
 //! dictionary and the progress are written by harvesters alone, so appends never wait
 //! for one.
 //!
@@ -62,44 +62,65 @@ pub(crate) struct Step {
     pub more: bool,
 }
 
-/// The step's statement: `$1` conversations at most, `$2` messages of each. Messages are
-/// read per conversation, by primary key (`OFFSET 0` keeps the lateral subquery a
-/// subquery: flattened, the planner may join the due conversations against a scan of
-/// every partition of `messages`).
-pub(crate) const HARVEST: &str = "
-    WITH due AS MATERIALIZED (
-        SELECT c.id, coalesce(p.seq, 0) AS done, c.last_seq
-        FROM conversations c LEFT JOIN search_words_progress p ON p.conversation_id = c.id
-        WHERE c.last_seq > coalesce(p.seq, 0)
-        ORDER BY c.id
-        LIMIT $1),
-    step AS MATERIALIZED (
-        SELECT id, done, least(last_seq, done + $2) AS upto, last_seq FROM due),
-    added AS (
+/// A conversation with messages to harvest: those with `done < seq <= upto`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due {
+    pub id: i64,
+    pub done: i64,
+    pub upto: i64,
+}
+
+/// The conversations whose `last_seq` passed their progress: `$1` at most, each up to
+/// `$2` messages further (and whether it has more than that).
+const DUE: &str = "
+    SELECT c.id, coalesce(p.seq, 0) AS done, least(c.last_seq, coalesce(p.seq, 0) + $2) AS upto,
+           c.last_seq > coalesce(p.seq, 0) + $2 AS more
+    FROM conversations c LEFT JOIN search_words_progress p ON p.conversation_id = c.id
+    WHERE c.last_seq > coalesce(p.seq, 0)
+    ORDER BY c.id
+    LIMIT $1";
+
+/// Adds the words of the messages `$1` (a query, for `ts_stat`) reads, sorted as the
+/// dictionary's index is, and advances the progress of conversations `$2` to seqs `$3`.
+/// `ts_stat` gathers the distinct words of many vectors in one pass: ten times faster
+/// than unnesting each vector and aggregating the rows.
+const ADD: &str = "
+    WITH added AS (
         INSERT INTO search_words (word)
-        SELECT DISTINCT w.word
-        FROM step s
-        CROSS JOIN LATERAL (
-            SELECT m.search FROM messages m
-            WHERE m.conversation_id = s.id AND m.seq > s.done AND m.seq <= s.upto
-              AND m.deleted_at IS NULL AND m.kind IN ('text', 'broadcast', 'system', 'edit')
-            OFFSET 0
-        ) m
-        CROSS JOIN unnest(tsvector_to_array(m.search)) AS w(word)
-        ORDER BY w.word
+        SELECT word FROM ts_stat($1) ORDER BY word COLLATE \"C\"
         ON CONFLICT DO NOTHING
-        RETURNING word),
+        RETURNING 1),
     advanced AS (
         INSERT INTO search_words_progress AS p (conversation_id, seq)
-        SELECT id, upto FROM step
+        SELECT * FROM unnest($2::BIGINT[], $3::BIGINT[])
         ON CONFLICT (conversation_id) DO UPDATE SET seq = greatest(p.seq, excluded.seq))
-    SELECT (SELECT count(*) FROM step) AS conversations,
-           (SELECT count(*) FROM step WHERE upto < last_seq) AS unfinished,
-           (SELECT count(*) FROM added) AS words";
+    SELECT count(*) FROM added";
+
+/// The query `ts_stat` runs: the searchable vectors of `due`'s messages, read per
+/// conversation by primary key (`OFFSET 0` keeps the lateral subquery a subquery:
+/// flattened, the planner may join the conversations against a scan of every partition
+/// of `messages`). Numbers only, so writing them into the text is safe.
+pub(crate) fn messages_sql(due: &[Due]) -> String {
+    let rows: Vec<String> =
+        due.iter().map(|d| format!("({}, {}, {})", d.id, d.done, d.upto)).collect();
+    format!(
+        "SELECT m.search FROM (VALUES {}) AS s(id, done, upto)
+         CROSS JOIN LATERAL (
+             SELECT m.search FROM messages m
+             WHERE m.conversation_id = s.id AND m.seq > s.done AND m.seq <= s.upto
+               AND m.deleted_at IS NULL AND m.kind IN ('text', 'broadcast', 'system', 'edit')
+             OFFSET 0) m",
+        rows.join(", ")
+    )
+}
 
 /// One harvesting step inside `conn`'s open transaction, after taking the lock: waiting
 /// for it (`wait`), or giving up at once if another harvester holds it (`None`). The
 /// lock and the writes last until the caller's commit.
+///
+/// Two statements: the second reads messages up to the seqs the first saw as committed,
+/// with a later snapshot, which sees them too (a message deleted in between is skipped,
+/// as it should be).
 pub(crate) async fn step_in(
     conn: &mut PgConnection,
     config: &SearchWordsConfig,
@@ -116,20 +137,32 @@ pub(crate) async fn step_in(
             return Ok(None);
         }
     }
-    let row = sqlx::query(HARVEST)
-        .bind(i64::from(config.conversations.max(1)))
+    let limit = i64::from(config.conversations.max(1));
+    let rows = sqlx::query(DUE)
+        .bind(limit)
         .bind(i64::from(config.messages.max(1)))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut due = Vec::with_capacity(rows.len());
+    let mut more = rows.len() as i64 >= limit;
+    for row in &rows {
+        due.push(Due {
+            id: row.try_get("id")?,
+            done: row.try_get("done")?,
+            upto: row.try_get("upto")?,
+        });
+        more |= row.try_get::<bool, _>("more")?;
+    }
+    if due.is_empty() {
+        return Ok(Some(Step::default()));
+    }
+    let words: i64 = sqlx::query_scalar(ADD)
+        .bind(messages_sql(&due))
+        .bind(due.iter().map(|d| d.id).collect::<Vec<_>>())
+        .bind(due.iter().map(|d| d.upto).collect::<Vec<_>>())
         .fetch_one(&mut *conn)
         .await?;
-    let conversations: i64 = row.try_get("conversations")?;
-    let unfinished: i64 = row.try_get("unfinished")?;
-    let words: i64 = row.try_get("words")?;
-    let full = conversations >= i64::from(config.conversations.max(1));
-    Ok(Some(Step {
-        conversations: conversations as u64,
-        words: words as u64,
-        more: full || unfinished > 0,
-    }))
+    Ok(Some(Step { conversations: due.len() as u64, words: words as u64, more }))
 }
 
 /// Harvests until nothing is due; returns the words added. With `wait`, waits for

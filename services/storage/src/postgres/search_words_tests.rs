@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};
 use switchboard_protocol::MessageKind;
 
-use super::search_words::{self, SearchWordsConfig};
+use super::search_words::{self, Due, SearchWordsConfig};
 use crate::{NewMessage, NewUser, PgStore, SearchQuery, SearchTerm, Store, User, now_ms};
 
 /// A database of the test's own, dropped by `drop_database`.
@@ -254,16 +254,13 @@ async fn a_harvest_reads_messages_by_primary_key() {
     let store = store(&db, Duration::ZERO).await;
     let alice = store.create_user(new_user("alice")).await.expect("user");
     let mut conn = PgConnection::connect(&db.url).await.expect("connect");
-    // 200 conversations of 100 messages each, written in bulk; the harvester has read
-    // the first 90 of each.
+    // 200 conversations of 100 messages each, written in bulk; the last 10 of each due.
     sqlx::raw_sql(&format!(
         "INSERT INTO conversations (kind, name, owner_id, last_seq, created_at)
              SELECT 'group', 'g' || g, {alice}, 100, 0 FROM generate_series(1, 200) AS g;
          INSERT INTO messages (conversation_id, seq, sender_id, kind, body, ts)
              SELECT c.id, s, {alice}, 'text', 'note ' || s || ' of ' || c.id, 0
-             FROM conversations c, generate_series(1, 100) AS s;
-         INSERT INTO search_words_progress (conversation_id, seq)
-             SELECT id, 90 FROM conversations;",
+             FROM conversations c, generate_series(1, 100) AS s;",
         alice = alice.id
     ))
     .execute(&mut conn)
@@ -271,16 +268,16 @@ async fn a_harvest_reads_messages_by_primary_key() {
     .expect("history");
     sqlx::query("ANALYZE").execute(&mut conn).await.expect("ANALYZE");
 
-    let mut tx = conn.begin().await.expect("begin");
-    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", search_words::HARVEST);
-    let row = sqlx::query(&explain)
-        .bind(1000_i64)
-        .bind(10_000_i64)
-        .fetch_one(&mut *tx)
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM conversations")
+        .fetch_all(&mut conn)
         .await
-        .expect("EXPLAIN");
+        .expect("conversations");
+    let due: Vec<Due> = ids.iter().map(|&id| Due { id, done: 90, upto: 100 }).collect();
+    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", search_words::messages_sql(&due));
+    let row = sqlx::raw_sql(&explain).fetch_one(&mut conn).await.expect("EXPLAIN");
     let text: String = row.try_get_unchecked(0).expect("EXPLAIN");
     let plan: Value = serde_json::from_str(&text).expect("EXPLAIN JSON");
+    assert_eq!(plan[0]["Plan"]["Actual Rows"], 2000, "10 messages of each: {plan}");
     let mut scans = Vec::new();
     message_scans(&plan[0]["Plan"], &mut scans);
     assert!(!scans.is_empty(), "no scan of messages in {plan}");
@@ -290,7 +287,6 @@ async fn a_harvest_reads_messages_by_primary_key() {
             "messages read by {node} {index}, not by primary key: {plan}"
         );
     }
-    tx.rollback().await.expect("rollback");
     drop((store, conn));
     db.drop_database().await;
 }
