@@ -30,7 +30,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use crate::Result;
 
 /// How the harvester paces itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct SearchWordsConfig {
     /// Time between rounds: how much later than a message a prefix search sees its new
     /// words. Zero turns the harvester off (another process on the database runs one:

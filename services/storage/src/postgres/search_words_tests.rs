@@ -12,7 +12,9 @@ use sqlx::{Connection, PgConnection, Row};
 use switchboard_protocol::MessageKind;
 
 use super::search_words::{self, Due, SearchWordsConfig};
-use crate::{NewMessage, NewUser, PgStore, SearchQuery, SearchTerm, Store, User, now_ms};
+use crate::{
+    NewMessage, NewUser, PgOptions, PgStore, SearchQuery, SearchTerm, Store, User, now_ms,
+};
 
 /// A database of the test's own, dropped by `drop_database`.
 struct TestDatabase {
@@ -48,8 +50,9 @@ impl TestDatabase {
 
 /// A store whose harvester runs every `interval` (zero: only when asked).
 async fn store(db: &TestDatabase, interval: Duration) -> PgStore {
-    let config = SearchWordsConfig { interval, ..Default::default() };
-    PgStore::connect_with(&db.url, config).await.expect("store")
+    let search_words = SearchWordsConfig { interval, ..Default::default() };
+    let options = PgOptions { search_words, ..Default::default() };
+    PgStore::connect_with(&db.url, options).await.expect("store")
 }
 
 fn new_user(name: &str) -> NewUser {
