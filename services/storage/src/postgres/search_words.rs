@@ -7,14 +7,15 @@
 //! much later (whole words are searchable at once: they are in the GIN index with the
 //! row). Not here: the search itself, the index, SQLite (FTS5 needs no dictionary).
 //!
-//! A round is one transaction. It takes a transaction-scoped advisory lock, so of several
-//! storage replicas on one database one harvests at a time (the others skip the round),
-//! then finds conversations whose `last_seq` passed their progress
-//! (`search_words_progress`), reads those messages by primary key, inserts their distinct
-//! words, sorted, `ON CONFLICT DO NOTHING`, and advances the progress. A message is
-//! committed with the `last_seq` that counts it, so every message up to a `last_seq` read
-//! is visible to any later snapshot: progress never passes a message whose words were
-//! not read. Rows are only read, never locked; the
+//! A round is a few short transactions (bounded by [`SearchWordsConfig::conversations`]
+//! and [`SearchWordsConfig::messages`]; repeated while more is due). Each takes a
+//! transaction-scoped advisory lock, so of several storage replicas on one database one
+//! harvests at a time (the others skip the round), then finds conversations whose
+//! `last_seq` passed their progress (`search_words_progress`), reads those messages by
+//! primary key, inserts their distinct words, sorted, `ON CONFLICT DO NOTHING`, and
+//! advances the progress. A message is committed with the `last_seq` that counts it, so
+//! every message up to a `last_seq` read is visible to any later snapshot: progress never
+//! passes a message whose words were not read. Rows are only read, never locked; the
 //! dictionary and the progress are written by harvesters alone, so appends never wait
 //! for one.
 //!
