@@ -240,14 +240,10 @@ async fn seed_postgres(
         .execute(&mut *db)
         .await?;
     }
-    // The search index and the word dictionary are built once at the end: far faster
-    // than entry by entry.
-    sqlx::raw_sql(
-        "DROP INDEX messages_search_by_time;
-         ALTER TABLE messages DISABLE TRIGGER messages_search_words_insert;",
-    )
-    .execute(&mut *db)
-    .await?;
+    // The search index is built once at the end: far faster than entry by entry. So is
+    // the word dictionary (no harvester runs: the store was closed), the harvester's
+    // progress then set to the end of every conversation.
+    sqlx::raw_sql("DROP INDEX messages_search_by_time;").execute(&mut *db).await?;
     let mut copy = db
         .copy_in_raw("COPY messages (conversation_id, seq, sender_id, kind, body, ts) FROM STDIN")
         .await?;
@@ -281,8 +277,10 @@ async fn seed_postgres(
          CREATE INDEX messages_search_by_time ON messages
              USING gin (conversation_id, (ts / 268435456), search)
              WHERE deleted_at IS NULL AND kind IN ('text', 'broadcast', 'system');
-         ALTER TABLE messages ENABLE TRIGGER messages_search_words_insert;
          INSERT INTO search_words (word) SELECT word FROM ts_stat('SELECT search FROM messages');
+         INSERT INTO search_words_progress (conversation_id, seq)
+             SELECT id, last_seq FROM conversations
+             ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq;
          ANALYZE;",
     )
     .execute(&mut *db)

@@ -63,22 +63,26 @@ impl TestDatabase {
     }
 }
 
-/// Serves a `PgStore` on `url` over gRPC on an ephemeral port; returns a client for it
-/// and the switch that stops the service.
-async fn remote(url: &str) -> (RemoteStore, tokio::sync::oneshot::Sender<()>) {
-    let store: Arc<dyn Store> = Arc::new(PgStore::connect(url).await.unwrap());
+/// Serves a `PgStore` on `url` over gRPC on an ephemeral port; returns a client for it,
+/// the switch that stops the service and the served store (for `Fixture::harvest`).
+async fn remote(url: &str) -> (RemoteStore, tokio::sync::oneshot::Sender<()>, Arc<PgStore>) {
+    let pg = Arc::new(PgStore::connect(url).await.unwrap());
+    let store: Arc<dyn Store> = pg.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(grpc::serve(listener, store, async move {
         let _ = stopped.await;
     }));
-    (RemoteStore::connect_lazy(&format!("http://{addr}")).unwrap(), stop)
+    (RemoteStore::connect_lazy(&format!("http://{addr}")).unwrap(), stop, pg)
 }
 
 struct Fixture {
     store: Arc<dyn Store>,
     backend: Backend,
+    /// The PostgreSQL store behind `store` (directly or served), whose prefix dictionary
+    /// `harvest` brings up to date.
+    pg: Option<Arc<PgStore>>,
 }
 
 fn admin_url() -> String {
@@ -90,32 +94,46 @@ impl Fixture {
     async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
-        Self { store: Arc::new(store), backend: Backend::Sqlite(dir) }
+        Self { store: Arc::new(store), backend: Backend::Sqlite(dir), pg: None }
     }
 
     async fn postgres() -> Self {
         let db = TestDatabase::create().await;
-        let store = PgStore::connect(&db.url).await.unwrap();
-        Self { store: Arc::new(store), backend: Backend::Postgres(db) }
+        let pg = Arc::new(PgStore::connect(&db.url).await.unwrap());
+        Self { store: pg.clone(), backend: Backend::Postgres(db), pg: Some(pg) }
     }
 
     async fn remote() -> Self {
         let db = TestDatabase::create().await;
-        let (store, stop) = remote(&db.url).await;
-        Self { store: Arc::new(store), backend: Backend::Remote(db, stop) }
+        let (store, stop, pg) = remote(&db.url).await;
+        Self { store: Arc::new(store), backend: Backend::Remote(db, stop), pg: Some(pg) }
     }
 
     /// Closes the store and opens it again on the same data.
     async fn reopen(&mut self) {
+        self.pg = None;
         self.store = match &mut self.backend {
             Backend::Sqlite(dir) => Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
-            Backend::Postgres(db) => Arc::new(PgStore::connect(&db.url).await.unwrap()),
+            Backend::Postgres(db) => {
+                let pg = Arc::new(PgStore::connect(&db.url).await.unwrap());
+                self.pg = Some(pg.clone());
+                pg
+            }
             Backend::Remote(db, stop) => {
-                let (store, new_stop) = remote(&db.url).await;
+                let (store, new_stop, pg) = remote(&db.url).await;
                 let _ = std::mem::replace(stop, new_stop).send(());
+                self.pg = Some(pg);
                 Arc::new(store)
             }
         };
+    }
+
+    /// PostgreSQL: adds the words of what was written so far to the prefix dictionary
+    /// now rather than within the harvester's second (SQLite's index needs none).
+    async fn harvest(&self) {
+        if let Some(pg) = &self.pg {
+            pg.harvest_search_words().await.unwrap();
+        }
     }
 
     /// Makes messages `seqs` of `conversation` look `days` old, straight in the database
@@ -147,6 +165,7 @@ impl Fixture {
 
     async fn finish(self) {
         drop(self.store);
+        drop(self.pg);
         match self.backend {
             Backend::Sqlite(_) => {}
             Backend::Postgres(db) => db.drop_database().await,
@@ -966,7 +985,8 @@ async fn search_matches_words_phrases_prefixes_and_filters(f: Fixture) -> Fixtur
     };
     assert_eq!(found(s, &bob, &phrase(&["budget", "2027"])).await, [(ab.id, 1)]);
     assert_eq!(found(s, &bob, &phrase(&["2027", "budget"])).await, [(ab.id, 2)]);
-    // A prefix.
+    // A prefix (PostgreSQL's dictionary learns new words within a second).
+    f.harvest().await;
     let prefix = SearchQuery { terms: vec![SearchTerm::Prefix("budg".into())], ..words(&[]) };
     assert_eq!(found(s, &bob, &prefix).await.len(), 3);
     // From one sender.
@@ -1210,7 +1230,7 @@ async fn storage_replicas_over_one_database_keep_seqs_gapless() {
     let mut replicas = Vec::new();
     let mut stops = Vec::new();
     for _ in 0..4 {
-        let (store, stop) = remote(&db.url).await;
+        let (store, stop, _) = remote(&db.url).await;
         replicas.push(Arc::new(store));
         stops.push(stop);
     }
@@ -1803,6 +1823,7 @@ async fn postgres_prefixes_search_the_most_frequent_words_starting_with_them() {
     };
     let mut db = postgres_connection(&f).await;
     sqlx::query("ANALYZE messages").execute(&mut db).await.unwrap();
+    f.harvest().await;
 
     // 50 words: project, projection and the first 48 others (as frequent, then shortest,
     // then alphabetical): 10 + 5 + 48 messages.
@@ -1813,8 +1834,9 @@ async fn postgres_prefixes_search_the_most_frequent_words_starting_with_them() {
     assert_eq!(found(s, &bob, &prefix("PROJW5")).await.len(), 10);
     assert_eq!(found(s, &bob, &prefix("projw59")).await.len(), 1);
     assert!(found(s, &bob, &prefix("projx")).await.is_empty());
-    // A word that arrives with an edit joins the dictionary at once.
+    // A word that arrives with an edit joins the dictionary at the next harvest.
     s.change_message(&alice, ab.id, 1, Some("projectile"), None).await.unwrap();
+    f.harvest().await;
     assert_eq!(found(s, &bob, &prefix("projectil")).await, [(ab.id, 1)]);
     drop(db);
     f.finish().await;

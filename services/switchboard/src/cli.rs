@@ -769,6 +769,21 @@ pub struct StorageArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub attachments: AttachmentArgs,
+    /// Milliseconds between rounds of the search-word harvester, which adds new messages'
+    /// words to the dictionary prefix searches (`budg*`) expand from: a prefix finds a new
+    /// word about this much after it was sent (whole words at once). Of several replicas
+    /// one harvests at a time. 0: off here (another replica on the database must run it)
+    #[arg(long, env = "SWITCHBOARD_SEARCH_WORDS_INTERVAL_MS", default_value_t = 1000)]
+    pub search_words_interval_ms: u64,
+}
+
+impl StorageArgs {
+    pub fn search_words(&self) -> switchboard_storage::SearchWordsConfig {
+        switchboard_storage::SearchWordsConfig {
+            interval: std::time::Duration::from_millis(self.search_words_interval_ms),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]

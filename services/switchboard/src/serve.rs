@@ -222,7 +222,10 @@ pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
 
 /// `switchboard storage`: the gRPC storage service over PostgreSQL.
 pub async fn storage(args: StorageArgs) -> anyhow::Result<()> {
-    let options = PgOptions { commit_pipeline: args.commit_pipeline.into() };
+    let options = PgOptions {
+        commit_pipeline: args.commit_pipeline.into(),
+        search_words: args.search_words(),
+    };
     let store = PgStore::connect_with(&args.database, options)
         .await
         .context("cannot open the PostgreSQL database (check --database)")?;

@@ -5,8 +5,9 @@
 //! held until commit, so concurrent writers to one conversation serialise on that row and
 //! seqs stay gapless. Appends go through a few appender tasks (one per sender shard)
 //! that commit each group in one statement (`append.rs`); each batch locks conversation
-//! rows in ascending id order, so concurrent batches cannot deadlock. The
-//! rest of the SQL is shared with SQLite (see the crate docs).
+//! rows in ascending id order, so concurrent batches cannot deadlock. The words of new
+//! messages reach the prefix dictionary later, from a background task
+//! (`search_words.rs`). The rest of the SQL is shared with SQLite (see the crate docs).
 
 // The SQL shared with SQLite, compiled for PostgreSQL (appends have their own, set-based
 // version: `append.rs`).
@@ -20,6 +21,11 @@ crate::backend::sql_queries!(
 mod append;
 #[cfg(test)]
 mod partitions;
+mod search_words;
+#[cfg(test)]
+mod search_words_tests;
+
+pub use search_words::SearchWordsConfig;
 
 use std::time::Duration;
 
@@ -47,22 +53,27 @@ pub struct PgOptions {
     /// time: larger batches, fewer commits per message; more let the next batch start
     /// while the last one's commit waits for the disk.
     pub commit_pipeline: usize,
+    /// How the dictionary harvester paces itself.
+    pub search_words: SearchWordsConfig,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        Self { commit_pipeline: PIPELINE.depth }
+        Self { commit_pipeline: PIPELINE.depth, search_words: SearchWordsConfig::default() }
     }
 }
 
 pub struct PgStore {
     pool: PgPool,
     appenders: Appenders,
+    search_words: SearchWordsConfig,
+    /// Dropped with the store, which stops the dictionary harvester.
+    _stop_harvester: tokio::sync::oneshot::Sender<()>,
 }
 
 impl PgStore {
-    /// Connects to `url`, applies migrations and starts the appenders. Must be called
-    /// inside a tokio runtime.
+    /// Connects to `url`, applies migrations and starts the appenders and the dictionary
+    /// harvester. Must be called inside a tokio runtime.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, PgOptions::default()).await
     }
@@ -93,7 +104,20 @@ impl PgStore {
             let pool = batch_pool.clone();
             Box::pin(async move { append::commit_batch(&pool, &batch).await })
         });
-        Ok(Self { pool, appenders })
+        let search_words = options.search_words;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(search_words::run(pool.clone(), search_words, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self { pool, appenders, search_words, _stop_harvester: stop })
+    }
+
+    /// Adds the words of every message committed before the call to the prefix
+    /// dictionary now, instead of at the harvester's next round (waiting for another
+    /// harvester's round first); returns how many words were new. For tests and tools
+    /// that prefix-search right after writing.
+    pub async fn harvest_search_words(&self) -> Result<u64> {
+        search_words::harvest(&self.pool, &self.search_words, true).await
     }
 }
 
