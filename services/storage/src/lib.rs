@@ -38,7 +38,7 @@ pub use model::{
     LoginLock, NewAttachment, NewAuditEntry, NewBroadcast, NewMessage, NewUser, RetentionBatch,
     SearchPage, SearchQuery, SearchSort, SearchTerm, StoredAttachment, User, Webhook, now_ms,
 };
-pub use postgres::PgStore;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
 
 use async_trait::async_trait;

@@ -11,7 +11,7 @@ use switchboard_gateway::{Cluster, Config, Gateway, auth};
 use switchboard_presence::{RedisConfig, RedisLocator, RedisPresence};
 use switchboard_storage::attachments::Blobs;
 use switchboard_storage::grpc::RemoteStore;
-use switchboard_storage::{PgStore, SqliteStore, Store};
+use switchboard_storage::{PgOptions, PgStore, SqliteStore, Store};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
@@ -222,7 +222,8 @@ pub async fn router(args: RouterArgs) -> anyhow::Result<()> {
 
 /// `switchboard storage`: the gRPC storage service over PostgreSQL.
 pub async fn storage(args: StorageArgs) -> anyhow::Result<()> {
-    let store = PgStore::connect(&args.database)
+    let options = PgOptions { commit_pipeline: args.commit_pipeline.into() };
+    let store = PgStore::connect_with(&args.database, options)
         .await
         .context("cannot open the PostgreSQL database (check --database)")?;
     let tls = server_tls(&args.tls)?;

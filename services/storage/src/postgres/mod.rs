@@ -34,10 +34,26 @@ use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User
 /// message (see `appender.rs`), so more appenders would only split the load into
 /// smaller, costlier batches; one commits hundreds of messages a millisecond.
 const APPENDERS: usize = 1;
-/// How the appender batches (see `appender.rs`): two batches commit at once, so the next
-/// one gathers while the last commits (each on its own connection; they lock their
-/// conversations in id order, and one sender's appends never commit in two at once).
+/// How the appender batches (see `appender.rs`): by default two batches commit at once,
+/// so the next one gathers while the last commits (each on its own connection; they lock
+/// their conversations in id order, and one sender's appends never commit in two at
+/// once). [`PgOptions::commit_pipeline`] sets how many.
 const PIPELINE: Pipeline = Pipeline { depth: 2, linger: Duration::from_millis(1), linger_until: 8 };
+
+/// Tuning of a [`PgStore`] (`switchboard storage` flags).
+#[derive(Clone, Copy, Debug)]
+pub struct PgOptions {
+    /// Batches of appends committing at once (at least one). One commits a batch at a
+    /// time: larger batches, fewer commits per message; more let the next batch start
+    /// while the last one's commit waits for the disk.
+    pub commit_pipeline: usize,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self { commit_pipeline: PIPELINE.depth }
+    }
+}
 
 pub struct PgStore {
     pool: PgPool,
@@ -48,22 +64,32 @@ impl PgStore {
     /// Connects to `url`, applies migrations and starts the appenders. Must be called
     /// inside a tokio runtime.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PgOptions::default()).await
+    }
+
+    /// [`PgStore::connect`] with other options than the defaults.
+    pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
-        Self::with_pool(pool).await
+        Self::with_pool_and(pool, options).await
     }
 
     /// Uses an existing pool (tests point one at their own database).
     pub async fn with_pool(pool: PgPool) -> Result<Self> {
+        Self::with_pool_and(pool, PgOptions::default()).await
+    }
+
+    async fn with_pool_and(pool: PgPool, options: PgOptions) -> Result<Self> {
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         let batch_pool = pool.clone();
-        let appenders = Appenders::spawn(APPENDERS, PIPELINE, move |batch| {
+        let pipeline = Pipeline { depth: options.commit_pipeline.max(1), ..PIPELINE };
+        let appenders = Appenders::spawn(APPENDERS, pipeline, move |batch| {
             let pool = batch_pool.clone();
             Box::pin(async move { append::commit_batch(&pool, &batch).await })
         });
