@@ -50,7 +50,8 @@ delivered() {
 }
 
 run_one() { # label binary round
-    local label=$1 bin=$2 round=$3 dir=$OUT/$label-$round
+    local label=$1 bin=$2 round=$3
+    local dir=$OUT/$label-$round
     mkdir -p "$dir"
     "$bin" serve --listen 127.0.0.1:$PORT --data-dir "$dir/data" --rate-per-user 0 \
         --rate-per-ip 0 >"$dir/server.log" 2>&1 &
