@@ -407,6 +407,27 @@ async fn a_retry_returns_the_first_copy_and_stores_nothing(f: Fixture) -> Fixtur
     let retried = f.store.append(text(direct.id, &alice, "same")).await.unwrap();
     assert_eq!((retried.message.conversation_id, retried.message.seq), (direct.id, 1));
     assert!(retried.duplicate);
+    // A retry stored together with new sends (one batch, when they meet): the retry gets
+    // its first copy, the new ones the next seqs, with no gap.
+    let (retry, new, newer) = tokio::join!(
+        f.store.append(text(direct.id, &alice, "same")),
+        f.store.append(text(direct.id, &alice, "new")),
+        f.store.append(text(direct.id, &bob, "newer")),
+    );
+    let (retry, new, newer) = (retry.unwrap(), new.unwrap(), newer.unwrap());
+    assert_eq!(
+        (retry.message.seq, retry.duplicate, retry.message.body.as_str()),
+        (1, true, "body of same")
+    );
+    let mut seqs = [(new.message.seq, new.duplicate), (newer.message.seq, newer.duplicate)];
+    seqs.sort();
+    assert_eq!(seqs, [(3, false), (4, false)]);
+    let mut members = new.members.clone();
+    members.sort();
+    assert_eq!(members, vec![alice.id, bob.id]);
+    let page = f.store.history(direct.id, &alice, None, None, 100).await.unwrap();
+    let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
     f
 }
 

@@ -1,11 +1,20 @@
 // Storing a batch of appends in one SQLite transaction with a fixed number of statements
 // per batch, whatever its size. Each statement is a round trip to sqlx's SQLite worker
-// thread (two thread wake-ups), which cost more than the statement itself: one statement
-// per step for the whole batch, not several per message. (sqlx caches the prepared
-// statements by text, so the common batch sizes are not parsed again.) (PostgreSQL has its own
-// set-based version in `postgres/append.rs`.) Included into SQLite's `queries` module.
+// thread (two thread wake-ups, and a hand-off per row a query returns), which cost more
+// than the statement itself: one statement per step for the whole batch, not several per
+// message. (sqlx caches the prepared statements by text, so the common batch sizes are not
+// parsed again.) (PostgreSQL has its own set-based version in `postgres/append.rs`.)
+// Included into SQLite's `queries` module.
+//
+// A batch normally takes three statements between BEGIN and COMMIT: the conversations'
+// last seqs with all their members (the membership check and the fan-out list in one
+// read), the insert, and the last seqs' update. Retries (a `client_msg_id` already stored)
+// are rare, so they are not looked up first: the insert skips rows whose key is taken
+// (`ON CONFLICT DO NOTHING`), and when it skipped any, the transaction is rolled back and
+// the batch is stored again with the lookup (`stored_copies`). Either way a retry gets the
+// first copy back and takes no seq.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -20,9 +29,31 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// consecutive seqs in batch order. SQLite has one writer, so there is no lock order to
 /// keep.
 pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
+    if let Some(outcomes) = try_commit_batch(pool, batch, false).await? {
+        return Ok(outcomes);
+    }
+    // A retry of a stored message was in the batch: store the batch again, finding the
+    // stored copies first. (Every write goes through this one connection, so no key can
+    // be taken in between.)
+    try_commit_batch(pool, batch, true).await?.ok_or_else(|| {
+        StoreError::Unavailable("a client_msg_id was taken while its batch was stored".into())
+    })
+}
+
+/// [`commit_batch`], looking up the stored copies of retries first when `find_retries`.
+/// None, and nothing stored, when the insert met a key already taken.
+async fn try_commit_batch(
+    pool: &Pool,
+    batch: &[NewMessage],
+    find_retries: bool,
+) -> Result<Option<Vec<Result<Appended>>>> {
     let mut tx = pool.begin().await?;
-    let stored = stored_copies(&mut tx, batch).await?;
-    let (mut next_seq, members_of) = conversations_and_membership(&mut tx, batch).await?;
+    let stored = match find_retries {
+        true => stored_copies(&mut tx, batch).await?,
+        false => HashMap::new(),
+    };
+    let Conversations { mut next_seq, memberships, members } =
+        conversations_and_members(&mut tx, batch).await?;
 
     let ts = now_ms();
     // Per message: Ok((message, duplicate)) or its rejection.
@@ -51,7 +82,7 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
         };
         // System messages (webhook posts) are written by the server, not by a member.
         if new.kind != MessageKind::System
-            && !members_of.contains(&(new.conversation_id, new.sender.id))
+            && !memberships.contains(&(new.conversation_id, new.sender.id))
         {
             outcomes.push(Err(StoreError::NotMember {
                 conversation: new.conversation_id,
@@ -86,7 +117,6 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
         )));
     }
 
-    let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
     if !fresh.is_empty() {
         for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
@@ -105,7 +135,14 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
                     .push_bind(ts)
                     .push_bind(new.author.as_deref());
             });
-            insert.build().execute(&mut *tx).await?;
+            // A retry not looked up: its row is skipped rather than failing the batch,
+            // and the batch is stored again with the lookup.
+            insert.push(" ON CONFLICT DO NOTHING");
+            let inserted = insert.build().execute(&mut *tx).await?.rows_affected();
+            if inserted != chunk.len() as u64 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
         let mut touched: Vec<(i64, i64)> = fresh
             .iter()
@@ -123,37 +160,19 @@ pub async fn commit_batch(pool: &Pool, batch: &[NewMessage]) -> Result<Vec<Resul
             update.push(") AS v WHERE conversations.id = v.column1");
             update.build().execute(&mut *tx).await?;
         }
-        // Members as of this commit, for the fan-out.
-        for chunk in touched.chunks(ROWS_PER_STATEMENT) {
-            let mut select = QueryBuilder::<Sqlite>::new(
-                "SELECT conversation_id, user_id FROM members WHERE conversation_id IN (",
-            );
-            let mut ids = select.separated(", ");
-            for (conversation, _) in chunk {
-                ids.push_bind(*conversation);
-            }
-            select.push(")");
-            let rows: Vec<(i64, i64)> =
-                select.build_query_as().fetch_all(&mut *tx).await?;
-            for (conversation, user) in rows {
-                members.entry(conversation).or_default().push(user);
-            }
-        }
     }
     tx.commit().await?;
 
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| {
-            outcome.map(|(message, duplicate)| {
-                let members = match duplicate {
-                    true => Vec::new(),
-                    false => members.get(&message.conversation_id).cloned().unwrap_or_default(),
-                };
-                Appended { message, duplicate, members }
-            })
+    let outcomes = outcomes.into_iter().map(|outcome| {
+        outcome.map(|(message, duplicate)| {
+            let members = match duplicate {
+                true => Vec::new(),
+                false => members.get(&message.conversation_id).cloned().unwrap_or_default(),
+            };
+            Appended { message, duplicate, members }
         })
-        .collect())
+    });
+    Ok(Some(outcomes.collect()))
 }
 
 /// Messages of this batch stored before (retries), by (conversation, sender id,
@@ -217,37 +236,51 @@ async fn stored_copies<'a>(
     Ok(stored)
 }
 
-/// For the batch's conversations: the last seq of each that exists, and which
-/// (conversation, sender) pairs are memberships.
-async fn conversations_and_membership(
-    conn: &mut Conn,
-    batch: &[NewMessage],
-) -> Result<(HashMap<i64, i64>, std::collections::HashSet<(i64, i64)>)> {
-    let mut pairs: Vec<(i64, i64)> =
+/// What a batch needs of its conversations, read in one statement.
+struct Conversations {
+    /// Conversation -> its last seq, for those that exist.
+    next_seq: HashMap<i64, i64>,
+    /// The batch's (conversation, sender) pairs that are memberships.
+    memberships: HashSet<(i64, i64)>,
+    /// Conversation -> its members, for the fan-out: read in the batch's transaction on
+    /// the one writer connection, so they are the members as of the commit.
+    members: HashMap<i64, Vec<i64>>,
+}
+
+/// The last seq and the members of each of the batch's conversations that exists.
+async fn conversations_and_members(conn: &mut Conn, batch: &[NewMessage]) -> Result<Conversations> {
+    let pairs: HashSet<(i64, i64)> =
         batch.iter().map(|m| (m.conversation_id, m.sender.id)).collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    let mut last_seq = HashMap::new();
-    let mut members = std::collections::HashSet::new();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+    let mut ids: Vec<i64> = pairs.iter().map(|(conversation, _)| *conversation).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = Conversations {
+        next_seq: HashMap::with_capacity(ids.len()),
+        memberships: HashSet::with_capacity(pairs.len()),
+        members: HashMap::with_capacity(ids.len()),
+    };
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let mut select = QueryBuilder::<Sqlite>::new(
-            "SELECT v.column1, v.column2, c.last_seq, m.user_id IS NOT NULL FROM (",
+            "SELECT c.id, c.last_seq, m.user_id FROM conversations c \
+             LEFT JOIN members m ON m.conversation_id = c.id WHERE c.id IN (",
         );
-        select.push_values(chunk, |mut row, (conversation, sender)| {
-            row.push_bind(*conversation).push_bind(*sender);
-        });
-        select.push(
-            ") AS v JOIN conversations c ON c.id = v.column1 \
-             LEFT JOIN members m ON m.conversation_id = v.column1 AND m.user_id = v.column2",
-        );
-        let rows: Vec<(i64, i64, i64, i64)> =
+        let mut list = select.separated(", ");
+        for conversation in chunk {
+            list.push_bind(*conversation);
+        }
+        select.push(")");
+        let rows: Vec<(i64, i64, Option<i64>)> =
             select.build_query_as().fetch_all(&mut *conn).await?;
-        for (conversation, sender, seq, member) in rows {
-            last_seq.insert(conversation, seq);
-            if member != 0 {
-                members.insert((conversation, sender));
+        for (conversation, seq, user) in rows {
+            found.next_seq.insert(conversation, seq);
+            let members = found.members.entry(conversation).or_default();
+            if let Some(user) = user {
+                members.push(user);
+                if pairs.contains(&(conversation, user)) {
+                    found.memberships.insert((conversation, user));
+                }
             }
         }
     }
-    Ok((last_seq, members))
+    Ok(found)
 }
