@@ -114,7 +114,7 @@ fn text(conversation_id: i64, sender: &User, key: &str, body: &str) -> NewMessag
     }
 }
 
-fn new_user(name: &str) -> NewUser {
+pub(super) fn new_user(name: &str) -> NewUser {
     NewUser {
         username: name.into(),
         display_name: name.into(),

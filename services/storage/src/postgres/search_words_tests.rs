@@ -11,10 +11,9 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};
 use switchboard_protocol::MessageKind;
 
+use super::partitions::new_user;
 use super::search_words::{self, Due, SearchWordsConfig};
-use crate::{
-    NewMessage, NewUser, PgOptions, PgStore, SearchQuery, SearchTerm, Store, User, now_ms,
-};
+use crate::{NewMessage, PgOptions, PgStore, SearchQuery, SearchTerm, Store, User, now_ms};
 
 /// A database of the test's own, dropped by `drop_database`.
 struct TestDatabase {
@@ -53,19 +52,6 @@ async fn store(db: &TestDatabase, interval: Duration) -> PgStore {
     let search_words = SearchWordsConfig { interval, ..Default::default() };
     let options = PgOptions { search_words, ..Default::default() };
     PgStore::connect_with(&db.url, options).await.expect("store")
-}
-
-fn new_user(name: &str) -> NewUser {
-    NewUser {
-        username: name.into(),
-        display_name: name.into(),
-        org: String::new(),
-        admin: false,
-        password_hash: "not-a-real-hash".into(),
-        department: String::new(),
-        title: String::new(),
-        bot: false,
-    }
 }
 
 fn text(conversation_id: i64, sender: &User, body: &str) -> NewMessage {
