@@ -23,6 +23,37 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// A database of the test's own, dropped by `drop_database`.
+pub(super) struct TestDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create(tag: &str) -> Self {
+        let admin_url = admin_url();
+        let name = format!("sbtest_{tag}_{}_{}", std::process::id(), now_ms() % 100_000);
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (run scripts/test): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create");
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("SWITCHBOARD_TEST_POSTGRES must end in /DATABASE"),
+        };
+        Self { admin_url, name, url }
+    }
+
+    pub async fn drop_database(self) {
+        let mut admin = PgConnection::connect(&self.admin_url).await.expect("connect");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut admin)
+            .await
+            .expect("drop");
+    }
+}
+
 /// The partitions of `messages` whose scans ran in `plan` (a node of EXPLAIN ANALYZE's
 /// JSON), added to `into`.
 fn partitions_scanned(plan: &Value, into: &mut BTreeSet<String>) {
@@ -134,19 +165,8 @@ fn lit(value: impl ToString) -> String {
 
 #[tokio::test]
 async fn hot_path_statements_read_one_partition() {
-    let admin_url = admin_url();
-    let name = format!("sbtest_partitions_{}_{}", std::process::id(), now_ms() % 100_000);
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (run scripts/test): {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create");
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("SWITCHBOARD_TEST_POSTGRES must end in /DATABASE"),
-    };
-
-    // History in many conversations, so they fall into most of the 16 partitions.
-    let store = PgStore::connect(&url).await.expect("store");
+    let db = TestDatabase::create("partitions").await;
+    let store = PgStore::connect(&db.url).await.expect("store");
     let alice = store.create_user(new_user("alice")).await.expect("user");
     let bob = store.create_user(new_user("bob")).await.expect("user");
     let mut groups = Vec::new();
@@ -172,7 +192,7 @@ async fn hot_path_statements_read_one_partition() {
         .await
         .expect("edit");
 
-    let mut conn = PgConnection::connect(&url).await.expect("connect");
+    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
     sqlx::query("ANALYZE").execute(&mut conn).await.expect("ANALYZE");
     let partition_of = |conversation: i64| {
         format!(
@@ -259,8 +279,5 @@ async fn hot_path_statements_read_one_partition() {
     assert_eq!(appended_to(&mut conn, &two).await, BTreeSet::from([home.clone(), away.clone()]));
 
     drop((conn, store));
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .expect("drop");
+    db.drop_database().await;
 }

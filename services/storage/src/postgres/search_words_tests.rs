@@ -11,41 +11,9 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};
 use switchboard_protocol::MessageKind;
 
-use super::partitions::new_user;
+use super::partitions::{TestDatabase, new_user};
 use super::search_words::{self, Due, SearchWordsConfig};
-use crate::{NewMessage, PgOptions, PgStore, SearchQuery, SearchTerm, Store, User, now_ms};
-
-/// A database of the test's own, dropped by `drop_database`.
-struct TestDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create(tag: &str) -> Self {
-        let admin_url = std::env::var("SWITCHBOARD_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("sbtest_words_{tag}_{}_{}", std::process::id(), now_ms() % 100_000);
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (run scripts/test): {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create");
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("SWITCHBOARD_TEST_POSTGRES must end in /DATABASE"),
-        };
-        Self { admin_url, name, url }
-    }
-
-    async fn drop_database(self) {
-        let mut admin = PgConnection::connect(&self.admin_url).await.expect("connect");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await
-            .expect("drop");
-    }
-}
+use crate::{NewMessage, PgOptions, PgStore, SearchQuery, SearchTerm, Store, User};
 
 /// A store whose harvester runs every `interval` (zero: only when asked).
 async fn store(db: &TestDatabase, interval: Duration) -> PgStore {
@@ -84,7 +52,7 @@ async fn dictionary(conn: &mut PgConnection) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn new_and_edited_words_become_prefixes_after_a_harvest_deleted_ones_never() {
-    let db = TestDatabase::create("harvest").await;
+    let db = TestDatabase::create("words_harvest").await;
     let store = store(&db, Duration::ZERO).await;
     let alice = store.create_user(new_user("alice")).await.expect("user");
     let bob = store.create_user(new_user("bob")).await.expect("user");
@@ -132,7 +100,7 @@ async fn new_and_edited_words_become_prefixes_after_a_harvest_deleted_ones_never
 
 #[tokio::test]
 async fn two_harvesters_on_one_database_leave_the_dictionary_complete() {
-    let db = TestDatabase::create("two").await;
+    let db = TestDatabase::create("words_two").await;
     // Both harvest every millisecond by themselves, and are asked to as well.
     let (one, two) =
         (store(&db, Duration::from_millis(1)).await, store(&db, Duration::from_millis(1)).await);
@@ -184,7 +152,7 @@ async fn two_harvesters_on_one_database_leave_the_dictionary_complete() {
 
 #[tokio::test]
 async fn appends_edits_and_deletions_do_not_wait_for_a_harvest() {
-    let db = TestDatabase::create("nowait").await;
+    let db = TestDatabase::create("words_nowait").await;
     let store = store(&db, Duration::ZERO).await;
     let alice = store.create_user(new_user("alice")).await.expect("user");
     let bob = store.create_user(new_user("bob")).await.expect("user");
@@ -239,7 +207,7 @@ fn message_scans(plan: &Value, into: &mut Vec<(String, String)>) {
 
 #[tokio::test]
 async fn a_harvest_reads_messages_by_primary_key() {
-    let db = TestDatabase::create("plan").await;
+    let db = TestDatabase::create("words_plan").await;
     let store = store(&db, Duration::ZERO).await;
     let alice = store.create_user(new_user("alice")).await.expect("user");
     let mut conn = PgConnection::connect(&db.url).await.expect("connect");
