@@ -5,6 +5,11 @@
 # (0001-0003 and 0005: the stored tsvector and its GIN index), ROUNDS times interleaved.
 # One client, batches of BATCH messages of 10 words into 50 conversations.
 #
+# COMPARE=joins compares the whole schema with append_batch's joins hashed (migration
+# 0016) against the same schema with them left to nested loops (0016 undone), each
+# message of a batch in one of the 50 conversations at random (the quadratic cost of the
+# nested loops shows with batches of a hundred or more: BATCH=188).
+#
 # COMPARE=dictionary instead compares the whole schema with 0013's word-dictionary
 # triggers (migrations up to 0014) against the schema without them (up to 0015: the
 # harvester fills the dictionary off the append path; not running here), each message
@@ -13,6 +18,7 @@
 #   scripts/bench-append.sh                  # ROUNDS=3 DURATION=20 BATCH=8
 #   BATCH=64 scripts/bench-append.sh
 #   COMPARE=dictionary BATCH=16 scripts/bench-append.sh
+#   COMPARE=joins BATCH=188 scripts/bench-append.sh
 #
 # Talks to the local PostgreSQL only; drops its databases when done.
 set -euo pipefail
@@ -34,6 +40,9 @@ after=sbbench_search
 if [ "$COMPARE" = dictionary ]; then
     before=sbbench_triggers
     after=sbbench_harvest
+elif [ "$COMPARE" = joins ]; then
+    before=sbbench_nested
+    after=sbbench_hashed
 fi
 trap 'rm -rf "$work"; for db in $before $after; do psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"; done' EXIT
 
@@ -52,7 +61,15 @@ SQL
 }
 
 body="array_fill('the budget review for the customer meeting moved to friday at noon'::text, ARRAY[$BATCH])"
-if [ "$COMPARE" = dictionary ]; then
+conversations="array_fill(:c::bigint, ARRAY[$BATCH])"
+if [ "$COMPARE" = joins ]; then
+    setup "$before" "$migrations"/*.sql
+    setup "$after" "$migrations"/*.sql
+    for setting in enable_nestloop jit; do
+        psql -q "$PG/$before" -c "ALTER FUNCTION append_batch(BIGINT[], BIGINT[], TEXT[], TEXT[], TEXT[], BIGINT, TEXT[]) RESET $setting"
+    done
+    conversations="(SELECT array_agg(1 + (random() * 49)::bigint) FROM generate_series(1, $BATCH))"
+elif [ "$COMPARE" = dictionary ]; then
     # Every migration up to 0014 (the triggers) or 0015 (none), as the store applies them.
     upto() { for f in "$migrations"/*.sql; do [[ $(basename "$f") < "$1" ]] && echo "$f"; done; }
     mapfile -t with_triggers < <(upto 0015)
@@ -69,8 +86,8 @@ fi
 {
     echo '\set c random(1, 50)'
     echo '\set s random(1, 2)'
-    printf 'SELECT count(*) FROM append_batch(array_fill(:c::bigint, ARRAY[%d]), array_fill(:s::bigint, ARRAY[%d]), array_fill('"'text'"'::text, ARRAY[%d]), %s, array_fill(NULL::text, ARRAY[%d]), (extract(epoch from now()) * 1000)::bigint, array_fill(NULL::text, ARRAY[%d]));\n' \
-        "$BATCH" "$BATCH" "$BATCH" "$body" "$BATCH" "$BATCH"
+    printf 'SELECT count(*) FROM append_batch(%s, array_fill(:s::bigint, ARRAY[%d]), array_fill('"'text'"'::text, ARRAY[%d]), %s, array_fill(NULL::text, ARRAY[%d]), (extract(epoch from now()) * 1000)::bigint, array_fill(NULL::text, ARRAY[%d]));\n' \
+        "$conversations" "$BATCH" "$BATCH" "$body" "$BATCH" "$BATCH"
 } > "$work/append.sql"
 
 # With pg_stat_statements loaded (shared_preload_libraries), also the time append_batch

@@ -50,7 +50,9 @@ pub struct RetentionConfig {
     pub share_percent: u32,
     /// Also a rest of at least this long after every `batch` messages deleted (counted
     /// across conversations, so a history of many small conversations is paced like one
-    /// long one): caps the deletion rate on a fast machine.
+    /// long one): caps the deletion rate (at the defaults, 2,000 messages a second). The
+    /// share alone does not bound what a delete costs outside the transaction: its pages
+    /// go to disk with the appends' commits, which then wait longer for their fsync.
     pub pause: Duration,
     /// Attachment objects that no row names are deleted once they are this old (an
     /// upload completes moments before its row is committed). Zero: never (the bucket is
@@ -65,7 +67,7 @@ impl Default for RetentionConfig {
             batch: 1000,
             budget: Duration::from_millis(5),
             share_percent: 25,
-            pause: Duration::from_millis(50),
+            pause: Duration::from_millis(500),
             orphan_grace: Duration::from_secs(24 * 3600),
         }
     }

@@ -1864,21 +1864,23 @@ async fn postgres_prefixes_search_the_most_frequent_words_starting_with_them() {
 }
 
 #[tokio::test]
-async fn postgres_relevance_ranks_the_newest_five_thousand_matches() {
+async fn postgres_relevance_ranks_the_newest_matches_only() {
     let f = Fixture::postgres().await;
     let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
     let s = f.store.as_ref();
     // 30,000 messages over the past year, all with "common": enough that the search
-    // probes the newest weeks first instead of reading every match. Message 100 says it
-    // best but is older than the newest 5,000; message 29,000 says it second best.
+    // probes the newest weeks first instead of reading every match. A word in every
+    // message ranks the newest 1,000 matches only (5,000 for rarer words): messages 100
+    // and 27,000 say it best but are older than that; message 29,500 says it next best.
     let mut db = postgres_connection(&f).await;
     let now = now_ms();
     sqlx::query(
         "INSERT INTO messages (conversation_id, seq, sender_id, kind, body, ts)
          SELECT $1, s, $2, 'text',
                 CASE s WHEN 100 THEN 'common common common common common'
-                       WHEN 29000 THEN 'common common common common filler'
+                       WHEN 27000 THEN 'common common common common common'
+                       WHEN 29500 THEN 'common common common common filler'
                        ELSE repeat('common ', 1 + s % 3) || 'filler words ' || s END,
                 $3 - (30001 - s) * 1000000::BIGINT
          FROM generate_series(1, 30000) s",
@@ -1897,8 +1899,8 @@ async fn postgres_relevance_ranks_the_newest_five_thousand_matches() {
     sqlx::query("ANALYZE messages").execute(&mut db).await.unwrap();
 
     let ranked = found(s, &bob, &words(&["common"])).await;
-    assert_eq!(ranked[0], (ab.id, 29_000), "the best of the newest 5,000");
-    assert!(ranked.iter().all(|(_, seq)| *seq > 25_000), "{ranked:?}");
+    assert_eq!(ranked[0], (ab.id, 29_500), "the best of the newest 1,000");
+    assert!(ranked.iter().all(|(_, seq)| *seq > 29_000), "{ranked:?}");
     // Then three "common"s before two before one, newest first among equals.
     assert_eq!(ranked[1..4], [(ab.id, 29_999), (ab.id, 29_996), (ab.id, 29_993)]);
     // Pages of 20 are the first 100 in order, each result once.

@@ -10,6 +10,12 @@
 /// Relevance ranks the newest this many matches (after the filters), not every match:
 /// ranking a word most messages contain would otherwise fetch every one of them.
 const CANDIDATES: i64 = 5_000;
+/// A search whose words are this common (the share of messages expected to match every
+/// term) ranks only the newest [`COMMON_CANDIDATES`] matches: a word in one message of
+/// twenty says little about which of them is best, and fetching 5,000 rows to rank them
+/// was most of the time a heavy searcher's search took (docs/benchmarks.md).
+const COMMON_SHARE: f64 = 0.05;
+const COMMON_CANDIDATES: i64 = 1_000;
 /// The index's time buckets: `ts / BUCKET_MS` (2^28 ms, 3.1 days; migration 0013).
 const BUCKET_MS: i64 = 268_435_456;
 /// Expected matches at or below which a search reads all of them at once: cheaper than
@@ -51,14 +57,18 @@ async fn matching(
         }
     }
     let tsquery = tsquery(&terms);
+    let expected = expected_matches(&terms, &stats.frequencies);
     // Rows wanted from the candidates: the ranked set, or just as far as this page.
     let wanted = match query.sort {
+        SearchSort::Relevance if expected.is_some_and(|share| share >= COMMON_SHARE) => {
+            COMMON_CANDIDATES
+        }
         SearchSort::Relevance => CANDIDATES,
         SearchSort::Recent => i64::from(query.offset) + i64::from(limit),
     };
     // A sender filter leaves an unknown share of the matches (and reads them all before,
     // under the 100 ms target): only searches without one probe.
-    let window = match (expected_matches(&terms, &stats.frequencies), stats.oldest) {
+    let window = match (expected, stats.oldest) {
         (Some(frequency), Some(oldest)) if query.from.is_none() => {
             probe_window(query, stats.messages as f64 * frequency, oldest, wanted)
         }
