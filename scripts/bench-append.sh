@@ -3,12 +3,13 @@
 # PostgreSQL's append_batch (one call per group commit) timed with pgbench on two fresh
 # databases, one with the schema before search (migrations 0001-0003) and one with it
 # (0001-0003 and 0005: the stored tsvector and its GIN index), ROUNDS times interleaved.
-# One client, batches of BATCH messages of 10 words into 50 conversations.
+# One client, batches of BATCH messages of 10 words into CONVERSATIONS (50) conversations.
 #
 # COMPARE=joins compares the whole schema with append_batch's joins hashed (migration
 # 0016) against the same schema with them left to nested loops (0016 undone), each
-# message of a batch in one of the 50 conversations at random (the quadratic cost of the
-# nested loops shows with batches of a hundred or more: BATCH=188).
+# message of a batch in one of 500 conversations at random, as in the cluster benchmark's
+# 500 pairs (the quadratic cost of the nested loops shows with batches of a hundred or
+# more, spread over many conversations: BATCH=188).
 #
 # COMPARE=dictionary instead compares the whole schema with 0013's word-dictionary
 # triggers (migrations up to 0014) against the schema without them (up to 0015: the
@@ -30,6 +31,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-20}
 BATCH=${BATCH:-8}
 COMPARE=${COMPARE:-search}
+CONVERSATIONS=${CONVERSATIONS:-50}
+[ "$COMPARE" = joins ] && CONVERSATIONS=500
 PG="postgres://postgres@127.0.0.1:5432"
 export PGOPTIONS="-c client_min_messages=warning"
 PGBENCH=$(ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
@@ -51,10 +54,10 @@ setup() { # database, migration files...
     shift
     psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
     for file in "$@"; do psql -q -v ON_ERROR_STOP=1 "$PG/$db" -f "$file"; done
-    psql -q -v ON_ERROR_STOP=1 "$PG/$db" <<'SQL'
+    psql -q -v ON_ERROR_STOP=1 -v n="$CONVERSATIONS" "$PG/$db" <<'SQL'
 INSERT INTO users (username, password_hash, created_at)
     SELECT 'u' || i, '!', 0 FROM generate_series(1, 100) i;
-INSERT INTO conversations (kind, name, created_at) SELECT 'group', 'g' || i, 0 FROM generate_series(1, 50) i;
+INSERT INTO conversations (kind, name, created_at) SELECT 'group', 'g' || i, 0 FROM generate_series(1, :n) i;
 INSERT INTO members (conversation_id, user_id, joined_at)
     SELECT c.id, u.id, 0 FROM conversations c JOIN users u ON u.id % 50 = c.id % 50 OR u.id <= 2;
 SQL
@@ -68,7 +71,7 @@ if [ "$COMPARE" = joins ]; then
     for setting in enable_nestloop jit; do
         psql -q "$PG/$before" -c "ALTER FUNCTION append_batch(BIGINT[], BIGINT[], TEXT[], TEXT[], TEXT[], BIGINT, TEXT[]) RESET $setting"
     done
-    conversations="(SELECT array_agg(1 + (random() * 49)::bigint) FROM generate_series(1, $BATCH))"
+    conversations="(SELECT array_agg(1 + (random() * ($CONVERSATIONS - 1))::bigint) FROM generate_series(1, $BATCH))"
 elif [ "$COMPARE" = dictionary ]; then
     # Every migration up to 0014 (the triggers) or 0015 (none), as the store applies them.
     upto() { for f in "$migrations"/*.sql; do [[ $(basename "$f") < "$1" ]] && echo "$f"; done; }
@@ -84,7 +87,7 @@ fi
 
 # One append_batch call of BATCH messages; sender 1 or 2 (members of every conversation).
 {
-    echo '\set c random(1, 50)'
+    echo "\\set c random(1, $CONVERSATIONS)"
     echo '\set s random(1, 2)'
     printf 'SELECT count(*) FROM append_batch(%s, array_fill(:s::bigint, ARRAY[%d]), array_fill('"'text'"'::text, ARRAY[%d]), %s, array_fill(NULL::text, ARRAY[%d]), (extract(epoch from now()) * 1000)::bigint, array_fill(NULL::text, ARRAY[%d]));\n' \
         "$conversations" "$BATCH" "$BATCH" "$body" "$BATCH" "$BATCH"
