@@ -2,9 +2,9 @@
 -- generic (made once per connection), so the planner sees every batch as about ten rows
 -- and loops, once per message, over the other messages' rows and over the members of every
 -- conversation in the batch (re-aggregated per message). That is quadratic in the batch:
--- 188 messages took 33 ms, 180 us per message, against 12.6 ms with hash joins (pgbench on
--- one connection; docs/benchmarks.md, "append_batch was quadratic"). Batches grow with
--- load, so the cost per message grew with it, and the cluster saturated.
+-- 512 messages to 500 conversations took 107 ms, against 26 ms with hash joins (pgbench on
+-- one connection; docs/benchmarks.md, "append_batch was quadratic"). Batches grow with a
+-- backlog, so the cost per message grew just when the database had most to catch up on.
 --
 -- With nested loops disabled, the joins between the batch's own rows are hashed. The
 -- per-row lookups into tables (the LATERAL retry lookup, the correlated membership and
