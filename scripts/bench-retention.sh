@@ -15,11 +15,16 @@
 #
 # Several builds or settings side by side, interleaved in each round (one idle run, then
 # one deleting run per variant): VARIANTS names them; BIN_<name> is that variant's
-# server (default: this build) and ARGS_<name> its extra retention flags. E.g. before
-# and after a change, in one session:
+# server (default: this build), ARGS_<name> its extra retention flags and SQL_<name>
+# SQL run on its copy of the database first (e.g. to undo a migration for an older
+# build). E.g. before and after a change, in one session:
 #
 #   VARIANTS="before after" BIN_before=/tmp/before/switchboard NO_BUILD=1 \
+#       SQL_before="DELETE FROM _sqlx_migrations WHERE version = 13" \
 #       scripts/bench-retention.sh
+#
+# A variant whose name starts with "idle" runs without a policy: the idle baseline of
+# another build (e.g. VARIANTS="idlebefore before after" BIN_idlebefore=... ).
 #
 # The embedded server, not the cluster: it is what most installations run, and SQLite's
 # single writer is where deletes and live appends compete hardest (in a cluster they are
@@ -84,20 +89,27 @@ deleted() { # messages retention deleted so far, from the server's metrics
 }
 
 run() { # round mode [variant]
-    local dir="$OUT/r$1-$2" data="$OUT/data-r$1-$2" bin=$BIN args=$RETENTION_ARGS
+    local dir="$OUT/r$1-$2" data="$OUT/data-r$1-$2" bin=$BIN args=$RETENTION_ARGS sql=
     if [ -n "${3:-}" ]; then
         bin=$OUT/bin/switchboard-$3
-        local args_var=ARGS_$3
+        local args_var=ARGS_$3 sql_var=SQL_$3
         args="$RETENTION_ARGS ${!args_var:-}"
+        sql=${!sql_var:-}
     fi
     echo "== round $1: $2 ==" >&2
+    local deleting=1
+    case $2 in idle | deleting-idle*) deleting= ;; esac
     cp -a "$OUT/seeded" "$data"
-    if [ "$2" != idle ]; then
+    [ -z "$sql" ] || sqlite3 "$data/switchboard.db" "$sql"
+    if [ -n "$deleting" ]; then
         # The organisation's default: keep a day (nearly all the seeded year goes).
         sqlite3 "$data/switchboard.db" \
             "INSERT INTO retention_policies (conversation_id, keep_days, updated_at)
              VALUES (0, 1, CAST(strftime('%s','now') AS INTEGER) * 1000)"
     fi
+    # The copy's pages go to disk now, not during the load (where the kernel's writeback
+    # of a few hundred MB competes with every commit's fsync).
+    sync
     # The first sweep starts 1 s after start; idle rounds have no policy, so it finds
     # nothing to do, as on a server whose history is within its policy.
     # shellcheck disable=SC2086
@@ -108,7 +120,7 @@ run() { # round mode [variant]
         curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
         sleep 0.2
     done
-    if [ "$2" != idle ]; then
+    if [ -n "$deleting" ]; then
         # Start the load once deleting has begun.
         for _ in $(seq 100); do
             [ "$(deleted)" != 0 ] && break

@@ -50,7 +50,7 @@ pub struct RetentionConfig {
     pub share_percent: u32,
     /// Also a rest of at least this long after every `batch` messages deleted (counted
     /// across conversations, so a history of many small conversations is paced like one
-    /// long one): caps the deletion rate (at the defaults, 2,000 messages a second). The
+    /// long one): caps the deletion rate (at the defaults, 1,000 messages a second). The
     /// share alone does not bound what a delete costs outside the transaction: its pages
     /// go to disk with the appends' commits, which then wait longer for their fsync.
     pub pause: Duration,
@@ -67,7 +67,7 @@ impl Default for RetentionConfig {
             batch: 1000,
             budget: Duration::from_millis(5),
             share_percent: 25,
-            pause: Duration::from_millis(500),
+            pause: Duration::from_millis(1000),
             orphan_grace: Duration::from_secs(24 * 3600),
         }
     }

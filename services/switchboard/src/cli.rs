@@ -509,9 +509,9 @@ pub struct RetentionArgs {
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub retention_share_percent: u32,
     /// Also rest at least this long (milliseconds) after every --retention-batch
-    /// messages deleted, counted across conversations: caps the deletion rate (500 with
-    /// batches of 1000: at most 2,000 messages a second)
-    #[arg(long, env = "SWITCHBOARD_RETENTION_PAUSE_MS", default_value_t = 500)]
+    /// messages deleted, counted across conversations: caps the deletion rate (1000 with
+    /// batches of 1000: at most 1,000 messages a second)
+    #[arg(long, env = "SWITCHBOARD_RETENTION_PAUSE_MS", default_value_t = 1000)]
     pub retention_pause_ms: u64,
     /// Delete attachment objects no message carries (an upload whose message was never
     /// stored) once they are this old, in seconds, after each retention sweep; only keys

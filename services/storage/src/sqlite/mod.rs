@@ -5,6 +5,13 @@
 //! writers never contend for SQLite's single write lock; message appends additionally
 //! go through one appender task, which commits them in groups. The SQL itself is shared
 //! with PostgreSQL (see "One SQL text, two drivers" in the crate docs).
+//!
+//! The search index (FTS5) keeps every transaction's entries as a new segment and
+//! merges segments as they pile up. FTS5 would do that merging inside whichever commit
+//! added a segment, up to hundreds of pages at once, and every append queued behind that
+//! commit would wait 50 to 150 ms (SQLite migration 0013). So the store runs a merger
+//! task instead ([`merge_search_index`]): a few pages of merging per transaction, resting
+//! between steps, like the retention job.
 
 // The SQL shared with PostgreSQL, compiled for SQLite.
 crate::backend::sql_queries!(
@@ -23,6 +30,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use switchboard_protocol::{Conversation, Message, PresenceStatus};
+use tokio::sync::oneshot;
 
 use crate::appender::{Appenders, Pipeline};
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User};
@@ -34,6 +42,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
     appender: Appenders,
+    /// Dropping it stops the search index's merger.
+    _merger: oneshot::Sender<()>,
 }
 
 impl SqliteStore {
@@ -69,8 +79,54 @@ impl SqliteStore {
             let pool = pool.clone();
             Box::pin(async move { queries::commit_batch(&pool, &batch).await })
         });
-        Ok(Self { reader, writer, appender })
+        let (merger, stop) = oneshot::channel();
+        tokio::spawn(merge_search_index(writer.clone(), stop));
+        Ok(Self { reader, writer, appender, _merger: merger })
     }
+}
+
+/// Pages of the search index one merge step writes: about a millisecond of work.
+const MERGE_PAGES: i64 = 8;
+/// How long the merger waits before looking again when nothing needed merging.
+const MERGE_IDLE: Duration = Duration::from_millis(250);
+
+/// Merges the search index's segments, [`MERGE_PAGES`] at a time, each step its own
+/// transaction on the writer, until `stop` resolves (the store is dropped). FTS5's own
+/// merging inside commits is off (migration 0013). After a step that did work it rests
+/// three times as long as the step took, so it holds the writer at most a quarter of the
+/// time (what the retention job does); when nothing needed merging (FTS5 merges a level
+/// once 4 segments are on it), [`MERGE_IDLE`].
+async fn merge_search_index(writer: SqlitePool, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let rest = match merge_step(&writer).await {
+            Ok(Some(took)) => (took * 3).max(Duration::from_millis(1)),
+            Ok(None) => MERGE_IDLE,
+            Err(e) => {
+                tracing::warn!(error = %e, "merging the search index failed");
+                MERGE_IDLE * 4
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(rest) => {}
+        }
+    }
+}
+
+/// One merge step; the time it held the writer when it did any work, `None` when there
+/// was nothing to merge.
+async fn merge_step(writer: &SqlitePool) -> Result<Option<Duration>> {
+    let mut conn = writer.acquire().await?;
+    let started = std::time::Instant::now();
+    let changes = "SELECT total_changes()";
+    let before: i64 = sqlx::query_scalar(changes).fetch_one(&mut *conn).await?;
+    sqlx::query("INSERT INTO message_search (message_search, rank) VALUES ('merge', $1)")
+        .bind(MERGE_PAGES)
+        .execute(&mut *conn)
+        .await?;
+    let after: i64 = sqlx::query_scalar(changes).fetch_one(&mut *conn).await?;
+    // FTS5 counts 2 or more changes when the command merged anything.
+    Ok((after - before >= 2).then(|| started.elapsed()))
 }
 
 crate::backend::sql_store!(SqliteStore, read = reader, write = writer, append = appender);
