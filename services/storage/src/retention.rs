@@ -76,9 +76,15 @@ impl Default for RetentionConfig {
 impl RetentionConfig {
     /// The rest after a transaction that held the database for `took`.
     fn rest_after(&self, took: Duration) -> Duration {
-        let share = self.share_percent.clamp(1, 100);
-        took * (100 - share) / share
+        rest_for_share(took, self.share_percent)
     }
+}
+
+/// The rest after work that took `took`, so that the work holds the database at most
+/// `share_percent` (1 to 100) of the time. Also paces SQLite's search index merger.
+pub(crate) fn rest_for_share(took: Duration, share_percent: u32) -> Duration {
+    let share = share_percent.clamp(1, 100);
+    took * (100 - share) / share
 }
 
 /// One sweep: deletes everything due now, a transaction at a time. Returns how many

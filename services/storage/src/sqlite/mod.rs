@@ -89,17 +89,20 @@ impl SqliteStore {
 const MERGE_PAGES: i64 = 8;
 /// How long the merger waits before looking again when nothing needed merging.
 const MERGE_IDLE: Duration = Duration::from_millis(250);
+/// Most of the writer's time the merger takes, in percent (the retention job's default).
+const MERGE_SHARE_PERCENT: u32 = 25;
 
 /// Merges the search index's segments, [`MERGE_PAGES`] at a time, each step its own
 /// transaction on the writer, until `stop` resolves (the store is dropped). FTS5's own
 /// merging inside commits is off (migration 0013). After a step that did work it rests
-/// three times as long as the step took, so it holds the writer at most a quarter of the
-/// time (what the retention job does); when nothing needed merging (FTS5 merges a level
-/// once 4 segments are on it), [`MERGE_IDLE`].
+/// so that it holds the writer at most [`MERGE_SHARE_PERCENT`] of the time, paced as the
+/// retention job is; when nothing needed merging (FTS5 merges a level once 4 segments
+/// are on it), [`MERGE_IDLE`].
 async fn merge_search_index(writer: SqlitePool, mut stop: oneshot::Receiver<()>) {
     loop {
         let rest = match merge_step(&writer).await {
-            Ok(Some(took)) => (took * 3).max(Duration::from_millis(1)),
+            Ok(Some(took)) => crate::retention::rest_for_share(took, MERGE_SHARE_PERCENT)
+                .max(Duration::from_millis(1)),
             Ok(None) => MERGE_IDLE,
             Err(e) => {
                 tracing::warn!(error = %e, "merging the search index failed");
