@@ -46,11 +46,13 @@ bench_fresh_database() {
 
 # Starts deploy/local/cluster.sh in the background (1 storage, 2 routers, GATEWAYS
 # gateways, default 3) on $DATABASE, Redis $REDIS (default the local one) and key prefix
-# $PREFIX, without rate limits, logging to $OUT/cluster.log; waits until gateways 8081
+# $PREFIX, without rate limits (and with $STORAGE_ARGS, if set, on the storage service),
+# logging to $OUT/cluster.log; waits until gateways 8081
 # and 8082 are ready. Sets bench_cluster (its pid).
 bench_start_cluster() {
     BIN=$BIN DATABASE=$DATABASE PREFIX=$PREFIX REDIS=${REDIS:-redis://127.0.0.1:6379} \
         GATEWAYS=${GATEWAYS:-3} GATEWAY_ARGS="--rate-per-user 0 --rate-per-ip 0" \
+        STORAGE_ARGS=${STORAGE_ARGS:-} \
         deploy/local/cluster.sh >"$OUT/cluster.log" 2>&1 &
     bench_cluster=$!
     local port

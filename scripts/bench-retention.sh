@@ -26,10 +26,17 @@
 # A variant whose name starts with "idle" runs without a policy: the idle baseline of
 # another build (e.g. VARIANTS="idlebefore before after" BIN_idlebefore=... ).
 #
-# The embedded server, not the cluster: it is what most installations run, and SQLite's
-# single writer is where deletes and live appends compete hardest (in a cluster they are
-# row locks in PostgreSQL, each conversation's own). Loopback only (port PORT, default
-# 9180); stops the server when done. Results under $OUT (default target/bench-retention).
+# By default the embedded server: it is what most installations run, and SQLite's single
+# writer is where deletes and live appends compete hardest. BACKEND=postgres runs the
+# same on the local cluster instead (deploy/local/cluster.sh: storage on PostgreSQL, whose
+# retention job deletes, 2 routers, GATEWAYS gateways, default 2, the load spread over
+# them), each round on a fresh copy (CREATE DATABASE ... TEMPLATE) of a seeded database;
+# PG=postgres://... names the server (default the local one):
+#
+#   BACKEND=postgres ROUNDS=5 DURATION=30 scripts/bench-retention.sh
+#
+# Loopback only (port PORT, default 9180; the cluster's fixed ports); stops the servers
+# when done. Results under $OUT (default target/bench-retention).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +49,13 @@ PORT=${PORT:-9180}
 PROFILE=${PROFILE:-release}
 RETENTION_ARGS=${RETENTION_ARGS:-}
 VARIANTS=${VARIANTS:-}
+BACKEND=${BACKEND:-sqlite}
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+GATEWAYS=${GATEWAYS:-2}
+case $BACKEND in
+    sqlite | postgres) ;;
+    *) echo "error: BACKEND is sqlite or postgres, not '$BACKEND'" >&2; exit 2 ;;
+esac
 target_dir=${CARGO_TARGET_DIR:-target}
 OUT=${OUT:-$target_dir/bench-retention}
 
@@ -51,7 +65,15 @@ if [ -z "${NO_BUILD:-}" ]; then
     [ "$PROFILE" = release ] && flag=(--release)
     cargo build "${flag[@]}" -q -p switchboard -p switchboard-loadtest --bins
 fi
-if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
+if [ "$BACKEND" = postgres ]; then
+    . scripts/bench-lib.sh
+    . scripts/services.sh
+    ensure_postgres
+    ensure_redis
+    bench_ports_free
+    seed_db=sb_bench_retention_seed
+    PREFIX=bench-retention-$$
+elif (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
     echo "error: something already listens on 127.0.0.1:$PORT; set PORT" >&2
     exit 1
 fi
@@ -69,9 +91,18 @@ LOADTEST=$OUT/bin/switchboard-loadtest
 password=bench-admin-password
 
 echo "Seeding $MESSAGES messages ..." >&2
-"$LOADTEST" search-seed --sqlite "$OUT/seeded" --messages "$MESSAGES" >"$OUT/seed.log" 2>&1
-printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin \
-    --data-dir "$OUT/seeded" >/dev/null
+if [ "$BACKEND" = postgres ]; then
+    psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $seed_db WITH (FORCE)"
+    psql "$PG/postgres" -qc "CREATE DATABASE $seed_db"
+    "$LOADTEST" search-seed --postgres "$PG/$seed_db" --messages "$MESSAGES" >"$OUT/seed.log" 2>&1
+    printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin \
+        --database "$PG/$seed_db" >/dev/null
+    psql "$PG/$seed_db" -qc "VACUUM ANALYZE"
+else
+    "$LOADTEST" search-seed --sqlite "$OUT/seeded" --messages "$MESSAGES" >"$OUT/seed.log" 2>&1
+    printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin \
+        --data-dir "$OUT/seeded" >/dev/null
+fi
 
 server=
 stop_server() {
@@ -80,11 +111,29 @@ stop_server() {
         wait "$server" 2>/dev/null || true
         server=
     fi
+    if [ "$BACKEND" = postgres ]; then
+        bench_stop_cluster
+    fi
 }
-trap stop_server EXIT
+cleanup() {
+    stop_server
+    if [ "$BACKEND" = postgres ]; then
+        psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS sb_bench_retention_run WITH (FORCE)"
+        psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $seed_db WITH (FORCE)"
+    fi
+}
+trap cleanup EXIT
+
+# Where the retention job runs: its metrics count what it deleted.
+metrics_url=http://127.0.0.1:$PORT/metrics
+gateways=ws://127.0.0.1:$PORT
+if [ "$BACKEND" = postgres ]; then
+    metrics_url=http://127.0.0.1:7100/metrics
+    gateways=$(seq -s, -f 'ws://127.0.0.1:808%g' "$GATEWAYS")
+fi
 
 deleted() { # messages retention deleted so far, from the server's metrics
-    curl -sf "http://127.0.0.1:$PORT/metrics" |
+    curl -sf "$metrics_url" |
         awk '/^switchboard_retention_messages_deleted_total/ {print $2; found=1} END {if (!found) print 0}'
 }
 
@@ -99,27 +148,37 @@ run() { # round mode [variant]
     echo "== round $1: $2 ==" >&2
     local deleting=1
     case $2 in idle | deleting-idle*) deleting= ;; esac
-    cp -a "$OUT/seeded" "$data"
-    [ -z "$sql" ] || sqlite3 "$data/switchboard.db" "$sql"
-    if [ -n "$deleting" ]; then
-        # The organisation's default: keep a day (nearly all the seeded year goes).
-        sqlite3 "$data/switchboard.db" \
-            "INSERT INTO retention_policies (conversation_id, keep_days, updated_at)
-             VALUES (0, 1, CAST(strftime('%s','now') AS INTEGER) * 1000)"
-    fi
-    # The copy's pages go to disk now, not during the load (where the kernel's writeback
-    # of a few hundred MB competes with every commit's fsync).
-    sync
+    # The organisation's default: keep a day (nearly all the seeded year goes).
+    local policy="INSERT INTO retention_policies (conversation_id, keep_days, updated_at)
+        VALUES (0, 1, $(date +%s)000)"
     # The first sweep starts 1 s after start; idle rounds have no policy, so it finds
     # nothing to do, as on a server whose history is within its policy.
-    # shellcheck disable=SC2086
-    "$bin" serve --data-dir "$data" --listen 127.0.0.1:$PORT --rate-per-user 0 --rate-per-ip 0 \
-        --retention-interval-secs 1 $args >"$dir.server.log" 2>&1 &
-    server=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
-        sleep 0.2
-    done
+    if [ "$BACKEND" = postgres ]; then
+        local db=sb_bench_retention_run
+        psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+        psql "$PG/postgres" -qc "CREATE DATABASE $db TEMPLATE $seed_db STRATEGY FILE_COPY"
+        [ -z "$sql" ] || psql "$PG/$db" -qc "$sql"
+        [ -z "$deleting" ] || psql "$PG/$db" -qc "$policy"
+        sync
+        DATABASE=$PG/$db BIN=$bin STORAGE_ARGS="--retention-interval-secs 1 $args"
+        bench_start_cluster
+        mv "$OUT/cluster.log" "$dir.server.log"
+    else
+        cp -a "$OUT/seeded" "$data"
+        [ -z "$sql" ] || sqlite3 "$data/switchboard.db" "$sql"
+        [ -z "$deleting" ] || sqlite3 "$data/switchboard.db" "$policy"
+        # The copy's pages go to disk now, not during the load (where the kernel's
+        # writeback of a few hundred MB competes with every commit's fsync).
+        sync
+        # shellcheck disable=SC2086
+        "$bin" serve --data-dir "$data" --listen 127.0.0.1:$PORT --rate-per-user 0 \
+            --rate-per-ip 0 --retention-interval-secs 1 $args >"$dir.server.log" 2>&1 &
+        server=$!
+        for _ in $(seq 100); do
+            curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+            sleep 0.2
+        done
+    fi
     if [ -n "$deleting" ]; then
         # Start the load once deleting has begun.
         for _ in $(seq 100); do
@@ -131,7 +190,7 @@ run() { # round mode [variant]
     before=$(deleted)
     start=$(date +%s.%N)
     printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/office.toml \
-        --gateway ws://127.0.0.1:$PORT --users "$USERS" --rate "$RATE" --duration "$DURATION" \
+        --gateway "$gateways" --users "$USERS" --rate "$RATE" --duration "$DURATION" \
         --admin-user admin --admin-password-stdin --out "$dir" >"$dir.log" 2>&1 || true
     local after end
     after=$(deleted)

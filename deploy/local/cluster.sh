@@ -6,6 +6,7 @@
 #   deploy/local/cluster.sh            # database switchboard_local, Redis prefix "local"
 #   DATABASE=postgres://... REDIS=redis://... PREFIX=... deploy/local/cluster.sh
 #   GATEWAY_ARGS="--rate-per-user 0 --rate-per-ip 0" deploy/local/cluster.sh   # extra gateway flags
+#   STORAGE_ARGS="--retention-interval-secs 60" deploy/local/cluster.sh        # extra storage flags
 #   GATEWAYS=6 deploy/local/cluster.sh   # more gateways (ports 8081, 8082, ...; at most 9)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -55,7 +56,7 @@ if printf '%s\n' "$password" | "$BIN" user add admin --admin --password-stdin --
     echo "Created the first account: admin, one-time password: $password"
 fi
 
-start storage --database "$DATABASE" --listen 127.0.0.1:7100
+start storage --database "$DATABASE" --listen 127.0.0.1:7100 ${STORAGE_ARGS:-}
 start router --redis "$REDIS" --redis-prefix "$PREFIX" --listen 127.0.0.1:7201
 start router --redis "$REDIS" --redis-prefix "$PREFIX" --listen 127.0.0.1:7202
 # A gateway holds up to ~19,000 clients: a process may have 20,000 open files here.

@@ -31,6 +31,7 @@ pub mod metrics;
 mod model;
 mod postgres;
 pub mod retention;
+mod slow;
 mod sqlite;
 
 pub use model::{

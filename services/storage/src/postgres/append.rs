@@ -25,6 +25,8 @@ pub const APPEND_BATCH: &str = "SELECT * FROM append_batch($1, $2, $3, $4, $5, $
 /// the whole batch (nothing of it is stored); inner errors (not a member, unknown
 /// conversation) reject one message and keep the rest.
 pub async fn commit_batch(pool: &PgPool, batch: &[NewMessage]) -> Result<Vec<Result<Appended>>> {
+    // One statement, its own transaction: all its time is `statements_ms`.
+    let timer = crate::slow::WriteTimer::start("append batch");
     let rows = sqlx::query(APPEND_BATCH)
         .bind(batch.iter().map(|m| m.conversation_id).collect::<Vec<_>>())
         .bind(batch.iter().map(|m| m.sender.id).collect::<Vec<_>>())
@@ -35,6 +37,7 @@ pub async fn commit_batch(pool: &PgPool, batch: &[NewMessage]) -> Result<Vec<Res
         .bind(batch.iter().map(|m| m.author.as_deref()).collect::<Vec<_>>())
         .fetch_all(pool)
         .await?;
+    timer.done(batch.len());
     if rows.len() != batch.len() {
         return Err(StoreError::Unavailable(format!(
             "append_batch answered {} rows for {} messages",

@@ -47,7 +47,9 @@ async fn try_commit_batch(
     batch: &[NewMessage],
     find_retries: bool,
 ) -> Result<Option<Vec<Result<Appended>>>> {
+    let mut timer = crate::slow::WriteTimer::start("append batch");
     let mut tx = pool.begin().await?;
+    timer.began();
     let stored = match find_retries {
         true => stored_copies(&mut tx, batch).await?,
         false => HashMap::new(),
@@ -161,7 +163,9 @@ async fn try_commit_batch(
             update.build().execute(&mut *tx).await?;
         }
     }
+    timer.committing();
     tx.commit().await?;
+    timer.done(batch.len());
 
     let outcomes = outcomes.into_iter().map(|outcome| {
         outcome.map(|(message, duplicate)| {

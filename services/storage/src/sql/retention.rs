@@ -194,7 +194,9 @@ pub async fn retention_delete(
     budget: std::time::Duration,
 ) -> Result<crate::RetentionBatch> {
     let limit = u64::from(limit.max(1));
+    let mut timer = crate::slow::WriteTimer::start("retention delete");
     let mut tx = pool.begin().await?;
+    timer.began();
     // From here on this transaction holds SQLite's writer (or PostgreSQL's row locks).
     let began = std::time::Instant::now();
     let mut outcome = crate::RetentionBatch::default();
@@ -229,7 +231,9 @@ pub async fn retention_delete(
         }
         chunk = chunk.min(limit - seen);
     }
+    timer.committing();
     tx.commit().await?;
+    timer.done(usize::try_from(outcome.deleted).unwrap_or(usize::MAX));
     Ok(outcome)
 }
 

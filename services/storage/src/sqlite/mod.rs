@@ -119,7 +119,9 @@ async fn merge_search_index(writer: SqlitePool, mut stop: oneshot::Receiver<()>)
 /// One merge step; the time it held the writer when it did any work, `None` when there
 /// was nothing to merge.
 async fn merge_step(writer: &SqlitePool) -> Result<Option<Duration>> {
+    let mut timer = crate::slow::WriteTimer::start("search index merge");
     let mut conn = writer.acquire().await?;
+    timer.began();
     let started = std::time::Instant::now();
     let changes = "SELECT total_changes()";
     let before: i64 = sqlx::query_scalar(changes).fetch_one(&mut *conn).await?;
@@ -127,6 +129,8 @@ async fn merge_step(writer: &SqlitePool) -> Result<Option<Duration>> {
         .bind(MERGE_PAGES)
         .execute(&mut *conn)
         .await?;
+    // The statement is its own transaction: its time includes the commit.
+    timer.done(usize::try_from(MERGE_PAGES).unwrap_or(0));
     let after: i64 = sqlx::query_scalar(changes).fetch_one(&mut *conn).await?;
     // FTS5 counts 2 or more changes when the command merged anything.
     Ok((after - before >= 2).then(|| started.elapsed()))
