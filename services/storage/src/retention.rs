@@ -7,7 +7,7 @@
 //! [`Store`]'s; this module only paces them.
 //!
 //! Pacing is by time, not rows: each transaction deletes until a time budget of work
-//! passed inside it (`--retention-budget-ms`, a few ms), then commits; after it the job
+//! passed inside it (`--retention-budget-ms`, 1 ms), then commits; after it the job
 //! rests long enough that it holds the database at most `--retention-share-percent` of
 //! the time. A row count alone let one transaction of many messages with big search
 //! entries hold SQLite's single writer for tens of ms (docs/benchmarks.md).
@@ -65,7 +65,7 @@ impl Default for RetentionConfig {
         Self {
             interval: Duration::from_secs(3600),
             batch: 1000,
-            budget: Duration::from_millis(5),
+            budget: Duration::from_millis(1),
             share_percent: 25,
             pause: Duration::from_millis(1000),
             orphan_grace: Duration::from_secs(24 * 3600),

@@ -500,7 +500,7 @@ pub struct RetentionArgs {
     /// Work per retention transaction, in milliseconds: it commits once this much time
     /// passed inside it, so sends wait at most about this long behind a delete (0: no
     /// time limit, --retention-batch messages per transaction)
-    #[arg(long, env = "SWITCHBOARD_RETENTION_BUDGET_MS", default_value_t = 5)]
+    #[arg(long, env = "SWITCHBOARD_RETENTION_BUDGET_MS", default_value_t = 1)]
     pub retention_budget_ms: u64,
     /// Most of the time the retention job holds the database, in percent: after each
     /// transaction it rests long enough (25: three times as long as it took). Lower it if
