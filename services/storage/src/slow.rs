@@ -35,22 +35,81 @@ impl WriteTimer {
 
     /// Call after `COMMIT`; logs the write when it was slow. `rows`: what it wrote.
     pub(crate) fn done(self, rows: usize) {
-        let now = Instant::now();
-        let took = now - self.started;
-        if took < SLOW_WRITE {
-            return;
-        }
-        let began = self.began.unwrap_or(self.started);
-        let committing = self.committing.unwrap_or(now);
+        let Some(p) = self.phases(Instant::now()) else { return };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         tracing::warn!(
             kind = self.kind,
             rows,
-            total_ms = ms(took),
-            wait_ms = ms(began - self.started),
-            statements_ms = ms(committing - began),
-            commit_ms = ms(now - committing),
+            total_ms = ms(p.total),
+            wait_ms = ms(p.wait),
+            statements_ms = ms(p.statements),
+            commit_ms = ms(p.commit),
             "slow write"
+        );
+    }
+
+    /// Where the time went up to `now`, when the write was slow. A phase never marked
+    /// takes no time: without `began` everything before the statements counts as
+    /// statements, without `committing` the commit is counted with them.
+    fn phases(&self, now: Instant) -> Option<Phases> {
+        let total = now - self.started;
+        if total < SLOW_WRITE {
+            return None;
+        }
+        let began = self.began.unwrap_or(self.started);
+        let committing = self.committing.unwrap_or(now);
+        Some(Phases {
+            total,
+            wait: began - self.started,
+            statements: committing - began,
+            commit: now - committing,
+        })
+    }
+}
+
+/// A slow write's time, by phase (see the module docs).
+#[derive(Debug, PartialEq)]
+struct Phases {
+    total: Duration,
+    wait: Duration,
+    statements: Duration,
+    commit: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_slow_write_is_split_into_wait_statements_and_commit() {
+        let t0 = Instant::now();
+        let timer = WriteTimer {
+            kind: "append batch",
+            started: t0,
+            began: Some(t0 + ms(40)),
+            committing: Some(t0 + ms(45)),
+        };
+        let phases = timer.phases(t0 + ms(60)).expect("60 ms is slow");
+        assert_eq!(
+            phases,
+            Phases { total: ms(60), wait: ms(40), statements: ms(5), commit: ms(15) }
+        );
+        // Under the threshold nothing is reported.
+        assert_eq!(timer.phases(t0 + ms(49)), None);
+    }
+
+    #[test]
+    fn a_single_statement_write_counts_everything_as_statements() {
+        let t0 = Instant::now();
+        let timer = WriteTimer { kind: "append batch", started: t0, began: None, committing: None };
+        let phases = timer.phases(t0 + ms(70)).expect("70 ms is slow");
+        assert_eq!(
+            phases,
+            Phases { total: ms(70), wait: ms(0), statements: ms(70), commit: ms(0) }
         );
     }
 }
