@@ -71,7 +71,7 @@ if [ "$BACKEND" = postgres ]; then
     ensure_postgres
     ensure_redis
     bench_ports_free
-    seed_db=sb_bench_retention_seed
+    seed_db=sb_bench_retention_seed run_db=sb_bench_retention_run
     PREFIX=bench-retention-$$
 elif (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
     echo "error: something already listens on 127.0.0.1:$PORT; set PORT" >&2
@@ -118,7 +118,7 @@ stop_server() {
 cleanup() {
     stop_server
     if [ "$BACKEND" = postgres ]; then
-        psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS sb_bench_retention_run WITH (FORCE)"
+        psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $run_db WITH (FORCE)"
         psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $seed_db WITH (FORCE)"
     fi
 }
@@ -154,7 +154,7 @@ run() { # round mode [variant]
     # The first sweep starts 1 s after start; idle rounds have no policy, so it finds
     # nothing to do, as on a server whose history is within its policy.
     if [ "$BACKEND" = postgres ]; then
-        local db=sb_bench_retention_run
+        local db=$run_db
         psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
         psql "$PG/postgres" -qc "CREATE DATABASE $db TEMPLATE $seed_db STRATEGY FILE_COPY"
         [ -z "$sql" ] || psql "$PG/$db" -qc "$sql"
