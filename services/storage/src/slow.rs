@@ -2,7 +2,7 @@
 //! what makes appends wait can be told from a server's log (docs/operations.md, "Slow
 //! writes"). A write is timed in three phases: waiting for a connection (on SQLite, for
 //! the single writer), its statements, and its `COMMIT` (on SQLite in WAL mode, the
-//! `fsync` and, every thousand pages of log, a checkpoint).
+//! `fsync` and, every ten thousand pages of log, a checkpoint).
 
 use std::time::{Duration, Instant};
 

@@ -1966,3 +1966,39 @@ async fn sqlite_merges_the_search_index_outside_the_commits() {
         assert_eq!(found(s, &bob, &words(&["meeting", &n.to_string()])).await, [(ab.id, n + 1)]);
     }
 }
+
+/// From the WAL index (the `-shm` file, native byte order): the frames in the log
+/// (`mxFrame`, byte 16 of its header) and how many of them a checkpoint has copied into
+/// the database file (`nBackfill`, byte 96, after the header's two copies).
+fn log_frames(dir: &std::path::Path) -> (u32, u32) {
+    let shm = dir.join(format!("{}-shm", switchboard_storage::SQLITE_FILE));
+    let index = std::fs::read(shm).unwrap();
+    let word = |at: usize| u32::from_ne_bytes(index[at..at + 4].try_into().unwrap());
+    (word(16), word(96))
+}
+
+// The store checkpoints after 10,000 pages of log, not SQLite's 1,000: a busy page is
+// copied into the database file once per checkpoint however many commits wrote it.
+#[tokio::test]
+async fn sqlite_checkpoints_after_ten_thousand_pages_of_log() {
+    let f = Fixture::sqlite().await;
+    let Backend::Sqlite(dir) = &f.backend else { unreachable!() };
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    // A commit per message, each writing a few pages, until the log holds 1,500.
+    let mut last = 0;
+    for n in 0.. {
+        let (frames, copied) = log_frames(dir.path());
+        assert!(
+            frames >= last && copied == 0,
+            "checkpointed at {last} frames of log (now {frames}, {copied} copied)"
+        );
+        if frames > 1500 {
+            break;
+        }
+        last = frames;
+        assert!(n < 2000, "{n} commits wrote only {frames} frames");
+        let body = format!("status report {n}");
+        f.store.append(said(ab.id, &alice, &format!("m{n}"), &body)).await.unwrap();
+    }
+}

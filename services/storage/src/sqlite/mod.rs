@@ -12,6 +12,13 @@
 //! commit would wait 50 to 150 ms (SQLite migration 0013). So the store runs a merger
 //! task instead ([`merge_search_index`]): a few pages of merging per transaction, resting
 //! between steps, like the retention job.
+//!
+//! Commits write whole pages to the log (WAL); a checkpoint, run by the commit that
+//! takes the log past [`LOG_PAGES_PER_CHECKPOINT`], copies them into the database file.
+//! Busy pages (a conversation's newest messages, its `last_seq`) are in the log many
+//! times over, and a checkpoint copies each once, so checkpointing after 10,000 pages
+//! instead of SQLite's 1,000 writes less to the disk and costs the writer less per
+//! message (docs/benchmarks.md, "What a message writes").
 
 // The SQL shared with PostgreSQL, compiled for SQLite.
 crate::backend::sql_queries!(
@@ -34,6 +41,9 @@ use tokio::sync::oneshot;
 
 use crate::appender::{Appenders, Pipeline};
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User};
+
+/// Pages of log (WAL) after which a commit copies the log into the database file.
+const LOG_PAGES_PER_CHECKPOINT: u32 = 10_000;
 
 /// Name of the database file inside the data dir.
 pub const DB_FILE: &str = "switchboard.db";
@@ -61,7 +71,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             // Another process (an admin command) may hold the write lock for a moment.
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Checkpoint once the log holds this many pages (40 MiB), not SQLite's 1,000:
+            // see the module docs.
+            .pragma("wal_autocheckpoint", LOG_PAGES_PER_CHECKPOINT.to_string());
         let writer =
             SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite")
