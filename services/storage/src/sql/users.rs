@@ -116,13 +116,20 @@ pub async fn user_by_name(pool: &Pool, username: &str) -> Result<User> {
     }
 }
 
+/// A presence change: its own transaction (on SQLite, a commit of the single writer's,
+/// so it is timed like the appends it may hold up).
 pub async fn set_status(pool: &Pool, user_id: i64, status: PresenceStatus, text: &str) -> Result<()> {
+    let mut timer = crate::slow::WriteTimer::start("presence status");
+    let mut conn = pool.acquire().await?;
+    timer.began();
     sqlx::query("UPDATE users SET status = $1, status_text = $2 WHERE id = $3")
         .bind(status.as_str())
         .bind(text)
         .bind(user_id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
+    // One statement in autocommit: its time includes the commit.
+    timer.done(1);
     Ok(())
 }
 
