@@ -6,7 +6,10 @@
 # p50/p99, lost/duplicated, and the server's CPU (utime + stime from /proc/PID/stat) per
 # delivered message, over the whole load-tool run (provisioning and 2,000 sign-ins
 # included) and over its steady middle (from 10% to 90% of the messages the server
-# counted delivered, read from /metrics every second).
+# counted delivered, read from /metrics every second), the part of it spent by SQLite's
+# writer (the busiest `sqlx-sqlite-worker` thread: every write goes through it) over the
+# same window, and the bytes the server had the disk write (`write_bytes` of
+# /proc/PID/io) per delivered message over the whole run.
 #
 #   scripts/bench-embedded.sh before=/tmp/old/switchboard after=target/release/switchboard
 #   RATE=6000 ROUNDS=3 DURATION=20 scripts/bench-embedded.sh now=target/release/switchboard
@@ -44,6 +47,11 @@ cleanup() {
 trap cleanup EXIT
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+written() { awk '/^write_bytes:/ { print $2 }' "/proc/$1/io"; }
+writer_ticks() { # the busiest sqlx SQLite thread of process $1
+    cat /proc/"$1"/task/*/stat 2>/dev/null |
+        awk '/\(sqlx-sqlite-wor/ { t = $14 + $15; if (t > max) max = t } END { print max + 0 }'
+}
 delivered() {
     curl -sf "http://127.0.0.1:$PORT/metrics" |
         awk '/^switchboard_gateway_messages_delivered_total / { print $2 }'
@@ -62,18 +70,18 @@ run_one() { # label binary round
     done
     sleep 0.5
     sed -n 's/.*one-time password: *//p' "$dir/server.log" | head -1 >"$dir/adminpw"
-    local load=$(cut -d' ' -f1 /proc/loadavg) start=$(cpu_ticks "$server")
+    local load=$(cut -d' ' -f1 /proc/loadavg) start=$(cpu_ticks "$server") wstart=$(written "$server")
     "$LOADTEST" run loadtest/scenarios/one-to-one.toml --gateway ws://127.0.0.1:$PORT \
         --users "$USERS" --rate "$RATE" --duration "$DURATION" --admin-user admin \
         --admin-password-stdin --out "$dir/result" <"$dir/adminpw" >"$dir/loadtest.log" 2>&1 &
     local tool=$!
     : >"$dir/samples"
     while kill -0 "$tool" 2>/dev/null; do
-        echo "$(cpu_ticks "$server") $(delivered || echo 0)" >>"$dir/samples"
+        echo "$(cpu_ticks "$server") $(delivered || echo 0) $(writer_ticks "$server")" >>"$dir/samples"
         sleep 1
     done
     wait "$tool" || true # a missed threshold exits 1; the figures still count
-    local end=$(cpu_ticks "$server")
+    local end=$(cpu_ticks "$server") wend=$(written "$server")
     cleanup
     server=
     local r=$dir/result/result.json
@@ -81,26 +89,30 @@ run_one() { # label binary round
     # past 90%.
     local window
     window=$(awk -v tck="$tck" '
-        { cpu[NR] = $1; n[NR] = $2; last = $2 }
+        { cpu[NR] = $1; n[NR] = $2; w[NR] = $3; last = $2 }
         END {
             for (i = 1; i <= NR; i++) {
                 if (!a && n[i] >= 0.1 * last) a = i
                 if (!b && n[i] >= 0.9 * last) b = i
             }
-            if (a && b > a && n[b] > n[a]) printf "%.1f", (cpu[b] - cpu[a]) / tck * 1e6 / (n[b] - n[a])
-            else printf "n/a"
+            if (a && b > a && n[b] > n[a]) printf "%.1f\t%.1f", (cpu[b] - cpu[a]) / tck * 1e6 / (n[b] - n[a]),
+                (w[b] - w[a]) / tck * 1e6 / (n[b] - n[a])
+            else printf "n/a\tn/a"
         }' "$dir/samples")
     local whole
     whole=$(jq -r --arg s "$start" --arg e "$end" --arg t "$tck" \
         '(($e|tonumber) - ($s|tonumber)) / ($t|tonumber) * 1e6 / ([.delivered, 1] | max) | . * 10 | round / 10' "$r")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$round" "$load" \
+    local kb
+    kb=$(jq -r --arg s "$wstart" --arg e "$wend" \
+        '(($e|tonumber) - ($s|tonumber)) / 1024 / ([.delivered, 1] | max) | . * 10 | round / 10' "$r")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$round" "$load" \
         "$(jq -r '.delivered' "$r")" "$(jq -r '.delivered_per_s | round' "$r")" \
         "$(jq -r '.p50_ms' "$r")" "$(jq -r '.p99_ms' "$r")" \
         "$(jq -r '"\(.lost)/\(.duplicated)"' "$r")" \
-        "$(echo "scale=2; ($end - $start) / $tck" | bc)" "$whole" "$window" | tee -a "$OUT/summary.tsv"
+        "$(echo "scale=2; ($end - $start) / $tck" | bc)" "$whole" "$window" "$kb" | tee -a "$OUT/summary.tsv"
 }
 
-printf 'build\tround\tload1\tdelivered\tdelivered/s\tp50_ms\tp99_ms\tlost/dup\tcpu_s\tus/msg(run)\tus/msg(steady)\n' |
+printf 'build\tround\tload1\tdelivered\tdelivered/s\tp50_ms\tp99_ms\tlost/dup\tcpu_s\tus/msg(run)\tus/msg(steady)\twriter_us/msg(steady)\tKiB_written/msg\n' |
     tee "$OUT/summary.tsv"
 for round in $(seq "$ROUNDS"); do
     for spec in "$@"; do

@@ -5,7 +5,9 @@
 
 /// `sql_store!(Type, read = field, write = field, append = field)` implements `Store` for
 /// `Type`, reading through pool `self.read`, writing through `self.write`, and appending
-/// through the `Appenders` in `self.append`. Expand it next to the `queries` module.
+/// through the `Appenders` in `self.append`; a search first awaits the type's own
+/// `search_ready` (the embedded store indexes what appends left for it). Expand it next
+/// to the `queries` module.
 macro_rules! sql_store {
     ($store:ident, read = $read:ident, write = $write:ident, append = $append:ident) => {
         #[async_trait::async_trait]
@@ -266,6 +268,7 @@ macro_rules! sql_store {
                 viewer: &User,
                 query: &$crate::SearchQuery,
             ) -> Result<$crate::SearchPage> {
+                self.search_ready().await?;
                 queries::search(&self.$read, viewer, query).await
             }
 

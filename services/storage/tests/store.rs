@@ -229,6 +229,7 @@ on_both_backends!(
     search_matches_words_phrases_prefixes_and_filters,
     search_ranks_and_pages,
     edits_and_deletions_are_entries_with_their_own_seq,
+    search_follows_changes_made_before_and_after_indexing,
     thread_replies_are_messages_of_their_conversation,
     a_thread_reads_its_root_then_its_replies,
     reactions_are_counted_per_emoji_and_stored_as_entries,
@@ -1123,6 +1124,31 @@ async fn edits_and_deletions_are_entries_with_their_own_seq(f: Fixture) -> Fixtu
     f
 }
 
+// Search follows an edit or a deletion whether it comes before the message is indexed
+// (the embedded store indexes behind the appends) or after.
+async fn search_follows_changes_made_before_and_after_indexing(f: Fixture) -> Fixture {
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let s = f.store.as_ref();
+    let (ab, _) = s.open_direct(&alice, &bob).await.unwrap();
+    // Searched, so indexed; then edited and deleted.
+    s.append(said(ab.id, &alice, "a1", "alpha plan")).await.unwrap();
+    s.append(said(ab.id, &alice, "a2", "beta plan")).await.unwrap();
+    assert_eq!(found(s, &bob, &words(&["plan"])).await.len(), 2);
+    s.change_message(&alice, ab.id, 1, Some("gamma plan"), None).await.unwrap();
+    s.change_message(&alice, ab.id, 2, None, None).await.unwrap();
+    // Changed right after sending, before any search.
+    s.append(said(ab.id, &alice, "a3", "delta plan")).await.unwrap();
+    s.append(said(ab.id, &alice, "a4", "epsilon plan")).await.unwrap();
+    s.change_message(&alice, ab.id, 5, Some("zeta plan"), None).await.unwrap();
+    s.change_message(&alice, ab.id, 6, None, None).await.unwrap();
+    assert_eq!(found(s, &bob, &words(&["plan"])).await.len(), 2);
+    for (word, hits) in [("alpha", 0), ("beta", 0), ("gamma", 1), ("delta", 0), ("epsilon", 0)] {
+        assert_eq!(found(s, &bob, &words(&[word])).await.len(), hits, "{word}");
+    }
+    assert_eq!(found(s, &bob, &words(&["zeta"])).await, [(ab.id, 5)]);
+    f
+}
+
 async fn thread_replies_are_messages_of_their_conversation(f: Fixture) -> Fixture {
     let [alice, bob, eve] = [
         user(f.store.as_ref(), "alice").await,
@@ -1945,12 +1971,14 @@ async fn sqlite_merges_the_search_index_outside_the_commits() {
     let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
     let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
     let s = f.store.as_ref();
-    // One commit, so one new segment, per message: 200 of them. FTS5's last resort
-    // alone (a level merged once 16 segments are on it) would leave 20.
+    // One new segment per message: a search indexes what appends left (migration 0014),
+    // so a search after each append makes 200 of them. FTS5's last resort alone (a level
+    // merged once 16 segments are on it) would leave 20.
     for n in 0..200 {
         s.append(said(ab.id, &alice, &format!("m{n}"), &format!("minutes of meeting {n}")))
             .await
             .unwrap();
+        assert_eq!(found(s, &bob, &words(&["meeting", &n.to_string()])).await, [(ab.id, n + 1)]);
     }
     let mut segments = search_segments(dir.path()).await;
     for _ in 0..100 {
@@ -1965,6 +1993,43 @@ async fn sqlite_merges_the_search_index_outside_the_commits() {
     for n in [0, 1, 99, 137, 199] {
         assert_eq!(found(s, &bob, &words(&["meeting", &n.to_string()])).await, [(ab.id, n + 1)]);
     }
+}
+
+// SQLite migration 0014: appends leave the search index to the indexer, which indexes
+// them in the background, with no search asking.
+#[tokio::test]
+async fn sqlite_indexes_new_messages_behind_the_appends() {
+    let f = Fixture::sqlite().await;
+    let Backend::Sqlite(dir) = &f.backend else { unreachable!() };
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    let s = f.store.as_ref();
+    for n in 0..20 {
+        s.append(said(ab.id, &alice, &format!("m{n}"), &format!("agenda item {n}"))).await.unwrap();
+    }
+    let path = dir.path().join(switchboard_storage::SQLITE_FILE);
+    let mut db =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let noted: i64 = sqlx::query_scalar("SELECT count(*) FROM message_search_pending")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM message_search_docsize")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        if noted == 0 && indexed == 20 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 5 s: {noted} messages still to index, {indexed} indexed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(found(s, &bob, &words(&["agenda", "7"])).await, [(ab.id, 8)]);
 }
 
 /// From the WAL index (the `-shm` file, native byte order): the frames in the log

@@ -72,6 +72,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Nothing to wait for: PostgreSQL indexes a message in the append's transaction.
+    async fn search_ready(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Connects to `url`, applies migrations and starts the appenders and the dictionary
     /// harvester. Must be called inside a tokio runtime.
     pub async fn connect(url: &str) -> Result<Self> {
