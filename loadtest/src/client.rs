@@ -320,8 +320,10 @@ impl User {
         }
         let n = self.next_n;
         self.next_n += 1;
-        let body = verify::body(&self.plan.username, n, unix_us(), s.body_bytes);
-        let id = format!("{}-{:x}-{n}", self.plan.username, self.ctx.run_id);
+        let now_us = unix_us();
+        let body = verify::body(&self.plan.username, n, now_us, s.body_bytes);
+        // Starting with the time, as the web client's keys do (docs/protocol.md).
+        let id = format!("{:012x}-{}-{:x}-{n}", now_us / 1000, self.plan.username, self.ctx.run_id);
         let frame = json!({"type": "send", "id": id, "conversation_id": conversation,
                            "client_msg_id": id, "body": body});
         self.pending.insert(id, Pending { conversation, body, sent: Instant::now() });

@@ -114,7 +114,7 @@ async fn upload(
     if q.body.len() > gateway.config().max_body_bytes {
         return Err(ApiError::new(ErrorCode::MessageTooLarge, "the caption is too long"));
     }
-    let client_msg_id = q.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
+    let client_msg_id = q.client_msg_id.unwrap_or_else(crate::rest::generated_key);
     if client_msg_id.is_empty() || client_msg_id.len() > 128 {
         return Err(ApiError::invalid("client_msg_id must have 1 to 128 bytes"));
     }

@@ -323,6 +323,15 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user.info())))
 }
 
+/// The idempotency key of a REST write that named none: random, and starting with the
+/// time like our clients' keys (docs/protocol.md, `client_msg_id`), so it is stored at
+/// the end of the retry index.
+pub(crate) fn generated_key() -> String {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{:012x}-rest-{}", now.as_millis(), auth::random_hex(16))
+}
+
 async fn send(
     State(gateway): State<Gateway>,
     ClientIp(ip): ClientIp,
@@ -331,8 +340,7 @@ async fn send(
 ) -> Result<impl IntoResponse, ApiError> {
     gateway.check_ip_rate(ip)?;
     let target = Target::from_fields(req.conversation_id, req.to)?;
-    let client_msg_id =
-        req.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
+    let client_msg_id = req.client_msg_id.unwrap_or_else(generated_key);
     let kind = req.kind.unwrap_or(MessageKind::Text);
     let thread = req.thread_seq;
     Ok(stored(gateway.send_kind(&user, target, client_msg_id, req.body, kind, thread).await?))
@@ -481,7 +489,7 @@ async fn edit_message(
     Path((id, seq)): Path<(i64, i64)>,
     Body(req): Body<EditRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key = req.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
+    let key = req.client_msg_id.unwrap_or_else(generated_key);
     Ok(stored(gateway.change_message(&user, id, seq, Some(req.body), key).await?))
 }
 
@@ -497,6 +505,6 @@ async fn delete_message(
     Path((id, seq)): Path<(i64, i64)>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let key = q.client_msg_id.unwrap_or_else(|| format!("rest-{}", auth::random_hex(16)));
+    let key = q.client_msg_id.unwrap_or_else(generated_key);
     Ok(stored(gateway.change_message(&user, id, seq, None, key).await?))
 }

@@ -5,7 +5,7 @@
 // carries everything live.
 
 import { api } from './api.js';
-import { Connection } from './connection.js';
+import { Connection, newClientMsgId } from './connection.js';
 import { setupDialogs } from './dialogs.js';
 import { $ } from './dom.js';
 import { frameHandlers } from './frames.js';
@@ -20,10 +20,6 @@ export const TOKEN_KEY = 'switchboard.token';
 const IDLE_KEY = 'switchboard.idleMinutes';
 const PAGE = 50;
 const TYPING_EVERY_MS = 3000;
-
-function newClientMsgId() {
-  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
-}
 
 export class App {
   constructor(token, me) {

@@ -5,6 +5,7 @@
 // and shown through object URLs (kept per attachment id, so redraws cost nothing).
 
 import { ApiError } from './api.js';
+import { newClientMsgId } from './connection.js';
 import { $, el } from './dom.js';
 
 /** attachment id -> Promise of an object URL for its bytes. */
@@ -74,7 +75,7 @@ export const attachmentMethods = {
   async uploadFile(file) {
     const conv = this.selected();
     if (!conv) return;
-    const query = `name=${encodeURIComponent(file.name)}&client_msg_id=${encodeURIComponent(crypto.randomUUID ? crypto.randomUUID() : String(Date.now()))}`;
+    const query = `name=${encodeURIComponent(file.name)}&client_msg_id=${encodeURIComponent(newClientMsgId())}`;
     try {
       const response = await fetch(`/api/v1/conversations/${conv.id}/attachments?${query}`, {
         method: 'POST',

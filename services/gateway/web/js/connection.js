@@ -17,6 +17,16 @@ const RESTART_WAIT_MAX_MS = 60_000;
 const BUSY_WAIT_MAX_MS = 120_000;
 const BUSY_JITTER = 0.2;
 
+/**
+ * A new idempotency key for a send: the time in milliseconds (12 hex digits) and then
+ * random digits. Keys that start with the time are stored at the right edge of the
+ * server's retry index, the cheapest place to write (docs/protocol.md, `client_msg_id`).
+ */
+export function newClientMsgId() {
+  const random = crypto.randomUUID ? crypto.randomUUID() : Math.random().toString(16).slice(2);
+  return `${Date.now().toString(16).padStart(12, '0')}-${random}`;
+}
+
 export class Connection {
   /**
    * @param {object} o

@@ -3,13 +3,10 @@
 // sent (`send` with `thread_seq`). Replies arriving live are added to the open thread;
 // in the conversation they only raise the root's reply count.
 
+import { newClientMsgId } from './connection.js';
 import { $, el } from './dom.js';
 import { formatTime, renderBody } from './format.js';
 import { isEntry } from './state.js';
-
-function newClientMsgId() {
-  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
-}
 
 export function replyLabel(n) {
   if (!n) return 'Reply';
