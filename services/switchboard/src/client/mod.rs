@@ -333,3 +333,19 @@ pub async fn who(args: ClientArgs, who: WhoArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::client_msg_id;
+
+    #[test]
+    fn keys_are_distinct_and_sort_by_time() {
+        let first = client_msg_id();
+        let second = client_msg_id();
+        assert_ne!(first, second);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = client_msg_id();
+        assert!(later > first && later > second, "{later} sorts before {first} or {second}");
+        assert!(first.len() <= 128, "{first} is longer than the protocol allows");
+    }
+}
