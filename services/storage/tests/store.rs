@@ -2032,6 +2032,48 @@ async fn sqlite_indexes_new_messages_behind_the_appends() {
     assert_eq!(found(s, &bob, &words(&["agenda", "7"])).await, [(ab.id, 8)]);
 }
 
+// A backlog bigger than one indexing transaction (1,000 messages: rows written in bulk,
+// bypassing the store, as the search benchmark's seeder does) is indexed to its end
+// before a search answers, and by the indexer with no search asking.
+#[tokio::test]
+async fn sqlite_indexes_a_backlog_in_chunks_to_its_end() {
+    let f = Fixture::sqlite().await;
+    let Backend::Sqlite(dir) = &f.backend else { unreachable!() };
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    let s = f.store.as_ref();
+    let path = dir.path().join(switchboard_storage::SQLITE_FILE);
+    let mut db =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500)
+         INSERT INTO messages (conversation_id, seq, sender_id, kind, body, ts)
+         SELECT ?, i, ?, 'text', 'minutes line ' || i, 0 FROM n",
+    )
+    .bind(ab.id)
+    .bind(alice.id)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE conversations SET last_seq = 2500 WHERE id = ?")
+        .bind(ab.id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    // The last chunk's message, found at once: the search indexed every chunk first.
+    assert_eq!(found(s, &bob, &words(&["minutes", "2500"])).await, [(ab.id, 2500)]);
+    let noted: i64 = sqlx::query_scalar("SELECT count(*) FROM message_search_pending")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM message_search_docsize")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!((noted, indexed), (0, 2500));
+    assert_eq!(found(s, &bob, &words(&["minutes", "1"])).await, [(ab.id, 1)]);
+}
+
 /// From the WAL index (the `-shm` file, native byte order): the frames in the log
 /// (`mxFrame`, byte 16 of its header) and how many of them a checkpoint has copied into
 /// the database file (`nBackfill`, byte 96, after the header's two copies).

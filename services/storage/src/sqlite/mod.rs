@@ -113,6 +113,18 @@ impl SqliteStore {
     async fn search_ready(&self) -> Result<()> {
         index_noted(&self.reader, &self.writer).await
     }
+
+    /// Indexes every noted message, then merges the search index into one segment (FTS5
+    /// `optimize`): for a database just filled in bulk, such as the search benchmark's
+    /// seeder's, so that a server started on it has no indexing or merging to catch up
+    /// on. Holds the writer for the merge (tens of seconds at a million messages).
+    pub async fn settle_search_index(&self) -> Result<()> {
+        index_noted(&self.reader, &self.writer).await?;
+        sqlx::query("INSERT INTO message_search (message_search) VALUES ('optimize')")
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
 }
 
 /// How often the indexer adds the messages noted since to the search index.
@@ -132,10 +144,15 @@ async fn index_messages(reader: SqlitePool, writer: SqlitePool, mut stop: onesho
     }
 }
 
+/// Most noted messages one indexing transaction takes: about 10 ms of the writer. A
+/// backlog (a database filled in bulk, a server that stopped behind) is indexed in as
+/// many transactions, so appends get the writer between them instead of waiting seconds.
+const INDEX_CHUNK: i64 = 1000;
+
 /// Indexes the messages noted in `message_search_pending` (those since deleted are
-/// skipped, edited ones indexed as they are now) and clears the notes, in one
-/// transaction on the writer; nothing when no message is noted (read on `reader`, so
-/// an idle store does not take the writer).
+/// skipped, edited ones indexed as they are now) and clears the notes, [`INDEX_CHUNK`]
+/// at a time, each chunk a transaction on the writer; nothing when no message is noted
+/// (read on `reader`, so an idle store does not take the writer).
 async fn index_noted(reader: &SqlitePool, writer: &SqlitePool) -> Result<()> {
     let noted: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_search_pending)")
         .fetch_one(reader)
@@ -143,25 +160,45 @@ async fn index_noted(reader: &SqlitePool, writer: &SqlitePool) -> Result<()> {
     if !noted {
         return Ok(());
     }
+    while index_chunk(writer).await? {}
+    Ok(())
+}
+
+/// Indexes the [`INDEX_CHUNK`] lowest noted ids in one transaction; whether more remain.
+async fn index_chunk(writer: &SqlitePool) -> Result<bool> {
     let mut timer = crate::slow::WriteTimer::start("search indexing");
     let mut tx = writer.begin().await?;
     timer.began();
+    // The chunk's highest id, or every note when fewer remain.
+    let last: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM message_search_pending ORDER BY id LIMIT 1 OFFSET ?")
+            .bind(INDEX_CHUNK - 1)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let last = last.unwrap_or(i64::MAX);
     let indexed = sqlx::query(
         "INSERT INTO message_search (rowid, body, conv)
          SELECT p.id, m.body, 'c' || m.conversation_id
          FROM message_search_pending p
          JOIN messages m ON m.conversation_id = p.id >> 32 AND m.seq = p.id & 4294967295
-         WHERE m.deleted_at IS NULL
+         WHERE p.id <= ? AND m.deleted_at IS NULL
          ORDER BY p.id",
     )
+    .bind(last)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("DELETE FROM message_search_pending").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM message_search_pending WHERE id <= ?")
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+    let more: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM message_search_pending)")
+        .fetch_one(&mut *tx)
+        .await?;
     timer.committing();
     tx.commit().await?;
     timer.done(usize::try_from(indexed).unwrap_or(usize::MAX));
-    Ok(())
+    Ok(more)
 }
 
 /// Pages of the search index one merge step writes: about a millisecond of work.
