@@ -2012,14 +2012,7 @@ async fn sqlite_indexes_new_messages_behind_the_appends() {
         sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let noted: i64 = sqlx::query_scalar("SELECT count(*) FROM message_search_pending")
-            .fetch_one(&mut db)
-            .await
-            .unwrap();
-        let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM message_search_docsize")
-            .fetch_one(&mut db)
-            .await
-            .unwrap();
+        let (noted, indexed) = search_backlog(&mut db).await;
         if noted == 0 && indexed == 20 {
             break;
         }
@@ -2030,6 +2023,14 @@ async fn sqlite_indexes_new_messages_behind_the_appends() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(found(s, &bob, &words(&["agenda", "7"])).await, [(ab.id, 8)]);
+}
+
+/// Messages noted for the SQLite search index and messages indexed.
+async fn search_backlog(db: &mut sqlx::SqliteConnection) -> (i64, i64) {
+    let count = |table| format!("SELECT count(*) FROM {table}");
+    let noted = sqlx::query_scalar(&count("message_search_pending")).fetch_one(&mut *db).await;
+    let indexed = sqlx::query_scalar(&count("message_search_docsize")).fetch_one(&mut *db).await;
+    (noted.unwrap(), indexed.unwrap())
 }
 
 // A backlog bigger than one indexing transaction (1,000 messages: rows written in bulk,
@@ -2062,15 +2063,7 @@ async fn sqlite_indexes_a_backlog_in_chunks_to_its_end() {
         .unwrap();
     // The last chunk's message, found at once: the search indexed every chunk first.
     assert_eq!(found(s, &bob, &words(&["minutes", "2500"])).await, [(ab.id, 2500)]);
-    let noted: i64 = sqlx::query_scalar("SELECT count(*) FROM message_search_pending")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM message_search_docsize")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    assert_eq!((noted, indexed), (0, 2500));
+    assert_eq!(search_backlog(&mut db).await, (0, 2500));
     assert_eq!(found(s, &bob, &words(&["minutes", "1"])).await, [(ab.id, 1)]);
 }
 
