@@ -149,8 +149,8 @@ pub async fn seed(o: SeedOptions) -> anyhow::Result<()> {
             let mut db = sqlx::SqliteConnection::connect(&url).await?;
             seed_sqlite(&mut db, &o, &convs, &words, &mut rng, now).await?;
             drop(db);
-            // Appends note messages for the indexer; a server started on this database
-            // would index a million of them first.
+            // Rows inserted are only noted for the search indexer: index them here, or a
+            // server started on this database would index a million of them first.
             let store = SqliteStore::open(dir).await.context("cannot open the SQLite store")?;
             store.settle_search_index().await.context("cannot index the seeded messages")?;
         }
