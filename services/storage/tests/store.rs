@@ -2035,7 +2035,7 @@ async fn search_backlog(db: &mut sqlx::SqliteConnection) -> (i64, i64) {
 
 // A backlog bigger than one indexing transaction (1,000 messages: rows written in bulk,
 // bypassing the store, as the search benchmark's seeder does) is indexed to its end
-// before a search answers, and by the indexer with no search asking.
+// before a search answers.
 #[tokio::test]
 async fn sqlite_indexes_a_backlog_in_chunks_to_its_end() {
     let f = Fixture::sqlite().await;
