@@ -149,8 +149,10 @@ pub async fn seed(o: SeedOptions) -> anyhow::Result<()> {
             let mut db = sqlx::SqliteConnection::connect(&url).await?;
             seed_sqlite(&mut db, &o, &convs, &words, &mut rng, now).await?;
             drop(db);
-            // Rows inserted are only noted for the search indexer: index them here, or a
+            // Rows inserted are only noted for the search indexer: index them here (and
+            // merge the index into one segment, as years of merging would leave it), or a
             // server started on this database would index a million of them first.
+            eprintln!("  indexing and merging the search index");
             let store = SqliteStore::open(dir).await.context("cannot open the SQLite store")?;
             store.settle_search_index().await.context("cannot index the seeded messages")?;
         }
@@ -310,7 +312,8 @@ async fn seed_sqlite(
     for statement in directory_sql(o, convs, "") {
         sqlx::raw_sql(&statement).execute(&mut *db).await?;
     }
-    // Multi-row inserts, a transaction per 50,000; the triggers fill the FTS5 index.
+    // Multi-row inserts, a transaction per 50,000; the triggers note them for the
+    // search indexer (SQLite migration 0014).
     let mut rows = Vec::with_capacity(500);
     let mut statements = Vec::new();
     messages(convs, words, rng, now, |c, seq, sender, body, ts| {
@@ -335,15 +338,7 @@ async fn seed_sqlite(
         sqlx::raw_sql(&sql).execute(&mut *db).await?;
         eprintln!("  {done} / {} messages inserted", o.messages);
     }
-    // One search index segment, as years of merging would leave it (the server merges
-    // in small steps, and would otherwise spend its first minutes on the seeded ones).
-    eprintln!("  merging the search index");
-    sqlx::raw_sql(
-        "INSERT INTO message_search (message_search) VALUES ('optimize');
-         PRAGMA synchronous = FULL; ANALYZE;",
-    )
-    .execute(&mut *db)
-    .await?;
+    sqlx::raw_sql("PRAGMA synchronous = FULL").execute(&mut *db).await?;
     Ok(())
 }
 

@@ -114,13 +114,19 @@ impl SqliteStore {
         index_noted(&self.reader, &self.writer).await
     }
 
-    /// Indexes every noted message, then merges the search index into one segment (FTS5
-    /// `optimize`): for a database just filled in bulk, such as the search benchmark's
-    /// seeder's, so that a server started on it has no indexing or merging to catch up
-    /// on. Holds the writer for the merge (tens of seconds at a million messages).
+    /// Indexes every noted message, merges the search index into one segment (FTS5
+    /// `optimize`) and then gathers the query planner's statistics (`ANALYZE`): for a
+    /// database just filled in bulk, such as the search benchmark's seeder's, so that a
+    /// server started on it has no indexing or merging to catch up on. Holds the writer
+    /// for the merge (tens of seconds at a million messages).
+    ///
+    /// Statistics gathered before the index is filled would say its pages table
+    /// (`message_search_data`) holds 2 rows, and SQLite would then scan all of it for
+    /// each range of pages a merge step deletes: 40 ms a step at a million messages
+    /// instead of half a millisecond (docs/benchmarks.md, "Stale statistics").
     pub async fn settle_search_index(&self) -> Result<()> {
         index_noted(&self.reader, &self.writer).await?;
-        sqlx::query("INSERT INTO message_search (message_search) VALUES ('optimize')")
+        sqlx::raw_sql("INSERT INTO message_search (message_search) VALUES ('optimize'); ANALYZE")
             .execute(&self.writer)
             .await?;
         Ok(())
