@@ -84,6 +84,7 @@ impl SqliteStore {
             // Checkpoint once the log holds this many pages (40 MiB), not SQLite's 1,000:
             // see the module docs.
             .pragma("wal_autocheckpoint", LOG_PAGES_PER_CHECKPOINT.to_string());
+        forget_search_index_statistics(&options).await?;
         let writer =
             SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite")
@@ -117,13 +118,9 @@ impl SqliteStore {
     /// Indexes every noted message, merges the search index into one segment (FTS5
     /// `optimize`) and then gathers the query planner's statistics (`ANALYZE`): for a
     /// database just filled in bulk, such as the search benchmark's seeder's, so that a
-    /// server started on it has no indexing or merging to catch up on. Holds the writer
-    /// for the merge (tens of seconds at a million messages).
-    ///
-    /// Statistics gathered before the index is filled would say its pages table
-    /// (`message_search_data`) holds 2 rows, and SQLite would then scan all of it for
-    /// each range of pages a merge step deletes: 40 ms a step at a million messages
-    /// instead of half a millisecond (docs/benchmarks.md, "Stale statistics").
+    /// server started on it has no indexing or merging to catch up on and plans its
+    /// queries on what is there. Holds the writer for the merge (tens of seconds at a
+    /// million messages).
     pub async fn settle_search_index(&self) -> Result<()> {
         index_noted(&self.reader, &self.writer).await?;
         sqlx::raw_sql("INSERT INTO message_search (message_search) VALUES ('optimize'); ANALYZE")
@@ -131,6 +128,31 @@ impl SqliteStore {
             .await?;
         Ok(())
     }
+}
+
+/// Drops the query planner's statistics (`sqlite_stat1`, `sqlite_stat4`, which only an
+/// `ANALYZE` writes) for the search index's own tables, before the store's connections
+/// open and load them. FTS5 reaches those tables by key alone, and statistics can only
+/// mislead it: gathered while the index was small, they say its pages table
+/// (`message_search_data`) holds a handful of rows, and SQLite then scans all of it for
+/// each range of pages a merge step deletes, 40 ms a step at a million messages instead
+/// of half a millisecond, with every append waiting (docs/benchmarks.md, "Statistics
+/// gathered too early").
+async fn forget_search_index_statistics(options: &SqliteConnectOptions) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = options.connect().await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_schema WHERE name IN ('sqlite_stat1', 'sqlite_stat4')",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    for table in tables {
+        sqlx::query(&format!("DELETE FROM {table} WHERE tbl GLOB 'message_search_*'"))
+            .execute(&mut conn)
+            .await?;
+    }
+    conn.close().await?;
+    Ok(())
 }
 
 /// How often the indexer adds the messages noted since to the search index.
