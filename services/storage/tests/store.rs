@@ -2033,6 +2033,36 @@ async fn search_backlog(db: &mut sqlx::SqliteConnection) -> (i64, i64) {
     (noted.unwrap(), indexed.unwrap())
 }
 
+/// Writes messages 1 to `n` of `conversation` straight into the SQLite tables, as the
+/// search benchmark's seeder does (bypassing the store, so only the triggers see them):
+/// `sender`'s "`text` 1" to "`text` n".
+async fn insert_in_bulk(
+    db: &mut sqlx::SqliteConnection,
+    conversation: i64,
+    sender: &User,
+    n: i64,
+    text: &str,
+) {
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+         INSERT INTO messages (conversation_id, seq, sender_id, kind, body, ts)
+         SELECT ?, i, ?, 'text', ? || ' ' || i, 0 FROM n",
+    )
+    .bind(n)
+    .bind(conversation)
+    .bind(sender.id)
+    .bind(text)
+    .execute(&mut *db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE conversations SET last_seq = ? WHERE id = ?")
+        .bind(n)
+        .bind(conversation)
+        .execute(&mut *db)
+        .await
+        .unwrap();
+}
+
 // A backlog bigger than one indexing transaction (1,000 messages: rows written in bulk,
 // bypassing the store, as the search benchmark's seeder does) is indexed to its end
 // before a search answers.
@@ -2046,21 +2076,7 @@ async fn sqlite_indexes_a_backlog_in_chunks_to_its_end() {
     let path = dir.path().join(switchboard_storage::SQLITE_FILE);
     let mut db =
         sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500)
-         INSERT INTO messages (conversation_id, seq, sender_id, kind, body, ts)
-         SELECT ?, i, ?, 'text', 'minutes line ' || i, 0 FROM n",
-    )
-    .bind(ab.id)
-    .bind(alice.id)
-    .execute(&mut db)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE conversations SET last_seq = 2500 WHERE id = ?")
-        .bind(ab.id)
-        .execute(&mut db)
-        .await
-        .unwrap();
+    insert_in_bulk(&mut db, ab.id, &alice, 2500, "minutes line").await;
     // The last chunk's message, found at once: the search indexed every chunk first.
     assert_eq!(found(s, &bob, &words(&["minutes", "2500"])).await, [(ab.id, 2500)]);
     assert_eq!(search_backlog(&mut db).await, (0, 2500));
@@ -2080,16 +2096,7 @@ async fn sqlite_settles_a_database_filled_in_bulk() {
     let (ab, _) = store.open_direct(&alice, &bob).await.unwrap();
     let url = format!("sqlite://{}", dir.path().join(switchboard_storage::SQLITE_FILE).display());
     let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
-         INSERT INTO messages (conversation_id, seq, sender_id, kind, body, ts)
-         SELECT ?, i, ?, 'text', 'budget line ' || i, 0 FROM n",
-    )
-    .bind(ab.id)
-    .bind(alice.id)
-    .execute(&mut db)
-    .await
-    .unwrap();
+    insert_in_bulk(&mut db, ab.id, &alice, 3000, "budget line").await;
     // Statistics gathered now say the search index is all but empty.
     sqlx::query("ANALYZE").execute(&mut db).await.unwrap();
     store.settle_search_index().await.unwrap();
