@@ -2,7 +2,8 @@
 //! what makes appends wait can be told from a server's log (docs/operations.md, "Slow
 //! writes"). A write is timed in three phases: waiting for a connection (on SQLite, for
 //! the single writer), its statements, and its `COMMIT` (on SQLite in WAL mode, the
-//! `fsync` and, every ten thousand pages of log, a checkpoint).
+//! `fsync`). On SQLite the writer's share of each checkpoint is timed too, as a write
+//! of kind `checkpoint`.
 
 use std::time::{Duration, Instant};
 

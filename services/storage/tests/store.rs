@@ -2162,3 +2162,44 @@ async fn sqlite_checkpoints_after_ten_thousand_pages_of_log() {
         f.store.append(said(ab.id, &alice, &format!("m{n}"), &body)).await.unwrap();
     }
 }
+
+// The store copies the log into the database file beside the writer (its commits do not
+// checkpoint), and the log still starts over while appends go on: SQLite starts it over
+// only once a checkpoint has copied all of it, which checkpoints running beside a writer
+// never manage alone. A log far past the 10,000 pages after which the store checkpoints
+// (written in bulk by another connection) is copied and started over under a stream of
+// appends, and every append is stored.
+#[tokio::test]
+async fn sqlite_starts_the_log_over_while_appends_go_on() {
+    let f = Fixture::sqlite().await;
+    let Backend::Sqlite(dir) = &f.backend else { unreachable!() };
+    let (alice, bob) = (user(f.store.as_ref(), "alice").await, user(f.store.as_ref(), "bob").await);
+    let (ab, _) = f.store.open_direct(&alice, &bob).await.unwrap();
+    let url = format!("sqlite://{}", dir.path().join(switchboard_storage::SQLITE_FILE).display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA wal_autocheckpoint = 0").execute(&mut db).await.unwrap();
+    // A page of log or more per message.
+    let bulk = 12_000;
+    insert_in_bulk(&mut db, ab.id, &alice, bulk, &"minutes ".repeat(500)).await;
+    let (frames, copied) = log_frames(dir.path());
+    assert!(frames > 12_000 && copied == 0, "{frames} frames of log, {copied} copied");
+    let started = std::time::Instant::now();
+    let mut last = bulk;
+    loop {
+        last += 1;
+        let stored = f.store.append(said(ab.id, &alice, &format!("m{last}"), "after")).await;
+        assert_eq!(stored.unwrap().message.seq, last);
+        let (now, _) = log_frames(dir.path());
+        if now < 1000 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "after {} appends the log still holds {now} frames",
+            last - bulk
+        );
+    }
+    let newest = f.store.history(ab.id, &bob, None, None, 2).await.unwrap();
+    let seqs: Vec<i64> = newest.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [last - 1, last]);
+}

@@ -20,12 +20,15 @@
 //! one segment for hundreds of messages. A search first indexes what is still noted
 //! ([`SqliteStore::search_ready`]), so it sees every message stored before it.
 //!
-//! Commits write whole pages to the log (WAL); a checkpoint, run by the commit that
-//! takes the log past [`LOG_PAGES_PER_CHECKPOINT`], copies them into the database file.
-//! Busy pages (a conversation's newest messages, its `last_seq`) are in the log many
-//! times over, and a checkpoint copies each once, so checkpointing after 10,000 pages
-//! instead of SQLite's 1,000 writes less to the disk and costs the writer less per
-//! message (docs/benchmarks.md, "What a message writes").
+//! Commits write whole pages to the log (WAL); a checkpoint copies them into the
+//! database file once the log holds [`LOG_PAGES_PER_CHECKPOINT`]. Busy pages (a
+//! conversation's newest messages, its `last_seq`) are in the log many times over, and
+//! a checkpoint copies each once, so checkpointing after 10,000 pages instead of
+//! SQLite's 1,000 writes less to the disk and costs less per message (docs/benchmarks.md,
+//! "What a message writes"). The checkpointer task ([`checkpoint_log`]) runs them beside
+//! the writer, on a connection of its own, so that appends do not wait while thousands
+//! of pages are copied and synced; the writer only copies the last few pages, which lets
+//! the log start over.
 
 // The SQL shared with PostgreSQL, compiled for SQLite.
 crate::backend::sql_queries!(
@@ -49,7 +52,7 @@ use tokio::sync::oneshot;
 use crate::appender::{Appenders, Pipeline};
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User};
 
-/// Pages of log (WAL) after which a commit copies the log into the database file.
+/// Pages of log (WAL) after which the checkpointer copies the log into the database file.
 const LOG_PAGES_PER_CHECKPOINT: u32 = 10_000;
 
 /// Name of the database file inside the data dir.
@@ -63,6 +66,8 @@ pub struct SqliteStore {
     _merger: oneshot::Sender<()>,
     /// Dropping it stops the search indexer.
     _indexer: oneshot::Sender<()>,
+    /// Dropping it stops the checkpointer.
+    _checkpointer: oneshot::Sender<()>,
 }
 
 impl SqliteStore {
@@ -81,11 +86,12 @@ impl SqliteStore {
             .foreign_keys(true)
             // Another process (an admin command) may hold the write lock for a moment.
             .busy_timeout(Duration::from_secs(10))
-            // Checkpoint once the log holds this many pages (40 MiB), not SQLite's 1,000:
-            // see the module docs.
-            .pragma("wal_autocheckpoint", LOG_PAGES_PER_CHECKPOINT.to_string());
+            // No commit checkpoints: the checkpointer does (see the module docs).
+            .pragma("wal_autocheckpoint", "0");
         forget_search_index_statistics(&options).await?;
         let writer =
+            SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let checkpointer =
             SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&writer)
@@ -106,7 +112,17 @@ impl SqliteStore {
         tokio::spawn(merge_search_index(writer.clone(), stop));
         let (indexer, stop) = oneshot::channel();
         tokio::spawn(index_messages(reader.clone(), writer.clone(), stop));
-        Ok(Self { reader, writer, appender, _merger: merger, _indexer: indexer })
+        let (checkpoints, stop) = oneshot::channel();
+        let log_index = data_dir.join(format!("{DB_FILE}-shm"));
+        tokio::spawn(checkpoint_log(log_index, checkpointer, writer.clone(), stop));
+        Ok(Self {
+            reader,
+            writer,
+            appender,
+            _merger: merger,
+            _indexer: indexer,
+            _checkpointer: checkpoints,
+        })
     }
 
     /// Indexes the messages still noted for the search index, so that a search sees
@@ -155,17 +171,21 @@ async fn forget_search_index_statistics(options: &SqliteConnectOptions) -> Resul
     Ok(())
 }
 
+/// Waits `rest`; whether `stop` resolved (the store was dropped) meanwhile.
+async fn stopped_after(stop: &mut oneshot::Receiver<()>, rest: Duration) -> bool {
+    tokio::select! {
+        _ = stop => true,
+        () = tokio::time::sleep(rest) => false,
+    }
+}
+
 /// How often the indexer adds the messages noted since to the search index.
 const INDEX_EVERY: Duration = Duration::from_millis(250);
 
 /// Adds the messages appends noted to the search index every [`INDEX_EVERY`], until
 /// `stop` resolves (the store is dropped).
 async fn index_messages(reader: SqlitePool, writer: SqlitePool, mut stop: oneshot::Receiver<()>) {
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            () = tokio::time::sleep(INDEX_EVERY) => {}
-        }
+    while !stopped_after(&mut stop, INDEX_EVERY).await {
         if let Err(e) = index_noted(&reader, &writer).await {
             tracing::warn!(error = %e, "indexing messages for search failed");
         }
@@ -253,9 +273,8 @@ async fn merge_search_index(writer: SqlitePool, mut stop: oneshot::Receiver<()>)
                 MERGE_IDLE * 4
             }
         };
-        tokio::select! {
-            _ = &mut stop => return,
-            () = tokio::time::sleep(rest) => {}
+        if stopped_after(&mut stop, rest).await {
+            return;
         }
     }
 }
@@ -278,6 +297,75 @@ async fn merge_step(writer: &SqlitePool) -> Result<Option<Duration>> {
     let after: i64 = sqlx::query_scalar(changes).fetch_one(&mut *conn).await?;
     // FTS5 counts 2 or more changes when the command merged anything.
     Ok((after - before >= 2).then(|| started.elapsed()))
+}
+
+/// How often the checkpointer looks at the log's length.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(20);
+/// Pages of log still to copy at or below which the writer copies them itself.
+const CHECKPOINT_FINISH: u32 = 256;
+
+/// Keeps the log (WAL) short without making appends wait for a whole checkpoint, until
+/// `stop` resolves (the store is dropped). Every [`CHECKPOINT_POLL`] it reads the log's
+/// length from the WAL index (`log_index`, the `-shm` file); once that passes
+/// [`LOG_PAGES_PER_CHECKPOINT`], it copies the log into the database file with
+/// `PASSIVE` checkpoints on its own connection, which neither wait for the writer nor
+/// stop it. Those never catch up with a writer that commits every few milliseconds,
+/// and SQLite starts the log over only after a checkpoint has copied all of it; so once
+/// at most [`CHECKPOINT_FINISH`] pages are left, one checkpoint on the writer copies
+/// them (a millisecond or two), and the next commit starts the log over.
+async fn checkpoint_log(
+    log_index: std::path::PathBuf,
+    own: SqlitePool,
+    writer: SqlitePool,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut rest = CHECKPOINT_POLL;
+    while !stopped_after(&mut stop, rest).await {
+        rest = CHECKPOINT_POLL;
+        let Some(log) = LogLength::read(&log_index) else { continue };
+        if log.frames < LOG_PAGES_PER_CHECKPOINT || log.copied >= log.frames {
+            continue;
+        }
+        let finish = log.frames - log.copied <= CHECKPOINT_FINISH;
+        let done = if finish {
+            let timer = crate::slow::WriteTimer::start("checkpoint");
+            let done = checkpoint(&writer).await;
+            timer.done(usize::try_from(log.frames - log.copied).unwrap_or(0));
+            done
+        } else {
+            checkpoint(&own).await
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "checkpointing the log failed");
+            rest = CHECKPOINT_POLL * 50;
+        }
+    }
+}
+
+/// A `PASSIVE` checkpoint on a connection of `pool`: copies what it can of the log
+/// without waiting for anyone.
+async fn checkpoint(pool: &SqlitePool) -> Result<()> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
+    Ok(())
+}
+
+/// The log's length and how much of it checkpoints have copied into the database file.
+struct LogLength {
+    /// Pages (frames) in the log: `mxFrame`, byte 16 of the WAL index's header.
+    frames: u32,
+    /// Of those, copied: `nBackfill`, byte 96 (after the header's two copies).
+    copied: u32,
+}
+
+impl LogLength {
+    /// Reads it from the WAL index (native byte order); `None` while there is none.
+    fn read(log_index: &Path) -> Option<Self> {
+        use std::io::Read;
+        let mut header = [0u8; 100];
+        std::fs::File::open(log_index).ok()?.read_exact(&mut header).ok()?;
+        let word = |at: usize| header[at..at + 4].try_into().ok().map(u32::from_ne_bytes);
+        Some(Self { frames: word(16)?, copied: word(96)? })
+    }
 }
 
 crate::backend::sql_store!(SqliteStore, read = reader, write = writer, append = appender);
