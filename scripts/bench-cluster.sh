@@ -9,6 +9,11 @@
 #   scripts/bench-cluster.sh                # ROUNDS=3 DURATION=15 USERS=2000
 #   ROUNDS=1 DURATION=10 scripts/bench-cluster.sh
 #   SWITCHBOARD_BIN=/tmp/old/switchboard NO_BUILD=1 scripts/bench-cluster.sh   # another server build
+#   STORAGE_ARGS="--commit-pipeline 2" RATES=5000 PLACEMENTS=cross scripts/bench-cluster.sh
+#
+# Besides the load tool's result, each run leaves what the processes measured meanwhile
+# (scripts/metrics-diff.py: storage commit times and batch sizes, router lookups, gaps
+# the gateways filled from storage, ...) in $OUT/rROUND-RATE-PLACEMENT.metrics.
 #
 # Loopback only; stops the cluster when done. Results under $OUT (default
 # target/bench-cluster).
@@ -26,6 +31,8 @@ DURATION=${DURATION:-15}
 USERS=${USERS:-2000}
 LIGHT=${LIGHT:-100}
 HEAVY=${HEAVY:-5000}
+RATES=${RATES:-$LIGHT $HEAVY}
+PLACEMENTS=${PLACEMENTS:-same cross}
 OUT=${OUT:-$bench_target_dir/bench-cluster}
 
 bench_ports_free
@@ -45,10 +52,13 @@ bench_start_cluster
 echo "== floors (one at a time, no load) ==" | tee "$OUT/floors.txt"
 "$OUT/bin/floors" redis://127.0.0.1:6379 "$DATABASE" 2000 | tee -a "$OUT/floors.txt"
 
+# storage, the two routers and the two gateways the load goes to
+metrics_ports="7100 7201 7202 8081 8082"
 run() { # round rate placement gateways
     local dir="$OUT/r$1-$2-$3"
     echo "== round $1: $2 msg/s, $3 gateway ==" >&2
     scripts/cpu-by-role.py snapshot >"$dir.cpu-before"
+    scripts/metrics-diff.py snapshot $metrics_ports >"$dir.metrics-before"
     local TIMEFORMAT='%U %S'
     { time (printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/one-to-one.toml \
         --gateway "$4" --users "$USERS" --rate "$2" --duration "$DURATION" \
@@ -57,6 +67,8 @@ run() { # round rate placement gateways
     # CPU per role over the run, per delivered message (the load tool's from `time`: its
     # process is gone by the second snapshot).
     scripts/cpu-by-role.py snapshot >"$dir.cpu-after"
+    scripts/metrics-diff.py snapshot $metrics_ports >"$dir.metrics-after"
+    scripts/metrics-diff.py diff "$dir.metrics-before" "$dir.metrics-after" >"$dir.metrics"
     local delivered tool
     delivered=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("delivered", 0))' "$dir/result.json" 2>/dev/null || echo 0)
     tool=$(awk '{print $1 + $2}' "$dir.time")
@@ -67,9 +79,9 @@ run() { # round rate placement gateways
 # Light runs first: an overloaded run leaves a backlog of sends (its clients left
 # without their acks) that the cluster works off after the run ends; SETTLE seconds
 # after each heavy run let it finish before the next.
-for rate in "$LIGHT" "$HEAVY"; do
+for rate in $RATES; do
     for round in $(seq "$ROUNDS"); do
-        for placement in same cross; do
+        for placement in $PLACEMENTS; do
             if [ "$placement" = same ]; then gateways=ws://127.0.0.1:8081
             else gateways=ws://127.0.0.1:8081,ws://127.0.0.1:8082; fi
             run "$round" "$rate" "$placement" "$gateways"

@@ -15,8 +15,8 @@ use switchboard_protocol::MessageKind;
 use switchboard_storage::grpc::{self, RemoteStore};
 use switchboard_storage::{
     AuditQuery, DirectoryEntry, DirectoryUser, ExportQuery, LoginLock, NewAttachment,
-    NewAuditEntry, NewBroadcast, NewMessage, NewUser, PgStore, SearchQuery, SearchSort, SearchTerm,
-    SqliteStore, Store, StoreError, User, now_ms,
+    NewAuditEntry, NewBroadcast, NewMessage, NewUser, PgOptions, PgStore, SearchQuery, SearchSort,
+    SearchTerm, SqliteStore, Store, StoreError, User, now_ms,
 };
 
 enum Backend {
@@ -100,6 +100,14 @@ impl Fixture {
     async fn postgres() -> Self {
         let db = TestDatabase::create().await;
         let pg = Arc::new(PgStore::connect(&db.url).await.unwrap());
+        Self { store: pg.clone(), backend: Backend::Postgres(db), pg: Some(pg) }
+    }
+
+    /// PostgreSQL with two batches committing at once (`--commit-pipeline 2`).
+    async fn postgres_pipelined() -> Self {
+        let db = TestDatabase::create().await;
+        let options = PgOptions { commit_pipeline: 2, ..Default::default() };
+        let pg = Arc::new(PgStore::connect_with(&db.url, options).await.unwrap());
         Self { store: pg.clone(), backend: Backend::Postgres(db), pg: Some(pg) }
     }
 
@@ -358,6 +366,15 @@ mod in_order {
     #[tokio::test]
     async fn postgres() {
         let fixture = super::Fixture::postgres().await;
+        super::one_senders_appends_in_flight_together_keep_their_order(fixture)
+            .await
+            .finish()
+            .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_pipelined() {
+        let fixture = super::Fixture::postgres_pipelined().await;
         super::one_senders_appends_in_flight_together_keep_their_order(fixture)
             .await
             .finish()

@@ -759,9 +759,10 @@ pub struct StorageArgs {
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:7100")]
     pub listen: SocketAddr,
     /// Batches of messages committing at once (each on its own database connection). 1
-    /// commits one batch at a time: fewer, larger commits. 2 lets the next batch start
-    /// while the last one waits for the disk: lower latency under load
-    #[arg(long, env = "SWITCHBOARD_COMMIT_PIPELINE", default_value_t = 2,
+    /// commits one batch at a time: fewer, larger commits, no batch waiting on another's
+    /// locks. More let the next batch start while the last one waits for the disk, which
+    /// helps only where commits wait on the disk rather than on the database's CPU
+    #[arg(long, env = "SWITCHBOARD_COMMIT_PIPELINE", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=8))]
     pub commit_pipeline: u8,
     #[command(flatten)]

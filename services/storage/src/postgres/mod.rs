@@ -38,13 +38,17 @@ use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User
 /// Appender tasks (each with its share of the senders); each holds a connection per
 /// batch it commits ([`PIPELINE`]). One: a batch's cost is mostly per batch, not per
 /// message (see `appender.rs`), so more appenders would only split the load into
-/// smaller, costlier batches; one commits hundreds of messages a millisecond.
+/// smaller, costlier batches; one commits hundreds of messages a millisecond. (Two,
+/// each with its half of the conversations, cost PostgreSQL 10-15% more CPU per message
+/// than one at 3,000 msg/s: docs/benchmarks.md, "One batch committing at a time".)
 const APPENDERS: usize = 1;
-/// How the appender batches (see `appender.rs`): by default two batches commit at once,
-/// so the next one gathers while the last commits (each on its own connection; they lock
-/// their conversations in id order, and one sender's appends never commit in two at
-/// once). [`PgOptions::commit_pipeline`] sets how many.
-const PIPELINE: Pipeline = Pipeline { depth: 2, linger: Duration::from_millis(1), linger_until: 8 };
+/// How the appender batches (see `appender.rs`): by default one batch commits at a time
+/// and the next gathers meanwhile. [`PgOptions::commit_pipeline`] lets more commit at
+/// once (each on its own connection; they lock their conversations in id order, and one
+/// sender's appends never commit in two at once), but two batches in flight wait on each
+/// other's conversation locks: under load each commit took three times as long and the
+/// cluster fell behind (docs/benchmarks.md, "One batch committing at a time").
+const PIPELINE: Pipeline = Pipeline { depth: 1, linger: Duration::from_millis(1), linger_until: 8 };
 
 /// Tuning of a [`PgStore`] (`switchboard storage` flags).
 #[derive(Clone, Copy, Debug)]
