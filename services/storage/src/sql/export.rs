@@ -79,7 +79,7 @@ pub async fn export(pool: &Pool, query: &ExportQuery) -> Result<ExportPage> {
     let (filter, next) = export_filter(query, true);
     let limit = i64::from(query.limit.clamp(1, MAX_PAGE));
     let sql = format!(
-        "SELECT m.conversation_id, {MESSAGE_COLUMNS}, m.body AS stored_body, m.original_body,
+        "SELECT m.conversation_id, {MESSAGE_COLUMNS_ANY_CONVERSATION}, m.body AS stored_body, m.original_body,
                 m.deleted_at, u.display_name, c.kind AS conversation_kind,
                 c.name AS conversation_name
          FROM messages m JOIN users u ON u.id = m.sender_id
