@@ -33,7 +33,7 @@ def snapshot(ports):
 
 
 def load(path):
-    """(port, name, labels) -> value, and which names are counters."""
+    """(port, name, labels) -> value, for every sample of a snapshot."""
     values = {}
     for line in open(path):
         port, _, sample = line.rstrip("\n").partition(" ")

@@ -49,7 +49,9 @@ install_if_missing() {
     command -v ejabberdctl >/dev/null || want+=(ejabberd)
     # Debian ships ejabberd's PostgreSQL driver separately; without it every SQL query
     # fails ("Failed to start Erlang application 'p1_pgsql'").
-    if [ "$sql" = 1 ] && ! dpkg-query -W -f '${Status}' erlang-p1-pgsql 2>/dev/null | grep -q installed; then
+    # (A package apt knows but has not installed has the status "... not-installed".)
+    if [ "$sql" = 1 ] && ! dpkg-query -W -f '${Status}' erlang-p1-pgsql 2>/dev/null |
+        grep -q 'install ok installed'; then
         want+=(erlang-p1-pgsql)
     fi
     if [ ${#want[@]} -gt 0 ]; then
