@@ -16,10 +16,15 @@
 # harvester fills the dictionary off the append path; not running here), each message
 # ending in a word of its own (as the load tool's bodies do: each one adds a word).
 #
+# COMPARE=variant compares the whole schema against the same schema changed by the SQL
+# file VARIANT (a candidate migration), batches as for joins, every message with a key of
+# its own (as clients send them: the retry lookup runs for each).
+#
 #   scripts/bench-append.sh                  # ROUNDS=3 DURATION=20 BATCH=8
 #   BATCH=64 scripts/bench-append.sh
 #   COMPARE=dictionary BATCH=16 scripts/bench-append.sh
 #   COMPARE=joins BATCH=188 scripts/bench-append.sh
+#   COMPARE=variant VARIANT=/tmp/candidate.sql BATCH=16 scripts/bench-append.sh
 #
 # Talks to the local PostgreSQL only; drops its databases when done.
 set -euo pipefail
@@ -32,7 +37,7 @@ DURATION=${DURATION:-20}
 BATCH=${BATCH:-8}
 COMPARE=${COMPARE:-search}
 CONVERSATIONS=${CONVERSATIONS:-50}
-[ "$COMPARE" = joins ] && CONVERSATIONS=500
+case $COMPARE in joins | variant) CONVERSATIONS=500 ;; esac
 PG="postgres://postgres@127.0.0.1:5432"
 export PGOPTIONS="-c client_min_messages=warning"
 PGBENCH=$(ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
@@ -46,6 +51,10 @@ if [ "$COMPARE" = dictionary ]; then
 elif [ "$COMPARE" = joins ]; then
     before=sbbench_nested
     after=sbbench_hashed
+elif [ "$COMPARE" = variant ]; then
+    [ -f "${VARIANT:-}" ] || { echo "COMPARE=variant needs VARIANT=file.sql" >&2; exit 2; }
+    before=sbbench_main
+    after=sbbench_variant
 fi
 trap 'rm -rf "$work"; for db in $before $after; do psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"; done' EXIT
 
@@ -65,13 +74,21 @@ SQL
 
 body="array_fill('the budget review for the customer meeting moved to friday at noon'::text, ARRAY[$BATCH])"
 conversations="array_fill(:c::bigint, ARRAY[$BATCH])"
+keys="array_fill(NULL::text, ARRAY[$BATCH])"
+random_conversations="(SELECT array_agg(1 + (random() * ($CONVERSATIONS - 1))::bigint) FROM generate_series(1, $BATCH))"
 if [ "$COMPARE" = joins ]; then
     setup "$before" "$migrations"/*.sql
     setup "$after" "$migrations"/*.sql
     for setting in enable_nestloop jit; do
         psql -q "$PG/$before" -c "ALTER FUNCTION append_batch(BIGINT[], BIGINT[], TEXT[], TEXT[], TEXT[], BIGINT, TEXT[]) RESET $setting"
     done
-    conversations="(SELECT array_agg(1 + (random() * ($CONVERSATIONS - 1))::bigint) FROM generate_series(1, $BATCH))"
+    conversations=$random_conversations
+elif [ "$COMPARE" = variant ]; then
+    setup "$before" "$migrations"/*.sql
+    setup "$after" "$migrations"/*.sql
+    psql -q -v ON_ERROR_STOP=1 "$PG/$after" -f "$VARIANT"
+    conversations=$random_conversations
+    keys="(SELECT array_agg(md5(random()::text)) FROM generate_series(1, $BATCH))"
 elif [ "$COMPARE" = dictionary ]; then
     # Every migration up to 0014 (the triggers) or 0015 (none), as the store applies them.
     upto() { for f in "$migrations"/*.sql; do [[ $(basename "$f") < "$1" ]] && echo "$f"; done; }
@@ -89,8 +106,8 @@ fi
 {
     echo "\\set c random(1, $CONVERSATIONS)"
     echo '\set s random(1, 2)'
-    printf 'SELECT count(*) FROM append_batch(%s, array_fill(:s::bigint, ARRAY[%d]), array_fill('"'text'"'::text, ARRAY[%d]), %s, array_fill(NULL::text, ARRAY[%d]), (extract(epoch from now()) * 1000)::bigint, array_fill(NULL::text, ARRAY[%d]));\n' \
-        "$conversations" "$BATCH" "$BATCH" "$body" "$BATCH" "$BATCH"
+    printf 'SELECT count(*) FROM append_batch(%s, array_fill(:s::bigint, ARRAY[%d]), array_fill('"'text'"'::text, ARRAY[%d]), %s, %s, (extract(epoch from now()) * 1000)::bigint, array_fill(NULL::text, ARRAY[%d]));\n' \
+        "$conversations" "$BATCH" "$BATCH" "$body" "$keys" "$BATCH"
 } > "$work/append.sql"
 
 # With pg_stat_statements loaded (shared_preload_libraries), also the time append_batch

@@ -13,7 +13,9 @@
 #
 # Besides the load tool's result, each run leaves what the processes measured meanwhile
 # (scripts/metrics-diff.py: storage commit times and batch sizes, router lookups, gaps
-# the gateways filled from storage, ...) in $OUT/rROUND-RATE-PLACEMENT.metrics.
+# the gateways filled from storage, ...) in $OUT/rROUND-RATE-PLACEMENT.metrics, and, when
+# the server preloads pg_stat_statements, PostgreSQL's busiest statements of the run in
+# $OUT/rROUND-RATE-PLACEMENT.statements.
 #
 # Loopback only; stops the cluster when done. Results under $OUT (default
 # target/bench-cluster).
@@ -54,11 +56,30 @@ echo "== floors (one at a time, no load) ==" | tee "$OUT/floors.txt"
 
 # storage, the two routers and the two gateways the load goes to
 metrics_ports="7100 7201 7202 8081 8082"
+# PostgreSQL's statement statistics, where the server collects them (docs/operations.md):
+# reset before a run, its busiest statements after.
+ADMIN_DB=postgres://postgres@127.0.0.1:5432/postgres
+statements() { # reset | FILE
+    psql -qAtX "$ADMIN_DB" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+        >/dev/null 2>&1 || return 0
+    if [ "$1" = reset ]; then
+        psql -qAtX "$ADMIN_DB" -c "SELECT pg_stat_statements_reset()" >/dev/null 2>&1 || true
+        return 0
+    fi
+    psql -qX "$ADMIN_DB" -c "
+        SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
+               round((total_exec_time / calls)::numeric, 3) AS ms_per_call, rows,
+               left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS statement
+        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+        WHERE d.datname = '${DATABASE##*/}'
+        ORDER BY total_exec_time DESC LIMIT 12" >"$1" 2>&1 || true
+}
 run() { # round rate placement gateways
     local dir="$OUT/r$1-$2-$3"
     echo "== round $1: $2 msg/s, $3 gateway ==" >&2
     scripts/cpu-by-role.py snapshot >"$dir.cpu-before"
     scripts/metrics-diff.py snapshot $metrics_ports >"$dir.metrics-before"
+    statements reset
     local TIMEFORMAT='%U %S'
     { time (printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/one-to-one.toml \
         --gateway "$4" --users "$USERS" --rate "$2" --duration "$DURATION" \
@@ -69,6 +90,7 @@ run() { # round rate placement gateways
     scripts/cpu-by-role.py snapshot >"$dir.cpu-after"
     scripts/metrics-diff.py snapshot $metrics_ports >"$dir.metrics-after"
     scripts/metrics-diff.py diff "$dir.metrics-before" "$dir.metrics-after" >"$dir.metrics"
+    statements "$dir.statements"
     local delivered tool
     delivered=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("delivered", 0))' "$dir/result.json" 2>/dev/null || echo 0)
     tool=$(awk '{print $1 + $2}' "$dir.time")
