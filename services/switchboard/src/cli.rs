@@ -774,7 +774,9 @@ pub struct StorageArgs {
     /// Milliseconds between rounds of the search-word harvester, which adds new messages'
     /// words to the dictionary prefix searches (`budg*`) expand from: a prefix finds a new
     /// word about this much after it was sent (whole words at once). Of several replicas
-    /// one harvests at a time. 0: off here (another replica on the database must run it)
+    /// one harvests at a time. Each round also merges the search index's pending list,
+    /// which appends would otherwise do under their locks. 0: both off here (another
+    /// replica on the database must run them)
     #[arg(long, env = "SWITCHBOARD_SEARCH_WORDS_INTERVAL_MS", default_value_t = 1000)]
     pub search_words_interval_ms: u64,
 }

@@ -7,7 +7,8 @@
 //! that commit each group in one statement (`append.rs`); each batch locks conversation
 //! rows in ascending id order, so concurrent batches cannot deadlock. The words of new
 //! messages reach the prefix dictionary later, from a background task
-//! (`search_words.rs`). The rest of the SQL is shared with SQLite (see the crate docs).
+//! (`search_words.rs`), which also merges the search index's pending list off the append
+//! path (`search_pending.rs`). The rest of the SQL is shared with SQLite (see the crate docs).
 
 // The SQL shared with SQLite, compiled for PostgreSQL (appends have their own, set-based
 // version: `append.rs`).
@@ -21,6 +22,7 @@ crate::backend::sql_queries!(
 mod append;
 #[cfg(test)]
 mod partitions;
+mod search_pending;
 mod search_words;
 #[cfg(test)]
 mod search_words_tests;

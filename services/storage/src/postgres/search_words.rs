@@ -35,7 +35,8 @@ use crate::Result;
 pub struct SearchWordsConfig {
     /// Time between rounds: how much later than a message a prefix search sees its new
     /// words. Zero turns the harvester off (another process on the database runs one:
-    /// without any, prefixes never learn new words).
+    /// without any, prefixes never learn new words), and with it the merging of the
+    /// search index's pending list (`search_pending.rs`), which appends then do.
     pub interval: Duration,
     /// Most conversations one transaction harvests (a round repeats until none is left).
     pub conversations: u32,
@@ -184,8 +185,9 @@ pub(crate) async fn harvest(pool: &PgPool, config: &SearchWordsConfig, wait: boo
     }
 }
 
-/// Harvests every `config.interval` until `stop` resolves (the store is dropped). A
-/// failed round is logged and tried again at the next interval.
+/// Harvests every `config.interval`, and merges the search index's pending list
+/// (`search_pending.rs`), until `stop` resolves (the store is dropped). A failed round is
+/// logged and tried again at the next interval.
 pub(crate) async fn run(
     pool: PgPool,
     config: SearchWordsConfig,
@@ -201,6 +203,13 @@ pub(crate) async fn run(
                 Ok(0) => {}
                 Ok(words) => tracing::debug!(words, "search words harvested"),
                 Err(e) => tracing::warn!(error = %e, "harvesting search words failed"),
+            }
+            match super::search_pending::merge(&pool).await {
+                Ok(0) => {}
+                Ok(pages) => tracing::debug!(pages, "search index pending list merged"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "merging the search index's pending list failed")
+                }
             }
         }
     };

@@ -247,3 +247,57 @@ async fn a_harvest_reads_messages_by_primary_key() {
     drop((store, conn));
     db.drop_database().await;
 }
+
+/// Entries waiting in the pending lists of the search index's partitions (pgstattuple,
+/// a contrib extension of PostgreSQL's own packages).
+async fn pending_entries(conn: &mut PgConnection) -> i64 {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        .execute(&mut *conn)
+        .await
+        .expect("pgstattuple");
+    sqlx::query_scalar(
+        "SELECT coalesce(sum((pgstatginindex(h.inhrelid)).pending_tuples), 0)::BIGINT
+         FROM pg_inherits h WHERE h.inhparent = 'messages_search_by_time'::regclass",
+    )
+    .fetch_one(conn)
+    .await
+    .expect("pending entries")
+}
+
+#[tokio::test]
+async fn the_background_round_empties_the_search_index_pending_list() {
+    let db = TestDatabase::create("search_pending").await;
+    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
+    // Appends with no background task: their index entries wait in the pending lists.
+    let quiet = store(&db, Duration::ZERO).await;
+    let alice = quiet.create_user(new_user("alice")).await.expect("user");
+    let bob = quiet.create_user(new_user("bob")).await.expect("user");
+    let (ab, _) = quiet.open_direct(&alice, &bob).await.expect("direct");
+    let mut seqs = Vec::new();
+    for i in 0..40 {
+        let body = format!("quarterly numbers draft {i}");
+        seqs.push(quiet.append(text(ab.id, &alice, &body)).await.expect("append").message.seq);
+    }
+    assert!(pending_entries(&mut conn).await > 0, "appends left nothing pending");
+    drop(quiet);
+
+    // A store with its background task merges them into the index's tree by itself.
+    let store = store(&db, Duration::from_millis(100)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pending_entries(&mut conn).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the pending list was never merged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And search finds every message there.
+    let query = SearchQuery {
+        terms: vec![SearchTerm::Word("quarterly".into())],
+        limit: 100,
+        ..Default::default()
+    };
+    let mut found: Vec<i64> =
+        store.search(&bob, &query).await.expect("search").messages.iter().map(|m| m.seq).collect();
+    found.sort_unstable();
+    assert_eq!(found, seqs);
+    drop((store, conn));
+    db.drop_database().await;
+}
