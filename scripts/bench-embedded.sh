@@ -6,10 +6,16 @@
 # p50/p99, lost/duplicated, and the server's CPU (utime + stime from /proc/PID/stat) per
 # delivered message, over the whole load-tool run (provisioning and 2,000 sign-ins
 # included) and over its steady middle (from 10% to 90% of the messages the server
-# counted delivered, read from /metrics every second), the part of it spent by SQLite's
+# counted stored, read from /metrics every second; per message, not per frame: the
+# sender's echo, when on, is not counted), the part of it spent by SQLite's
 # writer (the busiest `sqlx-sqlite-worker` thread: every write goes through it) over the
 # same window, and the bytes the server had the disk write (`write_bytes` of
-# /proc/PID/io) per delivered message over the whole run.
+# /proc/PID/io) per delivered message over the whole run; and the load tool's CPU per
+# delivered message over the same steady window (it shares the machine's cores).
+#
+# Per build label, LOADTEST_<label> names another load tool binary and ARGS_<label> adds
+# arguments to its run (e.g. ARGS_noecho="--echo false"); labels are then letters, digits
+# and underscores.
 #
 #   scripts/bench-embedded.sh before=/tmp/old/switchboard after=target/release/switchboard
 #   RATE=6000 ROUNDS=3 DURATION=20 scripts/bench-embedded.sh now=target/release/switchboard
@@ -19,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ $# -ge 1 ] || { sed -n '2,15p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,23p' "$0"; exit 2; }
 RATE=${RATE:-3000}
 USERS=${USERS:-2000}
 DURATION=${DURATION:-20}
@@ -52,9 +58,9 @@ writer_ticks() { # the busiest sqlx SQLite thread of process $1
     cat /proc/"$1"/task/*/stat 2>/dev/null |
         awk '/\(sqlx-sqlite-wor/ { t = $14 + $15; if (t > max) max = t } END { print max + 0 }'
 }
-delivered() {
+stored() {
     curl -sf "http://127.0.0.1:$PORT/metrics" |
-        awk '/^switchboard_gateway_messages_delivered_total / { print $2 }'
+        awk '/^switchboard_gateway_messages_sent_total / { print $2 }'
 }
 
 run_one() { # label binary round
@@ -71,13 +77,17 @@ run_one() { # label binary round
     sleep 0.5
     sed -n 's/.*one-time password: *//p' "$dir/server.log" | head -1 >"$dir/adminpw"
     local load=$(cut -d' ' -f1 /proc/loadavg) start=$(cpu_ticks "$server") wstart=$(written "$server")
-    "$LOADTEST" run loadtest/scenarios/one-to-one.toml --gateway ws://127.0.0.1:$PORT \
-        --users "$USERS" --rate "$RATE" --duration "$DURATION" --admin-user admin \
-        --admin-password-stdin --out "$dir/result" <"$dir/adminpw" >"$dir/loadtest.log" 2>&1 &
+    local tool_var="LOADTEST_$label" args_var="ARGS_$label"
+    # shellcheck disable=SC2086 # ARGS_<label> is a list of arguments
+    "${!tool_var:-$LOADTEST}" run loadtest/scenarios/one-to-one.toml \
+        --gateway ws://127.0.0.1:$PORT --users "$USERS" --rate "$RATE" --duration "$DURATION" \
+        --admin-user admin --admin-password-stdin --out "$dir/result" ${!args_var:-} \
+        <"$dir/adminpw" >"$dir/loadtest.log" 2>&1 &
     local tool=$!
     : >"$dir/samples"
     while kill -0 "$tool" 2>/dev/null; do
-        echo "$(cpu_ticks "$server") $(delivered || echo 0) $(writer_ticks "$server")" >>"$dir/samples"
+        echo "$(cpu_ticks "$server") $(stored || echo 0) $(writer_ticks "$server")" \
+            "$(cpu_ticks "$tool" 2>/dev/null || echo 0)" >>"$dir/samples"
         sleep 1
     done
     wait "$tool" || true # a missed threshold exits 1; the figures still count
@@ -89,15 +99,15 @@ run_one() { # label binary round
     # past 90%.
     local window
     window=$(awk -v tck="$tck" '
-        { cpu[NR] = $1; n[NR] = $2; w[NR] = $3; last = $2 }
+        { cpu[NR] = $1; n[NR] = $2; w[NR] = $3; t[NR] = $4; last = $2 }
         END {
             for (i = 1; i <= NR; i++) {
                 if (!a && n[i] >= 0.1 * last) a = i
                 if (!b && n[i] >= 0.9 * last) b = i
             }
-            if (a && b > a && n[b] > n[a]) printf "%.1f\t%.1f", (cpu[b] - cpu[a]) / tck * 1e6 / (n[b] - n[a]),
-                (w[b] - w[a]) / tck * 1e6 / (n[b] - n[a])
-            else printf "n/a\tn/a"
+            if (a && b > a && n[b] > n[a]) printf "%.1f\t%.1f\t%.1f", (cpu[b] - cpu[a]) / tck * 1e6 / (n[b] - n[a]),
+                (w[b] - w[a]) / tck * 1e6 / (n[b] - n[a]), (t[b] - t[a]) / tck * 1e6 / (n[b] - n[a])
+            else printf "n/a\tn/a\tn/a"
         }' "$dir/samples")
     local whole
     whole=$(jq -r --arg s "$start" --arg e "$end" --arg t "$tck" \
@@ -112,7 +122,7 @@ run_one() { # label binary round
         "$(echo "scale=2; ($end - $start) / $tck" | bc)" "$whole" "$window" "$kb" | tee -a "$OUT/summary.tsv"
 }
 
-printf 'build\tround\tload1\tdelivered\tdelivered/s\tp50_ms\tp99_ms\tlost/dup\tcpu_s\tus/msg(run)\tus/msg(steady)\twriter_us/msg(steady)\tKiB_written/msg\n' |
+printf 'build\tround\tload1\tdelivered\tdelivered/s\tp50_ms\tp99_ms\tlost/dup\tcpu_s\tus/msg(run)\tus/msg(steady)\twriter_us/msg(steady)\ttool_us/msg(steady)\tKiB_written/msg\n' |
     tee "$OUT/summary.tsv"
 for round in $(seq "$ROUNDS"); do
     for spec in "$@"; do

@@ -10,7 +10,11 @@
 #
 # Settings (environment): BIN (target/release), OUT (/tmp/compare), PEERS ("sb ej ejsql"),
 # IDLE_USERS (5000; 0 skips the idle test), RATES ("500 1000 2000 4000 8000"; "" none), REPS (3),
-# BC_USERS (2000; 0 skips the broadcast).
+# BC_USERS (2000; 0 skips the broadcast), SB_ECHO (false).
+#
+# Switchboard's users sign in with `auth.echo` false (SB_ECHO): an XMPP client gets no copy
+# of what it sends (no carbons here), so neither server writes the sender an echo; the
+# sender still gets Switchboard's `ack`, which XMPP has no counterpart for.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,6 +25,7 @@ IDLE_USERS=${IDLE_USERS:-5000}
 RATES=${RATES-500 1000 2000 4000 8000}
 REPS=${REPS:-3}
 BC_USERS=${BC_USERS:-2000}
+SB_ECHO=${SB_ECHO:-false}
 SB_PORT=28080
 EJ=loadtest/peers/ejabberd.sh
 LT="$BIN/switchboard-loadtest"
@@ -56,7 +61,8 @@ run() {
     shift 6
     local dir="$OUT/$peer-$test-$users-$rate-$rep" args=()
     case $peer in
-        sb) args=(--gateway ws://127.0.0.1:$SB_PORT --admin-user admin --admin-password-stdin) ;;
+        sb) args=(--gateway ws://127.0.0.1:$SB_PORT --admin-user admin --admin-password-stdin
+            --echo "$SB_ECHO") ;;
         *) args=(--protocol xmpp --gateway xmpp://127.0.0.1:5222) ;;
     esac
     echo "== $peer $test users=$users rate=$rate rep=$rep" >&2

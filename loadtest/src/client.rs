@@ -194,6 +194,9 @@ impl User {
         })?;
         let resume = !first || ctx.scenario.chats();
         let mut auth = json!({"type": "auth", "token": self.plan.token});
+        if !ctx.scenario.echo {
+            auth["echo"] = json!(false);
+        }
         if resume {
             let since: BTreeMap<String, i64> =
                 self.tracks.iter().map(|(c, t)| (c.to_string(), t.last)).collect();
@@ -268,6 +271,14 @@ impl User {
             _ => far,
         };
         let traffic_end = ctx.traffic_end();
+        // The timers live across the loop and are reset when they fire, not made anew
+        // (registered and cancelled) for every frame received.
+        let send_timer = sleep_until(next_send);
+        let presence_timer = sleep_until(next_presence);
+        let storm_timer = sleep_until(storm_at);
+        // A second after the senders stop, in-flight sends have committed.
+        let end_timer = sleep_until(traffic_end + Duration::from_secs(1));
+        tokio::pin!(send_timer, presence_timer, storm_timer, end_timer);
         loop {
             tokio::select! {
                 frame = ws.next() => {
@@ -275,29 +286,30 @@ impl User {
                         return end;
                     }
                 }
-                _ = sleep_until(next_send), if next_send < traffic_end => {
+                _ = &mut send_timer, if next_send < traffic_end => {
                     if self.send_one(&mut ws).await.is_err() {
                         return self.broken("connection_error");
                     }
                     let now = Instant::now();
                     next_send = (next_send + self.rng.exp(interval)).max(now - Duration::from_secs(1));
+                    send_timer.as_mut().reset(next_send);
                 }
-                _ = sleep_until(next_presence), if next_presence < traffic_end => {
+                _ = &mut presence_timer, if next_presence < traffic_end => {
                     let status = ["available", "busy", "away", "available"][self.rng.below(4)];
                     let frame = json!({"type": "set_presence", "id": "p", "status": status});
                     if ws.send(WsMessage::text(frame.to_string())).await.is_err() {
                         return self.broken("connection_error");
                     }
                     next_presence += self.rng.exp(presence_mean);
+                    presence_timer.as_mut().reset(next_presence);
                 }
-                _ = sleep_until(storm_at) => {
+                _ = &mut storm_timer => {
                     self.stormed = true;
                     ctx.stats.connected(-1);
                     drop(ws);
                     return End::Storm;
                 }
-                // A second after the senders stop, in-flight sends have committed.
-                _ = sleep_until(traffic_end + Duration::from_secs(1)) => break,
+                _ = &mut end_timer => break,
             }
         }
         self.drain(ws).await
@@ -352,7 +364,10 @@ impl User {
         };
         match serde_json::from_str::<ServerFrame>(&text) {
             Ok(ServerFrame::Message { message }) => self.on_message(&message, false),
-            Ok(ServerFrame::Ack { client_msg_id, .. }) => {
+            Ok(ServerFrame::Ack { client_msg_id, conversation_id, seq, duplicate, .. }) => {
+                if !self.ctx.scenario.echo && !duplicate {
+                    self.on_own_ack(conversation_id, seq);
+                }
                 if let Some(p) = self.pending.remove(&client_msg_id) {
                     self.ctx.outstanding.fetch_sub(1, Ordering::Relaxed);
                     self.ctx.stats.ack_us(p.sent.elapsed().as_micros() as u64);
@@ -378,6 +393,17 @@ impl User {
             Err(_) => self.ctx.stats.error("bad_server_frame"),
         }
         None
+    }
+
+    /// Without the echo, a send's `ack` comes in its message's place in seq order. A
+    /// backfill may have brought that seq already, so no duplicate is counted here.
+    fn on_own_ack(&mut self, conversation: i64, seq: i64) {
+        let track = self.tracks.entry(conversation).or_insert_with(|| Track::new(seq - 1));
+        match track.see(seq) {
+            Seen::AfterGap(_) => self.ctx.stats.kind("gap"),
+            Seen::OutOfOrder => self.ctx.stats.add(Count::OutOfOrder, 1),
+            Seen::InOrder | Seen::Duplicate => {}
+        }
     }
 
     fn on_message(&mut self, m: &Message, backfill: bool) {

@@ -125,6 +125,10 @@ struct RunArgs {
     /// Override the scenario's messages per second (all senders together)
     #[arg(long)]
     rate: Option<f64>,
+    /// Override the scenario's `echo`: false signs in with `auth.echo` false (a sender's
+    /// own session gets only the `ack` of its messages)
+    #[arg(long)]
+    echo: Option<bool>,
     /// Directory for result.json and report.html
     #[arg(long, default_value = "loadtest-results")]
     out: PathBuf,
@@ -291,6 +295,7 @@ fn main() -> ExitCode {
                     users: args.users,
                     duration_secs: args.duration,
                     rate: args.rate,
+                    echo: args.echo,
                 },
                 out: args.out,
                 admin,

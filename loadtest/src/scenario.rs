@@ -63,6 +63,11 @@ pub struct Scenario {
     /// Bytes of filler added to each message body.
     #[serde(default)]
     pub body_bytes: usize,
+    /// Whether a sender's own session gets its messages back (`auth.echo`, the web
+    /// client's way). False: only the `ack`, in the message's place, as bots, bridges
+    /// and XMPP clients (no echo without carbons) do; one frame less per message.
+    #[serde(default = "default_echo")]
+    pub echo: bool,
     /// Seconds the run waits after traffic stops for the last deliveries and acks.
     #[serde(default = "default_drain")]
     pub drain_secs: u64,
@@ -78,6 +83,10 @@ pub struct Scenario {
 
 fn default_ramp() -> f64 {
     5.0
+}
+
+fn default_echo() -> bool {
+    true
 }
 
 fn default_drain() -> u64 {
@@ -169,6 +178,7 @@ pub struct Overrides {
     pub users: Option<u32>,
     pub duration_secs: Option<u64>,
     pub rate: Option<f64>,
+    pub echo: Option<bool>,
 }
 
 impl Scenario {
@@ -195,6 +205,9 @@ impl Scenario {
         }
         if let Some(rate) = overrides.rate {
             self.rate = rate;
+        }
+        if let Some(echo) = overrides.echo {
+            self.echo = echo;
         }
     }
 
@@ -263,7 +276,7 @@ mod tests {
     fn overrides_win_and_limits_hold() {
         let mut s: Scenario =
             toml::from_str("kind = \"office\"\nusers = 10\nduration_secs = 5\n").unwrap();
-        s.apply(&Overrides { users: Some(20), duration_secs: None, rate: Some(3.0) });
+        s.apply(&Overrides { users: Some(20), duration_secs: None, rate: Some(3.0), echo: None });
         assert_eq!((s.users, s.duration_secs, s.rate), (20, 5, 3.0));
         s.users = 1;
         assert!(s.validate().is_err());

@@ -30,6 +30,10 @@ pub enum Outbound {
     /// `published_us`: when the origin gateway handed it out (Unix us; 0 = unknown), for
     /// the delivery-latency histogram.
     Message { conversation_id: i64, seq: i64, frame: Utf8Bytes, published_us: i64 },
+    /// The `ack` of a send by a session signed in with `echo: false`, in the place of its
+    /// message: the writer keeps it in seq order like the message, and writes it even when
+    /// a backfill has already sent that seq.
+    Ack { conversation_id: i64, seq: i64, frame: Utf8Bytes },
     /// Any other frame, written as is.
     Frame(Utf8Bytes),
     /// Send whatever storage holds past the last seq sent, in every conversation (live
@@ -53,9 +57,10 @@ impl Outbound {
     /// Bytes of frame text this holds, as counted against a session's queue.
     pub fn size(&self) -> usize {
         match self {
-            Self::Message { frame, .. } | Self::Frame(frame) | Self::Broadcast { frame, .. } => {
-                frame.as_str().len()
-            }
+            Self::Message { frame, .. }
+            | Self::Ack { frame, .. }
+            | Self::Frame(frame)
+            | Self::Broadcast { frame, .. } => frame.as_str().len(),
             Self::Close { frame, .. } => frame.as_ref().map_or(0, |f| f.as_str().len()),
             Self::CatchUp | Self::Sync { .. } | Self::PendingBroadcasts => 0,
         }
@@ -85,7 +90,8 @@ impl Outbound {
                 (true, *conversation_id, *seq, frame, *published_us)
             }
             Self::Frame(frame) => (false, 0, 0, frame, 0),
-            Self::Sync { .. }
+            Self::Ack { .. }
+            | Self::Sync { .. }
             | Self::CatchUp
             | Self::Close { .. }
             | Self::Broadcast { .. }
@@ -260,6 +266,21 @@ impl Hub {
 
     /// Pushes `item` to every session of every user in `users`, except `skip_user`'s.
     pub fn deliver(&self, users: &[i64], skip_user: Option<i64>, item: Outbound) {
+        self.deliver_instead(users, skip_user, item, None);
+    }
+
+    /// [`Hub::deliver`], but the session `instead.0`, if it is here and among the
+    /// targets, gets `instead.1` in place of `item` (a sender's `ack` in place of its
+    /// echo). True when it did.
+    pub fn deliver_instead(
+        &self,
+        users: &[i64],
+        skip_user: Option<i64>,
+        item: Outbound,
+        instead: Option<(u64, Outbound)>,
+    ) -> bool {
+        let skip_session = instead.as_ref().map(|(id, _)| *id);
+        let mut own = None;
         let targets: Pushes = {
             let state = self.lock();
             users
@@ -267,11 +288,25 @@ impl Hub {
                 .filter(|u| Some(**u) != skip_user)
                 .filter_map(|u| state.by_user.get(u))
                 .flatten()
+                .filter(|id| {
+                    let skip = Some(**id) == skip_session;
+                    if skip {
+                        own = state.sessions.get(id).map(|s| s.queue.clone());
+                    }
+                    !skip
+                })
                 .filter_map(|id| state.sessions.get(id))
                 .map(|s| s.queue.clone())
                 .collect()
         };
         push_all(targets, &item);
+        match (own, instead) {
+            (Some(queue), Some((_, item))) => {
+                queue.push(item);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Pushes `end` (a close) to `user`'s sessions here: those signed in with `token`

@@ -36,6 +36,13 @@ fn unavailable(e: PresenceError) -> ApiError {
     ApiError::new(ErrorCode::Unavailable, "presence is unavailable; retry")
 }
 
+/// The session a send came from, when it signed in with `echo: false`: it gets the
+/// send's `ack` (answering its request `id`) in the place of the message.
+pub(crate) struct Own {
+    pub session: u64,
+    pub id: Option<String>,
+}
+
 /// Where a send goes: a conversation, or a user (their direct conversation).
 pub enum Target {
     Conversation(i64),
@@ -78,21 +85,40 @@ impl Gateway {
         kind: MessageKind,
         thread_seq: Option<i64>,
     ) -> Result<Appended, ApiError> {
+        let sent = self.send_own(sender, target, client_msg_id, body, kind, thread_seq, None);
+        Ok(sent.await?.0)
+    }
+
+    /// [`Gateway::send_kind`] from a session signed in with `echo: false` (`own`): that
+    /// session gets the `ack` in the place of the message. True when it did (the caller
+    /// answers with the `ack` itself otherwise: a duplicate, or nothing fanned out).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn send_own(
+        &self,
+        sender: &User,
+        target: Target,
+        client_msg_id: String,
+        body: String,
+        kind: MessageKind,
+        thread_seq: Option<i64>,
+        own: Option<&Own>,
+    ) -> Result<(Appended, bool), ApiError> {
         let span = trace::root(
             || tracing::debug_span!(parent: None, "message.send", otel.kind = "server", user = sender.id),
         );
         let started = std::time::Instant::now();
-        let result = self.send_checked(sender, target, client_msg_id, body, kind, thread_seq);
+        let result = self.send_checked(sender, target, client_msg_id, body, kind, thread_seq, own);
         let result = result.instrument(span).await;
         METRICS.send.since(started);
         match &result {
-            Ok(a) if a.duplicate => METRICS.duplicates.inc(),
+            Ok((a, _)) if a.duplicate => METRICS.duplicates.inc(),
             Ok(_) => METRICS.sent.inc(),
             Err(_) => {}
         }
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send_checked(
         &self,
         sender: &User,
@@ -101,7 +127,8 @@ impl Gateway {
         body: String,
         kind: MessageKind,
         thread_seq: Option<i64>,
-    ) -> Result<Appended, ApiError> {
+        own: Option<&Own>,
+    ) -> Result<(Appended, bool), ApiError> {
         match kind {
             MessageKind::Text => {}
             MessageKind::Broadcast if sender.admin => {}
@@ -150,13 +177,22 @@ impl Gateway {
             // ride the batched append path; it is fanned out and acknowledged the same way.
             Some(root) => self.store().reply(message, root).await?,
         };
+        let mut acked = false;
         if !appended.duplicate {
             // Storage read the members in the commit's transaction; an older storage
             // service sends none, and they are looked up here instead.
             let members = Some(appended.members.as_slice()).filter(|m| !m.is_empty());
-            self.publish(&appended.message, members, None).await;
+            let instead = own.map(|own| {
+                let ack = crate::session::ack(own.id.clone(), &appended).to_json().into();
+                let m = &appended.message;
+                (
+                    own.session,
+                    Outbound::Ack { conversation_id: m.conversation_id, seq: m.seq, frame: ack },
+                )
+            });
+            acked = self.publish_instead(&appended.message, members, None, instead).await;
         }
-        Ok(appended)
+        Ok((appended, acked))
     }
 
     /// Edits (`body` Some) or deletes one of `editor`'s messages: stores the entry
@@ -215,6 +251,18 @@ impl Gateway {
         members: Option<&[i64]>,
         extra: Option<i64>,
     ) {
+        self.publish_instead(message, members, extra, None).await;
+    }
+
+    /// [`Gateway::publish`], with one session here getting another item in its place
+    /// (see [`Hub::deliver_instead`]); true when it did.
+    async fn publish_instead(
+        &self,
+        message: &Message,
+        members: Option<&[i64]>,
+        extra: Option<i64>,
+        instead: Option<(u64, Outbound)>,
+    ) -> bool {
         let members = match members {
             Some(members) => Ok(Arc::from(members)),
             None => self.members(message.conversation_id).await,
@@ -224,7 +272,7 @@ impl Gateway {
             Err(e) => {
                 // Live delivery is the fast path; sessions backfill by seq when it fails.
                 tracing::warn!(error = %e, conversation = message.conversation_id, "fan-out skipped");
-                return;
+                return false;
             }
         };
         let item = Outbound::Message {
@@ -237,22 +285,34 @@ impl Gateway {
             Some(extra) => {
                 let mut users = members.to_vec();
                 users.push(extra);
-                self.deliver(&users, None, item);
+                self.deliver_instead(&users, None, item, instead)
             }
-            None => self.deliver(&members, None, item),
+            None => self.deliver_instead(&members, None, item, instead),
         }
     }
 
     /// Pushes `item` to the sessions of `users` (but `skip_user`'s): here directly, on
     /// other gateways through a router.
     pub(crate) fn deliver(&self, users: &[i64], skip_user: Option<i64>, item: Outbound) {
+        self.deliver_instead(users, skip_user, item, None);
+    }
+
+    /// [`Gateway::deliver`], with one session here getting another item in its place
+    /// (see [`Hub::deliver_instead`]); true when it did.
+    fn deliver_instead(
+        &self,
+        users: &[i64],
+        skip_user: Option<i64>,
+        item: Outbound,
+        instead: Option<(u64, Outbound)>,
+    ) -> bool {
         if let Some(router) = &self.inner.router
             && let Some(routed) = item.to_routed(users, skip_user)
             && !router.route(routed)
         {
             tracing::debug!("no router linked; remote delivery dropped");
         }
-        self.inner.hub.deliver(users, skip_user, item);
+        self.inner.hub.deliver_instead(users, skip_user, item, instead)
     }
 
     /// Ends `user`'s live sessions, here and on every other gateway: those signed in with

@@ -18,11 +18,14 @@ pub(crate) const WAIT: Duration = Duration::from_millis(25);
 /// Most messages held per conversation; one more fills the gap from storage at once.
 pub(crate) const MAX_PER_CONVERSATION: usize = 256;
 
-/// A message frame as the writer sends it.
+/// A message frame as the writer sends it; or, `ack`, the `ack` that takes the place of
+/// the session's own message (`auth.echo` false), which is written even after a backfill
+/// has sent its seq.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Held {
     pub frame: Utf8Bytes,
     pub published_us: i64,
+    pub ack: bool,
 }
 
 /// The messages a session holds back, per conversation, by seq.
@@ -45,7 +48,7 @@ impl Reorder {
     }
 
     /// The held messages of `conversation` that follow `last` without a gap, in order
-    /// (and drops any at or below `last`: sent meanwhile by a backfill).
+    /// (and drops any at or below `last`, sent meanwhile by a backfill, but acks).
     pub fn ready(&mut self, conversation: i64, mut last: i64) -> Vec<(i64, Held)> {
         let mut out = Vec::new();
         let Some(held) = self.held.get_mut(&conversation) else { return out };
@@ -58,6 +61,8 @@ impl Reorder {
             if seq == last + 1 {
                 out.push((seq, message));
                 last = seq;
+            } else if message.ack {
+                out.push((seq, message));
             }
         }
         if held.is_empty() {
@@ -98,7 +103,7 @@ mod tests {
     use super::*;
 
     fn held(n: i64) -> Held {
-        Held { frame: Utf8Bytes::from(format!("m{n}")), published_us: n }
+        Held { frame: Utf8Bytes::from(format!("m{n}")), published_us: n, ack: false }
     }
 
     fn seqs(ready: &[(i64, Held)]) -> Vec<i64> {
@@ -141,6 +146,20 @@ mod tests {
         assert!(r.deadline().is_some(), "conversation 2 still waits");
         assert_eq!(seqs(&r.ready(2, 2)), [3]);
         assert_eq!(r.deadline(), None);
+    }
+
+    #[test]
+    fn an_ack_held_in_its_message_s_place_comes_out_even_after_a_backfill() {
+        let mut r = Reorder::default();
+        r.hold(1, 5, Held { ack: true, ..held(5) });
+        r.hold(1, 6, held(6));
+        r.hold(1, 8, held(8));
+        // A backfill sent up to 6 (the message of the ack among them): the ack still
+        // goes out, the message 6 does not, and 8 waits for 7.
+        let out = r.ready(1, 6);
+        assert_eq!(seqs(&out), [5]);
+        assert!(out[0].1.ack);
+        assert_eq!(r.take(1).into_keys().collect::<Vec<_>>(), [8]);
     }
 
     #[test]

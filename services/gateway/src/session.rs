@@ -24,7 +24,7 @@ use crate::admission::Admitted;
 use crate::auth::TokenHash;
 use crate::hub::Outbound;
 use crate::metrics::{METRICS, delivered_live, frame_type};
-use crate::ops::Target;
+use crate::ops::{Own, Target};
 use crate::queue::{Queue, Receiver};
 use crate::reorder::{Held, Reorder};
 use crate::{ApiError, Gateway, auth};
@@ -105,6 +105,8 @@ struct SignedIn {
     user: Arc<User>,
     token: TokenHash,
     since: Option<Since>,
+    /// False: the session's own sends come back as their `ack` only (`auth.echo`).
+    echo: bool,
     admitted: Admitted,
 }
 
@@ -119,14 +121,15 @@ async fn sign_in(
 ) -> Result<SignedIn, ApiError> {
     let guard = &gateway.inner.login;
     guard.check_ip(ip)?;
-    let (token, since) = match token {
-        Some(token) => (token, None),
+    let (token, since, echo) = match token {
+        Some(token) => (token, None, true),
         None => read_auth(gateway, stream).await?,
     };
     let admitted = gateway.inner.sign_ins.admit().await?;
     match auth::authenticate(gateway.store().as_ref(), &token).await {
         Ok(user) => {
-            Ok(SignedIn { user: Arc::new(user), token: auth::token_hash(&token), since, admitted })
+            let token = auth::token_hash(&token);
+            Ok(SignedIn { user: Arc::new(user), token, since, echo, admitted })
         }
         Err(e) => {
             if e.code() == ErrorCode::Unauthenticated {
@@ -137,11 +140,11 @@ async fn sign_in(
     }
 }
 
-/// Waits for the `auth` frame; returns its token and `since`.
+/// Waits for the `auth` frame; returns its token, `since` and `echo`.
 async fn read_auth(
     gateway: &Gateway,
     stream: &mut SplitStream<WebSocket>,
-) -> Result<(String, Option<Since>), ApiError> {
+) -> Result<(String, Option<Since>, bool), ApiError> {
     let unauthenticated = |why: &str| {
         ApiError::new(
             ErrorCode::Unauthenticated,
@@ -156,7 +159,9 @@ async fn read_auth(
         return match next {
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
             Some(Ok(WsMessage::Text(t))) => match ClientFrame::decode(&t) {
-                Ok(ClientFrame::Auth { token, since, .. }) => Ok((token, since)),
+                Ok(ClientFrame::Auth { token, since, echo, .. }) => {
+                    Ok((token, since, echo.unwrap_or(true)))
+                }
                 Ok(_) => Err(unauthenticated("not signed in")),
                 Err((code, message, _)) => Err(ApiError::new(code, message)),
             },
@@ -180,6 +185,7 @@ async fn run(
     // This function's state is what every idle session keeps: the loop below. Starting
     // and ending are boxed, so their larger state lives on the heap only while they run.
     let user = signed_in.user.clone();
+    let echo = signed_in.echo;
     let (tx, session, mut writer) = match Box::pin(start(&gateway, signed_in, sink)).await {
         Ok(started) => started,
         Err((sink, e)) => {
@@ -198,7 +204,9 @@ async fn run(
             Some(Ok(WsMessage::Text(t))) => {
                 METRICS.frames_in.inc(frame_type(&t));
                 let reply = match ClientFrame::decode(&t) {
-                    Ok(frame) => Box::pin(handle(&gateway, &user, session, frame, &tx, ip)).await,
+                    Ok(frame) => {
+                        Box::pin(handle(&gateway, &user, session, echo, frame, &tx, ip)).await
+                    }
                     Err((code, message, id)) => Some(ServerFrame::error(id, code, message)),
                 };
                 if let Some(reply) = reply
@@ -235,7 +243,7 @@ async fn start(
     signed_in: SignedIn,
     sink: Sink,
 ) -> Result<(Queue, u64, JoinHandle<()>), (Sink, ApiError)> {
-    let SignedIn { user, token, since, admitted } = signed_in;
+    let SignedIn { user, token, since, admitted, .. } = signed_in;
     let user = &user;
     let tx = gateway.inner.hub.new_queue();
     let rx = tx.receiver();
@@ -371,10 +379,10 @@ fn classify(e: axum::Error) -> Option<(ErrorCode, String, u16)> {
 }
 
 /// The `ack` answering a send, edit or delete.
-fn ack(id: Option<String>, a: switchboard_storage::Appended) -> ServerFrame {
+pub(crate) fn ack(id: Option<String>, a: &switchboard_storage::Appended) -> ServerFrame {
     ServerFrame::Ack {
         id,
-        client_msg_id: a.message.client_msg_id.unwrap_or_default(),
+        client_msg_id: a.message.client_msg_id.clone().unwrap_or_default(),
         conversation_id: a.message.conversation_id,
         seq: a.message.seq,
         ts: a.message.ts,
@@ -387,6 +395,7 @@ async fn handle(
     gateway: &Gateway,
     user: &User,
     session: u64,
+    echo: bool,
     frame: ClientFrame,
     tx: &Queue,
     ip: Option<IpAddr>,
@@ -403,9 +412,12 @@ async fn handle(
                 gateway.check_ip_rate(ip)?;
                 let target = Target::from_fields(conversation_id, to)?;
                 let text = MessageKind::Text;
-                let a =
-                    gateway.send_kind(user, target, client_msg_id, body, text, thread_seq).await?;
-                Some(ack(id, a))
+                // Without the echo, the ack takes the message's place in the fan-out.
+                let own = (!echo).then(|| Own { session, id: id.clone() });
+                let (a, acked) = gateway
+                    .send_own(user, target, client_msg_id, body, text, thread_seq, own.as_ref())
+                    .await?;
+                (!acked).then(|| ack(id, &a))
             }
             ClientFrame::OpenDirect { id, user: other } => {
                 let conversation = gateway.open_direct(user, &other).await?;
@@ -487,12 +499,12 @@ async fn handle(
                 let a = gateway
                     .change_message(user, conversation_id, seq, Some(body), client_msg_id)
                     .await?;
-                Some(ack(id, a))
+                Some(ack(id, &a))
             }
             ClientFrame::Delete { id, conversation_id, seq, client_msg_id } => {
                 let a =
                     gateway.change_message(user, conversation_id, seq, None, client_msg_id).await?;
-                Some(ack(id, a))
+                Some(ack(id, &a))
             }
             ClientFrame::React { id, conversation_id, seq, emoji } => {
                 gateway.react(user, conversation_id, seq, &emoji, true).await?;
@@ -646,7 +658,11 @@ impl Writer {
                 self.sink.feed(WsMessage::Text(frame)).await?
             }
             Outbound::Message { conversation_id, seq, frame, published_us } => {
-                self.message(conversation_id, seq, frame, published_us).await?
+                self.message(conversation_id, seq, Held { frame, published_us, ack: false }).await?
+            }
+            Outbound::Ack { conversation_id, seq, frame } => {
+                self.message(conversation_id, seq, Held { frame, published_us: 0, ack: true })
+                    .await?
             }
             Outbound::Sync { id, since } => Box::pin(self.sync(id, since)).await?,
             Outbound::CatchUp => Box::pin(self.catch_up()).await?,
@@ -675,18 +691,19 @@ impl Writer {
         Ok(())
     }
 
-    async fn message(
-        &mut self,
-        conversation: i64,
-        seq: i64,
-        frame: Utf8Bytes,
-        published_us: i64,
-    ) -> Result<(), Stop> {
+    /// A live message (or the `ack` in the place of the session's own), in seq order.
+    async fn message(&mut self, conversation: i64, seq: i64, held: Held) -> Result<(), Stop> {
         match self.last.get(&conversation).copied() {
-            Some(last) if seq <= last => return Ok(()),
+            // Sent already (by a backfill); an ack still has to go.
+            Some(last) if seq <= last => {
+                if held.ack {
+                    self.send_live(conversation, seq, held).await?;
+                }
+                return Ok(());
+            }
             Some(last) if seq > last + 1 => {
                 // Overtaken (or the seqs before it were lost): wait for them.
-                if !self.reorder.hold(conversation, seq, Held { frame, published_us }) {
+                if !self.reorder.hold(conversation, seq, held) {
                     Box::pin(self.fill_gaps(conversation)).await?;
                 }
                 return Ok(());
@@ -697,25 +714,24 @@ impl Writer {
             }
             Some(_) => {}
         }
-        self.send_live(conversation, seq, frame, published_us).await?;
+        self.send_live(conversation, seq, held).await?;
         // Messages that overtook this one follow it now.
         for (seq, held) in self.reorder.ready(conversation, seq) {
-            self.send_live(conversation, seq, held.frame, held.published_us).await?;
+            self.send_live(conversation, seq, held).await?;
         }
         Ok(())
     }
 
-    async fn send_live(
-        &mut self,
-        conversation: i64,
-        seq: i64,
-        frame: Utf8Bytes,
-        published_us: i64,
-    ) -> Result<(), Stop> {
-        self.sink.feed(WsMessage::Text(frame)).await?;
-        METRICS.frames_out.inc("message");
-        delivered_live(published_us);
-        self.last.insert(conversation, seq);
+    async fn send_live(&mut self, conversation: i64, seq: i64, held: Held) -> Result<(), Stop> {
+        self.sink.feed(WsMessage::Text(held.frame)).await?;
+        if held.ack {
+            METRICS.frames_out.inc("ack");
+        } else {
+            METRICS.frames_out.inc("message");
+            delivered_live(held.published_us);
+        }
+        let last = self.last.entry(conversation).or_insert(seq);
+        *last = (*last).max(seq);
         Ok(())
     }
 
@@ -723,19 +739,16 @@ impl Writer {
     /// storage first.
     async fn fill_gaps(&mut self, conversation: i64) -> Result<(), Stop> {
         for (seq, held) in self.reorder.take(conversation) {
-            let mut last = self.last.get(&conversation).copied().unwrap_or(seq - 1);
-            if seq <= last {
-                continue;
-            }
+            let last = self.last.get(&conversation).copied().unwrap_or(seq - 1);
             if seq > last + 1 {
                 METRICS.gaps_filled.inc();
-                last = self.backfill(conversation, last, seq).await?;
+                let last = self.backfill(conversation, last, seq).await?;
                 self.last.insert(conversation, last);
-                if seq <= last {
-                    continue;
-                }
             }
-            self.send_live(conversation, seq, held.frame, held.published_us).await?;
+            // Sent already by a backfill: only an ack still goes.
+            if seq > self.last.get(&conversation).copied().unwrap_or(seq - 1) || held.ack {
+                self.send_live(conversation, seq, held).await?;
+            }
         }
         Ok(())
     }

@@ -122,6 +122,66 @@ async fn every_session_of_a_user_gets_every_message() {
 }
 
 #[tokio::test]
+async fn a_session_without_echo_gets_its_sends_back_as_acks_in_seq_order() {
+    let server = Server::start().await;
+    let (alice_token, bob_token) = (server.user("alice").await, server.user("bob").await);
+    let mut bot =
+        server.connect_with(json!({"type": "auth", "token": alice_token, "echo": false})).await;
+    let mut phone = server.connect(&alice_token).await;
+    let mut bob = server.connect(&bob_token).await;
+
+    let first = bob.send_message(json!({"to": "alice"}), "hello", "hello").await;
+    let (conv, _, _) = ack_seq(&first);
+    assert_eq!(bot.message().await.seq, 1);
+    assert_eq!(phone.message().await.seq, 1);
+    assert_eq!(bob.message().await.seq, 1, "bob's own echo");
+
+    // The sending session gets the ack only; alice's other session and bob the message.
+    let sent = bot.send_message(json!({"conversation_id": conv}), "a1", "from the bot").await;
+    assert_eq!(ack_seq(&sent), (conv, 2, false));
+    assert_eq!(phone.message().await.body, "from the bot");
+    assert_eq!(bob.message().await.seq, 2);
+    bot.no_message(Duration::from_millis(200)).await;
+    // A retry is answered as a duplicate, as with the echo.
+    let again = bot.send_message(json!({"conversation_id": conv}), "a1", "from the bot").await;
+    assert_eq!(ack_seq(&again), (conv, 2, true));
+
+    // Both send at once: the bot's stream of messages and acks is gapless and in order.
+    const EACH: usize = 40;
+    let sender = tokio::spawn(async move {
+        for i in 0..EACH {
+            let frame = json!({"type": "send", "conversation_id": conv, "client_msg_id": format!("b{i}"), "body": "x"});
+            bob.send(frame).await;
+        }
+        bob
+    });
+    for i in 0..EACH {
+        let frame = json!({"type": "send", "conversation_id": conv, "client_msg_id": format!("n{i}"), "body": "y"});
+        bot.send(frame).await;
+    }
+    // Kept open until the end: a closed connection's unread frames are dropped.
+    let _bob = sender.await.unwrap();
+    let mut seqs = Vec::new();
+    let mut acks = 0;
+    while seqs.len() < 2 * EACH {
+        match bot.next().await {
+            ServerFrame::Message { message } => {
+                assert_eq!(message.body, "x", "the bot's own message came back");
+                seqs.push(message.seq);
+            }
+            ServerFrame::Ack { seq, duplicate: false, .. } => {
+                acks += 1;
+                seqs.push(seq);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(acks, EACH);
+    assert_eq!(seqs, (3..3 + 2 * EACH as i64).collect::<Vec<_>>());
+    bot.no_message(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
 async fn a_retried_send_is_stored_once() {
     let server = Server::start().await;
     let (alice_token, bob_token) = (server.user("alice").await, server.user("bob").await);

@@ -27,6 +27,11 @@ pub enum ClientFrame {
             deserialize_with = "some_conversation_map"
         )]
         since: Option<BTreeMap<i64, i64>>,
+        /// False: this session's own sends come back as their `ack` only, in the place
+        /// of the `message` frame (in seq order), not as both. Bots, bridges and load
+        /// generators that keep their own copy save a frame per send. Default true.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        echo: Option<bool>,
     },
     /// Resynchronise after a (re)connect: for each conversation, the last seq this client
     /// has. The server sends every message after it, in order, then `synced`.

@@ -75,7 +75,7 @@ async fn session(
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
     let since = (!first).then(|| last.clone());
-    let auth = ClientFrame::Auth { id: None, token: token.to_owned(), since };
+    let auth = ClientFrame::Auth { id: None, token: token.to_owned(), since, echo: None };
     ws.send(WsMessage::text(serde_json::to_string(&auth)?)).await?;
     let list = ClientFrame::ListConversations { id: Some("listen".into()) };
     ws.send(WsMessage::text(serde_json::to_string(&list)?)).await?;
