@@ -14,8 +14,9 @@
 # delivered message over the same steady window (it shares the machine's cores).
 #
 # Per build label, LOADTEST_<label> names another load tool binary and ARGS_<label> adds
-# arguments to its run (e.g. ARGS_noecho="--echo false"); labels are then letters, digits
-# and underscores.
+# arguments to its run (e.g. ARGS_noecho="--echo false"), and DATA_<label> puts that
+# label's data dirs under another directory (e.g. DATA_tmpfs=/dev/shm/bench: the disk out
+# of the measurement); labels are then letters, digits and underscores.
 #
 #   scripts/bench-embedded.sh before=/tmp/old/switchboard after=target/release/switchboard
 #   RATE=6000 ROUNDS=3 DURATION=20 scripts/bench-embedded.sh now=target/release/switchboard
@@ -25,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ $# -ge 1 ] || { sed -n '2,23p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,24p' "$0"; exit 2; }
 RATE=${RATE:-3000}
 USERS=${USERS:-2000}
 DURATION=${DURATION:-20}
@@ -66,8 +67,10 @@ stored() {
 run_one() { # label binary round
     local label=$1 bin=$2 round=$3
     local dir=$OUT/$label-$round
-    mkdir -p "$dir"
-    "$bin" serve --listen 127.0.0.1:$PORT --data-dir "$dir/data" --rate-per-user 0 \
+    local data_var="DATA_$label"
+    local data=${!data_var:-$OUT}/$label-$round/data
+    mkdir -p "$dir" "$data"
+    "$bin" serve --listen 127.0.0.1:$PORT --data-dir "$data" --rate-per-user 0 \
         --rate-per-ip 0 >"$dir/server.log" 2>&1 &
     server=$!
     for _ in $(seq 100); do
