@@ -13,10 +13,11 @@
 # /proc/PID/io) per delivered message over the whole run; and the load tool's CPU per
 # delivered message over the same steady window (it shares the machine's cores).
 #
-# Per build label, LOADTEST_<label> names another load tool binary and ARGS_<label> adds
-# arguments to its run (e.g. ARGS_noecho="--echo false"), and DATA_<label> puts that
-# label's data dirs under another directory (e.g. DATA_tmpfs=/dev/shm/bench: the disk out
-# of the measurement); labels are then letters, digits and underscores.
+# Per build label, LOADTEST_<label> names another load tool binary, ARGS_<label> adds
+# arguments to its run (e.g. ARGS_noecho="--echo false"), SERVE_ARGS_<label> to its
+# server's (e.g. SERVE_ARGS_normal="--sync normal"), and DATA_<label> puts its data dirs
+# under another directory (e.g. DATA_tmpfs=/dev/shm/bench: the disk out of the
+# measurement); labels are then letters, digits and underscores.
 #
 #   scripts/bench-embedded.sh before=/tmp/old/switchboard after=target/release/switchboard
 #   RATE=6000 ROUNDS=3 DURATION=20 scripts/bench-embedded.sh now=target/release/switchboard
@@ -26,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-[ $# -ge 1 ] || { sed -n '2,24p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,26p' "$0"; exit 2; }
 RATE=${RATE:-3000}
 USERS=${USERS:-2000}
 DURATION=${DURATION:-20}
@@ -69,9 +70,11 @@ run_one() { # label binary round
     local dir=$OUT/$label-$round
     local data_var="DATA_$label"
     local data=${!data_var:-$OUT}/$label-$round/data
+    local serve_args_var="SERVE_ARGS_$label"
     mkdir -p "$dir" "$data"
+    # shellcheck disable=SC2086 # SERVE_ARGS_<label> is a list of arguments
     "$bin" serve --listen 127.0.0.1:$PORT --data-dir "$data" --rate-per-user 0 \
-        --rate-per-ip 0 >"$dir/server.log" 2>&1 &
+        --rate-per-ip 0 ${!serve_args_var:-} >"$dir/server.log" 2>&1 &
     server=$!
     for _ in $(seq 100); do
         curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break

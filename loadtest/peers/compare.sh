@@ -10,7 +10,9 @@
 #
 # Settings (environment): BIN (target/release), OUT (/tmp/compare), PEERS ("sb ej ejsql"),
 # IDLE_USERS (5000; 0 skips the idle test), RATES ("500 1000 2000 4000 8000"; "" none), REPS (3),
-# BC_USERS (2000; 0 skips the broadcast), SB_ECHO (false).
+# BC_USERS (2000; 0 skips the broadcast), SB_ECHO (false), SB_SYNC (full; with normal,
+# Switchboard runs `serve --sync normal`, acks that do not wait for the disk's flush, as
+# ejabberd's archive on mnesia does not, and its rows are labelled sb-normal).
 #
 # Switchboard's users sign in with `auth.echo` false (SB_ECHO): an XMPP client gets no copy
 # of what it sends (no carbons here), so neither server writes the sender an echo; the
@@ -26,6 +28,7 @@ RATES=${RATES-500 1000 2000 4000 8000}
 REPS=${REPS:-3}
 BC_USERS=${BC_USERS:-2000}
 SB_ECHO=${SB_ECHO:-false}
+SB_SYNC=${SB_SYNC:-full}
 SB_PORT=28080
 EJ=loadtest/peers/ejabberd.sh
 LT="$BIN/switchboard-loadtest"
@@ -46,7 +49,7 @@ start_sb() {
     rm -rf "$OUT/sb-data"
     ulimit -n 20000
     "$BIN/switchboard" serve --listen 127.0.0.1:$SB_PORT --data-dir "$OUT/sb-data" \
-        --rate-per-user 0 --rate-per-ip 0 >"$OUT/sb.log" 2>&1 &
+        --rate-per-user 0 --rate-per-ip 0 --sync "$SB_SYNC" >"$OUT/sb.log" 2>&1 &
     SB_PID=$!
     for _ in $(seq 1 100); do
         grep -q "one-time password" "$OUT/sb.log" && break
@@ -55,20 +58,27 @@ start_sb() {
     sed -n 's/.*one-time password: *//p' "$OUT/sb.log" | head -1 >"$OUT/adminpw"
 }
 
+# The name of PEER's rows and run directories: sb-normal for Switchboard with SB_SYNC=normal.
+label_of() {
+    if [ "$1" = sb ] && [ "$SB_SYNC" != full ]; then echo "sb-$SB_SYNC"; else echo "$1"; fi
+}
+
 # run PEER TEST USERS RATE REP SCENARIO [extra args...]: one load-test run, one summary line.
 run() {
     local peer=$1 test=$2 users=$3 rate=$4 rep=$5 scenario=$6
     shift 6
-    local dir="$OUT/$peer-$test-$users-$rate-$rep" args=()
+    local label
+    label=$(label_of "$peer")
+    local dir="$OUT/$label-$test-$users-$rate-$rep" args=()
     case $peer in
         sb) args=(--gateway ws://127.0.0.1:$SB_PORT --admin-user admin --admin-password-stdin
             --echo "$SB_ECHO") ;;
         *) args=(--protocol xmpp --gateway xmpp://127.0.0.1:5222) ;;
     esac
-    echo "== $peer $test users=$users rate=$rate rep=$rep" >&2
+    echo "== $label $test users=$users rate=$rate rep=$rep" >&2
     "$LT" run "$scenario" --users "$users" --rate "$rate" --out "$dir" "${args[@]}" "$@" \
         <"$OUT/adminpw" >"$dir.log" 2>&1 || true
-    line "$peer" "$test" "$users" "$rate" "$rep" "$dir" "${RSS_BEFORE:-}" "${RSS_HELD:-}"
+    line "$label" "$test" "$users" "$rate" "$rep" "$dir" "${RSS_BEFORE:-}" "${RSS_HELD:-}"
 }
 
 line() {
@@ -104,7 +114,8 @@ pid_of() {
 }
 
 idle() {
-    local peer=$1 pid dir="$OUT/$1-idle-$IDLE_USERS-0-1"
+    local peer=$1 pid dir
+    dir="$OUT/$(label_of "$1")-idle-$IDLE_USERS-0-1"
     pid=$(pid_of "$peer")
     # Hold for 40 s after a 10 s ramp; RSS is sampled once the users are provisioned (the
     # "running" line, just before the first connection) and again with everyone connected.

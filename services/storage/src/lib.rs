@@ -40,7 +40,7 @@ pub use model::{
     SearchPage, SearchQuery, SearchSort, SearchTerm, StoredAttachment, User, Webhook, now_ms,
 };
 pub use postgres::{PgOptions, PgStore, SearchWordsConfig};
-pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
+pub use sqlite::{DB_FILE as SQLITE_FILE, Durability, SqliteStore};
 
 use async_trait::async_trait;
 use switchboard_protocol::rest::{AuditEntry, ImportReport, LegalHold, RetentionPolicy};

@@ -36,6 +36,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `serve --sync`: SQLite's `synchronous` setting for the embedded store.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SyncMode {
+    Full,
+    Normal,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -417,6 +424,13 @@ pub struct ServeArgs {
     /// Address for HTTP and WebSocket
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// What a message's ack waits for. full: the disk has it (an fsync per commit), so
+    /// acked messages survive a power loss. normal: it is written to the database's log,
+    /// so acked messages survive a crash of the server but not a power loss or an OS
+    /// crash (the disk syncs at checkpoints); acks then do not wait for the disk's
+    /// flushes, which stall on some shared or throttled VM disks
+    #[arg(long, env = "SWITCHBOARD_SYNC", value_enum, default_value_t = SyncMode::Full)]
+    pub sync: SyncMode,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]

@@ -11,11 +11,13 @@ use switchboard_gateway::{Cluster, Config, Gateway, auth};
 use switchboard_presence::{RedisConfig, RedisLocator, RedisPresence};
 use switchboard_storage::attachments::Blobs;
 use switchboard_storage::grpc::RemoteStore;
-use switchboard_storage::{PgOptions, PgStore, SqliteStore, Store};
+use switchboard_storage::{Durability, PgOptions, PgStore, SqliteStore, Store};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
-use crate::cli::{GatewayArgs, LdapArgs, LimitArgs, RouterArgs, ServeArgs, StorageArgs, TlsArgs};
+use crate::cli::{
+    GatewayArgs, LdapArgs, LimitArgs, RouterArgs, ServeArgs, StorageArgs, SyncMode, TlsArgs,
+};
 
 fn config(
     limits: &LimitArgs,
@@ -158,7 +160,11 @@ fn client_tls(args: &GatewayArgs) -> anyhow::Result<Option<ClientTlsConfig>> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&args.data_dir)
+    let durability = match args.sync {
+        SyncMode::Full => Durability::PowerLoss,
+        SyncMode::Normal => Durability::Crash,
+    };
+    let store = SqliteStore::open_with(&args.data_dir, durability)
         .await
         .with_context(|| format!("cannot open the database in {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
@@ -166,6 +172,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let gateway = Gateway::new(store.clone(), config(&args.limits, &args.ldap, blobs.clone())?);
     bootstrap_admin(&gateway).await?;
     println!("Data: {}", args.data_dir.display());
+    println!(
+        "Acked messages survive {}",
+        match args.sync {
+            SyncMode::Full => "a power loss (--sync full)",
+            SyncMode::Normal =>
+                "a crash of the server, not a power loss or an OS crash (--sync normal)",
+        }
+    );
     // Retention runs beside the server and ends with it (a sweep cut short resumes at the
     // next start: every batch is its own transaction).
     let retention = tokio::spawn(switchboard_storage::retention::run(

@@ -21,9 +21,14 @@ struct Serve {
 
 impl Serve {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -60,6 +65,12 @@ impl Serve {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let status = self.child.wait().unwrap();
         (status.success(), self.lines.try_iter().collect())
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 
@@ -191,6 +202,48 @@ fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
     let (success, _, stderr) =
         cli(&alice, &[&["history", "admin"][..], &url_flag[..]].concat(), None);
     assert!(!success && stderr.contains("not signed in"), "{stderr}");
+}
+
+#[test]
+fn with_sync_normal_acked_messages_survive_a_killed_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let admin = tmp.path().join("admin");
+    let server = Serve::start_with(&data, &["--sync", "normal"]);
+    assert!(
+        server.banner.iter().any(|l| l.contains("survive a crash of the server, not a power loss")),
+        "serve says what an ack survives: {:?}",
+        server.banner
+    );
+    let password = server.admin_password().unwrap();
+    ok(cli(
+        &admin,
+        &["login", "--server", &server.url, "--user", "admin", "--password-stdin"],
+        Some(&format!("{password}\n")),
+    ));
+    ok(cli(&admin, &["user", "add", "carol", "--password-stdin"], Some("carol-secret\n")));
+    for n in 1..=20 {
+        let sent = ok(cli(&admin, &["send", "carol", &format!("note {n}")], None));
+        assert!(sent.contains(&format!("seq {n}")), "{sent}");
+    }
+    // SIGKILL: no shutdown, no checkpoint; what was acked is in the log.
+    server.kill();
+    let server = Serve::start(&data);
+    assert!(server.banner.iter().any(|l| l.contains("survive a power loss (--sync full)")));
+    let url_flag = ["--server", server.url.as_str()];
+    let history =
+        ok(cli(&admin, &[&["history", "carol", "--json"][..], &url_flag[..]].concat(), None));
+    let bodies: Vec<String> = history
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (1..=20).map(|n| format!("note {n}")).collect();
+    assert_eq!(bodies, expected);
 }
 
 #[test]

@@ -52,6 +52,21 @@ use tokio::sync::oneshot;
 use crate::appender::{Appenders, Pipeline};
 use crate::{Appended, HistoryPage, NewMessage, NewUser, Result, StoreError, User};
 
+/// What a commit of the embedded store, and so a message's ack, survives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// A power loss: every commit waits for the disk to have the log (`synchronous=FULL`,
+    /// an `fsync` per commit). The default.
+    #[default]
+    PowerLoss,
+    /// A crash of the server process, not of the machine (`synchronous=NORMAL`): commits
+    /// are written to the log without waiting for the disk, which syncs at checkpoints.
+    /// After a power loss or an OS crash the last commits before it may be gone, acked
+    /// messages with them, and their seqs are then given again to new messages. Where the
+    /// disk's flushes stall (shared or throttled VM disks), acks no longer wait for them.
+    Crash,
+}
+
 /// Pages of log (WAL) after which the checkpointer copies the log into the database file.
 const LOG_PAGES_PER_CHECKPOINT: u32 = 10_000;
 
@@ -71,9 +86,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database in `data_dir` and applies migrations.
-    /// Must be called inside a tokio runtime: it spawns the appender task.
+    /// Opens (creating when missing) the database in `data_dir` and applies migrations,
+    /// with commits that survive a power loss. Must be called inside a tokio runtime: it
+    /// spawns the appender task.
     pub async fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_with(data_dir, Durability::PowerLoss).await
+    }
+
+    /// [`SqliteStore::open`], with commits as durable as `durability` says.
+    pub async fn open_with(data_dir: &Path, durability: Durability) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create data dir {}: {e}", data_dir.display()))
         })?;
@@ -82,7 +103,10 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit (and so an ack) survives power loss, not only a crash.
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match durability {
+                Durability::PowerLoss => SqliteSynchronous::Full,
+                Durability::Crash => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             // Another process (an admin command) may hold the write lock for a moment.
             .busy_timeout(Duration::from_secs(10))
