@@ -86,6 +86,19 @@ fn cli(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, Stri
     (code == 0, stdout, stderr)
 }
 
+/// The bodies of `history --json` output, oldest first.
+fn bodies(history: &str) -> Vec<String> {
+    history
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn ok(result: (bool, String, String)) -> String {
     assert!(result.0, "command failed: stdout {} stderr {}", result.1, result.2);
     result.1
@@ -167,16 +180,7 @@ fn a_newcomer_starts_the_server_and_chats_from_the_cli() {
 
     ok(cli(&alice, &["send", "admin", "Thanks!"], None));
     let history = ok(cli(&alice, &["history", "admin", "--json"], None));
-    let bodies: Vec<String> = history
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(bodies, ["Welcome aboard", "Thanks!"]);
+    assert_eq!(bodies(&history), ["Welcome aboard", "Thanks!"]);
     let plain = ok(cli(&alice, &["history", "admin"], None));
     assert!(plain.contains("admin: Welcome aboard"), "{plain}");
 
@@ -233,17 +237,8 @@ fn with_sync_normal_acked_messages_survive_a_killed_server() {
     let url_flag = ["--server", server.url.as_str()];
     let history =
         ok(cli(&admin, &[&["history", "carol", "--json"][..], &url_flag[..]].concat(), None));
-    let bodies: Vec<String> = history
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
     let expected: Vec<String> = (1..=20).map(|n| format!("note {n}")).collect();
-    assert_eq!(bodies, expected);
+    assert_eq!(bodies(&history), expected);
 }
 
 #[test]
