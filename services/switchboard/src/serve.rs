@@ -160,9 +160,12 @@ fn client_tls(args: &GatewayArgs) -> anyhow::Result<Option<ClientTlsConfig>> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let durability = match args.sync {
-        SyncMode::Full => Durability::PowerLoss,
-        SyncMode::Normal => Durability::Crash,
+    let (durability, acks_survive) = match args.sync {
+        SyncMode::Full => (Durability::PowerLoss, "a power loss (--sync full)"),
+        SyncMode::Normal => (
+            Durability::Crash,
+            "a crash of the server, not a power loss or an OS crash (--sync normal)",
+        ),
     };
     let store = SqliteStore::open_with(&args.data_dir, durability)
         .await
@@ -172,14 +175,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let gateway = Gateway::new(store.clone(), config(&args.limits, &args.ldap, blobs.clone())?);
     bootstrap_admin(&gateway).await?;
     println!("Data: {}", args.data_dir.display());
-    println!(
-        "Acked messages survive {}",
-        match args.sync {
-            SyncMode::Full => "a power loss (--sync full)",
-            SyncMode::Normal =>
-                "a crash of the server, not a power loss or an OS crash (--sync normal)",
-        }
-    );
+    println!("Acked messages survive {acks_survive}");
     // Retention runs beside the server and ends with it (a sweep cut short resumes at the
     // next start: every batch is its own transaction).
     let retention = tokio::spawn(switchboard_storage::retention::run(

@@ -102,7 +102,7 @@ impl SqliteStore {
             .filename(data_dir.join(DB_FILE))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit (and so an ack) survives power loss, not only a crash.
+            // FULL by default: a commit (and so an ack) survives power loss, not only a crash.
             .synchronous(match durability {
                 Durability::PowerLoss => SqliteSynchronous::Full,
                 Durability::Crash => SqliteSynchronous::Normal,
