@@ -14,8 +14,12 @@
 //!   `synchronous=FULL` and checkpoints every 10,000 pages, as the embedded store runs it;
 //!   no idempotency key, no conversation row, no search index.
 //!
-//!     cargo run --release -p switchboard-loadtest --example floors -- \
-//!         [--pairs 1000] [--rate 10000] [--seconds 10] [--batch 500] [--rows 200000] [--dir D]
+//! Run it with:
+//!
+//! ```sh
+//! cargo run --release -p switchboard-loadtest --example floors -- \
+//!     [--pairs 1000] [--rate 10000] [--seconds 10] [--batch 500] [--rows 200000] [--dir D]
+//! ```
 //!
 //! Loopback only. Figures in docs/benchmarks.md ("The floors under a 1:1 message").
 
