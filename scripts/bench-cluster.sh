@@ -2,14 +2,20 @@
 # Cluster latency benchmark (docs/benchmarks.md, "Cluster: same vs cross gateway"):
 # starts the local cluster (deploy/local/cluster.sh: 1 storage on PostgreSQL, 2 routers,
 # 3 gateways) on a fresh database and Redis prefix, measures the floors (Redis PUBLISH
-# round trip, Redis lookup, PostgreSQL single-row commit), then runs the load tool's
-# one-to-one scenario with both partners on one gateway ("same") and on two ("cross"),
-# at a light rate and at 5,000 msg/s, ROUNDS times interleaved, and prints medians.
+# round trip, Redis lookup, PostgreSQL single-row commit, gRPC round trip), then runs the
+# load tool's one-to-one scenario with both partners on one gateway ("same") and on two
+# ("cross"), at a light rate and at 5,000 msg/s, ROUNDS times interleaved, and prints
+# medians.
 #
 #   scripts/bench-cluster.sh                # ROUNDS=3 DURATION=15 USERS=2000
 #   ROUNDS=1 DURATION=10 scripts/bench-cluster.sh
 #   SWITCHBOARD_BIN=/tmp/old/switchboard NO_BUILD=1 scripts/bench-cluster.sh   # another server build
 #   STORAGE_ARGS="--commit-pipeline 2" RATES=5000 PLACEMENTS=cross scripts/bench-cluster.sh
+#
+# The floors are measured twice: before any traffic, and during each run above the light
+# rate (started FLOORS_AFTER seconds into the load tool's run, default 6 + DURATION/4:
+# past its 5 s ramp), so the summary shows what that load alone does to them. Both
+# include a gRPC round trip to router 1 (a health check).
 #
 # Besides the load tool's result, each run leaves what the processes measured meanwhile
 # (scripts/metrics-diff.py: storage commit times and batch sizes, router lookups, gaps
@@ -52,7 +58,8 @@ trap bench_stop_cluster EXIT
 bench_start_cluster
 
 echo "== floors (one at a time, no load) ==" | tee "$OUT/floors.txt"
-"$OUT/bin/floors" redis://127.0.0.1:6379 "$DATABASE" 2000 | tee -a "$OUT/floors.txt"
+floors() { "$OUT/bin/floors" redis://127.0.0.1:6379 "$DATABASE" 2000 http://127.0.0.1:7201; }
+floors | tee -a "$OUT/floors.txt"
 
 # storage, the two routers and the two gateways the load goes to
 metrics_ports="7100 7201 7202 8081 8082"
@@ -80,6 +87,11 @@ run() { # round rate placement gateways
     scripts/cpu-by-role.py snapshot >"$dir.cpu-before"
     scripts/metrics-diff.py snapshot $metrics_ports >"$dir.metrics-before"
     statements reset
+    local floors_pid=
+    if [ "$2" != "$LIGHT" ]; then
+        (sleep "${FLOORS_AFTER:-$((6 + DURATION / 4))}" && floors >"$dir.floors" 2>&1) &
+        floors_pid=$!
+    fi
     local TIMEFORMAT='%U %S'
     { time (printf '%s\n' "$password" | "$LOADTEST" run loadtest/scenarios/one-to-one.toml \
         --gateway "$4" --users "$USERS" --rate "$2" --duration "$DURATION" \
@@ -87,6 +99,7 @@ run() { # round rate placement gateways
         2>"$dir.time"
     # CPU per role over the run, per delivered message (the load tool's from `time`: its
     # process is gone by the second snapshot).
+    [ -z "$floors_pid" ] || wait "$floors_pid" || true
     scripts/cpu-by-role.py snapshot >"$dir.cpu-after"
     scripts/metrics-diff.py snapshot $metrics_ports >"$dir.metrics-after"
     scripts/metrics-diff.py diff "$dir.metrics-before" "$dir.metrics-after" >"$dir.metrics"
@@ -124,4 +137,25 @@ print(f"{'offered msg/s':>13} {'placement':>9} {'runs':>4} {'delivered/s':>11} {
 for (rate, placement), runs in sorted(rows.items()):
     med = lambda k: statistics.median(float(r.get(k, 0) or 0) for r in runs)
     print(f"{rate:>13} {placement:>9} {len(runs):>4} {med('delivered_per_s'):>11.0f} {med('p50_ms'):>7.2f} {med('p99_ms'):>7.2f} {med('max_ms'):>7.1f} {med('ack_p50_ms'):>7.2f} {med('ack_p99_ms'):>7.2f} {sum(int(r.get('lost', 0)) for r in runs):>5} {sum(int(r.get('duplicated', 0)) for r in runs):>4}")
+
+# The floors, idle and under each heavy rate: medians of the runs' p50 and p99.
+def floors(path):
+    for line in path.read_text().splitlines():
+        name, _, rest = line.partition(" p50 ")
+        if rest:
+            words = rest.split()
+            yield name.strip(), float(words[0]), float(words[3])
+print()
+print(f"{'floor':<32} {'under':>14} {'runs':>4} {'p50 ms':>7} {'p99 ms':>7}")
+groups = {"idle": [out / "floors.txt"]}
+for path in sorted(out.glob("r*.floors")):
+    _, rate, placement = path.name.split(".")[0].split("-")
+    groups.setdefault(f"{rate} {placement}", []).append(path)
+for under, paths in groups.items():
+    by_name = {}
+    for path in paths:
+        for name, p50, p99 in floors(path):
+            by_name.setdefault(name, []).append((p50, p99))
+    for name, values in by_name.items():
+        print(f"{name:<32} {under:>14} {len(values):>4} {statistics.median(v[0] for v in values):>7.3f} {statistics.median(v[1] for v in values):>7.3f}")
 EOF

@@ -1,10 +1,14 @@
 //! The floors a cluster message cannot beat, measured on this machine: a Redis
 //! PUBLISH -> subscriber round trip, a Redis presence lookup (what a router does per
 //! route) and one PostgreSQL single-row commit (what storage does per batch), each one at
-//! a time, as p50/p99/max over N samples.
+//! a time, as p50/p99/max over N samples. Given a router's or the storage service's
+//! address, also one gRPC round trip to it (a health check: what each of the message's
+//! hops between processes costs at least).
 //!
 //!     cargo run --release -p switchboard --example floors -- \
-//!         redis://127.0.0.1:6379 postgres://postgres@127.0.0.1:5432/postgres [N]
+//!         redis://127.0.0.1:6379 postgres://postgres@127.0.0.1:5432/postgres [N [GRPC_URL]]
+//!
+//! Run while the cluster carries traffic, they show what that load alone does to them.
 //!
 //! Used by scripts/bench-cluster.sh; figures in docs/benchmarks.md.
 
@@ -33,7 +37,7 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(redis_url), Some(pg_url)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: floors REDIS_URL POSTGRES_URL [SAMPLES]");
+        eprintln!("usage: floors REDIS_URL POSTGRES_URL [SAMPLES [GRPC_URL]]");
         std::process::exit(2);
     };
     let n: usize = args.get(3).map_or(2000, |n| n.parse().unwrap());
@@ -93,4 +97,25 @@ async fn main() {
     }
     summary("postgres single-row commit", samples);
     sqlx::query(&format!("DROP TABLE {table}")).execute(&mut pg).await.unwrap();
+
+    // gRPC: one unary call to a running service, over one HTTP/2 connection.
+    if let Some(url) = args.get(4) {
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let mut samples = Vec::with_capacity(n);
+        for i in 0..n + 100 {
+            let start = Instant::now();
+            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+            health.check(request).await.unwrap();
+            if i >= 100 {
+                samples.push(start.elapsed());
+            }
+        }
+        summary("gRPC round trip (health check)", samples);
+    }
 }
