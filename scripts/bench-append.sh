@@ -31,6 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
 ensure_postgres
+. scripts/bench-lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-20}
@@ -61,15 +62,7 @@ trap 'rm -rf "$work"; for db in $before $after; do psql -q "$PG/postgres" -c "DR
 setup() { # database, migration files...
     local db=$1
     shift
-    psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-    for file in "$@"; do psql -q -v ON_ERROR_STOP=1 "$PG/$db" -f "$file"; done
-    psql -q -v ON_ERROR_STOP=1 -v n="$CONVERSATIONS" "$PG/$db" <<'SQL'
-INSERT INTO users (username, password_hash, created_at)
-    SELECT 'u' || i, '!', 0 FROM generate_series(1, 100) i;
-INSERT INTO conversations (kind, name, created_at) SELECT 'group', 'g' || i, 0 FROM generate_series(1, :n) i;
-INSERT INTO members (conversation_id, user_id, joined_at)
-    SELECT c.id, u.id, 0 FROM conversations c JOIN users u ON u.id % 50 = c.id % 50 OR u.id <= 2;
-SQL
+    bench_append_database "$PG/$db" "$CONVERSATIONS" "$@"
 }
 
 body="array_fill('the budget review for the customer meeting moved to friday at noon'::text, ARRAY[$BATCH])"

@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
 ensure_postgres
+. scripts/bench-lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-20}
@@ -31,17 +32,7 @@ db=sbbench_floor
 work=$(mktemp -d)
 trap 'rm -rf "$work"; psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
 
-psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
-for file in services/storage/migrations/postgres/*.sql; do
-    psql -q -v ON_ERROR_STOP=1 "$PG/$db" -f "$file" 2>/dev/null
-done
-psql -q -v ON_ERROR_STOP=1 -v n="$CONVERSATIONS" "$PG/$db" <<'SQL'
-INSERT INTO users (username, password_hash, created_at)
-    SELECT 'u' || i, '!', 0 FROM generate_series(1, 100) i;
-INSERT INTO conversations (kind, name, created_at) SELECT 'group', 'g' || i, 0 FROM generate_series(1, :n) i;
-INSERT INTO members (conversation_id, user_id, joined_at)
-    SELECT c.id, u.id, 0 FROM conversations c JOIN users u ON u.id % 50 = c.id % 50 OR u.id <= 2;
-SQL
+bench_append_database "$PG/$db" "$CONVERSATIONS" services/storage/migrations/postgres/*.sql
 
 # One append_batch call: BATCH messages in random conversations, sender 1 or 2 (members
 # of every conversation), a fresh key per message (the retry lookup runs for each).

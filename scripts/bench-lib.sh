@@ -2,6 +2,8 @@
 # release build, copies of the binaries, a fresh database with an admin, and the local
 # cluster (deploy/local/cluster.sh) started in the background and stopped again.
 # Everything listens on loopback only. Callers set OUT (results directory) first.
+# Also by the append_batch benchmarks (scripts/bench-append.sh,
+# scripts/bench-commit-floor.sh), for bench_append_database.
 
 bench_target_dir=${CARGO_TARGET_DIR:-target}
 
@@ -75,4 +77,24 @@ bench_stop_cluster() {
     fi
     local url=${REDIS:-redis://127.0.0.1:6379}
     redis-cli -u "$url" --scan --pattern "$PREFIX:*" | xargs -r redis-cli -u "$url" del >/dev/null
+}
+
+# bench_append_database URL CONVERSATIONS MIGRATION_FILES...: drops and creates the
+# database of URL (on the local server), applies the given migrations and adds 100 users
+# and CONVERSATIONS group conversations; users 1 and 2 are members of every conversation,
+# so either may send to any of them with append_batch.
+bench_append_database() {
+    local url=$1 conversations=$2
+    shift 2
+    psql -q "${url%/*}/postgres" -c "DROP DATABASE IF EXISTS ${url##*/} WITH (FORCE)" \
+        -c "CREATE DATABASE ${url##*/}"
+    local file
+    for file in "$@"; do psql -q -v ON_ERROR_STOP=1 "$url" -f "$file"; done
+    psql -q -v ON_ERROR_STOP=1 -v n="$conversations" "$url" <<'SQL'
+INSERT INTO users (username, password_hash, created_at)
+    SELECT 'u' || i, '!', 0 FROM generate_series(1, 100) i;
+INSERT INTO conversations (kind, name, created_at) SELECT 'group', 'g' || i, 0 FROM generate_series(1, :n) i;
+INSERT INTO members (conversation_id, user_id, joined_at)
+    SELECT c.id, u.id, 0 FROM conversations c JOIN users u ON u.id % 50 = c.id % 50 OR u.id <= 2;
+SQL
 }
